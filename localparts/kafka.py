@@ -1,0 +1,205 @@
+"""A real Apache Kafka broker on 127.0.0.1: KRaft, one node, jars from Maven Central.
+
+The broker is the one Strimzi runs (Kafka 4.x), not a stand-in. Its jars are
+resolved once by Maven into ``<cache>/kafka/<version>/lib``; each start formats
+a fresh data directory, picks a free port, and waits until the broker logs
+that it has started and accepts connections.
+
+Why 3.9 and not 4.x: tensorflow-io 0.37.1 bundles librdkafka 1.5.0, and
+against Kafka 4.1.1 its offset look-up fails: `IODataset.from_kafka` raises
+"failed to consume tail message: Local: Required feature not supported by
+broker" and the broker drops the connection ("Disconnected ... after 220ms in
+state UP"). Kafka 4.0 removed old protocol versions (KIP-896) that this client
+still needs. Kafka 3.9 is the newest line that serves it, and the one Strimzi
+0.45-0.47 run. The integration tests read topics through all three
+tensorflow-io Kafka datasets against this broker, so a regression fails there.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from localparts.cache import cache_root, require_tool, run
+from localparts.errors import LocalPartError
+from localparts.ports import LOOPBACK, free_port, port_open
+from localparts.process import ServerProcess, spawn, wait_until
+
+KAFKA_VERSION = "3.9.1"
+"""Apache Kafka release (Scala 2.13 build); see the module docstring for why not 4.x."""
+
+SLF4J_BACKEND = ("org.slf4j", "slf4j-reload4j", "1.7.36")
+"""Logging backend: Kafka 3.9 declares only the slf4j 1.7 API, the backend is ours to add."""
+
+START_TIMEOUT_S = 90.0
+"""How long a cold broker start may take (JVM start, storage format, KRaft election)."""
+
+JAVA_HINT = "apt-get install openjdk-17-jre-headless (Kafka 4.x needs Java 17 or newer)"
+MAVEN_HINT = "apt-get install maven"
+
+POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>dev.streamtrain.local</groupId>
+  <artifactId>kafka-broker</artifactId>
+  <version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>{kafka}</version></dependency>
+    <dependency><groupId>{backend[0]}</groupId><artifactId>{backend[1]}</artifactId><version>{backend[2]}</version></dependency>
+  </dependencies>
+</project>
+"""
+
+LOG4J_CONFIG = """log4j.rootLogger=INFO, stdout
+log4j.appender.stdout=org.apache.log4j.ConsoleAppender
+log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
+log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.org.apache=WARN
+log4j.logger.kafka.server.KafkaRaftServer=INFO
+"""
+
+READY_LINE = "Kafka Server started"
+
+
+def install(version: str = KAFKA_VERSION) -> Path:
+    """Resolve the broker's jars (cached); return the directory that holds them."""
+    home = cache_root() / "kafka" / version
+    lib = home / "lib"
+    if (lib / f"kafka_2.13-{version}.jar").exists():
+        return lib
+    require_tool("java", JAVA_HINT)
+    mvn = require_tool("mvn", MAVEN_HINT)
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "pom.xml").write_text(POM.format(kafka=version, backend=SLF4J_BACKEND))
+    partial = home / "lib.partial"
+    run([mvn, "-q", "-B", "dependency:copy-dependencies", f"-DoutputDirectory={partial}",
+         "-DincludeScope=runtime"],
+        cwd=home, what=f"resolving Apache Kafka {version} from Maven Central")
+    partial.rename(lib)
+    return lib
+
+
+@dataclass
+class KafkaBroker:
+    """A running single-node broker and how to reach it."""
+
+    process: ServerProcess
+    bootstrap_servers: str
+    data_dir: Path
+
+    def stop(self) -> None:
+        """Stop the broker (its data directory is left for post-mortems)."""
+        self.process.stop()
+
+
+def server_properties(port: int, controller_port: int, log_dir: Path,
+                      extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """KRaft combined-mode settings for one node on loopback, tuned for tests and demos."""
+    properties = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@{LOOPBACK}:{controller_port}",
+        "listeners": f"PLAINTEXT://{LOOPBACK}:{port},CONTROLLER://{LOOPBACK}:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://{LOOPBACK}:{port}",
+        "controller.listener.names": "CONTROLLER",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "log.dirs": str(log_dir),
+        "num.partitions": "1",
+        "offsets.topic.replication.factor": "1",
+        "offsets.topic.num.partitions": "4",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        # The default 3 s delay would slow every consumer-group join.
+        "group.initial.rebalance.delay.ms": "0",
+        "auto.create.topics.enable": "false",
+        "log.flush.interval.messages": "9223372036854775807",
+    }
+    properties.update(extra or {})
+    return properties
+
+
+def start(data_dir: Path, *, version: str = KAFKA_VERSION,
+          extra_properties: Mapping[str, str] | None = None,
+          attempts: int = 3) -> KafkaBroker:
+    """Format ``data_dir`` and start a broker there on free ports; wait until it serves."""
+    lib = install(version)
+    java = require_tool("java", JAVA_HINT)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "log4j.properties").write_text(LOG4J_CONFIG)
+    classpath = f"{lib}/*"
+    jvm = [java, "-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+           f"-Dlog4j.configuration=file:{data_dir / 'log4j.properties'}", "-cp", classpath]
+    last_error: LocalPartError | None = None
+    for attempt in range(attempts):
+        port, controller_port = free_port(), free_port()
+        log_dir = data_dir / f"data-{attempt}"
+        config = data_dir / "server.properties"
+        properties = server_properties(port, controller_port, log_dir, extra_properties)
+        config.write_text("".join(f"{key}={value}\n" for key, value in properties.items()))
+        cluster_id = run([*jvm, "kafka.tools.StorageTool", "random-uuid"],
+                         what="generating a Kafka cluster id").strip().splitlines()[-1]
+        run([*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)],
+            what="formatting Kafka storage")
+        log_path = data_dir / "broker.log"
+        process = spawn("kafka", [*jvm, "kafka.Kafka", str(config)], log_path)
+        process.details = {"bootstrap_servers": f"{LOOPBACK}:{port}", "data_dir": str(data_dir)}
+
+        def ready(log_path: Path = log_path, port: int = port) -> bool:
+            text = log_path.read_text(errors="replace") if log_path.exists() else ""
+            return READY_LINE in text and port_open(port)
+
+        try:
+            wait_until(process, ready, START_TIMEOUT_S, "starting the Kafka broker")
+        except LocalPartError as error:
+            process.stop()
+            last_error = error
+            if "Address already in use" in process.log():
+                continue  # lost a race for the port: try other ports
+            raise
+        return KafkaBroker(process, f"{LOOPBACK}:{port}", data_dir)
+    assert last_error is not None
+    raise last_error
+
+
+def state_file() -> Path:
+    """Where ``up`` remembers the broker for ``down`` and for other commands."""
+    return cache_root() / "run" / "kafka.json"
+
+
+def running() -> ServerProcess | None:
+    """The broker started by ``up``, if it still runs."""
+    server = ServerProcess.load(state_file())
+    if server is None or not server.alive():
+        return None
+    return server
+
+
+def up() -> ServerProcess:
+    """Start a long-lived local broker (idempotent); its address is in the state file."""
+    existing = running()
+    if existing is not None:
+        return existing
+    data_dir = cache_root() / "run" / f"kafka-{uuid.uuid4().hex[:8]}"
+    broker = start(data_dir)
+    broker.process.save(state_file())
+    return broker.process
+
+
+def down() -> bool:
+    """Stop the broker started by ``up``; ``False`` if none ran."""
+    server = ServerProcess.load(state_file())
+    if server is None:
+        return False
+    server.stop()
+    state_file().unlink(missing_ok=True)
+    return True
+
+
+def bootstrap_from_environment() -> str | None:
+    """The local broker's address, for commands that were given none."""
+    server = running()
+    return server.details.get("bootstrap_servers") if server else os.environ.get("KAFKA_BOOTSTRAP")
