@@ -1,0 +1,421 @@
+"""The `StreamingTrainingJob` spec: one model, three uses.
+
+The CRD's OpenAPI schema is generated from these classes, the operator parses
+the resource with them, and the workload reads its configuration through them
+(the operator hands each pod the spec as YAML). A local `streamtrain run
+job.yaml` feeds the same document to the same code. Importing this module
+never imports TensorFlow.
+
+Field names are snake_case in Python and camelCase on the wire (the aliases);
+defaults reproduce TensorFlow's Kafka tutorial.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AliasGenerator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+API_GROUP = "streamtrain.dev"
+API_VERSION = "v1alpha1"
+KIND = "StreamingTrainingJob"
+PLURAL = "streamingtrainingjobs"
+SINGULAR = "streamingtrainingjob"
+SHORT_NAME = "stj"
+
+DEFAULT_IMAGE = "ghcr.io/streamtrain/streamtrain:0.1.0"
+"""The image trainer and evaluator pods run unless the spec names another."""
+
+FOREVER = -1
+"""The value of a timeout that never expires."""
+
+Quantity = Annotated[str | int, Field(description="A Kubernetes quantity, e.g. `500m`, `2Gi`, `4`.")]
+
+
+class SpecError(ValueError):
+    """A spec that can never work; the message names each offending field and why."""
+
+
+class SpecModel(BaseModel):
+    """Base of every spec class: camelCase on the wire, unknown fields rejected."""
+
+    model_config = ConfigDict(
+        alias_generator=AliasGenerator(validation_alias=to_camel, serialization_alias=to_camel),
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        use_attribute_docstrings=True,
+    )
+
+
+# ---------------------------------------------------------------- Kafka
+
+FORBIDDEN_KAFKA_KEYS = frozenset(
+    {
+        "sasl.password",
+        "sasl.username",
+        "ssl.key.password",
+        "ssl.key.pem",
+        "ssl.keystore.password",
+        "ssl.certificate.pem",
+        "sasl.oauthbearer.client.secret",
+    }
+)
+"""Credentials never go in the spec (it is readable by everyone who can read the job)."""
+
+ALLOWED_KAFKA_KEY_PREFIXES = (
+    "session.timeout.ms",
+    "max.poll.interval.ms",
+    "heartbeat.interval.ms",
+    "fetch.",
+    "queued.",
+    "socket.",
+    "reconnect.",
+    "message.max.bytes",
+    "receive.message.max.bytes",
+    "auto.offset.reset",
+    "client.id",
+    "client.rack",
+    "metadata.",
+    "topic.metadata.",
+    "api.version.",
+    "broker.version.fallback",
+    "partition.assignment.strategy",
+    "security.protocol",
+    "sasl.mechanism",
+    "ssl.ca.location",
+    "ssl.endpoint.identification.algorithm",
+    "enable.ssl.certificate.verification",
+    "debug",
+    "statistics.interval.ms",
+)
+"""librdkafka settings a job may pass through; others are owned by streamtrain."""
+
+
+class ClusterRef(SpecModel):
+    """A Strimzi `Kafka` resource in the job's namespace."""
+
+    name: str = Field(min_length=1, max_length=253)
+    """Name of the Strimzi `Kafka` resource."""
+    listener: str = Field("plain", min_length=1, max_length=25)
+    """Listener name in the Kafka resource's `status.listeners[]` whose bootstrap address is used."""
+
+
+class UserRef(SpecModel):
+    """A Strimzi `KafkaUser` whose Secret holds the job's Kafka credentials."""
+
+    name: str = Field(min_length=1, max_length=253)
+    """Name of the `KafkaUser` (and of the Secret its User Operator writes)."""
+
+
+class KafkaSpec(SpecModel):
+    """Where the job's Kafka is and how to talk to it: a Strimzi cluster or a plain address."""
+
+    cluster_ref: ClusterRef | None = None
+    """A Strimzi `Kafka` resource; the bootstrap address is read from its status. Exclusive with `bootstrapServers`."""
+    bootstrap_servers: str | None = Field(None, pattern=r"^[^,\s]+:\d+(,[^,\s]+:\d+)*$")
+    """Comma-separated `host:port` list. Exclusive with `clusterRef`."""
+    user_ref: UserRef | None = None
+    """Optional Strimzi `KafkaUser` (SCRAM-SHA-512 or mutual TLS) whose Secret is mounted in the pods."""
+    config: dict[str, str] = Field(default_factory=dict)
+    """librdkafka consumer settings passed through (e.g. `session.timeout.ms: "7000"`); credentials are not accepted here."""
+    manage_topics: bool = False
+    """With `clusterRef`: create a Strimzi `KafkaTopic` for each topic the job reads, if missing."""
+
+    @field_validator("config")
+    @classmethod
+    def _known_keys(cls, config: dict[str, str]) -> dict[str, str]:
+        for key in config:
+            if key in FORBIDDEN_KAFKA_KEYS:
+                raise ValueError(f"{key!r} is a credential; reference a KafkaUser with userRef instead")
+            if not key.startswith(ALLOWED_KAFKA_KEY_PREFIXES):
+                raise ValueError(f"{key!r} is not a librdkafka setting a job may set")
+        return config
+
+    @model_validator(mode="after")
+    def _one_address(self) -> KafkaSpec:
+        if (self.cluster_ref is None) == (self.bootstrap_servers is None):
+            raise ValueError("set exactly one of clusterRef and bootstrapServers")
+        return self
+
+
+# ---------------------------------------------------------------- data
+
+class DataSpec(SpecModel):
+    """The layout of each Kafka record."""
+
+    format: Literal["csv", "json"] = "csv"
+    """`csv`: the message value is comma-separated numbers; `json`: a JSON object per message."""
+    features: int | None = Field(18, ge=1, le=4096)
+    """Number of feature columns (CSV without names). Ignored when `columns` is set."""
+    columns: list[str] | None = Field(None, min_length=1, max_length=4096)
+    """Column names in record order (CSV) or the JSON fields to read, including the label field when `label` is not `key`."""
+    label: str = Field("key", min_length=1)
+    """`key`: the label is the message key (`0` or `1`), as in the tutorial; otherwise the name of a column or JSON field."""
+    max_record_bytes: int = Field(65536, ge=16, le=16 * 1024 * 1024)
+    """Records longer than this many bytes are set aside as `oversized`."""
+    max_bad_records_ratio: float = Field(0.05, ge=0.0, le=1.0)
+    """The run fails when more than this fraction of records is malformed (0 = none tolerated)."""
+    dead_letter_topic: str | None = Field(None, min_length=1, max_length=249)
+    """Optional topic that receives each malformed record with its reason in a header."""
+
+    @model_validator(mode="after")
+    def _label_is_a_column(self) -> DataSpec:
+        if self.columns is not None and len(set(self.columns)) != len(self.columns):
+            raise ValueError("columns must be unique")
+        if self.label != "key" and (self.columns is None or self.label not in self.columns):
+            raise ValueError(f"label {self.label!r} must be 'key' or one of columns")
+        if self.format == "json" and self.columns is None:
+            raise ValueError("format json needs columns (the JSON fields to read)")
+        return self
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Names of the model's input columns, in order (generated as `f0..fN` when unnamed)."""
+        if self.columns is not None:
+            return [name for name in self.columns if name != self.label]
+        return [f"f{index}" for index in range(self.features or 0)]
+
+    @property
+    def record_columns(self) -> list[str]:
+        """Every column of a record value, in order (the label column included when it is one)."""
+        return list(self.columns) if self.columns is not None else self.feature_names
+
+
+# ---------------------------------------------------------------- modes
+
+class TrainSpec(SpecModel):
+    """Batch training: replay a fixed offset range of the topic every epoch."""
+
+    topic: str = Field("susy-train", min_length=1, max_length=249)
+    """Topic to train on; every partition is read, from its start to its end offset at job start."""
+    epochs: int = Field(10, ge=1, le=10000)
+    """Passes over the data."""
+    batch_size: int = Field(64, ge=1, le=1 << 20)
+    """Records per gradient step."""
+    shuffle_buffer: int = Field(64, ge=0, le=1 << 24)
+    """Records held for shuffling (0 = no shuffle)."""
+    cache: bool = True
+    """Keep decoded records in memory after the first epoch instead of re-reading Kafka."""
+    partitions: int = Field(1, ge=1, le=10000)
+    """Partitions to create the topic with when `kafka.manageTopics` is set."""
+
+
+class EvaluateSpec(SpecModel):
+    """Evaluation: score each record of the topic exactly once per consumer group."""
+
+    topic: str = Field("susy-test", min_length=1, max_length=249)
+    """Topic to evaluate on."""
+    consumer_group: str = Field("testcg", min_length=1, max_length=255)
+    """Consumer group whose committed offsets track what has been scored."""
+    stream_timeout_ms: int = Field(10000, ge=FOREVER)
+    """Milliseconds to wait for new records after the last one before finishing (-1 = forever)."""
+    batch_size: int = Field(1024, ge=1, le=1 << 20)
+    """Records scored per step."""
+    partitions: int = Field(2, ge=1, le=10000)
+    """Partitions to create the topic with when `kafka.manageTopics` is set."""
+
+
+class OnlineSpec(SpecModel):
+    """Online learning: train on mini-batches as records arrive."""
+
+    topic: str = Field("susy-train", min_length=1, max_length=249)
+    """Topic to learn from."""
+    consumer_group: str = Field("cgonline", min_length=1, max_length=255)
+    """Consumer group whose committed offsets track what has been learned."""
+    stream_timeout_ms: int = Field(10000, ge=FOREVER)
+    """Milliseconds to wait for new records before stopping (-1 = run until stopped)."""
+    batch_size: int = Field(64, ge=1, le=1 << 20)
+    """Records per gradient step."""
+    export_every_records: int = Field(50000, ge=0)
+    """Export the model after this many new records (0 = only at the end)."""
+    export_every_seconds: int = Field(300, ge=0)
+    """Export the model after this many seconds (0 = only at the end)."""
+    partitions: int = Field(1, ge=1, le=10000)
+    """Partitions to create the topic with when `kafka.manageTopics` is set."""
+
+
+# ---------------------------------------------------------------- model
+
+class LayerSpec(SpecModel):
+    """One hidden layer: `{dense: 128, activation: relu}` or `{dropout: 0.2}`."""
+
+    dense: int | None = Field(None, ge=1, le=65536)
+    """Units of a fully connected layer."""
+    activation: Literal["relu", "tanh", "sigmoid", "gelu", "elu", "selu", "linear"] | None = None
+    """Activation of a dense layer (default `relu`)."""
+    dropout: float | None = Field(None, ge=0.0, lt=1.0)
+    """Fraction of units dropped during training."""
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> LayerSpec:
+        if (self.dense is None) == (self.dropout is None):
+            raise ValueError("a layer sets exactly one of dense and dropout")
+        if self.dropout is not None and self.activation is not None:
+            raise ValueError("activation belongs to dense layers, not dropout")
+        return self
+
+
+def tutorial_layers() -> list[LayerSpec]:
+    """The hidden layers of TensorFlow's Kafka tutorial."""
+    return [
+        LayerSpec(dense=128),
+        LayerSpec(dropout=0.2),
+        LayerSpec(dense=256),
+        LayerSpec(dropout=0.4),
+        LayerSpec(dense=128),
+        LayerSpec(dropout=0.4),
+    ]
+
+
+class OutputSpec(SpecModel):
+    """Where the trained model goes."""
+
+    path: str = Field("/models/model", min_length=1)
+    """Directory for the Keras file, SavedModel, checkpoints, plots and results (a PVC mount)."""
+    volume_claim: str | None = Field(None, min_length=1, max_length=253)
+    """PersistentVolumeClaim mounted at `path` in the pods; without it the pods use a scratch volume."""
+
+
+class ModelSpec(SpecModel):
+    """The binary classifier: hidden layers from the spec, one sigmoid output."""
+
+    layers: list[LayerSpec] = Field(default_factory=tutorial_layers, min_length=1, max_length=64)
+    """Hidden layers in order; a single sigmoid unit is always added as the output."""
+    optimizer: Literal["adam", "sgd", "rmsprop", "adagrad"] = "adam"
+    """Optimizer name."""
+    learning_rate: float = Field(0.001, gt=0.0, le=10.0)
+    """Optimizer step size."""
+    normalize: bool = True
+    """Standardize features with statistics of the training data (raw features vary by orders of magnitude)."""
+    output: OutputSpec = Field(default_factory=OutputSpec)
+    """Where to write the model and its artefacts."""
+
+
+# ---------------------------------------------------------------- pods
+
+class ResourcesSpec(SpecModel):
+    """Compute resources of a pod's container, as in a Pod spec."""
+
+    requests: dict[str, Quantity] = Field(default_factory=dict)
+    """Minimum resources, e.g. `{cpu: "1", memory: 2Gi}`."""
+    limits: dict[str, Quantity] = Field(default_factory=dict)
+    """Maximum resources."""
+
+
+class RoleSpec(SpecModel):
+    """The pods of one role (trainer or evaluator)."""
+
+    image: str = Field(DEFAULT_IMAGE, min_length=1)
+    """Container image that holds the workload."""
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    """When the kubelet pulls the image."""
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    """CPU and memory for the container."""
+    replicas: int = Field(1, ge=1, le=1)
+    """Pods of this role (one; several consumers per group are planned)."""
+    service_account_name: str | None = Field(None, min_length=1, max_length=253)
+    """ServiceAccount the pods run as (none of the workload needs API access)."""
+
+
+class RunPolicy(SpecModel):
+    """How the job's pods are retried, limited and cleaned up."""
+
+    backoff_limit: int = Field(3, ge=0, le=100)
+    """Pod retries per phase before the job fails."""
+    active_deadline_seconds: int | None = Field(None, ge=1)
+    """Seconds a phase may run before it is stopped and the job fails (none = no limit)."""
+    ttl_seconds_after_finished: int | None = Field(None, ge=0)
+    """Seconds after the job finishes before its child Jobs and pods are deleted (none = keep)."""
+    suspend: bool = False
+    """While true, no pods run; setting it back to false resumes the current phase."""
+
+
+class StreamingTrainingJobSpec(SpecModel):
+    """Train a tf.keras model on a Kafka topic, evaluate it on another, optionally keep learning online."""
+
+    kafka: KafkaSpec
+    """The Kafka cluster to read from."""
+    data: DataSpec = Field(default_factory=DataSpec)
+    """The layout of each record."""
+    train: TrainSpec | None = Field(default_factory=TrainSpec)
+    """Batch training; omit to skip (online learning from scratch)."""
+    evaluate: EvaluateSpec | None = Field(default_factory=EvaluateSpec)
+    """Exactly-once evaluation after training; omit to skip."""
+    online: OnlineSpec | None = None
+    """Online learning after evaluation; omit for a job that ends after evaluation."""
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    """The network and where it is written."""
+    trainer: RoleSpec = Field(default_factory=RoleSpec)
+    """Pods that train (batch and online)."""
+    evaluator: RoleSpec = Field(default_factory=RoleSpec)
+    """Pods that evaluate."""
+    run_policy: RunPolicy = Field(default_factory=RunPolicy)
+    """Retries, deadlines, clean-up and suspension."""
+
+    @model_validator(mode="after")
+    def _has_work(self) -> StreamingTrainingJobSpec:
+        if self.train is None and self.online is None:
+            raise ValueError("set train or online: a job must learn from something")
+        return self
+
+    @property
+    def phases(self) -> list[str]:
+        """The modes this job runs, in order."""
+        steps = [("train", self.train), ("evaluate", self.evaluate), ("online", self.online)]
+        return [name for name, step in steps if step is not None]
+
+
+def format_validation_error(error: ValidationError, prefix: str = "spec") -> str:
+    """One line per problem: `spec.train.epochs: Input should be greater than or equal to 1`."""
+    lines = []
+    for problem in error.errors():
+        path = ".".join(str(part) for part in (prefix, *problem["loc"]) if part != "")
+        message = problem["msg"].removeprefix("Value error, ")
+        lines.append(f"{path}: {message}")
+    return "; ".join(lines)
+
+
+def parse_spec(spec: Mapping[str, Any]) -> StreamingTrainingJobSpec:
+    """Validate a spec mapping (camelCase keys); a `SpecError` names each bad field."""
+    try:
+        return StreamingTrainingJobSpec.model_validate(dict(spec))
+    except ValidationError as error:
+        raise SpecError(format_validation_error(error)) from None
+
+
+def parse_job_document(document: Mapping[str, Any]) -> tuple[str, StreamingTrainingJobSpec]:
+    """The name and spec of a `StreamingTrainingJob` manifest (a dict from YAML or the API)."""
+    if document.get("kind") != KIND:
+        raise SpecError(f"kind: expected {KIND}, got {document.get('kind')!r}")
+    expected = f"{API_GROUP}/{API_VERSION}"
+    if document.get("apiVersion") != expected:
+        raise SpecError(f"apiVersion: expected {expected}, got {document.get('apiVersion')!r}")
+    name = str((document.get("metadata") or {}).get("name") or "")
+    if not name:
+        raise SpecError("metadata.name: required")
+    return name, parse_spec(document.get("spec") or {})
+
+
+def load_job_file(text: str) -> tuple[str, StreamingTrainingJobSpec]:
+    """Parse a job manifest's YAML text (the first document of kind StreamingTrainingJob)."""
+    for document in yaml.safe_load_all(text):
+        if isinstance(document, dict) and document.get("kind") == KIND:
+            return parse_job_document(document)
+    raise SpecError(f"no {KIND} document found")
+
+
+def dump_spec(spec: StreamingTrainingJobSpec) -> dict[str, Any]:
+    """The spec as the wire form (camelCase, defaults filled in, unset optionals left out)."""
+    return spec.model_dump(mode="json", by_alias=True, exclude_none=True)

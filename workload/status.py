@@ -1,0 +1,173 @@
+"""What pods report and what the operator writes in `status`: shared, TensorFlow-free.
+
+A pod's final figures travel through its container termination message
+(Kubernetes' own channel: the kubelet copies `/dev/termination-log` into the
+pod status, at most 4 KiB). `PodReport` is that message's schema; the
+workload writes it, the operator reads it into `StreamingTrainingJobStatus`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+TERMINATION_MESSAGE_LIMIT = 4096
+"""Bytes the kubelet keeps of a termination message."""
+
+Phase = Literal["Pending", "Training", "Evaluating", "Online", "Succeeded", "Failed", "Suspended"]
+Mode = Literal["train", "evaluate", "online"]
+
+
+class StatusModel(BaseModel):
+    """camelCase on the wire, tolerant of fields written by newer versions."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="ignore",
+        use_attribute_docstrings=True,
+    )
+
+
+class Metrics(StatusModel):
+    """Model quality and data figures, as the pods reported them."""
+
+    train_loss: float | None = None
+    """Training loss of the last epoch."""
+    train_accuracy: float | None = None
+    """Training accuracy of the last epoch (0-1)."""
+    eval_loss: float | None = None
+    """Binary cross-entropy on the evaluation topic."""
+    eval_accuracy: float | None = None
+    """Accuracy on the evaluation topic (0-1)."""
+    eval_auc: float | None = None
+    """ROC AUC on the evaluation topic (0-1)."""
+    online_accuracy: float | None = None
+    """Prequential (test-then-train) accuracy of online learning (0-1)."""
+    records_trained: int | None = None
+    """Distinct records the trainer learned from (one epoch's worth)."""
+    records_evaluated: int | None = None
+    """Records scored, each exactly once."""
+    records_online: int | None = None
+    """Records learned online."""
+    bad_records: int | None = None
+    """Malformed records set aside (not scored, not trained on)."""
+    bad_records_by_reason: dict[str, int] | None = None
+    """Malformed records by reason (`field_count`, `non_numeric`, `empty`, `oversized`, `bad_key`)."""
+
+
+class PodReport(StatusModel):
+    """A pod's final word: its mode, figures, model location or failure reason."""
+
+    mode: Mode
+    """Which phase the pod ran."""
+    ok: bool
+    """Whether the phase completed."""
+    message: str = ""
+    """Why it failed (empty on success)."""
+    metrics: Metrics = Field(default_factory=Metrics)
+    """Figures of this phase."""
+    model_uri: str | None = None
+    """Where the model was written."""
+    epoch: int | None = None
+    """Epochs completed (train)."""
+    records_per_second: float | None = None
+    """Throughput of the phase."""
+
+    def to_message(self) -> str:
+        """Compact JSON within the kubelet's 4 KiB limit (the message is shortened first)."""
+        text = self.model_dump_json(by_alias=True, exclude_none=True)
+        overflow = len(text.encode()) - TERMINATION_MESSAGE_LIMIT
+        if overflow > 0:
+            clipped = self.message.encode()[: max(0, len(self.message.encode()) - overflow - 3)]
+            shorter = self.model_copy(update={"message": clipped.decode(errors="ignore") + "..."})
+            text = shorter.model_dump_json(by_alias=True, exclude_none=True)
+        return text
+
+    @classmethod
+    def from_message(cls, text: str) -> PodReport | None:
+        """Parse a termination message; `None` when it is not a report (e.g. a crash trace)."""
+        try:
+            return cls.model_validate(json.loads(text))
+        except (ValueError, TypeError):
+            return None
+
+
+class Condition(StatusModel):
+    """A Kubernetes-style condition."""
+
+    type: Literal["Ready", "Training", "Evaluated", "Online", "Failed", "Suspended", "KafkaReady"]
+    """What the condition is about."""
+    status: Literal["True", "False", "Unknown"]
+    """Whether it holds."""
+    reason: str
+    """One CamelCase word for machines."""
+    message: str = ""
+    """A sentence for people."""
+    last_transition_time: str
+    """When `status` last changed (RFC 3339)."""
+    observed_generation: int | None = None
+    """The spec generation this condition was computed from."""
+
+
+class RoleStatus(StatusModel):
+    """The child Job of one phase."""
+
+    job: str | None = None
+    """Name of the batch/v1 Job."""
+    active: int = 0
+    """Pods running."""
+    succeeded: int = 0
+    """Pods that completed."""
+    failed: int = 0
+    """Pods that failed."""
+
+
+class Progress(StatusModel):
+    """Where the job is."""
+
+    epoch: int | None = None
+    """Epochs completed."""
+    records_consumed: int | None = None
+    """Records read so far."""
+    lag: int | None = None
+    """Records the evaluation or online consumer group has yet to read."""
+
+
+class ModelStatus(StatusModel):
+    """The exported model."""
+
+    uri: str | None = None
+    """Where it is."""
+    saved_at: str | None = None
+    """When it was written (RFC 3339)."""
+
+
+class StreamingTrainingJobStatus(StatusModel):
+    """What the operator observed; written only through the status subresource."""
+
+    phase: Phase = "Pending"
+    """Where the job is in its life: Pending, Training, Evaluating, Online, Succeeded, Failed or Suspended."""
+    conditions: list[Condition] = Field(default_factory=list)
+    """Latest observations, one per type."""
+    observed_generation: int | None = None
+    """The spec generation the status reflects."""
+    start_time: str | None = None
+    """When the first pod was started."""
+    completion_time: str | None = None
+    """When the job reached Succeeded or Failed."""
+    bootstrap_servers: str | None = None
+    """The Kafka address in use (resolved from `clusterRef` or copied from the spec)."""
+    trainer: RoleStatus | None = None
+    """The training phase's Job."""
+    evaluator: RoleStatus | None = None
+    """The evaluation phase's Job."""
+    online: RoleStatus | None = None
+    """The online phase's Job."""
+    progress: Progress | None = None
+    """Where the work is."""
+    metrics: Metrics | None = None
+    """Figures reported by the pods."""
+    model: ModelStatus | None = None
+    """The exported model."""
