@@ -8,15 +8,20 @@ other's data.
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import kubernetes
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 
+from localparts import controlplane, kube_build
 from localparts import kafka as local_kafka
 
 
@@ -55,12 +60,40 @@ class KafkaHandle:
         return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()}
 
 
+_brokers_to_stop_at_exit: list[local_kafka.KafkaBroker] = []
+_exit_status: list[int] = []
+
+
 @pytest.fixture(scope="session")
-def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[local_kafka.KafkaBroker]:
-    """A real Apache Kafka broker (KRaft, one node) on 127.0.0.1, for the whole session."""
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> local_kafka.KafkaBroker:
+    """A real Apache Kafka broker (KRaft, one node) on 127.0.0.1, for the whole session.
+
+    It is stopped only as this process exits (see `pytest_unconfigure`):
+    tensorflow-io never frees its librdkafka handles, and when their broker
+    goes away their threads log through a callback that no longer exists and
+    crash the process.
+    """
     broker = local_kafka.start(tmp_path_factory.mktemp("kafka"))
-    yield broker
-    broker.stop()
+    _brokers_to_stop_at_exit.append(broker)
+    return broker
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _exit_status.append(int(exitstatus))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Stop the broker and leave at once, before leaked librdkafka threads see it go."""
+    if not _brokers_to_stop_at_exit:
+        return
+    for broker in _brokers_to_stop_at_exit:
+        try:
+            os.killpg(broker.process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(_exit_status[-1] if _exit_status else 1)
 
 
 @pytest.fixture(scope="session")
@@ -82,6 +115,85 @@ def _broker_alive_after(request: pytest.FixtureRequest) -> Iterator[None]:
         broker: local_kafka.KafkaBroker = request.getfixturevalue("kafka_broker")
         if not broker.process.alive():
             pytest.fail(f"the Kafka broker crashed; log tail:\n{broker.process.log()}")
+
+
+@dataclass
+class KubeCluster:
+    """The session's control plane with API clients bound to its admin kubeconfig."""
+
+    plane: controlplane.ControlPlane
+    api: kubernetes.client.ApiClient
+
+    @property
+    def kubeconfig(self) -> Path:
+        """The admin kubeconfig (for kubectl, helm and subprocesses)."""
+        return self.plane.kubeconfig
+
+    @property
+    def core(self) -> kubernetes.client.CoreV1Api:
+        return kubernetes.client.CoreV1Api(self.api)
+
+    @property
+    def batch(self) -> kubernetes.client.BatchV1Api:
+        return kubernetes.client.BatchV1Api(self.api)
+
+    @property
+    def custom(self) -> kubernetes.client.CustomObjectsApi:
+        return kubernetes.client.CustomObjectsApi(self.api)
+
+    @property
+    def apiextensions(self) -> kubernetes.client.ApiextensionsV1Api:
+        return kubernetes.client.ApiextensionsV1Api(self.api)
+
+    @property
+    def rbac(self) -> kubernetes.client.RbacAuthorizationV1Api:
+        return kubernetes.client.RbacAuthorizationV1Api(self.api)
+
+    def kubectl(self, *arguments: str, check: bool = True,
+                stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run the project's kubectl against the cluster; fail the test with its stderr."""
+        command = [str(kube_build.binary_dir() / "kubectl"), "--kubeconfig",
+                   str(self.kubeconfig), *arguments]
+        result = subprocess.run(command, capture_output=True, text=True, input=stdin,
+                                timeout=120, check=False)
+        if check and result.returncode != 0:
+            pytest.fail(f"kubectl {' '.join(arguments)} failed:\n{result.stderr}")
+        return result
+
+
+@dataclass
+class Kube:
+    """The cluster plus a fresh namespace for one test."""
+
+    cluster: KubeCluster
+    namespace: str
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.cluster, name)
+
+
+@pytest.fixture(scope="session")
+def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
+    """A real etcd + kube-apiserver + kube-controller-manager on 127.0.0.1, for the session."""
+    plane = controlplane.start(tmp_path_factory.mktemp("controlplane"))
+    api = kubernetes.config.new_client_from_config(config_file=str(plane.kubeconfig))
+    yield KubeCluster(plane, api)
+    api.close()
+    plane.stop()
+
+
+@pytest.fixture
+def kube(kube_cluster: KubeCluster, request: pytest.FixtureRequest) -> Iterator[Kube]:
+    """The cluster and a namespace of this test's own, deleted afterwards."""
+    controlplane.require_running(kube_cluster.plane)
+    stem = request.node.name.lower().replace("_", "-")[:40].strip("-")
+    name = f"{stem}-{uuid.uuid4().hex[:6]}"
+    kube_cluster.core.create_namespace({"metadata": {"name": name}})
+    yield Kube(kube_cluster, name)
+    kube_cluster.core.delete_namespace(name)
+    dead = kube_cluster.plane.dead()
+    if dead:
+        pytest.fail("; ".join(f"{p.name} crashed; log tail:\n{p.log()}" for p in dead))
 
 
 @pytest.fixture(scope="session")

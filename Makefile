@@ -1,0 +1,51 @@
+# streamtrain — every target installs what it needs (cached under ~/.cache/streamtrain).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+CACHE ?= $(HOME)/.cache/streamtrain
+VENV ?= $(CACHE)/venv
+PYTHON ?= python3.11
+PY := $(VENV)/bin/python
+# Reinstall when the pins change or the checkout moves (the install is editable).
+SETUP_STAMP := $(VENV)/.installed-$(shell cat pyproject.toml 2>/dev/null | sha256sum | cut -c1-12)-$(shell echo '$(CURDIR)' | sha256sum | cut -c1-8)
+PYTEST_ARGS ?=
+
+.PHONY: help setup parts demo test unit lint crds bench faults clean-cache
+
+help:  ## Show the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
+
+$(SETUP_STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found: install Python 3.11 (Debian: apt-get install python3.11 python3.11-venv)"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+setup: $(SETUP_STAMP)  ## Python environment (TensorFlow, tensorflow-io, kopf, ...)
+
+parts: setup  ## Kafka broker jars and Kubernetes control plane binaries
+	$(PY) -m localparts install
+
+demo: parts  ## The main job: the Kafka tutorial end to end on a local broker
+	$(PY) -m workload.cli demo --output demo-output
+
+test: parts  ## Every test: unit, integration (real Kafka, real API server), end to end
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+unit: setup  ## Unit tests only (no servers)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+lint: setup  ## ruff and mypy --strict
+	$(PY) -m ruff check workload localparts operator tests bench
+	$(PY) -m mypy workload localparts operator/streamtrain_operator
+
+crds: setup  ## Regenerate crds/ from the spec model
+	$(PY) -m streamtrain_operator.crd
+
+bench: parts  ## Input pipeline and evaluation benchmarks (prints a table, writes JSON)
+	$(PY) -m bench.input_pipeline
+
+clean-cache:  ## Forget every cached download and build
+	rm -rf $(CACHE)

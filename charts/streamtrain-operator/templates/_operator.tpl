@@ -1,0 +1,25 @@
+{{/*
+The operator's settings, as the STREAMTRAIN_OPERATOR_* environment variables
+it reads at start (operator/streamtrain_operator/settings.py): what it
+watches, how replicas share the work, where its endpoints listen.
+*/}}
+
+{{- define "streamtrain-operator.env" -}}
+{{- if not .Values.watch.clusterWide }}
+- name: STREAMTRAIN_OPERATOR_NAMESPACES
+  value: {{ include "streamtrain-operator.watchedNamespaces" . | quote }}
+{{- end }}
+{{- if .Values.peering.enabled }}
+- name: STREAMTRAIN_OPERATOR_PEERING
+  value: {{ .Values.peering.name | quote }}
+{{- end }}
+- name: STREAMTRAIN_OPERATOR_LIVENESS_PORT
+  value: {{ .Values.health.port | quote }}
+- name: STREAMTRAIN_OPERATOR_METRICS_PORT
+  value: {{ if .Values.metrics.enabled }}{{ .Values.metrics.port | quote }}{{ else }}"0"{{ end }}
+- name: STREAMTRAIN_OPERATOR_RECONCILE_INTERVAL_S
+  value: {{ .Values.operator.reconcileIntervalSeconds | quote }}
+{{- with .Values.operator.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,7 @@
+"""`python -m localparts` runs the `streamtrain-local` command."""
+
+import sys
+
+from localparts.cli import main
+
+sys.exit(main())

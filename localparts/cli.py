@@ -1,0 +1,78 @@
+"""`streamtrain-local`: install, start and stop the real parts on this machine.
+
+    streamtrain-local install              # Kafka jars + Kubernetes binaries, cached
+    streamtrain-local kafka up|down|status
+    streamtrain-local controlplane up|down|status
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from localparts import controlplane, kafka, kube_build
+from localparts.errors import LocalPartError
+
+
+def _install() -> None:
+    started = time.monotonic()
+    print(f"Kafka {kafka.KAFKA_VERSION} jars: {kafka.install()}", flush=True)
+    print(f"Kubernetes {kube_build.KUBERNETES_VERSION} binaries (first build takes a while): ",
+          end="", flush=True)
+    print(kube_build.build())
+    print(f"installed in {time.monotonic() - started:.0f} s")
+
+
+def _kafka(action: str) -> None:
+    if action == "up":
+        server = kafka.up()
+        print(f"Kafka {kafka.KAFKA_VERSION} at {server.details['bootstrap_servers']}"
+              f" (log: {server.log_path})")
+    elif action == "down":
+        print("stopped" if kafka.down() else "no local broker was running")
+    else:
+        server = kafka.running()
+        print(server.details["bootstrap_servers"] if server else "not running")
+
+
+def _controlplane(action: str) -> None:
+    if action == "up":
+        print(f"export KUBECONFIG={controlplane.up()}")
+    elif action == "down":
+        print("stopped" if controlplane.down() else "no local control plane was running")
+    else:
+        state = controlplane.state_file()
+        print(state.read_text() if state.exists() else "not running")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of `streamtrain-local`."""
+    parser = argparse.ArgumentParser(prog="streamtrain-local", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("install", help="fetch and build every local part (cached)")
+    for name in ("kafka", "controlplane"):
+        sub = commands.add_parser(name, help=f"start or stop the local {name}")
+        sub.add_argument("action", choices=["up", "down", "status"])
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; a failure prints its cause (command, output tail) and exits 1."""
+    arguments = build_parser().parse_args(argv)
+    try:
+        if arguments.command == "install":
+            _install()
+        elif arguments.command == "kafka":
+            _kafka(arguments.action)
+        else:
+            _controlplane(arguments.action)
+    except LocalPartError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

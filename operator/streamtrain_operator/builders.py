@@ -1,0 +1,216 @@
+"""Pure builders of the child objects: one batch/v1 Job per phase, owned by the job.
+
+No API calls here: every function maps the spec (and what the operator
+resolved about Kafka) to a manifest dict, so each is unit-tested without a
+cluster. Names are deterministic (`<job>-train`, `<job>-evaluate`,
+`<job>-online`), which is what makes creation idempotent: a restarted
+operator finds the child by name instead of creating a second one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from workload.kafka_connection import (
+    BOOTSTRAP_ENV,
+    CLUSTER_CA_ENV,
+    CREDENTIALS_ENV,
+    SASL_USERNAME_ENV,
+)
+from workload.spec import API_GROUP, API_VERSION, KIND, StreamingTrainingJobSpec, dump_spec
+from workload.status import Mode
+
+Manifest = dict[str, Any]
+
+NAME_LIMIT = 63
+"""Job names become pod label values (`job-name`), which Kubernetes limits to 63 characters."""
+
+JOB_SPEC_ENV = "STREAMTRAIN_JOB_SPEC"
+"""The job's spec as JSON (camelCase, defaults filled in): what `streamtrain run-mode` reads."""
+
+JOB_NAME_ENV = "STREAMTRAIN_JOB_NAME"
+"""The StreamingTrainingJob's name (the workload uses it in logs and artefact names)."""
+
+RUN_AS_USER = 65532
+"""The distroless `nonroot` user."""
+
+SCRATCH_PATH = "/tmp"
+"""Writable scratch directory (the root filesystem is read-only)."""
+
+CREDENTIALS_PATH = "/var/run/streamtrain/kafka-user"
+"""Where a KafkaUser Secret is mounted."""
+
+CLUSTER_CA_PATH = "/var/run/streamtrain/cluster-ca"
+"""Where the Strimzi cluster CA Secret is mounted (TLS listeners)."""
+
+TERMINATION_LOG = "/dev/termination-log"
+
+JOB_LABEL = f"{API_GROUP}/job"
+MODE_LABEL = f"{API_GROUP}/mode"
+
+ROLE_OF_MODE: dict[Mode, str] = {"train": "trainer", "evaluate": "evaluator", "online": "trainer"}
+"""Which pod template of the spec (`trainer` or `evaluator`) runs each mode."""
+
+
+@dataclass(frozen=True)
+class KafkaAccess:
+    """How pods reach Kafka, as the operator resolved it."""
+
+    bootstrap_servers: str
+    """The address handed to the pods."""
+    user_secret: str | None = None
+    """Secret of a Strimzi KafkaUser to mount (SCRAM password or TLS client certificate)."""
+    username: str | None = None
+    """SCRAM user name (the KafkaUser's name)."""
+    cluster_ca_secret: str | None = None
+    """Secret with the cluster CA certificate, mounted for TLS listeners."""
+
+
+def bounded_name(base: str, suffix: str = "", limit: int = NAME_LIMIT) -> str:
+    """`base` + `suffix` within `limit` characters; a hash keeps shortened names distinct."""
+    full = f"{base}{suffix}"
+    if len(full) <= limit:
+        return full
+    digest = hashlib.sha256(full.encode()).hexdigest()[:8]
+    keep = limit - len(suffix) - len(digest) - 1
+    return f"{base[:keep].rstrip('-.')}-{digest}{suffix}"
+
+
+def child_job_name(job_name: str, mode: Mode) -> str:
+    """The deterministic name of the Job that runs `mode` for `job_name`."""
+    return bounded_name(job_name, f"-{mode}")
+
+
+def job_labels(job_name: str, mode: Mode) -> dict[str, str]:
+    """Labels of a child Job and its pods (used to find them again)."""
+    return {
+        "app.kubernetes.io/name": "streamtrain",
+        "app.kubernetes.io/component": ROLE_OF_MODE[mode],
+        "app.kubernetes.io/managed-by": "streamtrain-operator",
+        JOB_LABEL: bounded_name(job_name),
+        MODE_LABEL: mode,
+    }
+
+
+def owner_reference(job_name: str, uid: str) -> Manifest:
+    """An ownerReference to the StreamingTrainingJob: deleting it deletes the child."""
+    return {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "kind": KIND,
+        "name": job_name,
+        "uid": uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _environment(job_name: str, spec: StreamingTrainingJobSpec,
+                 kafka: KafkaAccess) -> list[Manifest]:
+    env: list[Manifest] = [
+        {"name": JOB_NAME_ENV, "value": job_name},
+        {"name": JOB_SPEC_ENV, "value": json.dumps(dump_spec(spec), sort_keys=True)},
+        {"name": BOOTSTRAP_ENV, "value": kafka.bootstrap_servers},
+        {"name": "HOME", "value": SCRATCH_PATH},
+        {"name": "MPLCONFIGDIR", "value": f"{SCRATCH_PATH}/matplotlib"},
+        {"name": "TF_CPP_MIN_LOG_LEVEL", "value": "2"},
+    ]
+    if kafka.user_secret:
+        env.append({"name": CREDENTIALS_ENV, "value": CREDENTIALS_PATH})
+        env.append({"name": SASL_USERNAME_ENV, "value": kafka.username or ""})
+    if kafka.cluster_ca_secret:
+        env.append({"name": CLUSTER_CA_ENV, "value": CLUSTER_CA_PATH})
+    return env
+
+
+def _volumes(spec: StreamingTrainingJobSpec,
+             kafka: KafkaAccess) -> tuple[list[Manifest], list[Manifest]]:
+    """Volumes and their mounts: scratch, model output, Kafka credentials."""
+    output = spec.model.output
+    model_volume: Manifest = (
+        {"name": "model", "persistentVolumeClaim": {"claimName": output.volume_claim}}
+        if output.volume_claim else {"name": "model", "emptyDir": {}})
+    volumes = [{"name": "scratch", "emptyDir": {}}, model_volume]
+    mounts: list[Manifest] = [{"name": "scratch", "mountPath": SCRATCH_PATH},
+              {"name": "model", "mountPath": output.path}]
+    if kafka.user_secret:
+        volumes.append({"name": "kafka-user", "secret": {"secretName": kafka.user_secret}})
+        mounts.append({"name": "kafka-user", "mountPath": CREDENTIALS_PATH, "readOnly": True})
+    if kafka.cluster_ca_secret:
+        volumes.append({"name": "cluster-ca", "secret": {"secretName": kafka.cluster_ca_secret}})
+        mounts.append({"name": "cluster-ca", "mountPath": CLUSTER_CA_PATH, "readOnly": True})
+    return volumes, mounts
+
+
+def restricted_container_security() -> Manifest:
+    """The container securityContext of Pod Security's `restricted` level."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS_USER,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def build_job_manifest(job_name: str, namespace: str, uid: str, mode: Mode,
+                       spec: StreamingTrainingJobSpec, kafka: KafkaAccess,
+                       suspend: bool | None = None) -> Manifest:
+    """The batch/v1 Job that runs `mode` of the job: `streamtrain run-mode <mode>` in one pod."""
+    role = spec.evaluator if ROLE_OF_MODE[mode] == "evaluator" else spec.trainer
+    policy = spec.run_policy
+    labels = job_labels(job_name, mode)
+    volumes, mounts = _volumes(spec, kafka)
+    resources = {kind: {name: str(amount) for name, amount in amounts.items()}
+                 for kind, amounts in (("requests", role.resources.requests),
+                                       ("limits", role.resources.limits)) if amounts}
+    container: Manifest = {
+        "name": mode,
+        "image": role.image,
+        "imagePullPolicy": role.image_pull_policy,
+        "command": ["streamtrain", "run-mode", mode],
+        "env": _environment(job_name, spec, kafka),
+        "resources": resources,
+        "volumeMounts": mounts,
+        "securityContext": restricted_container_security(),
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    pod_spec: Manifest = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS_USER,
+            "runAsGroup": RUN_AS_USER,
+            "fsGroup": RUN_AS_USER,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if role.service_account_name:
+        pod_spec["serviceAccountName"] = role.service_account_name
+    job_spec: Manifest = {
+        "backoffLimit": policy.backoff_limit,
+        "completions": role.replicas,
+        "parallelism": role.replicas,
+        "suspend": policy.suspend if suspend is None else suspend,
+        "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+    }
+    if policy.active_deadline_seconds is not None:
+        job_spec["activeDeadlineSeconds"] = policy.active_deadline_seconds
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": child_job_name(job_name, mode),
+            "namespace": namespace,
+            "labels": labels,
+            "ownerReferences": [owner_reference(job_name, uid)],
+        },
+        "spec": job_spec,
+    }

@@ -1,0 +1,107 @@
+"""The Kubernetes edge for child Jobs: observe them (and their pods), create, suspend, delete.
+
+Creation is by deterministic name and `AlreadyExists` counts as success, so
+an operator restarted at any moment converges without duplicates.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kubernetes
+
+from streamtrain_operator.builders import JOB_LABEL, MODE_LABEL, Manifest, bounded_name
+from streamtrain_operator.status import ChildObservation, failure_text
+from workload.status import Mode, PodReport
+
+MODES: tuple[Mode, ...] = ("train", "evaluate", "online")
+
+
+def _true_condition(job: Any, kind: str) -> Any:
+    for condition in (job.status.conditions or []) if job.status else []:
+        if condition.type == kind and condition.status == "True":
+            return condition
+    return None
+
+
+def _terminations(pods: list[Any]) -> list[tuple[str, int, str]]:
+    """(finish time, exit code, message) of each terminated container, oldest first."""
+    found = []
+    for pod in pods:
+        for container in (pod.status.container_statuses or []) if pod.status else []:
+            terminated = container.state.terminated if container.state else None
+            if terminated is not None:
+                finished = str(terminated.finished_at or "")
+                found.append((finished, int(terminated.exit_code), terminated.message or ""))
+    return sorted(found)
+
+
+def observe(job: Any, pods: list[Any]) -> ChildObservation:
+    """A child Job and its pods as the state machine needs them."""
+    status = job.status
+    complete = _true_condition(job, "Complete") is not None
+    failed = _true_condition(job, "Failed")
+    terminations = _terminations(pods)
+    successes = [message for _, code, message in terminations if code == 0]
+    failures = [message for _, code, message in terminations if code != 0]
+    report = PodReport.from_message(successes[-1]) if successes else None
+    return ChildObservation(
+        active=int(status.active or 0) if status else 0,
+        succeeded=int(status.succeeded or 0) if status else 0,
+        failed=int(status.failed or 0) if status else 0,
+        complete=complete,
+        failed_for_good=failed is not None,
+        failure_reason=str(failed.reason or "") if failed is not None else "",
+        failure_message=failure_text(failures[-1] if failures else None,
+                                     str(failed.message or "") if failed is not None else ""),
+        report=report,
+    )
+
+
+def observe_children(api: kubernetes.client.ApiClient, namespace: str,
+                     job_name: str) -> dict[Mode, ChildObservation]:
+    """Every child Job of `job_name`, by mode, with its pods' termination messages."""
+    selector = f"{JOB_LABEL}={bounded_name(job_name)}"
+    jobs: list[Any] = kubernetes.client.BatchV1Api(api).list_namespaced_job(
+        namespace, label_selector=selector).items
+    pods: list[Any] = kubernetes.client.CoreV1Api(api).list_namespaced_pod(
+        namespace, label_selector=selector).items
+    observed: dict[Mode, ChildObservation] = {}
+    for job in jobs:
+        mode = (job.metadata.labels or {}).get(MODE_LABEL)
+        if mode in MODES:
+            own_pods = [pod for pod in pods
+                        if (pod.metadata.labels or {}).get(MODE_LABEL) == mode]
+            observed[mode] = observe(job, own_pods)
+    return observed
+
+
+def ensure_job(api: kubernetes.client.ApiClient, manifest: Manifest, suspend: bool) -> bool:
+    """Create the Job if missing, else align its `suspend`; `True` when it was created now."""
+    batch: Any = kubernetes.client.BatchV1Api(api)
+    namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
+    try:
+        batch.create_namespaced_job(namespace, manifest)
+        return True
+    except kubernetes.client.ApiException as error:
+        if error.status != 409:
+            raise
+    existing = batch.read_namespaced_job(name, namespace)
+    if bool(existing.spec.suspend) != suspend and not _true_condition(existing, "Complete"):
+        batch.patch_namespaced_job(name, namespace, {"spec": {"suspend": suspend}})
+    return False
+
+
+def delete_children(api: kubernetes.client.ApiClient, namespace: str, job_name: str) -> int:
+    """Delete every child Job and its pods (TTL after the job finished); return how many."""
+    batch: Any = kubernetes.client.BatchV1Api(api)
+    selector = f"{JOB_LABEL}={bounded_name(job_name)}"
+    jobs: list[Any] = batch.list_namespaced_job(namespace, label_selector=selector).items
+    for job in jobs:
+        try:
+            batch.delete_namespaced_job(job.metadata.name, namespace,
+                                        propagation_policy="Background")
+        except kubernetes.client.ApiException as error:
+            if error.status != 404:
+                raise
+    return len(jobs)

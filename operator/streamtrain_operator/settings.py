@@ -1,0 +1,124 @@
+"""Operator settings from `STREAMTRAIN_OPERATOR_*` environment variables, validated once.
+
+Each field documents its unit and why its default was chosen; `to_kopf()`
+turns them into kopf's own settings.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import kopf
+
+PREFIX = "STREAMTRAIN_OPERATOR_"
+
+
+class SettingsError(ValueError):
+    """An environment variable that cannot be used; the message names it."""
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    """Everything the operator reads from its environment."""
+
+    namespaces: tuple[str, ...] = ()
+    """Namespaces to watch (`NAMESPACES`, comma-separated); empty = the whole cluster."""
+    reconcile_interval_s: float = 5.0
+    """Seconds between reconcile passes of each job (`RECONCILE_INTERVAL_S`): how soon a
+    finished pod moves the job on. Lower it in tests; 5 s is cheap for a handful of jobs."""
+    watch_server_timeout_s: int = 300
+    """Seconds the API server keeps a watch open (`WATCH_SERVER_TIMEOUT_S`). Without it a
+    watch broken by a proxy or load balancer can stall silently for ever."""
+    watch_client_timeout_s: int = 330
+    """Seconds the client waits on a watch (`WATCH_CLIENT_TIMEOUT_S`); a little above the
+    server timeout so the server normally ends the watch first."""
+    connect_timeout_s: int = 30
+    """Seconds to establish a connection to the API server (`CONNECT_TIMEOUT_S`)."""
+    liveness_port: int = 8080
+    """Port of the `/healthz` liveness endpoint (`LIVENESS_PORT`); 0 disables it."""
+    metrics_port: int = 9090
+    """Port of the Prometheus `/metrics` endpoint (`METRICS_PORT`); 0 disables it."""
+    bind_address: str = "0.0.0.0"
+    """Address the liveness and metrics endpoints listen on (`BIND_ADDRESS`)."""
+    peering: str = ""
+    """Name of a kopf peering object (`PEERING`) for an active/standby pair; empty = run
+    standalone (the peering CRDs are then not needed)."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> OperatorSettings:
+        """Read and validate the settings; a `SettingsError` names each bad variable."""
+        env = os.environ if environ is None else environ
+        values = {key.removeprefix(PREFIX): value for key, value in env.items()
+                  if key.startswith(PREFIX)}
+        known = {"NAMESPACES", "RECONCILE_INTERVAL_S", "WATCH_SERVER_TIMEOUT_S",
+                 "WATCH_CLIENT_TIMEOUT_S", "CONNECT_TIMEOUT_S", "LIVENESS_PORT",
+                 "METRICS_PORT", "BIND_ADDRESS", "PEERING"}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise SettingsError(f"unknown settings: {', '.join(PREFIX + key for key in unknown)}")
+        defaults = cls()
+        settings = cls(
+            namespaces=tuple(item.strip() for item in values.get("NAMESPACES", "").split(",")
+                             if item.strip()),
+            reconcile_interval_s=_number(values, "RECONCILE_INTERVAL_S",
+                                         defaults.reconcile_interval_s, float),
+            watch_server_timeout_s=int(_number(values, "WATCH_SERVER_TIMEOUT_S",
+                                               defaults.watch_server_timeout_s, int)),
+            watch_client_timeout_s=int(_number(values, "WATCH_CLIENT_TIMEOUT_S",
+                                               defaults.watch_client_timeout_s, int)),
+            connect_timeout_s=int(_number(values, "CONNECT_TIMEOUT_S",
+                                          defaults.connect_timeout_s, int)),
+            liveness_port=int(_number(values, "LIVENESS_PORT", defaults.liveness_port, int)),
+            metrics_port=int(_number(values, "METRICS_PORT", defaults.metrics_port, int)),
+            bind_address=values.get("BIND_ADDRESS", defaults.bind_address),
+            peering=values.get("PEERING", ""),
+        )
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Reject combinations that cannot work."""
+        if self.reconcile_interval_s <= 0:
+            raise SettingsError(f"{PREFIX}RECONCILE_INTERVAL_S must be > 0")
+        if self.watch_client_timeout_s <= self.watch_server_timeout_s:
+            raise SettingsError(f"{PREFIX}WATCH_CLIENT_TIMEOUT_S must exceed "
+                                f"{PREFIX}WATCH_SERVER_TIMEOUT_S")
+        for name, port in (("LIVENESS_PORT", self.liveness_port),
+                           ("METRICS_PORT", self.metrics_port)):
+            if not 0 <= port <= 65535:
+                raise SettingsError(f"{PREFIX}{name} must be a port number (0 = off)")
+
+    @property
+    def liveness_endpoint(self) -> str | None:
+        """kopf's liveness URL, or `None` when disabled."""
+        if not self.liveness_port:
+            return None
+        return f"http://{self.bind_address}:{self.liveness_port}/healthz"
+
+    def to_kopf(self) -> kopf.OperatorSettings:
+        """kopf's settings: watch timeouts, quiet event posting, peering."""
+        settings = kopf.OperatorSettings()
+        settings.watching.server_timeout = self.watch_server_timeout_s
+        settings.watching.client_timeout = self.watch_client_timeout_s
+        settings.watching.connect_timeout = self.connect_timeout_s
+        # kopf's own log-to-event posting stays for warnings; transitions post their own events.
+        settings.posting.level = 30
+        settings.posting.reporting_component = "streamtrain-operator"
+        settings.peering.standalone = not self.peering
+        settings.peering.name = self.peering or "default"
+        settings.peering.clusterwide = not self.namespaces
+        return settings
+
+
+def _number(values: Mapping[str, str], key: str, default: float, kind: type) -> float:
+    if key not in values:
+        return default
+    try:
+        number: float = kind(values[key])
+    except ValueError:
+        raise SettingsError(f"{PREFIX}{key}={values[key]!r} is not a {kind.__name__}") from None
+    if number < 0:
+        raise SettingsError(f"{PREFIX}{key} must not be negative")
+    return number

@@ -1,0 +1,251 @@
+"""The state machine: from the spec, the last status and the observed children to the next status.
+
+Pure functions only. The phase moves Pending -> Training -> Evaluating ->
+(Online) -> Succeeded | Failed, with Suspended while `runPolicy.suspend` is
+set. Which phase the job is in follows from the status itself (a phase is
+done once its role reports a succeeded pod), so a child Job deleted after
+it finished (TTL) never makes a phase run twice. Conditions are recomputed
+from the phase every time, so they cannot contradict it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from streamtrain_operator.builders import child_job_name
+from workload.spec import StreamingTrainingJobSpec
+from workload.status import (
+    Condition,
+    Metrics,
+    Mode,
+    ModelStatus,
+    Phase,
+    PodReport,
+    Progress,
+    RoleStatus,
+    StreamingTrainingJobStatus,
+)
+
+TERMINAL: frozenset[Phase] = frozenset({"Succeeded", "Failed"})
+PHASE_OF_MODE: dict[Mode, Phase] = {"train": "Training", "evaluate": "Evaluating",
+                                    "online": "Online"}
+ROLE_FIELD: dict[Mode, Literal["trainer", "evaluator", "online"]] = {
+    "train": "trainer", "evaluate": "evaluator", "online": "online"}
+"""The status field that records each mode's child Job."""
+
+MESSAGE_LIMIT = 1024
+"""Characters of a pod's failure text copied into conditions and events."""
+
+EventType = Literal["Normal", "Warning"]
+
+
+@dataclass(frozen=True)
+class ChildObservation:
+    """What the operator saw of one child Job and its pods."""
+
+    active: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    complete: bool = False
+    """The Job's `Complete` condition is true."""
+    failed_for_good: bool = False
+    """The Job's `Failed` condition is true (backoff limit or deadline reached)."""
+    failure_reason: str = ""
+    """The Job's `Failed` condition reason, e.g. `BackoffLimitExceeded`."""
+    failure_message: str = ""
+    """Why: the failed pod's report message, its termination text, or the Job's condition."""
+    report: PodReport | None = None
+    """The report of the pod that completed."""
+
+
+@dataclass(frozen=True)
+class KafkaState:
+    """Whether the Kafka address is known, and if not, what the operator waits for."""
+
+    ready: bool
+    reason: str
+    message: str = ""
+    bootstrap_servers: str | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event to post on the job."""
+
+    type: EventType
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The next status and what the edge must do: which child Job should exist, suspended or not."""
+
+    status: StreamingTrainingJobStatus
+    run: Mode | None = None
+    suspend: bool = False
+    events: list[Event] = field(default_factory=list)
+
+
+def failure_text(report_text: str | None, job_message: str = "") -> str:
+    """A failed pod's reason: its report's message, else its termination text, else the Job's."""
+    if report_text:
+        report = PodReport.from_message(report_text)
+        text = report.message if report is not None and report.message else report_text.strip()
+        return text[-MESSAGE_LIMIT:]
+    return job_message[-MESSAGE_LIMIT:]
+
+
+def done_modes(status: StreamingTrainingJobStatus) -> set[Mode]:
+    """Modes whose child Job has completed, according to the status."""
+    done: set[Mode] = set()
+    for mode, attribute in ROLE_FIELD.items():
+        role: RoleStatus | None = getattr(status, attribute)
+        if role is not None and role.succeeded > 0:
+            done.add(mode)
+    return done
+
+
+def current_mode(spec: StreamingTrainingJobSpec, status: StreamingTrainingJobStatus) -> Mode | None:
+    """The first mode of the spec not yet completed (`None` when all are)."""
+    done = done_modes(status)
+    for mode in spec.phases:
+        if mode not in done:
+            return mode  # type: ignore[return-value]
+    return None
+
+
+def set_condition(conditions: list[Condition], new: Condition) -> list[Condition]:
+    """`conditions` with `new` in place of its type; the transition time moves only on change."""
+    result: list[Condition] = []
+    for existing in conditions:
+        if existing.type != new.type:
+            result.append(existing)
+        elif existing.status == new.status:
+            new = new.model_copy(update={"last_transition_time": existing.last_transition_time})
+    return [*result, new]
+
+
+def _condition(kind: str, holds: bool, reason: str, message: str, generation: int,
+               now: str) -> Condition:
+    return Condition.model_validate({
+        "type": kind, "status": "True" if holds else "False", "reason": reason,
+        "message": message, "lastTransitionTime": now, "observedGeneration": generation})
+
+
+def phase_conditions(spec: StreamingTrainingJobSpec | None, status: StreamingTrainingJobStatus,
+                     message: str, generation: int, now: str) -> list[Condition]:
+    """Every phase-derived condition, consistent with `status.phase` by construction."""
+    phase = status.phase
+    done = done_modes(status)
+    wanted = [
+        _condition("Ready", phase == "Succeeded", "Succeeded" if phase == "Succeeded" else phase,
+                   message, generation, now),
+        _condition("Failed", phase == "Failed", "Failed" if phase == "Failed" else "NotFailed",
+                   message if phase == "Failed" else "", generation, now),
+        _condition("Suspended", phase == "Suspended",
+                   "Suspended" if phase == "Suspended" else "NotSuspended", "", generation, now),
+    ]
+    if spec is None or spec.train is not None:
+        reason: str = ("Training" if phase == "Training" else
+                  "TrainingSucceeded" if "train" in done else phase)
+        wanted.append(_condition("Training", phase == "Training", reason, "", generation, now))
+    if spec is not None and spec.evaluate is not None:
+        reason = "EvaluationSucceeded" if "evaluate" in done else phase
+        wanted.append(_condition("Evaluated", "evaluate" in done, reason, "", generation, now))
+    if spec is not None and spec.online is not None:
+        reason = ("Online" if phase == "Online" else
+                  "OnlineSucceeded" if "online" in done else phase)
+        wanted.append(_condition("Online", phase == "Online", reason, "", generation, now))
+    conditions = list(status.conditions)
+    for condition in wanted:
+        conditions = set_condition(conditions, condition)
+    return conditions
+
+
+def _merge_report(status: StreamingTrainingJobStatus, report: PodReport, now: str) -> None:
+    figures = report.metrics.model_dump(exclude_none=True)
+    status.metrics = (status.metrics or Metrics()).model_copy(update=figures)
+    if report.epoch is not None:
+        status.progress = (status.progress or Progress()).model_copy(update={"epoch": report.epoch})
+    if report.model_uri:
+        status.model = ModelStatus(uri=report.model_uri, saved_at=now)
+
+
+def _transition(status: StreamingTrainingJobStatus, phase: Phase, message: str,
+                events: list[Event]) -> None:
+    if status.phase != phase:
+        kind: EventType = "Warning" if phase == "Failed" else "Normal"
+        events.append(Event(kind, phase, message or f"job is {phase}"))
+    status.phase = phase
+
+
+def invalid_spec(current: StreamingTrainingJobStatus, generation: int, message: str,
+                 now: str) -> Plan:
+    """A spec that can never work: Failed, with the offending field named."""
+    status = current.model_copy(deep=True)
+    events: list[Event] = []
+    status.observed_generation = generation
+    _transition(status, "Failed", f"invalid spec: {message}", events)
+    status.completion_time = status.completion_time or now
+    status.conditions = phase_conditions(None, status, f"invalid spec: {message}", generation, now)
+    status.conditions = set_condition(status.conditions, _condition(
+        "Failed", True, "InvalidSpec", message, generation, now))
+    return Plan(status, events=events)
+
+
+def next_plan(spec: StreamingTrainingJobSpec, job_name: str, generation: int,
+              current: StreamingTrainingJobStatus, children: Mapping[Mode, ChildObservation],
+              kafka: KafkaState, now: str) -> Plan:
+    """The next status of the job and the child Job that should exist."""
+    status = current.model_copy(deep=True)
+    status.observed_generation = generation
+    if current.phase in TERMINAL:
+        return Plan(status)
+    events: list[Event] = []
+    message = ""
+    kafka_condition = _condition("KafkaReady", kafka.ready, kafka.reason, kafka.message,
+                                 generation, now)
+    previous = {condition.type: condition.status for condition in current.conditions}
+    if not kafka.ready and previous.get("KafkaReady") != "False":
+        events.append(Event("Warning", kafka.reason, kafka.message))
+    status.conditions = set_condition(status.conditions, kafka_condition)
+    if kafka.bootstrap_servers:
+        status.bootstrap_servers = kafka.bootstrap_servers
+    run: Mode | None = None
+    mode = current_mode(spec, status)
+    while mode is not None:
+        child = children.get(mode)
+        role = RoleStatus(job=child_job_name(job_name, mode))
+        if child is not None:
+            role = role.model_copy(update={"active": child.active, "succeeded": child.succeeded,
+                                           "failed": child.failed})
+        if child is not None and child.complete:
+            role = role.model_copy(update={"succeeded": max(1, child.succeeded)})
+            setattr(status, ROLE_FIELD[mode], role)
+            if child.report is not None:
+                _merge_report(status, child.report, now)
+            mode = current_mode(spec, status)
+            continue
+        if child is not None and child.failed_for_good:
+            setattr(status, ROLE_FIELD[mode], role)
+            message = (f"{mode} failed ({child.failure_reason or 'Failed'}): "
+                       f"{child.failure_message}").rstrip(": ")
+            _transition(status, "Failed", message, events)
+            break
+        if child is None and not kafka.ready:
+            break  # no pods until the address is known; running pods keep theirs
+        setattr(status, ROLE_FIELD[mode], role)
+        run = mode
+        _transition(status, "Suspended" if spec.run_policy.suspend else PHASE_OF_MODE[mode],
+                    "", events)
+        status.start_time = status.start_time or now
+        break
+    if mode is None:
+        _transition(status, "Succeeded", "every phase completed", events)
+    if status.phase in TERMINAL:
+        status.completion_time = status.completion_time or now
+    status.conditions = phase_conditions(spec, status, message, generation, now)
+    return Plan(status, run, spec.run_policy.suspend, events)

@@ -1,0 +1,153 @@
+"""Evaluate mode on the real broker: correct figures, visible committed offsets, nothing scored twice."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from kafka import KafkaConsumer
+
+from tests.conftest import KafkaHandle
+from tests.integration.modes_support import fill_topic, job_spec, predict, save_tiny_model
+from workload.artifacts import Artifacts
+from workload.kafka_connection import KafkaConnection
+from workload.modes.evaluate import run_evaluate
+
+
+def exact_auc(labels: np.ndarray, scores: np.ndarray) -> float:  # type: ignore[type-arg]
+    """ROC AUC by average ranks (Mann-Whitney U), ties counted half."""
+    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    upper = np.cumsum(counts)
+    ranks = (upper - (counts - 1) / 2)[inverse]
+    positives = labels == 1
+    n_pos, n_neg = positives.sum(), (~positives).sum()
+    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def test_evaluation_figures_match_numpy_and_offsets_are_committed(
+        kafka: KafkaHandle, tmp_path: Path) -> None:
+    topic = kafka.create_topic("eval", partitions=2)
+    data, _, _ = fill_topic(kafka.bootstrap_servers, topic, 3000, seed=5, partitions=2)
+    artifacts = Artifacts(tmp_path).prepare()
+    save_tiny_model(artifacts.keras_model, data=data)
+    group = "eval-figures"
+    spec = job_spec(kafka.bootstrap_servers, tmp_path,
+                    evaluate={"topic": topic, "consumerGroup": group, "streamTimeoutMs": 0,
+                              "batchSize": 256})
+    connection = KafkaConnection(kafka.bootstrap_servers)
+
+    report = run_evaluate("figures", spec, connection, artifacts, progress=False,
+                          chunk_records=700)
+
+    assert report.ok, report.message
+    scores = predict(artifacts.keras_model, data.features)
+    labels = data.labels
+    clipped = np.clip(scores, 1e-7, 1 - 1e-7)
+    loss = -(labels * np.log(clipped) + (1 - labels) * np.log(1 - clipped)).mean()
+    metrics = report.metrics
+    assert metrics.records_evaluated == 3000
+    assert metrics.eval_loss == pytest.approx(loss, rel=1e-4)
+    assert metrics.eval_accuracy == pytest.approx(((scores > 0.5) == (labels == 1)).mean(),
+                                                  abs=1.5 / 3000)
+    assert metrics.eval_auc == pytest.approx(exact_auc(labels, scores), abs=1e-3)
+    assert metrics.bad_records == 0
+
+    ends = kafka.end_offsets(topic)
+    assert kafka.committed(group) == {(topic, p): end for p, end in ends.items()}
+    results = json.loads(artifacts.results("evaluate").read_text())
+    assert [row["lag"] for row in results["partitions"]] == [0, 0]
+    confusion = results["figures"]["confusionMatrix"]
+    assert sum(confusion.values()) == 3000
+    assert results["figures"]["precision"] > 0 and results["figures"]["recall"] > 0
+
+    again = run_evaluate("figures", spec, connection, artifacts, progress=False)
+    rerun = json.loads(artifacts.results("evaluate").read_text())
+    assert again.ok and rerun["recordsThisRun"] == 0
+    assert again.metrics == report.metrics
+
+
+def test_bad_records_are_counted_by_reason_never_scored_and_dead_lettered(
+        kafka: KafkaHandle, tmp_path: Path) -> None:
+    topic = kafka.create_topic("eval-bad", partitions=2)
+    dead = kafka.create_topic("eval-dead", partitions=1)
+    _, _, made = fill_topic(kafka.bootstrap_servers, topic, 2000, seed=6, partitions=2,
+                            bad_fraction=0.02)
+    artifacts = Artifacts(tmp_path).prepare()
+    save_tiny_model(artifacts.keras_model)
+    spec = job_spec(kafka.bootstrap_servers, tmp_path,
+                    data={"deadLetterTopic": dead, "maxBadRecordsRatio": 0.05},
+                    evaluate={"topic": topic, "consumerGroup": "eval-bad", "streamTimeoutMs": 0})
+
+    report = run_evaluate("bad", spec, KafkaConnection(kafka.bootstrap_servers), artifacts,
+                          progress=False)
+
+    assert report.ok, report.message
+    expected = {reason: count for reason, count in made.items() if count}
+    assert report.metrics.bad_records_by_reason == expected
+    assert report.metrics.records_evaluated == 2000 - sum(expected.values())
+    consumer = KafkaConsumer(dead, bootstrap_servers=kafka.bootstrap_servers,
+                             auto_offset_reset="earliest", consumer_timeout_ms=5000)
+    reasons: dict[str, int] = {}
+    for message in consumer:
+        reason = dict(message.headers)["reason"].decode()
+        reasons[reason] = reasons.get(reason, 0) + 1
+    consumer.close()
+    assert reasons == expected
+
+
+def test_too_many_bad_records_fail_the_run_with_counts_and_reasons(
+        kafka: KafkaHandle, tmp_path: Path) -> None:
+    topic = kafka.create_topic("eval-worse", partitions=1)
+    fill_topic(kafka.bootstrap_servers, topic, 1000, seed=7, partitions=1, bad_fraction=0.3)
+    artifacts = Artifacts(tmp_path).prepare()
+    save_tiny_model(artifacts.keras_model)
+    spec = job_spec(kafka.bootstrap_servers, tmp_path,
+                    evaluate={"topic": topic, "consumerGroup": "eval-worse", "streamTimeoutMs": 0})
+
+    report = run_evaluate("worse", spec, KafkaConnection(kafka.bootstrap_servers), artifacts,
+                          progress=False)
+
+    assert not report.ok
+    assert "300 of 1000 records (30.0%) are malformed" in report.message
+    assert "field_count" in report.message and "maxBadRecordsRatio" in report.message
+
+
+def test_a_new_model_is_refused_on_a_group_that_holds_figures_of_another(
+        kafka: KafkaHandle, tmp_path: Path) -> None:
+    topic = kafka.create_topic("eval-model", partitions=1)
+    fill_topic(kafka.bootstrap_servers, topic, 200, seed=8, partitions=1)
+    artifacts = Artifacts(tmp_path).prepare()
+    save_tiny_model(artifacts.keras_model, seed=1)
+    spec = job_spec(kafka.bootstrap_servers, tmp_path,
+                    evaluate={"topic": topic, "consumerGroup": "eval-model", "streamTimeoutMs": 0})
+    connection = KafkaConnection(kafka.bootstrap_servers)
+    assert run_evaluate("m", spec, connection, artifacts, progress=False).ok
+
+    save_tiny_model(artifacts.keras_model, seed=2)
+    report = run_evaluate("m", spec, connection, artifacts, progress=False)
+
+    assert not report.ok and "another model" in report.message
+
+
+def test_records_arriving_within_the_stream_timeout_are_scored(
+        kafka: KafkaHandle, tmp_path: Path) -> None:
+    import threading
+
+    topic = kafka.create_topic("eval-late", partitions=1)
+    fill_topic(kafka.bootstrap_servers, topic, 300, seed=9, partitions=1)
+    artifacts = Artifacts(tmp_path).prepare()
+    save_tiny_model(artifacts.keras_model)
+    spec = job_spec(kafka.bootstrap_servers, tmp_path,
+                    evaluate={"topic": topic, "consumerGroup": "eval-late",
+                              "streamTimeoutMs": 4000})
+    late = threading.Timer(1.5, fill_topic,
+                           (kafka.bootstrap_servers, topic, 200, 10, 1))
+    late.start()
+
+    report = run_evaluate("late", spec, KafkaConnection(kafka.bootstrap_servers), artifacts,
+                          progress=False)
+    late.join()
+
+    assert report.ok and report.metrics.records_evaluated == 500

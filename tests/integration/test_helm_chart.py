@@ -1,0 +1,173 @@
+"""The operator chart against the real API server: dry runs of each switch, install, upgrade, uninstall."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from localparts import helm
+from tests.conftest import Kube
+from tests.integration.cluster_manifests import (
+    PEERING_CRDS,
+    STJ_CRD,
+    adopt_for_helm,
+    dry_run,
+    require_lines,
+    wait_established,
+)
+
+NOT_DRY_RUNNABLE = {"ServiceMonitor", "ClusterKopfPeering", "KopfPeering"}
+"""Kinds whose CRDs are not installed before the dry run (Prometheus Operator's, or the
+chart's own peering CRDs that a dry run does not create)."""
+
+
+def rendered_documents(values: dict[str, Any], namespace: str) -> list[dict[str, Any]]:
+    text = helm.template(values, release="dry", namespace=namespace)
+    return [doc for doc in yaml.safe_load_all(text)
+            if doc and doc["kind"] not in NOT_DRY_RUNNABLE]
+
+
+def applied_line(document: dict[str, Any]) -> str:
+    group = document["apiVersion"].split("/")[0] if "/" in document["apiVersion"] else ""
+    kind = document["kind"].lower() + (f".{group}" if group else "")
+    return f"{kind}/{document['metadata']['name']} serverside-applied (server dry run)"
+
+
+def can_i(kube: Kube, service_account: str, verb: str, resource: str, namespace: str) -> bool:
+    """Whether the API server's RBAC authorizer lets the operator's ServiceAccount do this."""
+    result = kube.cluster.kubectl(
+        "auth", "can-i", verb, resource, "--namespace", namespace,
+        f"--as=system:serviceaccount:{kube.namespace}:{service_account}", check=False,
+    )
+    return result.stdout.strip() == "yes"
+
+
+def run_helm(kube: Kube, *arguments: str) -> str:
+    completed = helm.helm(*arguments, kubeconfig=kube.cluster.kubeconfig)
+    if completed.returncode != 0:
+        pytest.fail(f"helm {' '.join(arguments)} failed:\n{completed.stderr}")
+    return completed.stdout
+
+
+def get_json(kube: Kube, *arguments: str) -> dict[str, Any]:
+    result = kube.cluster.kubectl("get", *arguments, "-o", "json")
+    found: dict[str, Any] = json.loads(result.stdout)
+    return found
+
+
+def exists(kube: Kube, *arguments: str) -> bool:
+    result = kube.cluster.kubectl("get", *arguments, "--ignore-not-found", "-o", "name")
+    return bool(result.stdout.strip())
+
+
+@pytest.mark.parametrize(
+    "switches",
+    [
+        {},
+        {"watch": {"clusterWide": False}},
+        {"peering": {"enabled": True}, "replicaCount": 2, "networkPolicy": {"enabled": True},
+         "podDisruptionBudget": {"enabled": True},
+         "metrics": {"serviceMonitor": {"enabled": True}}},
+        {"crds": {"enabled": False}, "rbac": {"create": False},
+         "serviceAccount": {"create": False, "name": "default"}, "metrics": {"enabled": False}},
+    ],
+    ids=["defaults", "namespaced", "everything-on", "minimal"],
+)
+def test_it_should_pass_a_server_side_dry_run(kube: Kube, switches: dict[str, Any]) -> None:
+    values = json.loads(json.dumps(switches))
+    if values.get("watch", {}).get("clusterWide") is False:
+        values["watch"]["namespaces"] = [kube.namespace]
+    documents = rendered_documents(values, kube.namespace)
+    assert documents
+    result = dry_run(kube, "---\n".join(yaml.safe_dump(doc) for doc in documents),
+                     namespace=kube.namespace)
+    require_lines(result.stdout, [applied_line(doc) for doc in documents])
+
+
+def test_it_should_fail_the_dry_run_of_a_broken_manifest(kube: Kube) -> None:
+    documents = rendered_documents({}, kube.namespace)
+    deployment = next(doc for doc in documents if doc["kind"] == "Deployment")
+    deployment["spec"]["template"]["spec"]["containers"][0]["securityContext"]["runAsNonroot"] = True
+    result = dry_run(kube, yaml.safe_dump(deployment), namespace=kube.namespace, check=False)
+    assert result.returncode != 0
+    assert "runAsNonroot" in result.stderr
+
+
+def test_it_should_install_upgrade_and_uninstall_with_helm(kube: Kube) -> None:
+    namespace = kube.namespace
+    release = f"op-{namespace[-6:]}"
+    account = f"{release}-streamtrain-operator"
+    adopt_for_helm(kube, (STJ_CRD, *PEERING_CRDS), release, namespace)
+
+    # install: cluster-wide, one replica, the CRD kept on uninstall
+    notes = run_helm(kube, "install", release, str(helm.CHART_DIR), "--namespace", namespace)
+    assert "kubectl get stj" in notes and "kubectl apply" in notes
+    wait_established(kube, [STJ_CRD])
+    crd = get_json(kube, "crd", STJ_CRD)
+    assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert crd["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+    deployment = get_json(kube, "deployment", account, "-n", namespace)
+    assert deployment["spec"]["replicas"] == 1
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == account
+    assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+    assert exists(kube, "serviceaccount", account, "-n", namespace)
+    assert exists(kube, "clusterrole", account) and exists(kube, "clusterrolebinding", account)
+    assert can_i(kube, account, "patch", "streamingtrainingjobs.streamtrain.dev/status", namespace)
+    assert can_i(kube, account, "create", "jobs.batch", "default"), "cluster-wide reaches all"
+    assert not can_i(kube, account, "get", "secrets", namespace), "least privilege: no Secrets"
+    assert not can_i(kube, account, "update", "streamingtrainingjobs.streamtrain.dev", namespace)
+
+    # upgrade: only this namespace, two replicas with peering
+    run_helm(kube, "upgrade", release, str(helm.CHART_DIR), "--namespace", namespace,
+             "--set", "watch.clusterWide=false", "--set", f"watch.namespaces={{{namespace}}}",
+             "--set", "peering.enabled=true", "--set", "replicaCount=2")
+    status = json.loads(run_helm(kube, "status", release, "--namespace", namespace,
+                                 "--output", "json"))
+    assert status["version"] == 2 and status["info"]["status"] == "deployed"
+    deployment = get_json(kube, "deployment", account, "-n", namespace)
+    assert deployment["spec"]["replicas"] == 2
+    env = {item["name"]: item.get("value") for item in
+           deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["STREAMTRAIN_OPERATOR_NAMESPACES"] == namespace
+    assert env["STREAMTRAIN_OPERATOR_PEERING"] == "streamtrain"
+    assert not exists(kube, "clusterrolebinding", account), "the cluster-wide grant is gone"
+    assert exists(kube, "role", account, "-n", namespace)
+    assert can_i(kube, account, "create", "jobs.batch", namespace)
+    assert not can_i(kube, account, "create", "jobs.batch", "default")
+    wait_established(kube, list(PEERING_CRDS))
+    assert exists(kube, "kopfpeerings.kopf.dev", "streamtrain", "-n", namespace)
+    assert can_i(kube, account, "patch", "kopfpeerings.kopf.dev", namespace)
+
+    # uninstall: the operator goes, the CRD and so every job stays
+    run_helm(kube, "uninstall", release, "--namespace", namespace, "--wait")
+    assert not exists(kube, "deployment", account, "-n", namespace)
+    assert not exists(kube, "role", account, "-n", namespace)
+    assert not exists(kube, "clusterrole", f"{account}-cluster")
+    assert exists(kube, "crd", STJ_CRD)
+
+
+def test_it_should_apply_the_plain_install_manifest_through_kustomize(
+    kube: Kube, repo_root: Path, tmp_path: Path,
+) -> None:
+    overlay = repo_root / "gitops" / "kustomize" / "overlays" / "example"
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "namespace": kube.namespace,
+        "resources": [os.path.relpath(overlay, tmp_path)],  # kustomize wants relative roots
+    }))
+    rendered = kube.cluster.kubectl("kustomize", str(tmp_path)).stdout
+    documents = [doc for doc in yaml.safe_load_all(rendered) if doc]
+    deployment = next(doc for doc in documents if doc["kind"] == "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "registry.example.com/mirror/streamtrain:0.1.0"
+    assert container["resources"]["limits"]["memory"] == "512Mi"
+    result = dry_run(kube, rendered)
+    require_lines(result.stdout, [applied_line(doc) for doc in documents
+                                  if doc["kind"] != "Namespace"])

@@ -1,0 +1,77 @@
+"""The local broker is a real Apache Kafka: kafka-python and all of tensorflow-io's readers work on it."""
+
+from __future__ import annotations
+
+import pytest
+from kafka import KafkaConsumer
+
+from tests.conftest import KafkaHandle
+
+GROUP_SETTINGS = [
+    "session.timeout.ms=7000",
+    "max.poll.interval.ms=8000",
+    "auto.offset.reset=earliest",
+]
+
+
+def write_rows(kafka: KafkaHandle, topic: str, rows: int, partitions: int) -> None:
+    """``rows`` CSV records, key = label, spread round-robin over ``partitions``."""
+    producer = kafka.producer()
+    for index in range(rows):
+        producer.send(topic, key=str(index % 2).encode(), value=f"{index},0.5,1.5".encode(),
+                      partition=index % partitions)
+    producer.flush()
+    producer.close()
+
+
+@pytest.mark.parametrize("partitions", [1, 2])
+def test_kafka_python_produces_and_consumes(kafka: KafkaHandle, partitions: int) -> None:
+    topic = kafka.create_topic("plain", partitions)
+    write_rows(kafka, topic, 100, partitions)
+    consumer = KafkaConsumer(topic, bootstrap_servers=kafka.bootstrap_servers,
+                             auto_offset_reset="earliest", consumer_timeout_ms=5000,
+                             group_id=None)
+    values = sorted(int(message.value.split(b",")[0]) for message in consumer)
+    consumer.close()
+    assert values == list(range(100))
+    assert kafka.end_offsets(topic) == {p: 100 // partitions for p in range(partitions)}
+
+
+def test_tensorflow_io_reads_every_partition_with_from_kafka(kafka: KafkaHandle) -> None:
+    import tensorflow_io as tfio
+
+    topic = kafka.create_topic("replay", 2)
+    write_rows(kafka, topic, 60, 2)
+    seen = []
+    for partition in range(2):
+        dataset = tfio.IODataset.from_kafka(topic, partition=partition, start=0, stop=-1,
+                                            servers=kafka.bootstrap_servers)
+        seen += [int(value.numpy().split(b",")[0]) for value, _key in dataset]
+    assert sorted(seen) == list(range(60))
+
+
+def test_tensorflow_io_group_dataset_commits_offsets_visible_to_the_admin_api(
+    kafka: KafkaHandle,
+) -> None:
+    import tensorflow_io as tfio
+
+    topic = kafka.create_topic("group", 2)
+    write_rows(kafka, topic, 40, 2)
+    dataset = tfio.experimental.streaming.KafkaGroupIODataset(
+        topics=[topic], group_id="it-group", servers=kafka.bootstrap_servers,
+        stream_timeout=3000, configuration=GROUP_SETTINGS)
+    keys = [key.numpy() for _message, key in dataset]
+    assert len(keys) == 40
+    assert kafka.committed("it-group") == {(topic, 0): 20, (topic, 1): 20}
+
+
+def test_tensorflow_io_batch_dataset_yields_mini_batches(kafka: KafkaHandle) -> None:
+    import tensorflow_io as tfio
+
+    topic = kafka.create_topic("batches", 1)
+    write_rows(kafka, topic, 50, 1)
+    dataset = tfio.experimental.streaming.KafkaBatchIODataset(
+        topics=[topic], group_id="it-batches", servers=kafka.bootstrap_servers,
+        stream_timeout=3000, configuration=GROUP_SETTINGS)
+    total = sum(sum(1 for _ in mini_batch) for mini_batch in dataset)
+    assert total == 50

@@ -1,0 +1,210 @@
+"""The operator against the real kube-apiserver: child Jobs, status, run policy, restarts.
+
+No kubelet runs here: a test finishes a pod by writing its status the way a
+kubelet would (phase, exit code, termination message). The end-to-end test
+under tests/e2e runs the real workload instead.
+"""
+
+from __future__ import annotations
+
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Kube, KubeCluster
+from tests.e2e.harness import (
+    Jobs,
+    OperatorProcess,
+    eventually,
+    finish_pod,
+    install_streamtrain_crd,
+)
+from workload.status import Metrics, PodReport
+
+SPEC: dict[str, Any] = {"kafka": {"bootstrapServers": "127.0.0.1:9092"},
+                        "runPolicy": {"backoffLimit": 1}}
+TRAINED = PodReport(mode="train", ok=True, epoch=10, model_uri="/models/model",
+                    metrics=Metrics(train_loss=0.45, train_accuracy=0.78)).to_message()
+EVALUATED = PodReport(mode="evaluate", ok=True, metrics=Metrics(
+    eval_accuracy=0.787, eval_auc=0.861, records_evaluated=4000, bad_records=0)).to_message()
+
+
+@pytest.fixture(scope="session")
+def streamtrain_crd(kube_cluster: KubeCluster) -> KubeCluster:
+    """The committed CRD, installed once per session."""
+    install_streamtrain_crd(kube_cluster.api)
+    return kube_cluster
+
+
+@pytest.fixture
+def operator(kube: Kube, streamtrain_crd: KubeCluster,
+             tmp_path: Path) -> Iterator[OperatorProcess]:
+    """The operator watching this test's namespace; its log is shown when a test fails."""
+    process = OperatorProcess(streamtrain_crd.kubeconfig, kube.namespace,
+                              tmp_path / "operator.log").start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def jobs(kube: Kube, streamtrain_crd: KubeCluster) -> Jobs:
+    return Jobs(streamtrain_crd.api, kube.namespace)
+
+
+def _wait_phase(jobs: Jobs, operator: OperatorProcess, name: str, phase: str,
+                timeout_s: float = 30) -> dict[str, Any]:
+    eventually(lambda: jobs.phase(name) == phase, timeout_s, f"{name} to reach {phase}",
+               lambda: f"status: {jobs.status(name)}\noperator log:\n{operator.tail()}")
+    return jobs.status(name)
+
+
+def _pod_of(jobs: Jobs, child: str, operator: OperatorProcess) -> Any:
+    return eventually(lambda: next((pod for pod in jobs.pods(child)
+                                    if pod.status.phase == "Pending"), None),
+                      30, f"a pending pod of {child}", operator.tail)
+
+
+def _complete(jobs: Jobs, child: str, message: str, operator: OperatorProcess) -> None:
+    finish_pod(jobs.core, _pod_of(jobs, child, operator), 0, message)
+
+
+def test_job_runs_train_then_evaluate_and_reports_metrics(
+        jobs: Jobs, operator: OperatorProcess, kube: Kube) -> None:
+    created = jobs.create("susy", SPEC)
+    _wait_phase(jobs, operator, "susy", "Training")
+    trainer = jobs.batch.read_namespaced_job("susy-train", kube.namespace)
+    owner = trainer.metadata.owner_references[0]
+    assert (owner.kind, owner.uid, owner.controller) == (
+        "StreamingTrainingJob", created["metadata"]["uid"], True)
+    container = trainer.spec.template.spec.containers[0]
+    assert container.command == ["streamtrain", "run-mode", "train"]
+    assert container.security_context.read_only_root_filesystem is True
+
+    _complete(jobs, "susy-train", TRAINED, operator)
+    _wait_phase(jobs, operator, "susy", "Evaluating")
+    _complete(jobs, "susy-evaluate", EVALUATED, operator)
+    status = _wait_phase(jobs, operator, "susy", "Succeeded")
+
+    assert status["metrics"]["evalAccuracy"] == pytest.approx(0.787)
+    assert status["metrics"]["trainLoss"] == pytest.approx(0.45)
+    assert status["model"]["uri"] == "/models/model"
+    assert status["observedGeneration"] == 1
+    assert status["startTime"] <= status["completionTime"]
+    assert status["trainer"]["succeeded"] == 1 and status["evaluator"]["succeeded"] == 1
+    held = {c["type"]: c["status"] for c in status["conditions"]}
+    assert held["Ready"] == "True" and held["Failed"] == "False" and held["Training"] == "False"
+    reasons = {event.reason for event in jobs.events("susy")}
+    assert {"Training", "Evaluating", "Succeeded", "JobCreated"} <= reasons
+    table = kube.kubectl("get", "stj", "susy", "-n", kube.namespace).stdout
+    assert "Succeeded" in table and "0.787" in table and "4000" in table
+    spec_after = jobs.get("susy")
+    assert "finalizers" not in spec_after["metadata"]
+    assert not any(key.startswith("kopf") for key in spec_after["metadata"].get("annotations", {}))
+
+
+def test_failing_trainer_retries_to_backoff_limit_then_fails_with_pod_message(
+        jobs: Jobs, operator: OperatorProcess) -> None:
+    jobs.create("broken", SPEC)
+    _wait_phase(jobs, operator, "broken", "Training")
+    failure = PodReport(mode="train", ok=False, message="topic susy-train is empty").to_message()
+    for attempt in range(2):  # backoffLimit 1: the first failure is retried once
+        pod = eventually(lambda: next((p for p in jobs.pods("broken-train")
+                                       if p.status.phase == "Pending"), None),
+                         30, f"attempt {attempt + 1}", operator.tail)
+        finish_pod(jobs.core, pod, 1, failure)
+    status = _wait_phase(jobs, operator, "broken", "Failed")
+    failed = jobs.condition("broken", "Failed")
+    assert failed is not None and failed["status"] == "True"
+    assert "topic susy-train is empty" in failed["message"]
+    assert "BackoffLimitExceeded" in failed["message"]
+    assert status["trainer"]["failed"] == 2
+    assert any(e.type == "Warning" and e.reason == "Failed" for e in jobs.events("broken"))
+    assert len(jobs.child_jobs()) == 1
+
+
+def test_suspend_stops_pods_and_resume_continues(
+        jobs: Jobs, operator: OperatorProcess, kube: Kube) -> None:
+    jobs.create("pausable", SPEC)
+    _wait_phase(jobs, operator, "pausable", "Training")
+    _pod_of(jobs, "pausable-train", operator)
+    jobs.patch_spec("pausable", {"runPolicy": {"suspend": True}})
+    _wait_phase(jobs, operator, "pausable", "Suspended")
+    eventually(lambda: not jobs.pods("pausable-train"), 30, "the trainer pod to be removed")
+    child = jobs.batch.read_namespaced_job("pausable-train", kube.namespace)
+    assert child.spec.suspend is True
+    suspended = jobs.condition("pausable", "Suspended")
+    assert suspended is not None and suspended["status"] == "True"
+
+    jobs.patch_spec("pausable", {"runPolicy": {"suspend": False}})
+    _wait_phase(jobs, operator, "pausable", "Training")
+    _complete(jobs, "pausable-train", TRAINED, operator)
+    _wait_phase(jobs, operator, "pausable", "Evaluating")
+
+
+def test_deleting_the_job_deletes_its_children(
+        jobs: Jobs, operator: OperatorProcess) -> None:
+    jobs.create("doomed", SPEC)
+    _wait_phase(jobs, operator, "doomed", "Training")
+    _pod_of(jobs, "doomed-train", operator)
+    jobs.delete("doomed")
+    eventually(lambda: not jobs.child_jobs(), 60, "the child Job to be garbage-collected")
+    eventually(lambda: not jobs.pods("doomed-train"), 60, "the pods to be garbage-collected")
+
+
+def test_operator_killed_mid_job_converges_without_duplicates(
+        jobs: Jobs, operator: OperatorProcess) -> None:
+    jobs.create("sturdy", SPEC)
+    _wait_phase(jobs, operator, "sturdy", "Training")
+    operator.kill()
+    _complete(jobs, "sturdy-train", TRAINED, operator)
+    operator.start()
+    _wait_phase(jobs, operator, "sturdy", "Evaluating")
+    operator.kill()
+    operator.start()
+    _complete(jobs, "sturdy-evaluate", EVALUATED, operator)
+    _wait_phase(jobs, operator, "sturdy", "Succeeded")
+    names = sorted(job.metadata.name for job in jobs.child_jobs())
+    assert names == ["sturdy-evaluate", "sturdy-train"]
+
+
+def test_spec_the_model_rejects_fails_permanently_naming_the_field(
+        jobs: Jobs, operator: OperatorProcess) -> None:
+    spec = {**SPEC, "kafka": {"bootstrapServers": "127.0.0.1:9092",
+                              "config": {"sasl.password": "hunter2"}}}
+    jobs.create("leaky", spec)
+    _wait_phase(jobs, operator, "leaky", "Failed")
+    failed = jobs.condition("leaky", "Failed")
+    assert failed is not None and failed["reason"] == "InvalidSpec"
+    assert "spec.kafka.config" in failed["message"]
+    assert jobs.child_jobs() == []
+
+
+def test_finished_job_children_are_deleted_after_ttl(
+        jobs: Jobs, operator: OperatorProcess) -> None:
+    spec = {**SPEC, "evaluate": None, "runPolicy": {"ttlSecondsAfterFinished": 1}}
+    jobs.create("brief", spec)
+    _wait_phase(jobs, operator, "brief", "Training")
+    _complete(jobs, "brief-train", TRAINED, operator)
+    status = _wait_phase(jobs, operator, "brief", "Succeeded")
+    eventually(lambda: not jobs.child_jobs(), 30, "children deleted after the TTL", operator.tail)
+    assert jobs.status("brief")["trainer"]["succeeded"] == 1
+    assert status["metrics"]["trainAccuracy"] == pytest.approx(0.78)
+
+
+def test_metrics_and_liveness_endpoints_answer(jobs: Jobs, operator: OperatorProcess) -> None:
+    jobs.create("watched", SPEC)
+    _wait_phase(jobs, operator, "watched", "Training")
+
+    def scrape() -> str:
+        url = f"http://127.0.0.1:{operator.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return str(response.read().decode())
+    eventually(lambda: 'streamtrain_jobs{phase="Training"} 1.0' in scrape(), 20,
+               "the phase gauge", operator.tail)
+    assert "streamtrain_reconcile_seconds_count" in scrape()
+    health = f"http://127.0.0.1:{operator.liveness_port}/healthz"
+    with urllib.request.urlopen(health, timeout=5) as response:
+        assert response.status == 200

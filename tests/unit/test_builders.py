@@ -1,0 +1,109 @@
+"""Child Job manifests built from the spec, without a cluster."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from streamtrain_operator.builders import (
+    CLUSTER_CA_PATH,
+    CREDENTIALS_PATH,
+    JOB_SPEC_ENV,
+    KafkaAccess,
+    build_job_manifest,
+    child_job_name,
+)
+
+from workload.kafka_connection import BOOTSTRAP_ENV, CREDENTIALS_ENV, connection_for
+from workload.spec import parse_spec
+
+SPEC = parse_spec({
+    "kafka": {"bootstrapServers": "kafka:9092"},
+    "trainer": {"resources": {"requests": {"cpu": 1, "memory": "2Gi"}}},
+    "runPolicy": {"backoffLimit": 2, "activeDeadlineSeconds": 600},
+    "model": {"output": {"path": "/models/susy", "volumeClaim": "models"}},
+})
+
+
+def _env(manifest: dict[str, Any]) -> dict[str, str]:
+    container = manifest["spec"]["template"]["spec"]["containers"][0]
+    return {item["name"]: item["value"] for item in container["env"]}
+
+
+def test_child_names_are_deterministic_and_fit_63_characters() -> None:
+    assert child_job_name("susy", "train") == "susy-train"
+    long_a, long_b = "a" * 70, "a" * 69 + "b"
+    assert len(child_job_name(long_a, "evaluate")) == 63
+    assert child_job_name(long_a, "evaluate").endswith("-evaluate")
+    assert child_job_name(long_a, "evaluate") != child_job_name(long_b, "evaluate")
+    assert child_job_name(long_a, "train") == child_job_name(long_a, "train")
+
+
+def test_job_is_owned_by_the_streaming_training_job() -> None:
+    job = build_job_manifest("susy", "ns", "uid-1", "train", SPEC, KafkaAccess("k:9092"))
+    owner = job["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == (
+        "StreamingTrainingJob", "susy", "uid-1", True)
+    assert job["metadata"]["namespace"] == "ns"
+    assert job["metadata"]["labels"]["streamtrain.dev/mode"] == "train"
+
+
+def test_run_policy_maps_onto_the_job() -> None:
+    job = build_job_manifest("susy", "ns", "u", "train", SPEC, KafkaAccess("k:9092"))
+    assert job["spec"]["backoffLimit"] == 2
+    assert job["spec"]["activeDeadlineSeconds"] == 600
+    assert job["spec"]["suspend"] is False
+    suspended = build_job_manifest("susy", "ns", "u", "train", SPEC, KafkaAccess("k:9092"),
+                                   suspend=True)
+    assert suspended["spec"]["suspend"] is True
+
+
+def test_pod_is_restricted_with_writable_scratch_and_model_volume() -> None:
+    job = build_job_manifest("susy", "ns", "u", "evaluate", SPEC, KafkaAccess("k:9092"))
+    pod = job["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    security = container["securityContext"]
+    assert security["runAsNonRoot"] and security["readOnlyRootFilesystem"]
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+    mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
+    assert mounts == {"/tmp": "scratch", "/models/susy": "model"}
+    assert {"name": "model", "persistentVolumeClaim": {"claimName": "models"}} in pod["volumes"]
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert container["command"] == ["streamtrain", "run-mode", "evaluate"]
+    assert pod["restartPolicy"] == "Never"
+
+
+def test_trainer_resources_are_quantities_and_evaluator_has_none() -> None:
+    train = build_job_manifest("susy", "ns", "u", "train", SPEC, KafkaAccess("k:9092"))
+    evaluate = build_job_manifest("susy", "ns", "u", "evaluate", SPEC, KafkaAccess("k:9092"))
+    assert train["spec"]["template"]["spec"]["containers"][0]["resources"] == {
+        "requests": {"cpu": "1", "memory": "2Gi"}}
+    assert evaluate["spec"]["template"]["spec"]["containers"][0]["resources"] == {}
+
+
+def test_pod_gets_the_spec_and_the_resolved_address_the_workload_reads() -> None:
+    job = build_job_manifest("susy", "ns", "u", "train", SPEC, KafkaAccess("broker:9093"))
+    env = _env(job)
+    assert parse_spec(json.loads(env[JOB_SPEC_ENV])) == SPEC
+    assert connection_for(SPEC.kafka, env).bootstrap_servers == "broker:9093"
+    assert env[BOOTSTRAP_ENV] == "broker:9093"
+
+
+def test_kafka_user_and_cluster_ca_secrets_are_mounted() -> None:
+    access = KafkaAccess("b:9093", user_secret="trainer", username="trainer",
+                         cluster_ca_secret="my-cluster-cluster-ca-cert")
+    job = build_job_manifest("susy", "ns", "u", "train", SPEC, access)
+    pod = job["spec"]["template"]["spec"]
+    secrets = {volume["secret"]["secretName"] for volume in pod["volumes"] if "secret" in volume}
+    assert secrets == {"trainer", "my-cluster-cluster-ca-cert"}
+    mounts = {mount["mountPath"] for mount in pod["containers"][0]["volumeMounts"]}
+    assert {CREDENTIALS_PATH, CLUSTER_CA_PATH} <= mounts
+    assert _env(job)[CREDENTIALS_ENV] == CREDENTIALS_PATH
+
+
+def test_model_output_without_claim_is_an_empty_dir() -> None:
+    spec = parse_spec({"kafka": {"bootstrapServers": "kafka:9092"}})
+    job = build_job_manifest("susy", "ns", "u", "train", spec, KafkaAccess("k:9092"))
+    assert {"name": "model", "emptyDir": {}} in job["spec"]["template"]["spec"]["volumes"]

@@ -1,0 +1,171 @@
+"""Batch decoding of raw Kafka records: every layout, every bad-record reason, never a crash."""
+
+from __future__ import annotations
+
+from workload import tflog
+
+tflog.quiet()
+
+import numpy as np  # noqa: E402
+import numpy.typing as npt  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from workload.data.decode import BAD_REASONS, count_reasons, decode_batch  # noqa: E402
+from workload.spec import DataSpec  # noqa: E402
+
+KEY_CSV = DataSpec(features=3, max_record_bytes=40)
+LABEL_COLUMN_CSV = DataSpec(columns=["y", "a", "b"], label="y")
+JSON_WITH_LABEL = DataSpec(format="json", columns=["a", "b", "y"], label="y", max_record_bytes=80)
+
+
+Array = npt.NDArray[np.float32]
+
+
+def decode(keys: list[bytes], values: list[bytes], data: DataSpec = KEY_CSV) -> tuple[
+        Array, Array, list[str]]:
+    """Decode and return numpy features, labels and the reasons as text."""
+    batch = decode_batch(tf.constant(keys, tf.string), tf.constant(values, tf.string), data)
+    reasons = [reason.decode() for reason in batch.reasons.numpy()]
+    return batch.features.numpy(), batch.labels.numpy(), reasons
+
+
+def test_tutorial_layout_decodes_label_from_key_and_features_from_csv() -> None:
+    features, labels, reasons = decode([b"0", b"1"], [b"1,2,3", b" 1.5 , -2e3,.5"])
+    assert reasons == ["", ""]
+    np.testing.assert_allclose(features, [[1.0, 2.0, 3.0], [1.5, -2000.0, 0.5]])
+    np.testing.assert_array_equal(labels, [0, 1])
+    assert features.dtype == np.float32 and labels.dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "reason"),
+    [
+        (b"1", b"1,2", "field_count"),
+        (b"1", b"1,2,3,4", "field_count"),
+        (b"1", b"hello", "field_count"),
+        (b"1", b"a,b,c", "non_numeric"),
+        (b"1", b"1,nan,3", "non_numeric"),
+        (b"1", b"1,inf,3", "non_numeric"),
+        (b"1", b"1e50,2,3", "non_numeric"),
+        (b"1", b'"1",2,3', "non_numeric"),
+        (b"1", b"", "empty"),
+        (b"1", b"   ", "empty"),
+        (b"1", b"1,2," + b"3" * 60, "oversized"),
+        (b"2", b"1,2,3", "bad_key"),
+        (b"", b"1,2,3", "bad_key"),
+        (b"yes", b"1,2,3", "bad_key"),
+    ],
+)
+def test_malformed_csv_record_is_set_aside_with_its_reason(
+        key: bytes, value: bytes, reason: str) -> None:
+    features, labels, reasons = decode([b"0", key, b"1"], [b"7,8,9", value, b"4,5,6"])
+    assert reasons == ["", reason, ""]
+    np.testing.assert_allclose(features, [[7, 8, 9], [4, 5, 6]])
+    np.testing.assert_array_equal(labels, [0, 1])
+
+
+def test_empty_outranks_a_bad_key_and_value_problems_outrank_the_key() -> None:
+    _, _, reasons = decode([b"x", b"x", b"x"], [b"", b"1,2", b"1,2,3"])
+    assert reasons == ["empty", "field_count", "bad_key"]
+
+
+def test_label_column_is_split_from_the_features() -> None:
+    features, labels, reasons = decode(
+        [b"", b"", b""], [b"1,2,3", b"0,5,6", b"3,1,1"], LABEL_COLUMN_CSV)
+    assert reasons == ["", "", "bad_key"]
+    np.testing.assert_allclose(features, [[2, 3], [5, 6]])
+    np.testing.assert_array_equal(labels, [1, 0])
+
+
+def test_json_records_are_read_by_field_name_in_any_order() -> None:
+    values = [b'{"a": 1, "b": 2.5, "y": 1}', b'{"y":0, "b":3,"a":4, "note":"x, y"}']
+    features, labels, reasons = decode([b"", b""], values, JSON_WITH_LABEL)
+    assert reasons == ["", ""]
+    np.testing.assert_allclose(features, [[1.0, 2.5], [4.0, 3.0]])
+    np.testing.assert_array_equal(labels, [1, 0])
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b'{"a": 1, "y": 1}', "field_count"),
+        (b"not json", "field_count"),
+        (b'{"a": {"nested": 1}, "b": 2, "y": 1}', "field_count"),
+        (b'{"a": "x", "b": 2, "y": 1}', "non_numeric"),
+        (b'{"a": null, "b": 2, "y": 1}', "non_numeric"),
+        (b'{"a": 1, "b": 2, "y": 2}', "bad_key"),
+        (b"", "empty"),
+        (b'{"a": 1, "b": 2, "y": 1, "pad": "' + b"x" * 80 + b'"}', "oversized"),
+    ],
+)
+def test_malformed_json_record_is_set_aside_with_its_reason(value: bytes, reason: str) -> None:
+    good = b'{"a": 1, "b": 2, "y": 1}'
+    _, labels, reasons = decode([b"", b"", b""], [good, value, good], JSON_WITH_LABEL)
+    assert reasons == ["", reason, ""]
+    assert labels.shape == (2,)
+
+
+def test_json_with_label_in_the_key() -> None:
+    data = DataSpec(format="json", columns=["a", "b"])
+    features, labels, reasons = decode([b"1", b"7"], [b'{"a":1,"b":2}', b'{"a":1,"b":2}'], data)
+    assert reasons == ["", "bad_key"]
+    np.testing.assert_allclose(features, [[1, 2]])
+    np.testing.assert_array_equal(labels, [1])
+
+
+def test_wide_records_are_checked_field_by_field() -> None:
+    data = DataSpec(features=300)
+    row = b",".join([b"1.5"] * 300)
+    broken = b",".join([b"1.5"] * 299 + [b"x"])
+    features, _, reasons = decode([b"1", b"0", b"1"], [row, broken, row[:-4]], data)
+    assert reasons == ["", "non_numeric", "field_count"]
+    assert features.shape == (1, 300)
+
+
+def test_an_empty_batch_gives_empty_tensors_of_the_right_shape() -> None:
+    features, labels, reasons = decode([], [])
+    assert features.shape == (0, 3) and labels.shape == (0,) and reasons == []
+
+
+def test_decoding_runs_inside_a_dataset_map() -> None:
+    from workload.data.decode import decode_batch_tensors
+
+    dataset = tf.data.Dataset.from_tensor_slices(
+        (tf.constant([b"1", b"0", b"1"]), tf.constant([b"1,2,3", b"a,b,c", b"4,5,6"]))).batch(3)
+    decoded = dataset.map(lambda k, v: decode_batch_tensors(k, v, KEY_CSV))
+    features, labels, reasons = next(iter(decoded))
+    assert features.shape == (2, 3) and labels.shape == (2,)
+    assert count_reasons(reasons) == {"non_numeric": 1}
+
+
+def test_count_reasons_counts_each_reason_and_ignores_good_records() -> None:
+    counts = count_reasons(tf.constant(["", "empty", "bad_key", "empty", ""]))
+    assert counts == {"empty": 2, "bad_key": 1}
+    assert set(counts) <= set(BAD_REASONS)
+
+
+record_bytes = st.one_of(
+    st.binary(max_size=60),
+    st.lists(st.floats(allow_nan=True, allow_infinity=True, width=32), min_size=0, max_size=5)
+    .map(lambda xs: ",".join(repr(x) for x in xs).encode()),
+    st.lists(st.sampled_from(["1", "-2.5", "x", "", " ", "1e", ".", "+", "1e-3"]), max_size=5)
+    .map(lambda xs: ",".join(xs).encode()),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.binary(max_size=3), record_bytes), max_size=12))
+def test_decode_never_raises_and_accounts_for_every_record(
+        records: list[tuple[bytes, bytes]]) -> None:
+    keys = [key for key, _ in records]
+    values = [value for _, value in records]
+    batch = decode_batch(tf.constant(keys, tf.string), tf.constant(values, tf.string), KEY_CSV)
+    good = int(tf.reduce_sum(tf.cast(batch.good, tf.int32)))
+    bad = sum(count_reasons(batch.reasons).values())
+    assert good + bad == len(records)
+    assert batch.features.shape == (good, 3) and batch.labels.shape == (good,)
+    assert bool(tf.reduce_all(tf.math.is_finite(batch.features)))
+    assert set(count_reasons(batch.reasons)) <= set(BAD_REASONS)

@@ -1,0 +1,117 @@
+"""The numbered examples: one concept each, every job valid for the workload's own spec model."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from workload.spec import FOREVER, StreamingTrainingJobSpec, load_job_file
+
+Manifest = dict[str, Any]
+
+
+def folders(repo_root: Path) -> list[Path]:
+    return sorted(path for path in (repo_root / "examples").iterdir() if path.is_dir())
+
+
+def documents(folder: Path) -> list[Manifest]:
+    return [doc for path in sorted(folder.glob("*.yaml"))
+            for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def job_in(folder: Path) -> tuple[str, StreamingTrainingJobSpec]:
+    return load_job_file((folder / "job.yaml").read_text())
+
+
+def by_kind(folder: Path, kind: str) -> list[Manifest]:
+    return [doc for doc in documents(folder) if doc["kind"] == kind]
+
+
+@pytest.fixture(scope="module")
+def examples(repo_root: Path) -> dict[str, Path]:
+    """Example folders by number ("02", ...)."""
+    return {path.name[:2]: path for path in folders(repo_root)}
+
+
+def test_it_should_number_examples_uniquely_and_explain_each(repo_root: Path) -> None:
+    found = folders(repo_root)
+    assert found
+    numbers = [path.name[:2] for path in found]
+    assert len(set(numbers)) == len(numbers)
+    for folder in found:
+        assert re.fullmatch(r"\d\d-[a-z0-9-]+", folder.name), folder.name
+        assert (folder / "README.md").exists() or folder.name.startswith("01-"), folder
+        assert list(folder.glob("*.yaml")), folder
+
+
+def test_it_should_parse_every_example_job_with_the_spec_model(repo_root: Path) -> None:
+    names = []
+    for folder in folders(repo_root):
+        if (folder / "job.yaml").exists():
+            name, spec = job_in(folder)
+            names.append(name)
+            assert spec.phases, folder
+    assert len(names) >= 3
+    assert len(set(names)) == len(names), "every example job has its own name"
+
+
+def test_it_should_keep_namespaces_out_of_the_examples(repo_root: Path) -> None:
+    for folder in folders(repo_root):
+        for document in documents(folder):
+            assert "namespace" not in document["metadata"], f"{folder.name}: apply with -n"
+
+
+def test_it_should_reference_a_strimzi_cluster_whose_topics_are_declared(
+    examples: dict[str, Path],
+) -> None:
+    _, spec = job_in(examples["02"])
+    assert spec.kafka.cluster_ref is not None and spec.kafka.bootstrap_servers is None
+    topics = {doc["metadata"]["name"]: doc for doc in by_kind(examples["02"], "KafkaTopic")}
+    assert spec.train is not None and spec.evaluate is not None
+    assert set(topics) == {spec.train.topic, spec.evaluate.topic}
+    for topic in topics.values():
+        assert topic["metadata"]["labels"]["strimzi.io/cluster"] == spec.kafka.cluster_ref.name
+    assert topics[spec.train.topic]["spec"]["partitions"] == spec.train.partitions
+    assert topics[spec.evaluate.topic]["spec"]["partitions"] == spec.evaluate.partitions
+
+
+def test_it_should_authenticate_as_a_scram_kafka_user(examples: dict[str, Path]) -> None:
+    _, spec = job_in(examples["03"])
+    (user,) = by_kind(examples["03"], "KafkaUser")
+    assert spec.kafka.user_ref is not None
+    assert spec.kafka.user_ref.name == user["metadata"]["name"]
+    assert user["spec"]["authentication"]["type"] == "scram-sha-512"
+    assert not any("sasl" in key or "password" in key for key in spec.kafka.config)
+
+
+def test_it_should_learn_online_forever(examples: dict[str, Path]) -> None:
+    _, spec = job_in(examples["04"])
+    assert spec.phases == ["online"]
+    assert spec.online is not None and spec.online.stream_timeout_ms == FOREVER
+    assert spec.model.output.volume_claim, "an endless job keeps its model on a volume"
+
+
+def test_it_should_offer_the_kafka_cluster_the_other_examples_use(
+    examples: dict[str, Path],
+) -> None:
+    (kafka,) = by_kind(examples["05"], "Kafka")
+    (pool,) = by_kind(examples["05"], "KafkaNodePool")
+    assert pool["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"]
+    assert set(pool["spec"]["roles"]) == {"controller", "broker"}
+    listeners = {item["name"]: item for item in kafka["spec"]["kafka"]["listeners"]}
+    for number in ("02", "03"):
+        _, spec = job_in(examples[number])
+        assert spec.kafka.cluster_ref is not None
+        assert spec.kafka.cluster_ref.name == kafka["metadata"]["name"]
+        assert spec.kafka.cluster_ref.listener in listeners
+    scram = listeners[job_in(examples["03"])[1].kafka.cluster_ref.listener]  # type: ignore[union-attr]
+    assert scram["authentication"]["type"] == "scram-sha-512"
+    assert {"topicOperator", "userOperator"} <= set(kafka["spec"]["entityOperator"])
+    for number in ("02", "03"):
+        for resource in by_kind(examples[number], "KafkaTopic") + by_kind(examples[number],
+                                                                           "KafkaUser"):
+            assert resource["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"]

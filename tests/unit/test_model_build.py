@@ -1,0 +1,103 @@
+"""The model built from the spec: its layers, its loss on probabilities, and atomic exports."""
+
+from __future__ import annotations
+
+from workload import tflog
+
+tflog.quiet()
+
+from pathlib import Path  # noqa: E402
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import numpy.typing as npt  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from workload.model.build import RunningStatistics, build_model, feature_statistics  # noqa: E402
+from workload.model.export import SERVE_ENDPOINT, export_model, recover_saved_model  # noqa: E402
+from workload.spec import LayerSpec, ModelSpec  # noqa: E402
+
+Features = npt.NDArray[np.float32]
+
+SMALL = ModelSpec(layers=[LayerSpec(dense=8, activation="tanh"), LayerSpec(dropout=0.1),
+                          LayerSpec(dense=4)], optimizer="sgd", learning_rate=0.05)
+
+
+@pytest.fixture(scope="module")
+def raw_features() -> Features:
+    """Features on very different scales, like SUSY's momenta next to its angles."""
+    rng = np.random.default_rng(1)
+    columns = [rng.exponential(300.0, 512), rng.normal(0.0, 0.01, 512)]
+    features: Features = np.stack(columns, axis=1).astype(np.float32)
+    return features
+
+
+def test_the_default_model_is_the_tutorial_mlp_with_one_sigmoid_output() -> None:
+    model = build_model(ModelSpec(), 18)
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    dropout = [layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+    assert [layer.units for layer in dense] == [128, 256, 128, 1]
+    assert [layer.rate for layer in dropout] == [0.2, 0.4, 0.4]
+    assert all(layer.activation is keras.activations.relu for layer in dense[:-1])
+    assert dense[-1].activation is keras.activations.sigmoid
+    assert model.input_shape == (None, 18)
+
+
+def test_the_loss_takes_probabilities_not_logits() -> None:
+    model = build_model(SMALL, 2)
+    assert isinstance(model.loss, keras.losses.BinaryCrossentropy)
+    assert model.loss.get_config()["from_logits"] is False
+    assert isinstance(model.optimizer, keras.optimizers.SGD)
+    assert model.optimizer.get_config()["learning_rate"] == pytest.approx(0.05)
+
+
+def test_normalization_standardises_raw_features(raw_features: Features) -> None:
+    model = build_model(SMALL, 2, feature_statistics(raw_features))
+    normalized = model.get_layer("normalize")(raw_features).numpy()
+    np.testing.assert_allclose(normalized.mean(axis=0), [0.0, 0.0], atol=1e-3)
+    np.testing.assert_allclose(normalized.std(axis=0), [1.0, 1.0], atol=1e-2)
+
+
+def test_running_statistics_match_the_whole_table(raw_features: Features) -> None:
+    running = RunningStatistics(2)
+    for start in range(0, len(raw_features), 100):
+        running.add(raw_features[start:start + 100])
+    mean, variance = running.result()
+    np.testing.assert_allclose(mean, raw_features.mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(variance, raw_features.var(axis=0), rtol=1e-4)
+
+
+def test_without_normalize_there_is_no_normalization_layer() -> None:
+    spec = SMALL.model_copy(update={"normalize": False})
+    model = build_model(spec, 2)
+    assert not any(isinstance(layer, keras.layers.Normalization) for layer in model.layers)
+
+
+def test_export_writes_a_keras_file_and_a_servable_saved_model(
+        tmp_path: Path, raw_features: Features) -> None:
+    model = build_model(SMALL, 2, feature_statistics(raw_features))
+    keras_path, saved_path = tmp_path / "model.keras", tmp_path / "saved_model"
+    export_model(model, keras_path, saved_path)
+    export_model(model, keras_path, saved_path)  # replacing an existing export works too
+    expected = model.predict(raw_features[:4], verbose=0)
+    reloaded = keras.models.load_model(keras_path)
+    np.testing.assert_allclose(reloaded.predict(raw_features[:4], verbose=0), expected, rtol=1e-5)
+    served = tf.saved_model.load(str(saved_path))
+    signature = served.signatures[SERVE_ENDPOINT]
+    spec = next(iter(signature.structured_input_signature[1].values()))
+    assert spec.dtype == tf.float32 and spec.shape.as_list() == [None, 2]
+    output = next(iter(signature(tf.constant(raw_features[:4])).values())).numpy()
+    np.testing.assert_allclose(output, expected, rtol=1e-5)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["model.keras", "saved_model"]
+
+
+def test_an_export_interrupted_between_renames_is_recovered(tmp_path: Path) -> None:
+    target = tmp_path / "saved_model"
+    moved_aside = tmp_path / ".saved_model.old-1"
+    moved_aside.mkdir()
+    (moved_aside / "saved_model.pb").write_bytes(b"previous")
+    (tmp_path / ".saved_model.abc.partial").mkdir()
+    recover_saved_model(target)
+    assert (target / "saved_model.pb").read_bytes() == b"previous"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["saved_model"]

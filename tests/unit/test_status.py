@@ -1,0 +1,145 @@
+"""The state machine: next status from spec, last status and observed children."""
+
+from __future__ import annotations
+
+from streamtrain_operator.status import (
+    ChildObservation,
+    KafkaState,
+    Plan,
+    current_mode,
+    failure_text,
+    invalid_spec,
+    next_plan,
+)
+
+from workload.spec import parse_spec
+from workload.status import Metrics, PodReport, StreamingTrainingJobStatus
+
+SPEC = parse_spec({"kafka": {"bootstrapServers": "kafka:9092"}})
+READY = KafkaState(True, "Resolved", bootstrap_servers="kafka:9092")
+NOW, LATER = "2026-01-01T00:00:00Z", "2026-01-01T00:05:00Z"
+
+TRAIN_REPORT = PodReport(mode="train", ok=True, epoch=10,
+                         metrics=Metrics(train_loss=0.4, train_accuracy=0.8), model_uri="/m")
+EVAL_REPORT = PodReport(mode="evaluate", ok=True,
+                        metrics=Metrics(eval_accuracy=0.79, eval_auc=0.86, records_evaluated=400))
+
+
+def _step(status: StreamingTrainingJobStatus, children: dict[str, ChildObservation],
+          spec: object = SPEC, kafka: KafkaState = READY, now: str = NOW) -> Plan:
+    return next_plan(spec, "susy", 1, status, children, kafka, now)  # type: ignore[arg-type]
+
+
+def _conditions(plan: Plan) -> dict[str, str]:
+    return {condition.type: condition.status for condition in plan.status.conditions}
+
+
+def _assert_consistent(plan: Plan) -> None:
+    """Conditions never contradict the phase."""
+    phase, held = plan.status.phase, _conditions(plan)
+    assert (held["Ready"] == "True") == (phase == "Succeeded")
+    assert (held["Failed"] == "True") == (phase == "Failed")
+    assert (held["Suspended"] == "True") == (phase == "Suspended")
+    assert (held.get("Training") == "True") == (phase == "Training")
+
+
+def test_new_job_starts_training_and_records_start_time() -> None:
+    plan = _step(StreamingTrainingJobStatus(), {})
+    assert (plan.status.phase, plan.run, plan.suspend) == ("Training", "train", False)
+    assert plan.status.start_time == NOW
+    assert plan.status.trainer is not None and plan.status.trainer.job == "susy-train"
+    assert [event.reason for event in plan.events] == ["Training"]
+    _assert_consistent(plan)
+
+
+def test_full_life_cycle_reaches_succeeded_with_metrics() -> None:
+    plan = _step(StreamingTrainingJobStatus(), {})
+    plan = _step(plan.status, {"train": ChildObservation(succeeded=1, complete=True,
+                                                         report=TRAIN_REPORT)})
+    assert (plan.status.phase, plan.run) == ("Evaluating", "evaluate")
+    assert _conditions(plan)["Training"] == "False"
+    _assert_consistent(plan)
+    plan = _step(plan.status, {"evaluate": ChildObservation(active=1)})
+    assert plan.status.evaluator is not None and plan.status.evaluator.active == 1
+    plan = _step(plan.status, {"evaluate": ChildObservation(succeeded=1, complete=True,
+                                                            report=EVAL_REPORT)}, now=LATER)
+    assert plan.status.phase == "Succeeded" and plan.run is None
+    assert plan.status.metrics is not None
+    assert (plan.status.metrics.eval_accuracy, plan.status.metrics.train_loss) == (0.79, 0.4)
+    assert plan.status.model is not None and plan.status.model.uri == "/m"
+    assert plan.status.completion_time == LATER and plan.status.start_time == NOW
+    assert _conditions(plan)["Evaluated"] == "True"
+    _assert_consistent(plan)
+
+
+def test_finished_phase_is_not_rerun_after_its_job_is_deleted() -> None:
+    plan = _step(StreamingTrainingJobStatus(), {"train": ChildObservation(
+        succeeded=1, complete=True, report=TRAIN_REPORT)})
+    again = _step(plan.status, {})
+    assert again.run == "evaluate"
+
+
+def test_suspend_keeps_the_phase_job_suspended_and_resume_continues() -> None:
+    suspended_spec = parse_spec({"kafka": {"bootstrapServers": "k:1"},
+                                 "runPolicy": {"suspend": True}})
+    plan = _step(StreamingTrainingJobStatus(), {}, spec=suspended_spec)
+    assert (plan.status.phase, plan.run, plan.suspend) == ("Suspended", "train", True)
+    _assert_consistent(plan)
+    resumed = _step(plan.status, {"train": ChildObservation()})
+    assert (resumed.status.phase, resumed.run, resumed.suspend) == ("Training", "train", False)
+    _assert_consistent(resumed)
+
+
+def test_failed_child_fails_the_job_with_the_pods_message() -> None:
+    running = _step(StreamingTrainingJobStatus(), {})
+    failed = _step(running.status, {"train": ChildObservation(
+        failed=4, failed_for_good=True, failure_reason="BackoffLimitExceeded",
+        failure_message="spec.data: topic empty")})
+    assert failed.status.phase == "Failed" and failed.run is None
+    failed_condition = next(c for c in failed.status.conditions if c.type == "Failed")
+    assert "BackoffLimitExceeded" in failed_condition.message
+    assert "topic empty" in failed_condition.message
+    assert failed.events[-1].type == "Warning"
+    assert failed.status.completion_time == NOW
+    _assert_consistent(failed)
+    assert _step(failed.status, {}).status.phase == "Failed"
+
+
+def test_waiting_for_kafka_creates_nothing_and_says_why() -> None:
+    waiting = KafkaState(False, "KafkaNotReady", "Kafka my-cluster has no Ready condition")
+    plan = _step(StreamingTrainingJobStatus(), {}, kafka=waiting)
+    assert (plan.status.phase, plan.run) == ("Pending", None)
+    kafka = next(c for c in plan.status.conditions if c.type == "KafkaReady")
+    assert (kafka.status, kafka.reason) == ("False", "KafkaNotReady")
+    assert [event.reason for event in plan.events] == ["KafkaNotReady"]
+    assert _step(plan.status, {}, kafka=waiting).events == []
+
+
+def test_condition_transition_time_moves_only_when_status_changes() -> None:
+    first = _step(StreamingTrainingJobStatus(), {})
+    second = _step(first.status, {"train": ChildObservation(active=1)}, now=LATER)
+    times = {c.type: c.last_transition_time for c in second.status.conditions}
+    assert times["Training"] == NOW
+
+
+def test_invalid_spec_fails_with_the_field_named() -> None:
+    plan = invalid_spec(StreamingTrainingJobStatus(), 3, "spec.train.epochs: too small", NOW)
+    assert plan.status.phase == "Failed" and plan.status.observed_generation == 3
+    failed = next(c for c in plan.status.conditions if c.type == "Failed")
+    assert (failed.reason, failed.message) == ("InvalidSpec", "spec.train.epochs: too small")
+
+
+def test_online_only_job_goes_straight_to_online() -> None:
+    spec = parse_spec({"kafka": {"bootstrapServers": "k:1"}, "train": None, "evaluate": None,
+                       "online": {}})
+    assert current_mode(spec, StreamingTrainingJobStatus()) == "online"
+    plan = _step(StreamingTrainingJobStatus(), {}, spec=spec)
+    assert (plan.status.phase, plan.run) == ("Online", "online")
+    assert _conditions(plan)["Online"] == "True"
+
+
+def test_failure_text_prefers_the_report_message_then_raw_text_then_job() -> None:
+    report = PodReport(mode="train", ok=False, message="no records").to_message()
+    assert failure_text(report, "job says") == "no records"
+    assert failure_text("Traceback: boom\n", "job says") == "Traceback: boom"
+    assert failure_text(None, "job says") == "job says"

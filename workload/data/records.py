@@ -1,0 +1,160 @@
+"""Rows as Kafka messages, in the layouts `DataSpec` describes, and malformed ones for tests.
+
+CSV (the tutorial's layout): the value is the record's columns joined by
+commas, the key is the label (`b"0"` or `b"1"`) when `label: key`. JSON: the
+value is an object with one field per column of `DataSpec.columns`. Floats
+are written with 9 significant digits, which round-trips every float32
+exactly.
+
+`corrupt` swaps a fraction of good messages for malformed ones, one reason
+per message from `BAD_RECORD_REASONS` (the names the decoder counts by), and
+returns how many of each it made.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+from workload.data.table import SusyData
+from workload.spec import DataSpec
+
+BAD_RECORD_REASONS: tuple[str, ...] = (
+    "field_count", "non_numeric", "empty", "oversized", "bad_key",
+)
+"""Why a record is malformed: wrong number of fields (a missing field in JSON), a value that is
+not a number, an empty value, a value longer than `maxRecordBytes`, a key other than `0`/`1` when
+the label is the key."""
+
+FLOAT_FORMAT = "%.9g"
+"""Nine significant digits: enough to read back the exact float32."""
+
+NON_NUMERIC = "n/a"
+"""What a `non_numeric` corruption writes in place of a number."""
+
+BAD_KEYS: tuple[bytes, ...] = (b"2", b"x", b"")
+"""Keys a `bad_key` corruption cycles through."""
+
+
+class Message(NamedTuple):
+    """One Kafka record: its key (None for no key) and value."""
+
+    key: bytes | None
+    value: bytes
+
+
+def label_key(label: int) -> bytes:
+    """The message key carrying a label, as in the tutorial: `b"0"` or `b"1"`."""
+    return b"1" if label else b"0"
+
+
+def _check_width(data: SusyData, spec: DataSpec) -> None:
+    names = spec.feature_names
+    if len(names) != data.features.shape[1]:
+        field = "spec.data.columns" if spec.columns is not None else "spec.data.features"
+        raise ValueError(
+            f"{field}: describes {len(names)} features but the data has {data.features.shape[1]}"
+        )
+
+
+def _template(spec: DataSpec) -> str:
+    """A %-format string for one record value; the label column (if any) takes `%d`."""
+    columns = spec.record_columns
+    formats = ["%d" if name == spec.label else FLOAT_FORMAT for name in columns]
+    if spec.format == "csv":
+        return ",".join(formats)
+    fields = (f"{json.dumps(name)}: {fmt}" for name, fmt in zip(columns, formats, strict=True))
+    return "{" + ", ".join(fields) + "}"
+
+
+def _value_table(data: SusyData, spec: DataSpec) -> list[list[float]]:
+    """Rows of record values in `record_columns` order, the label inserted where it is a column."""
+    if spec.label == "key":
+        return data.features.tolist()  # type: ignore[no-any-return]
+    at = spec.record_columns.index(spec.label)
+    with_label = np.insert(data.features.astype(np.float64), at, data.labels, axis=1)
+    return with_label.tolist()  # type: ignore[no-any-return]
+
+
+def encode(data: SusyData, spec: DataSpec | None = None) -> list[Message]:
+    """Every row of `data` as a message laid out as `spec` says (the tutorial's CSV by default)."""
+    spec = spec or DataSpec()
+    _check_width(data, spec)
+    template = _template(spec)
+    values = [(template % tuple(row)).encode("ascii") for row in _value_table(data, spec)]
+    if spec.label != "key":
+        return [Message(None, value) for value in values]
+    keys = (b"0", b"1")
+    labels = data.labels.tolist()
+    return [Message(keys[label], value) for label, value in zip(labels, values, strict=True)]
+
+
+# ---------------------------------------------------------------- malformed records
+
+
+def applicable_reasons(spec: DataSpec) -> tuple[str, ...]:
+    """The malformations possible in this layout (`bad_key` only if the key is the label)."""
+    return tuple(r for r in BAD_RECORD_REASONS if r != "bad_key" or spec.label == "key")
+
+
+def _pad_number(field: bytes, width: int) -> bytes:
+    """The same number, zero-padded after its sign to at least `width` bytes."""
+    sign = field[:1] if field[:1] in (b"-", b"+") else b""
+    digits = field[len(sign) :]
+    return sign + digits.rjust(max(width - len(sign), len(digits)), b"0")
+
+
+def _malform(message: Message, reason: str, spec: DataSpec, serial: int) -> Message:
+    """`message` changed so that `reason`, and only it, makes it malformed."""
+    key, value = message
+    if reason == "empty":
+        return Message(key, b"")
+    if reason == "bad_key":
+        return Message(BAD_KEYS[serial % len(BAD_KEYS)], value)
+    if spec.format == "json":
+        record = json.loads(value)
+        first = next(iter(record))
+        if reason == "field_count":
+            record.pop(spec.record_columns[-1])
+        elif reason == "non_numeric":
+            record[first] = NON_NUMERIC
+        else:  # oversized: whitespace is valid JSON, so only the size is wrong
+            text = json.dumps(record)
+            return Message(key, ("{" + " " * (spec.max_record_bytes + 1) + text[1:]).encode())
+        return Message(key, json.dumps(record).encode())
+    fields = value.split(b",")
+    if reason == "field_count":
+        fields = fields[:-1] if len(fields) > 1 else [*fields, b"0"]
+    elif reason == "non_numeric":
+        fields[0] = NON_NUMERIC.encode()
+    else:  # oversized: the first number zero-padded, so only the size is wrong
+        room = spec.max_record_bytes + 1 - (len(value) - len(fields[0]))
+        fields[0] = _pad_number(fields[0], room)
+    return Message(key, b",".join(fields))
+
+
+def corrupt(
+    messages: Sequence[Message], fraction: float, seed: int, spec: DataSpec | None = None
+) -> tuple[list[Message], dict[str, int]]:
+    """A copy of `messages` with `fraction` of them malformed, and the count made per reason.
+
+    The malformed messages are picked at random (seeded) and cycle through the
+    reasons this layout allows, so every reason appears once enough messages
+    are corrupted. The counts name every applicable reason, zeros included.
+    """
+    spec = spec or DataSpec()
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must be between 0 and 1, got {fraction}")
+    reasons = applicable_reasons(spec)
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(messages), size=round(fraction * len(messages)), replace=False)
+    result = list(messages)
+    counts = dict.fromkeys(reasons, 0)
+    for serial, index in enumerate(chosen.tolist()):
+        reason = reasons[serial % len(reasons)]
+        result[index] = _malform(result[index], reason, spec, serial)
+        counts[reason] += 1
+    return result, counts

@@ -1,0 +1,265 @@
+"""Evaluate mode: score each record of a topic exactly once per consumer group, across crashes.
+
+Why not `KafkaGroupIODataset` as in TensorFlow's tutorial: it yields only
+(message, key), never a partition or an offset, and its consumer commits
+offsets as records are read, before the model has scored them. A process
+killed between the two loses those records; one restarted without commits
+counts them twice. No checkpoint built on it can say which records it covers.
+
+How exactly-once is kept here:
+- The **ledger** (`Artifacts.ledger(group)`, see `workload.modes.ledger`) is
+  the source of truth: the aggregates (confusion counts, loss sum, score
+  histograms for AUC, bad records by reason) together with, per partition,
+  the next offset they cover, in one file replaced atomically.
+- At start the evaluator captures each partition's end offset, then resumes
+  from the ledger's offsets (or the start of the topic when there is none).
+- It reads exact offset ranges (`workload.modes.offset_reader`) in chunks of
+  `chunk_records` per partition (a chunk that comes back short fails the run
+  rather than being counted as covered); after each chunk it saves the ledger, THEN
+  commits the same offsets to the consumer group. The group's committed
+  offsets are the public cursor (`kafka-consumer-groups --describe`, lag).
+- A kill before the save re-reads the chunk (its figures were never saved);
+  a kill between save and commit only leaves the commit behind, and the next
+  run (which starts from the ledger) commits it again. Re-running a finished
+  group scores nothing and reports the same figures.
+- The ledger remembers the model's SHA-256: figures of another model are
+  never continued (a new model needs a new consumer group).
+- Bad records are counted by reason in the ledger (exactly once too) and
+  never scored. When a dead-letter topic is set they are sent there before
+  the ledger is saved, so a kill may send a chunk's bad records twice
+  (at-least-once); counts in the figures stay exact.
+
+`evaluate.streamTimeoutMs`: `0` stops at the end offsets captured at start.
+A positive value keeps following the topic after that: end offsets are
+polled, new records are scored as above, and the run ends once no new record
+has arrived for that many milliseconds (as `KafkaGroupIODataset` waits after
+its last record). `-1` follows the topic until stopped (SIGTERM, or
+`stop_event`). A stop is honoured between chunks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from workload.artifacts import Artifacts, write_json_atomic
+from workload.kafka_connection import KafkaConnection
+from workload.modes.group_cursor import GroupCursor, TopicMissing
+from workload.modes.ledger import Ledger, LedgerMismatch, Tally
+from workload.spec import FOREVER, StreamingTrainingJobSpec
+from workload.status import Metrics, PodReport
+
+DEFAULT_CHUNK_RECORDS = 16384
+"""Records per partition scored between two ledger saves: bounds the work a kill can cost."""
+
+POLL_INTERVAL_S = 0.5
+"""How often end offsets are polled while waiting for new records (streamTimeoutMs != 0)."""
+
+log = logging.getLogger(__name__)
+
+
+class EvaluationFailed(RuntimeError):
+    """The evaluation cannot produce trustworthy figures; the message says why."""
+
+
+def model_digest(path: Path) -> str:
+    """SHA-256 of a model file (ties a ledger to the model that produced its figures)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def run_evaluate(name: str, spec: StreamingTrainingJobSpec, connection: KafkaConnection,
+                 artifacts: Artifacts, progress: bool = True, *,
+                 chunk_records: int = DEFAULT_CHUNK_RECORDS,
+                 stop_event: threading.Event | None = None) -> PodReport:
+    """Score the evaluation topic with the trained model; a failed report says why it could not."""
+    try:
+        return _evaluate(name, spec, connection, artifacts, progress, chunk_records,
+                         stop_event or threading.Event())
+    except (EvaluationFailed, LedgerMismatch, TopicMissing) as error:
+        return PodReport(mode="evaluate", ok=False, message=str(error))
+
+
+def _evaluate(name: str, spec: StreamingTrainingJobSpec, connection: KafkaConnection,
+              artifacts: Artifacts, progress: bool, chunk_records: int,
+              stop_event: threading.Event) -> PodReport:
+    # TensorFlow loads only when there is something to evaluate.
+    from workload.modes.scoring import Scorer, ScoringError
+
+    evaluate = spec.evaluate
+    if evaluate is None:
+        raise EvaluationFailed("spec.evaluate is not set: nothing to evaluate")
+    if not artifacts.keras_model.exists():
+        raise EvaluationFailed(f"no trained model at {artifacts.keras_model}: run train first")
+    digest = model_digest(artifacts.keras_model)
+    ledger_path = artifacts.ledger(evaluate.consumer_group)
+    ledger = Ledger.load(ledger_path) or Ledger(evaluate.topic, evaluate.consumer_group, digest)
+    ledger.check(evaluate.topic, evaluate.consumer_group, digest)
+
+    started = time.monotonic()
+    scored_now = 0
+    with GroupCursor(connection, evaluate.topic, evaluate.consumer_group) as cursor:
+        bounds = cursor.bounds()
+        position = _resume_positions(ledger, bounds)
+        ends = {p: end for p, (_, end) in bounds.items()}
+        scorer = Scorer(artifacts.keras_model, spec.data, connection, evaluate.topic,
+                        sorted(bounds), evaluate.batch_size, dead_letter_sink(spec, connection))
+        bar = _ProgressBar(progress, sum(ends[p] - position[p] for p in ends))
+        last_arrival = time.monotonic()
+        try:
+            while True:
+                while any(position[p] < ends[p] for p in ends) and not stop_event.is_set():
+                    ranges = {p: (position[p], min(ends[p], position[p] + chunk_records))
+                              for p in ends}
+                    try:
+                        chunk = scorer.score(ranges)
+                    except ScoringError as error:
+                        raise EvaluationFailed(str(error)) from None
+                    scored_now += chunk.records + chunk.bad_records
+                    position = {p: stop for p, (_, stop) in ranges.items()}
+                    ledger = ledger.advanced(chunk, position)
+                    ledger.save(ledger_path)  # first the figures with their offsets ...
+                    cursor.commit(position)   # ... then the public cursor
+                    bar.advance(sum(stop - start for start, stop in ranges.values()))
+                grown, last_arrival = _wait_for_records(
+                    cursor, ends, last_arrival, evaluate.stream_timeout_ms, stop_event, bar)
+                if grown is None:
+                    break
+                ends = grown
+        finally:
+            bar.close()
+        cursor.commit(position)  # a run killed after its last save left this behind
+        final_ends = cursor.end_offsets()
+    elapsed = time.monotonic() - started
+    return _report(name, spec, artifacts, ledger, bounds, final_ends, scored_now, elapsed)
+
+
+def dead_letter_sink(spec: StreamingTrainingJobSpec,
+                     connection: KafkaConnection) -> Callable[[Any, Any, Any], None] | None:
+    """A sender of bad records to `data.deadLetterTopic` (reason in a header), if one is set."""
+    topic = spec.data.dead_letter_topic
+    if topic is None:
+        return None
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(acks="all", **connection.kafka_python_settings())
+
+    def send(keys: Any, values: Any, reasons: Any) -> None:
+        for key, value, reason in zip(keys, values, reasons, strict=True):
+            producer.send(topic, key=bytes(key) or None, value=bytes(value),
+                          headers=[("reason", bytes(reason))])
+        producer.flush()  # sent before the ledger that counts them is saved
+
+    return send
+
+
+def _resume_positions(ledger: Ledger, bounds: dict[int, tuple[int, int]]) -> dict[int, int]:
+    """Where each partition resumes: the ledger's offset, or the partition's first record."""
+    position = {}
+    for partition, (start, _) in bounds.items():
+        saved = ledger.next_offsets.get(partition, start)
+        if saved < start:
+            log.warning("partition %d: records %d..%d were deleted before being scored",
+                        partition, saved, start - 1)
+        position[partition] = max(saved, start)
+    return position
+
+
+def _wait_for_records(cursor: GroupCursor, ends: dict[int, int], last_arrival: float,
+                      stream_timeout_ms: int, stop_event: threading.Event,
+                      bar: _ProgressBar) -> tuple[dict[int, int] | None, float]:
+    """New end offsets once records arrive, or `None` when the stream timed out or was stopped."""
+    if stream_timeout_ms == 0 or stop_event.is_set():
+        return None, last_arrival
+    while not stop_event.is_set():
+        now_ends = cursor.end_offsets()
+        if any(now_ends[p] > ends.get(p, 0) for p in now_ends):
+            bar.grow(sum(now_ends[p] - ends.get(p, 0) for p in now_ends))
+            return now_ends, time.monotonic()
+        waited_ms = (time.monotonic() - last_arrival) * 1000
+        if stream_timeout_ms != FOREVER and waited_ms >= stream_timeout_ms:
+            return None, last_arrival
+        stop_event.wait(POLL_INTERVAL_S)
+    return None, last_arrival
+
+
+def _report(name: str, spec: StreamingTrainingJobSpec, artifacts: Artifacts, ledger: Ledger,
+            bounds: dict[int, tuple[int, int]], ends: dict[int, int], scored_now: int,
+            elapsed: float) -> PodReport:
+    """Write the results JSON and build the pod's report (failed above the bad-record ratio)."""
+    assert spec.evaluate is not None
+    tally = ledger.tally
+    figures = tally.summary()
+    partitions = [
+        {"partition": p, "start": bounds[p][0], "end": ends[p],
+         "committed": ledger.next_offsets.get(p, bounds[p][0]),
+         "lag": ends[p] - ledger.next_offsets.get(p, bounds[p][0])}
+        for p in sorted(bounds)
+    ]
+    rate = scored_now / elapsed if elapsed > 0 and scored_now else None
+    metrics = Metrics(
+        eval_loss=_finite(figures["loss"]), eval_accuracy=_finite(figures["accuracy"]),
+        eval_auc=_finite(figures["auc"]), records_evaluated=tally.records,
+        bad_records=tally.bad_records, bad_records_by_reason=figures["badRecordsByReason"],
+    )
+    ok, message = _bad_record_verdict(tally, spec.data.max_bad_records_ratio)
+    results: dict[str, Any] = {
+        "job": name, "mode": "evaluate", "ok": ok, "message": message,
+        "topic": spec.evaluate.topic, "consumerGroup": spec.evaluate.consumer_group,
+        "model": str(artifacts.keras_model), "modelDigest": ledger.model_digest,
+        "figures": figures, "partitions": partitions, "recordsThisRun": scored_now,
+        "recordsPerSecond": rate, "seconds": elapsed,
+        "metrics": metrics.model_dump(mode="json", by_alias=True, exclude_none=True),
+    }
+    write_json_atomic(artifacts.results("evaluate"), results)
+    return PodReport(mode="evaluate", ok=ok, message=message, metrics=metrics,
+                     model_uri=str(artifacts.keras_model), records_per_second=rate)
+
+
+def _bad_record_verdict(tally: Tally, max_ratio: float) -> tuple[bool, str]:
+    """Fail when malformed records exceed `data.maxBadRecordsRatio` of all records read."""
+    total = tally.records + tally.bad_records
+    if not total or tally.bad_records / total <= max_ratio:
+        return True, ""
+    reasons = ", ".join(f"{why} {count}" for why, count in sorted(tally.bad_by_reason.items()))
+    return False, (f"{tally.bad_records} of {total} records "
+                   f"({100 * tally.bad_records / total:.1f}%) are malformed ({reasons}), "
+                   f"above data.maxBadRecordsRatio {max_ratio}")
+
+
+def _finite(value: float) -> float | None:
+    return value if value == value and abs(value) != float("inf") else None
+
+
+class _ProgressBar:
+    """A rich progress bar over records to score (silent when disabled)."""
+
+    def __init__(self, enabled: bool, total: int) -> None:
+        self._progress: Any = None
+        if enabled:
+            from rich.progress import Progress
+
+            self._progress = Progress(transient=True)
+            self._progress.start()
+            self._task = self._progress.add_task("evaluating", total=total)
+
+    def advance(self, records: int) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._task, records)
+
+    def grow(self, records: int) -> None:
+        if self._progress is not None:
+            total = self._progress.tasks[0].total or 0
+            self._progress.update(self._task, total=total + records)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
