@@ -1,0 +1,202 @@
+"""`streamtrain`: the workload's command line.
+
+    streamtrain kafka up|down|status       a local Apache Kafka broker (for demos and tests)
+    streamtrain produce                    write a synthetic (or real SUSY) train/test split
+    streamtrain run JOB.yaml               train -> evaluate -> online, locally, from a job manifest
+    streamtrain run-mode MODE              one phase inside a pod (spec from the environment)
+    streamtrain demo                       the Kafka tutorial end to end on a local broker
+
+Exit code 0 on success, 1 when a phase fails, 2 for a bad spec or arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from workload.artifacts import write_json_atomic
+from workload.kafka_connection import KafkaConnection, connection_for
+from workload.spec import SpecError, load_job_file
+from workload.status import PodReport
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _finish(code: int) -> int:
+    """Leave without interpreter teardown once results are written.
+
+    tensorflow-io never frees its librdkafka handles; at teardown their
+    threads can call into freed objects and crash the process, which would
+    turn a finished phase into a failed pod. Everything is flushed first.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if "tensorflow" in sys.modules:
+        os._exit(code)
+    return code
+
+
+def _print_reports(reports: list[PodReport]) -> None:
+    from workload.report_table import render_reports
+
+    render_reports(reports)
+
+
+def _results_document(name: str, reports: list[PodReport], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "job": name,
+        "ok": bool(reports) and all(report.ok for report in reports),
+        "phases": [report.model_dump(mode="json", by_alias=True, exclude_none=True)
+                   for report in reports],
+        **(extra or {}),
+    }
+
+
+def command_run(arguments: argparse.Namespace) -> int:
+    """Run a job manifest's phases locally."""
+    from workload.runner import output_folder, run_phases
+
+    try:
+        name, spec = load_job_file(Path(arguments.job).read_text())
+    except (OSError, SpecError) as error:
+        print(f"error: {arguments.job}: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    connection = connection_for(spec.kafka)
+    if arguments.bootstrap_servers:
+        connection = KafkaConnection(arguments.bootstrap_servers, connection.settings)
+    artifacts = output_folder(spec, Path(arguments.output_dir) if arguments.output_dir else None)
+    reports = run_phases(name, spec, connection, artifacts, progress=not arguments.quiet)
+    _print_reports(reports)
+    document = _results_document(name, reports)
+    if arguments.output:
+        write_json_atomic(Path(arguments.output), document)
+        print(f"results: {arguments.output}")
+    return EXIT_OK if document["ok"] else EXIT_FAILED
+
+
+def command_run_mode(arguments: argparse.Namespace) -> int:
+    """Run one phase in a pod: spec from the environment, report to the termination log."""
+    from workload.runner import output_folder, run_mode, spec_from_environment
+    from workload.termination import write_termination_message
+
+    try:
+        name, spec = spec_from_environment()
+        connection = connection_for(spec.kafka)
+    except (ValueError, SpecError) as error:
+        report = PodReport(mode=arguments.mode, ok=False, message=str(error))
+        write_termination_message(report)
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    artifacts = output_folder(spec, Path(arguments.output_dir) if arguments.output_dir else None)
+    report = run_mode(arguments.mode, name, spec, connection, artifacts, progress=False)
+    write_termination_message(report)
+    print(report.to_message())
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def command_produce(arguments: argparse.Namespace) -> int:
+    """Write a train/test split into two topics."""
+    from workload.data.producer import produce_split
+
+    bootstrap = arguments.bootstrap_servers or _local_bootstrap()
+    if arguments.susy:
+        from workload.data.susy import load_susy
+
+        data = load_susy(Path(arguments.susy), rows=arguments.rows)
+    else:
+        from workload.data.synthetic import generate
+
+        data = generate(arguments.rows, seed=arguments.seed)
+    report = produce_split(
+        KafkaConnection(bootstrap), arguments.train_topic, arguments.test_topic, data,
+        train_rows=int(data.rows * arguments.train_fraction),
+        train_partitions=arguments.train_partitions, test_partitions=arguments.test_partitions,
+        progress=not arguments.quiet)
+    print(f"wrote {report.records} records ({report.train.records} to {arguments.train_topic}, "
+          f"{report.test.records} to {arguments.test_topic}) at "
+          f"{report.records_per_second:,.0f} records/s")
+    return EXIT_OK
+
+
+def _local_bootstrap() -> str:
+    from localparts import kafka as local_kafka
+
+    bootstrap = local_kafka.bootstrap_from_environment()
+    if not bootstrap:
+        raise SystemExit("error: no --bootstrap-servers given and no local broker running "
+                         "(start one with `streamtrain kafka up`)")
+    return bootstrap
+
+
+def command_kafka(arguments: argparse.Namespace) -> int:
+    """Start, stop or show the local broker."""
+    from localparts.cli import main as local_main
+
+    return local_main(["kafka", arguments.action])
+
+
+def command_demo(arguments: argparse.Namespace) -> int:
+    """The tutorial end to end on a local broker."""
+    from workload.demo import run_demo
+
+    return EXIT_OK if run_demo(Path(arguments.output), rows=arguments.rows,
+                               bootstrap_servers=arguments.bootstrap_servers) else EXIT_FAILED
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of `streamtrain`."""
+    parser = argparse.ArgumentParser(prog="streamtrain", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    kafka = commands.add_parser("kafka", help="a local Apache Kafka broker")
+    kafka.add_argument("action", choices=["up", "down", "status"])
+    kafka.set_defaults(handler=command_kafka)
+
+    produce = commands.add_parser("produce", help="write a train/test split into Kafka")
+    produce.add_argument("--bootstrap-servers", help="host:port (default: the local broker)")
+    produce.add_argument("--rows", type=int, default=100_000, help="rows in all (default 100000)")
+    produce.add_argument("--train-fraction", type=float, default=0.6,
+                         help="share of rows for training (default 0.6)")
+    produce.add_argument("--train-topic", default="susy-train")
+    produce.add_argument("--test-topic", default="susy-test")
+    produce.add_argument("--train-partitions", type=int, default=1)
+    produce.add_argument("--test-partitions", type=int, default=2)
+    produce.add_argument("--seed", type=int, default=0, help="synthetic data seed")
+    produce.add_argument("--susy", help="read the real UCI SUSY.csv(.gz) instead of synthetic data")
+    produce.add_argument("--quiet", action="store_true", help="no progress bar")
+    produce.set_defaults(handler=command_produce)
+
+    run = commands.add_parser("run", help="run a StreamingTrainingJob manifest locally")
+    run.add_argument("job", help="the job manifest (YAML)")
+    run.add_argument("--output", help="write the results as JSON here")
+    run.add_argument("--output-dir", help="model and artefacts folder (default: spec.model.output.path)")
+    run.add_argument("--bootstrap-servers", help="override the spec's Kafka address")
+    run.add_argument("--quiet", action="store_true", help="no progress display")
+    run.set_defaults(handler=command_run)
+
+    run_mode = commands.add_parser("run-mode", help="one phase inside a pod")
+    run_mode.add_argument("mode", choices=["train", "evaluate", "online"])
+    run_mode.add_argument("--output-dir", help="artefacts folder (default: spec.model.output.path)")
+    run_mode.set_defaults(handler=command_run_mode)
+
+    demo = commands.add_parser("demo", help="the Kafka tutorial end to end on a local broker")
+    demo.add_argument("--output", default="demo-output", help="folder for model, results, plots")
+    demo.add_argument("--rows", type=int, default=100_000)
+    demo.add_argument("--bootstrap-servers", help="use this broker instead of starting one")
+    demo.set_defaults(handler=command_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `streamtrain`."""
+    arguments = build_parser().parse_args(argv)
+    code: int = arguments.handler(arguments)
+    return _finish(code)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

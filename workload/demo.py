@@ -1,0 +1,134 @@
+"""The main job: TensorFlow's Kafka tutorial, end to end, on a local broker.
+
+100,000 synthetic SUSY-like rows split 60,000 / 40,000 into `susy-train`
+(1 partition) and `susy-test` (2 partitions); 10 epochs of the tutorial's
+network; exactly-once evaluation with consumer group `testcg`; then online
+learning on 20,000 newly arriving rows. Prints test accuracy and AUC next
+to the best accuracy any model could reach on this data, records/s per
+phase and wall time, and leaves the model, results and plots in one folder.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import yaml
+from rich.console import Console
+
+from workload.artifacts import Artifacts, write_json_atomic
+from workload.kafka_connection import KafkaConnection
+from workload.spec import load_job_file
+
+ONLINE_ROWS = 20_000
+"""Rows that arrive after training, for the online phase."""
+
+DEMO_JOB = """\
+apiVersion: streamtrain.dev/v1alpha1
+kind: StreamingTrainingJob
+metadata:
+  name: susy-demo
+spec:
+  kafka:
+    bootstrapServers: BOOTSTRAP
+  data: {format: csv, features: 18, label: key}
+  train: {topic: susy-train, epochs: 10, batchSize: 64, shuffleBuffer: 64}
+  evaluate: {topic: susy-test, consumerGroup: testcg, streamTimeoutMs: 10000}
+  online: {topic: susy-online, consumerGroup: cgonline, streamTimeoutMs: 5000}
+  model:
+    layers:
+      - {dense: 128, activation: relu}
+      - {dropout: 0.2}
+      - {dense: 256, activation: relu}
+      - {dropout: 0.4}
+      - {dense: 128, activation: relu}
+      - {dropout: 0.4}
+    optimizer: adam
+    output: {path: OUTPUT}
+"""
+
+
+def demo_job_yaml(bootstrap_servers: str, output: Path) -> str:
+    """The demo's job manifest, bound to a broker and an output folder."""
+    return DEMO_JOB.replace("BOOTSTRAP", bootstrap_servers).replace("OUTPUT", str(output))
+
+
+def run_demo(output: Path, rows: int = 100_000, bootstrap_servers: str | None = None) -> bool:
+    """Run the demo; `True` when every phase succeeded."""
+    from workload import tflog
+
+    tflog.quiet()
+    console = Console()
+    started = time.perf_counter()
+    output = output.resolve()
+    output.mkdir(parents=True, exist_ok=True)
+    broker = None
+    if bootstrap_servers is None:
+        from localparts import kafka as local_kafka
+
+        console.print("[bold]Starting a local Apache Kafka broker[/bold]")
+        broker = local_kafka.start(output / "kafka")
+        bootstrap_servers = broker.bootstrap_servers
+    try:
+        return _demo(console, output, rows, bootstrap_servers, started)
+    finally:
+        if broker is not None:
+            # Stopped without waiting: see workload.cli._finish for why the
+            # process must not linger while tensorflow-io's clients lose their broker.
+            os.killpg(broker.process.pid, signal.SIGTERM)
+
+
+def _demo(console: Console, output: Path, rows: int, bootstrap_servers: str,
+          started: float) -> bool:
+    from workload.data.producer import produce_messages, produce_split
+    from workload.data.records import encode
+    from workload.data.synthetic import bayes_optimal_accuracy, generate
+    from workload.report_table import render_reports
+    from workload.runner import run_phases
+
+    connection = KafkaConnection(bootstrap_servers)
+    job_yaml = demo_job_yaml(bootstrap_servers, output)
+    (output / "job.yaml").write_text(job_yaml)
+    name, spec = load_job_file(job_yaml)
+
+    console.print(f"[bold]Producing {rows:,} synthetic SUSY-like rows[/bold] to {bootstrap_servers}")
+    data = generate(rows, seed=0)
+    produced = produce_split(connection, "susy-train", "susy-test", data,
+                             train_rows=int(rows * 0.6), train_partitions=1, test_partitions=2)
+    online_rows = generate(ONLINE_ROWS, seed=1)
+    produce_messages(connection, "susy-online", encode(online_rows, spec.data), partitions=1)
+    bayes, bayes_error = bayes_optimal_accuracy()
+
+    reports = run_phases(name, spec, connection, Artifacts(output))
+    render_reports(reports, console, title=f"{name}: {rows:,} rows, {spec.train.epochs if spec.train else 0} epochs")
+
+    evaluation = next((report for report in reports if report.mode == "evaluate"), None)
+    accuracy = evaluation.metrics.eval_accuracy if evaluation else None
+    wall = time.perf_counter() - started
+    summary = {
+        "job": name,
+        "ok": bool(reports) and all(report.ok for report in reports) and len(reports) == len(spec.phases),
+        "bootstrapServers": bootstrap_servers,
+        "rows": rows,
+        "produceRecordsPerSecond": round(produced.records_per_second),
+        "bayesOptimalAccuracy": round(bayes, 4),
+        "bayesOptimalAccuracyStandardError": round(bayes_error, 5),
+        "testAccuracy": accuracy,
+        "testAUC": evaluation.metrics.eval_auc if evaluation else None,
+        "gapToBayesPoints": None if accuracy is None else round(100 * (bayes - accuracy), 2),
+        "wallSeconds": round(wall, 1),
+        "phases": [report.model_dump(mode="json", by_alias=True, exclude_none=True) for report in reports],
+    }
+    write_json_atomic(output / "results.json", summary)
+    (output / "results.yaml").write_text(yaml.safe_dump(summary, sort_keys=False))
+
+    if accuracy is not None:
+        console.print(f"test accuracy [bold]{100 * accuracy:.2f}%[/bold], "
+                      f"AUC {evaluation.metrics.eval_auc or 0:.4f}; "  # type: ignore[union-attr]
+                      f"Bayes-optimal accuracy of this data {100 * bayes:.2f}% "
+                      f"(± {100 * bayes_error:.2f}); gap {summary['gapToBayesPoints']} points")
+    console.print(f"produce {produced.records_per_second:,.0f} records/s; wall time {wall:.0f} s")
+    console.print(f"model, results.json and training_curve.png are in {output}")
+    return bool(summary["ok"])

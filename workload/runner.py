@@ -1,0 +1,90 @@
+"""Run a job's phases in this process: what `streamtrain run` and each pod do.
+
+A pod runs one mode (`run_mode`), chosen by the operator; a local run runs
+every phase the spec asks for, in order (`run_phases`), and stops at the
+first failure. Each mode returns a `PodReport`; the reports are the job's
+result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from workload import tflog
+from workload.artifacts import Artifacts
+from workload.kafka_connection import KafkaConnection
+from workload.spec import StreamingTrainingJobSpec, parse_spec
+from workload.status import Mode, PodReport
+
+JOB_SPEC_ENV = "STREAMTRAIN_JOB_SPEC"
+"""Environment variable with the job's spec as JSON (set by the operator on every pod)."""
+
+JOB_NAME_ENV = "STREAMTRAIN_JOB_NAME"
+"""Environment variable with the job's name."""
+
+
+def run_mode(
+    mode: Mode,
+    name: str,
+    spec: StreamingTrainingJobSpec,
+    connection: KafkaConnection,
+    artifacts: Artifacts,
+    *,
+    progress: bool = True,
+    stop_event: threading.Event | None = None,
+) -> PodReport:
+    """Run one phase; errors the phase anticipates come back as a failed report."""
+    tflog.quiet()
+    artifacts.prepare()
+    if mode == "train":
+        from workload.modes.train import run_train
+
+        return run_train(name, spec, connection, artifacts, progress=progress)
+    if mode == "evaluate":
+        from workload.modes.evaluate import run_evaluate
+
+        return run_evaluate(name, spec, connection, artifacts, progress=progress)
+    from workload.modes.online import run_online
+
+    return run_online(name, spec, connection, artifacts, progress=progress,
+                      stop_event=stop_event)
+
+
+def run_phases(
+    name: str,
+    spec: StreamingTrainingJobSpec,
+    connection: KafkaConnection,
+    artifacts: Artifacts,
+    *,
+    progress: bool = True,
+    on_report: Callable[[PodReport], None] | None = None,
+) -> list[PodReport]:
+    """Run train -> evaluate -> online as the spec asks; stop at the first failed phase."""
+    reports: list[PodReport] = []
+    for mode in spec.phases:
+        report = run_mode(mode, name, spec, connection, artifacts, progress=progress)  # type: ignore[arg-type]
+        reports.append(report)
+        if on_report is not None:
+            on_report(report)
+        if not report.ok:
+            break
+    return reports
+
+
+def spec_from_environment(environ: Mapping[str, str] | None = None) -> tuple[str, StreamingTrainingJobSpec]:
+    """The job name and spec handed to a pod by the operator."""
+    env = os.environ if environ is None else environ
+    if JOB_SPEC_ENV not in env:
+        raise ValueError(f"{JOB_SPEC_ENV} is not set: run-mode reads the job spec from it")
+    document: dict[str, Any] = json.loads(env[JOB_SPEC_ENV])
+    return env.get(JOB_NAME_ENV, "job"), parse_spec(document)
+
+
+def output_folder(spec: StreamingTrainingJobSpec, override: Path | None) -> Artifacts:
+    """The output folder: the command line's choice, else the spec's `model.output.path`."""
+    return Artifacts(override if override is not None else Path(spec.model.output.path))
