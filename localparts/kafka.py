@@ -157,7 +157,7 @@ def start(data_dir: Path, *, version: str = KAFKA_VERSION,
         except LocalPartError as error:
             process.stop()
             last_error = error
-            if "Address already in use" in process.log():
+            if "Address already in use" in log_path.read_text(errors="replace"):
                 continue  # lost a race for the port: try other ports
             raise
         return KafkaBroker(process, f"{LOOPBACK}:{port}", data_dir)

@@ -27,6 +27,9 @@ JOB_SPEC_ENV = "STREAMTRAIN_JOB_SPEC"
 JOB_NAME_ENV = "STREAMTRAIN_JOB_NAME"
 """Environment variable with the job's name."""
 
+OUTPUT_DIR_ENV = "STREAMTRAIN_OUTPUT_DIR"
+"""Environment variable that moves the output folder away from `spec.model.output.path`."""
+
 
 def run_mode(
     mode: Mode,
@@ -85,6 +88,10 @@ def spec_from_environment(environ: Mapping[str, str] | None = None) -> tuple[str
     return env.get(JOB_NAME_ENV, "job"), parse_spec(document)
 
 
-def output_folder(spec: StreamingTrainingJobSpec, override: Path | None) -> Artifacts:
-    """The output folder: the command line's choice, else the spec's `model.output.path`."""
-    return Artifacts(override if override is not None else Path(spec.model.output.path))
+def output_folder(spec: StreamingTrainingJobSpec, override: Path | None,
+                  environ: Mapping[str, str] | None = None) -> Artifacts:
+    """The output folder: the command line's choice, the environment's, or `model.output.path`."""
+    env = os.environ if environ is None else environ
+    if override is not None:
+        return Artifacts(override)
+    return Artifacts(Path(env.get(OUTPUT_DIR_ENV) or spec.model.output.path))

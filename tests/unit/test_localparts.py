@@ -1,0 +1,58 @@
+"""Local parts fail with messages a person can act on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from localparts import kube_build
+from localparts.cache import require_tool, run
+from localparts.errors import LocalPartError
+from localparts.process import spawn, wait_until
+
+UPSTREAM_GO_MOD = """module k8s.io/kubernetes
+
+go 1.25.0
+
+require (
+\tk8s.io/api v0.0.0
+\tk8s.io/klog/v2 v2.130.1
+)
+
+replace (
+\tk8s.io/api => ./staging/src/k8s.io/api
+\tk8s.io/client-go => ./staging/src/k8s.io/client-go
+)
+"""
+
+
+def test_the_wrapper_module_points_staging_modules_at_published_tags() -> None:
+    text = kube_build.wrapper_go_mod(UPSTREAM_GO_MOD, "v1.35.4")
+    assert text.startswith("module streamtrain.dev/localparts/kubebuild")
+    assert "\tk8s.io/api => k8s.io/api v0.35.4" in text
+    assert "\tk8s.io/client-go => k8s.io/client-go v0.35.4" in text
+    assert "./staging" not in text
+    assert "require k8s.io/kubernetes v1.35.4" in text
+
+
+def test_a_missing_toolchain_is_named_with_how_to_install_it() -> None:
+    with pytest.raises(LocalPartError, match=r"`no-such-go` is not on PATH; install it: apt-get"):
+        require_tool("no-such-go", "apt-get install golang-go")
+
+
+def test_a_failed_command_reports_the_command_and_its_output() -> None:
+    with pytest.raises(LocalPartError) as raised:
+        run(["sh", "-c", "echo resolving; echo 'Could not resolve artifact' >&2; exit 3"],
+            what="resolving Apache Kafka from Maven Central")
+    message = str(raised.value)
+    assert "resolving Apache Kafka from Maven Central failed (exit 3)" in message
+    assert "Could not resolve artifact" in message
+
+
+def test_a_server_that_dies_while_starting_fails_with_its_log_tail(tmp_path: Path) -> None:
+    server = spawn("broken", ["sh", "-c", "echo 'FATAL: port in use'; exit 1"], tmp_path / "log")
+    with pytest.raises(LocalPartError) as raised:
+        wait_until(server, lambda: False, 20, "starting the broken server")
+    assert "broken exited while starting the broken server" in str(raised.value)
+    assert "FATAL: port in use" in str(raised.value)

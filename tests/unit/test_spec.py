@@ -1,0 +1,115 @@
+"""The spec model: tutorial defaults, errors that name the field, a faithful wire form."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from workload.spec import (
+    SpecError,
+    StreamingTrainingJobSpec,
+    dump_spec,
+    load_job_file,
+    parse_spec,
+)
+
+MINIMAL: dict[str, Any] = {"kafka": {"bootstrapServers": "127.0.0.1:9092"}}
+
+
+def with_(**sections: Any) -> dict[str, Any]:
+    return {**MINIMAL, **sections}
+
+
+def test_defaults_reproduce_the_tutorial() -> None:
+    spec = parse_spec(MINIMAL)
+    assert spec.train is not None and spec.evaluate is not None
+    assert (spec.train.topic, spec.train.epochs, spec.train.batch_size, spec.train.shuffle_buffer) == (
+        "susy-train", 10, 64, 64)
+    assert (spec.evaluate.topic, spec.evaluate.consumer_group, spec.evaluate.stream_timeout_ms) == (
+        "susy-test", "testcg", 10000)
+    assert [layer.dense or layer.dropout for layer in spec.model.layers] == [128, 0.2, 256, 0.4, 128, 0.4]
+    assert spec.data.label == "key" and len(spec.data.feature_names) == 18
+    assert spec.phases == ["train", "evaluate"]
+
+
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [
+        ({"kafka": {}}, "spec.kafka: set exactly one of clusterRef and bootstrapServers"),
+        ({"kafka": {"bootstrapServers": "a:1", "clusterRef": {"name": "c"}}}, "spec.kafka: set exactly one"),
+        ({"kafka": {"bootstrapServers": "no-port"}}, "spec.kafka.bootstrapServers"),
+        (with_(train={"epochs": 0}), "spec.train.epochs: Input should be greater than or equal to 1"),
+        (with_(train={"batchSize": "big"}), "spec.train.batchSize"),
+        (with_(evaluate={"streamTimeoutMs": -2}), "spec.evaluate.streamTimeoutMs"),
+        (with_(model={"layers": [{"dense": 8, "dropout": 0.1}]}), "spec.model.layers.0: a layer sets exactly one"),
+        (with_(model={"layers": [{"dropout": 1.5}]}), "spec.model.layers.0.dropout"),
+        (with_(model={"optimizer": "adamw2"}), "spec.model.optimizer"),
+        (with_(data={"label": "class"}), "label 'class' must be 'key' or one of columns"),
+        (with_(data={"format": "json"}), "format json needs columns"),
+        (with_(data={"maxBadRecordsRatio": 2}), "spec.data.maxBadRecordsRatio"),
+        (with_(runPolicy={"backoffLimit": -1}), "spec.runPolicy.backoffLimit"),
+        (with_(train=None, online=None), "set train or online"),
+        (with_(unknownField=1), "spec.unknownField: Extra inputs are not permitted"),
+        (with_(trainer={"replicas": 3}), "spec.trainer.replicas"),
+        ({"kafka": {"bootstrapServers": "a:1", "config": {"sasl.password": "x"}}},
+         "'sasl.password' is a credential"),
+        ({"kafka": {"bootstrapServers": "a:1", "config": {"enable.auto.commit": "true"}}},
+         "'enable.auto.commit' is not a librdkafka setting a job may set"),
+    ],
+)
+def test_invalid_specs_are_rejected_with_the_field_named(document: dict[str, Any], expected: str) -> None:
+    with pytest.raises(SpecError) as raised:
+        parse_spec(document)
+    assert expected in str(raised.value)
+
+
+def test_a_manifest_of_another_kind_or_version_is_refused() -> None:
+    with pytest.raises(SpecError, match="no StreamingTrainingJob document"):
+        load_job_file("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
+    with pytest.raises(SpecError, match="apiVersion: expected streamtrain.dev/v1alpha1"):
+        load_job_file("apiVersion: streamtrain.dev/v2\nkind: StreamingTrainingJob\n"
+                      "metadata: {name: x}\nspec: {}\n")
+
+
+names = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, max_size=30)
+
+
+@given(
+    epochs=st.integers(1, 10000),
+    batch_size=st.integers(1, 1 << 20),
+    topic=names,
+    group=names,
+    timeout=st.integers(-1, 10**7),
+    layers=st.lists(st.one_of(
+        st.builds(lambda units: {"dense": units}, st.integers(1, 65536)),
+        st.builds(lambda rate: {"dropout": rate}, st.floats(0.0, 0.99)),
+    ), min_size=1, max_size=8),
+    ratio=st.floats(0.0, 1.0),
+)
+def test_the_wire_form_parses_back_to_the_same_spec(
+    epochs: int, batch_size: int, topic: str, group: str, timeout: int,
+    layers: list[dict[str, Any]], ratio: float,
+) -> None:
+    spec = parse_spec(with_(
+        train={"topic": topic, "epochs": epochs, "batchSize": batch_size},
+        evaluate={"topic": topic, "consumerGroup": group, "streamTimeoutMs": timeout},
+        online={"topic": topic, "consumerGroup": group, "streamTimeoutMs": timeout},
+        model={"layers": layers},
+        data={"maxBadRecordsRatio": ratio},
+    ))
+    assert parse_spec(dump_spec(spec)) == spec
+
+
+@given(st.dictionaries(st.text(max_size=12), st.one_of(st.integers(), st.text(max_size=5), st.none()),
+                       max_size=4))
+def test_arbitrary_sections_either_parse_or_raise_a_spec_error(section: dict[str, Any]) -> None:
+    for key in ("train", "evaluate", "data", "model", "runPolicy"):
+        try:
+            parsed = parse_spec(with_(**{key: section}))
+        except SpecError as error:
+            assert str(error).startswith("spec.")
+        else:
+            assert isinstance(parsed, StreamingTrainingJobSpec)
