@@ -87,6 +87,20 @@ def test_writing_onto_a_topic_with_another_partition_count_fails_clearly(
     assert again.test.end_offsets == {0: 40, 1: 40}
 
 
+def test_recreate_replaces_what_the_topics_held_and_their_layout(kafka: KafkaHandle) -> None:
+    connection = KafkaConnection(kafka.bootstrap_servers)
+    data = synthetic.generate(100, seed=14)
+    train_topic, test_topic = fresh("train"), fresh("test")
+    kafka.created.extend([train_topic, test_topic])
+    produce_split(connection, train_topic, test_topic, data, train_rows=60, progress=False)
+
+    report = produce_split(connection, train_topic, test_topic, data, train_rows=70,
+                           test_partitions=3, progress=False, recreate=True)
+
+    assert kafka.end_offsets(train_topic) == report.train.end_offsets == {0: 70}
+    assert kafka.end_offsets(test_topic) == report.test.end_offsets == {0: 10, 1: 10, 2: 10}
+
+
 def test_arbitrary_messages_including_malformed_ones_arrive_as_sent(kafka: KafkaHandle) -> None:
     connection = KafkaConnection(kafka.bootstrap_servers)
     messages, counts = corrupt(encode(synthetic.generate(200, seed=13)), 0.25, seed=3)

@@ -31,14 +31,12 @@ Parsed = tuple[int | None, list[float]]
 
 
 def reference_parse(message: Message, spec: DataSpec) -> Parsed | str:
-    """(label, features) of a good message, or the reason it is malformed."""
+    """(label, features) of a good message, or the reason it is malformed (first one wins)."""
     key, value = message
-    if len(value) > spec.max_record_bytes:
-        return "oversized"
     if not value.strip():
         return "empty"
-    if spec.label == "key" and key not in (b"0", b"1"):
-        return "bad_key"
+    if len(value) > spec.max_record_bytes:
+        return "oversized"
     columns = spec.record_columns
     if spec.format == "csv":
         fields: list[object] = list(value.decode().split(","))
@@ -58,7 +56,10 @@ def reference_parse(message: Message, spec: DataSpec) -> Parsed | str:
             numbers[name] = float(raw)
         except ValueError:
             return "non_numeric"
-    label = int(key or b"0") if spec.label == "key" else int(numbers[spec.label])
+    label_text = key if spec.label == "key" else numbers[spec.label]
+    if label_text not in (b"0", b"1", 0.0, 1.0):
+        return "bad_key"
+    label = int(label_text) if isinstance(label_text, float) else int(label_text or b"")
     return label, [numbers[name] for name in spec.feature_names]
 
 
@@ -160,10 +161,17 @@ def test_corrupt_makes_each_reason_once_per_message_and_counts_it(spec: DataSpec
     assert sum(expected.values()) == 100
 
 
-def test_bad_key_applies_only_when_the_label_is_the_key() -> None:
-    assert "bad_key" in applicable_reasons(DataSpec())
-    column_label = DataSpec(columns=["a", "label"], label="label")
-    assert set(applicable_reasons(column_label)) == set(BAD_RECORD_REASONS) - {"bad_key"}
+def test_bad_key_means_a_label_other_than_0_or_1_in_the_key_or_the_label_column() -> None:
+    data = synthetic.generate(30, seed=6)
+    for spec in (DataSpec(), DataSpec(columns=[SUSY_LABEL, *SUSY_COLUMNS], label=SUSY_LABEL)):
+        assert applicable_reasons(spec) == BAD_RECORD_REASONS
+        messages, counts = corrupt(encode(data, spec), 1.0, seed=2, spec=spec)
+        labels = [
+            message.key if spec.label == "key" else message.value.split(b",")[0]
+            for message in messages if reference_parse(message, spec) == "bad_key"
+        ]
+        assert len(labels) == counts["bad_key"] == 6
+        assert not set(labels) & {b"0", b"1"}
 
 
 def test_oversized_records_are_otherwise_valid_and_the_same_numbers() -> None:

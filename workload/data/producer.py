@@ -21,7 +21,7 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -32,12 +32,12 @@ from workload.spec import DataSpec
 
 PRODUCER_SETTINGS: dict[str, Any] = {
     "compression_type": "gzip",
-    "batch_size": 1 << 20,
+    "batch_size": 256 << 10,
     "linger_ms": 50,
     "acks": "all",
     "max_request_size": 8 << 20,
 }
-"""kafka-python producer settings: 1 MiB batches, 50 ms to fill one, gzip, all replicas ack."""
+"""kafka-python producer settings: 256 KiB batches, 50 ms to fill one, gzip, all replicas ack."""
 
 METADATA_TIMEOUT_S = 30.0
 """Seconds to wait for a new topic's partitions to show up in the cluster metadata."""
@@ -125,6 +125,25 @@ def ensure_topic(
                     f"{partitions} were requested; use {existing} or delete the topic first"
                 ) from None
             return False
+    finally:
+        admin.close()
+
+
+def delete_topic(connection: KafkaConnection, topic: str) -> bool:
+    """Delete `topic` and wait until the cluster no longer knows it; True if it existed."""
+    admin = _admin(connection)
+    try:
+        try:
+            admin.delete_topics([topic])
+        except UnknownTopicOrPartitionError:
+            return False
+        deadline = time.monotonic() + METADATA_TIMEOUT_S
+        while _partition_count(admin, topic) is not None:
+            if time.monotonic() > deadline:
+                raise ProduceError(f"topic {topic!r} still exists {METADATA_TIMEOUT_S:.0f} s "
+                                   "after it was deleted")
+            time.sleep(0.1)
+        return True
     finally:
         admin.close()
 
@@ -237,6 +256,7 @@ def produce_split(
     test_partitions: int = 2,
     data_spec: DataSpec | None = None,
     progress: bool = True,
+    recreate: bool = False,
 ) -> ProduceReport:
     """Write the first `train_rows` rows to `train_topic` and the rest to `test_topic`.
 
@@ -244,11 +264,15 @@ def produce_split(
     the key, 1 train partition, 2 test partitions. Both topics are created if
     missing; an existing topic with another partition count raises
     `TopicLayoutError` before anything is written. Rows are appended to
-    whatever the topics already hold.
+    whatever the topics already hold, unless `recreate` deletes both topics
+    first (so a re-run leaves exactly this split, in the requested layout).
     """
     spec = data_spec or DataSpec()
     train, test = split(data, train_rows)
     started = time.perf_counter()
+    if recreate:
+        delete_topic(connection, train_topic)
+        delete_topic(connection, test_topic)
     ensure_topic(connection, train_topic, train_partitions)
     ensure_topic(connection, test_topic, test_partitions)
     train_report = produce_messages(

@@ -26,8 +26,8 @@ BAD_RECORD_REASONS: tuple[str, ...] = (
     "field_count", "non_numeric", "empty", "oversized", "bad_key",
 )
 """Why a record is malformed: wrong number of fields (a missing field in JSON), a value that is
-not a number, an empty value, a value longer than `maxRecordBytes`, a key other than `0`/`1` when
-the label is the key."""
+not a number, an empty value, a value longer than `maxRecordBytes`, a label (the message key or
+the label column) other than `0`/`1`."""
 
 FLOAT_FORMAT = "%.9g"
 """Nine significant digits: enough to read back the exact float32."""
@@ -36,7 +36,10 @@ NON_NUMERIC = "n/a"
 """What a `non_numeric` corruption writes in place of a number."""
 
 BAD_KEYS: tuple[bytes, ...] = (b"2", b"x", b"")
-"""Keys a `bad_key` corruption cycles through."""
+"""Keys a `bad_key` corruption cycles through when the label is the key."""
+
+BAD_LABELS: tuple[int | float, ...] = (2, -1, 0.5)
+"""Numbers a `bad_key` corruption cycles through when the label is a column."""
 
 
 class Message(NamedTuple):
@@ -96,8 +99,8 @@ def encode(data: SusyData, spec: DataSpec | None = None) -> list[Message]:
 
 
 def applicable_reasons(spec: DataSpec) -> tuple[str, ...]:
-    """The malformations possible in this layout (`bad_key` only if the key is the label)."""
-    return tuple(r for r in BAD_RECORD_REASONS if r != "bad_key" or spec.label == "key")
+    """The malformations `corrupt` makes in this layout (all of them, in every layout)."""
+    return BAD_RECORD_REASONS
 
 
 def _pad_number(field: bytes, width: int) -> bytes:
@@ -112,12 +115,15 @@ def _malform(message: Message, reason: str, spec: DataSpec, serial: int) -> Mess
     key, value = message
     if reason == "empty":
         return Message(key, b"")
-    if reason == "bad_key":
+    if reason == "bad_key" and spec.label == "key":
         return Message(BAD_KEYS[serial % len(BAD_KEYS)], value)
+    bad_label = BAD_LABELS[serial % len(BAD_LABELS)]
     if spec.format == "json":
         record = json.loads(value)
         first = next(iter(record))
-        if reason == "field_count":
+        if reason == "bad_key":
+            record[spec.label] = bad_label
+        elif reason == "field_count":
             record.pop(spec.record_columns[-1])
         elif reason == "non_numeric":
             record[first] = NON_NUMERIC
@@ -126,7 +132,9 @@ def _malform(message: Message, reason: str, spec: DataSpec, serial: int) -> Mess
             return Message(key, ("{" + " " * (spec.max_record_bytes + 1) + text[1:]).encode())
         return Message(key, json.dumps(record).encode())
     fields = value.split(b",")
-    if reason == "field_count":
+    if reason == "bad_key":
+        fields[spec.record_columns.index(spec.label)] = str(bad_label).encode()
+    elif reason == "field_count":
         fields = fields[:-1] if len(fields) > 1 else [*fields, b"0"]
     elif reason == "non_numeric":
         fields[0] = NON_NUMERIC.encode()
@@ -141,9 +149,10 @@ def corrupt(
 ) -> tuple[list[Message], dict[str, int]]:
     """A copy of `messages` with `fraction` of them malformed, and the count made per reason.
 
-    The malformed messages are picked at random (seeded) and cycle through the
-    reasons this layout allows, so every reason appears once enough messages
-    are corrupted. The counts name every applicable reason, zeros included.
+    The malformed messages are picked at random (seeded) and cycle through
+    `BAD_RECORD_REASONS`, so every reason appears once enough messages are
+    corrupted; each has exactly one thing wrong. The counts name every
+    reason, zeros included.
     """
     spec = spec or DataSpec()
     if not 0.0 <= fraction <= 1.0:
