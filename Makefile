@@ -41,8 +41,9 @@ lint: setup  ## ruff and mypy --strict
 	$(PY) -m ruff check workload localparts operator tests bench
 	$(PY) -m mypy workload localparts operator/streamtrain_operator
 
-crds: setup  ## Regenerate crds/ from the spec model
+crds: setup  ## Regenerate crds/ from the spec model and copy it (and RBAC) into the chart
 	$(PY) -m streamtrain_operator.crd
+	$(PY) -m localparts.helm sync
 
 bench: parts  ## Input pipeline and evaluation benchmarks (prints a table, writes JSON)
 	$(PY) -m bench.input_pipeline

@@ -1,6 +1,6 @@
 """`streamtrain-local`: install, start and stop the real parts on this machine.
 
-    streamtrain-local install              # Kafka jars + Kubernetes binaries, cached
+    streamtrain-local install              # Kafka jars, Kubernetes and helm binaries, cached
     streamtrain-local kafka up|down|status
     streamtrain-local controlplane up|down|status
 """
@@ -11,7 +11,7 @@ import argparse
 import sys
 import time
 
-from localparts import controlplane, kafka, kube_build
+from localparts import controlplane, helm, kafka, kube_build
 from localparts.errors import LocalPartError
 
 
@@ -21,6 +21,7 @@ def _install() -> None:
     print(f"Kubernetes {kube_build.KUBERNETES_VERSION} binaries (first build takes a while): ",
           end="", flush=True)
     print(kube_build.build())
+    print(f"helm {helm.HELM_VERSION}: {helm.build()}")
     print(f"installed in {time.monotonic() - started:.0f} s")
 
 

@@ -113,7 +113,7 @@ CHART_CRDS_DIR = CHART_DIR / "files" / "crds"
 """The chart's copy of ``crds/``, which its CRD template reads."""
 RBAC_DIR = REPO_ROOT / "operator" / "rbac"
 """The operator's least-privilege RBAC: the one source of the chart's rules."""
-RBAC_FILES = ("clusterrole.yaml", "role.yaml", "clusterrole-crd-reader.yaml")
+RBAC_FILES = ("clusterrole.yaml", "role.yaml")
 """The files of ``operator/rbac/`` whose rules the chart grants."""
 CHART_RBAC_DIR = CHART_DIR / "files" / "rbac"
 """The chart's copy of those files, which its RBAC template reads."""
@@ -192,19 +192,25 @@ def chart_copies() -> dict[Path, str]:
     return expected
 
 
+def _orphans(copies: dict[Path, str]) -> list[Path]:
+    """Files in the chart's copy folders that no source has any more."""
+    found = [*CHART_CRDS_DIR.glob("*.yaml"), *CHART_RBAC_DIR.glob("*.yaml")]
+    return [path for path in found if path not in copies]
+
+
 def _differs(path: Path, text: str) -> bool:
     return not path.exists() or path.read_text() != text
 
 
 def stale_files() -> list[Path]:
-    """Derived files that differ from their sources, and chart CRDs no source has.
+    """Derived files that differ from their sources, and chart copies no source has.
 
     The install manifest is checked only once the chart's copies are fresh
     (it is rendered from them).
     """
     copies = chart_copies()
     stale = [path for path, text in copies.items() if _differs(path, text)]
-    stale += [path for path in CHART_CRDS_DIR.glob("*.yaml") if path not in copies]
+    stale += _orphans(copies)
     if not stale and _differs(INSTALL_MANIFEST, install_manifest()):
         stale.append(INSTALL_MANIFEST)
     return stale
@@ -214,10 +220,9 @@ def sync() -> list[Path]:
     """Rewrite the stale derived files, the chart's copies first; return what changed."""
     copies = chart_copies()
     changed = []
-    for path in CHART_CRDS_DIR.glob("*.yaml"):
-        if path not in copies:
-            path.unlink()
-            changed.append(path)
+    for path in _orphans(copies):
+        path.unlink()
+        changed.append(path)
     for path, text in copies.items():
         if _differs(path, text):
             path.parent.mkdir(parents=True, exist_ok=True)

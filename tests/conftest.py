@@ -8,6 +8,7 @@ other's data.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -186,7 +187,7 @@ def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeClust
 def kube(kube_cluster: KubeCluster, request: pytest.FixtureRequest) -> Iterator[Kube]:
     """The cluster and a namespace of this test's own, deleted afterwards."""
     controlplane.require_running(kube_cluster.plane)
-    stem = request.node.name.lower().replace("_", "-")[:40].strip("-")
+    stem = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower())[:40].strip("-")
     name = f"{stem}-{uuid.uuid4().hex[:6]}"
     kube_cluster.core.create_namespace({"metadata": {"name": name}})
     yield Kube(kube_cluster, name)

@@ -1,14 +1,16 @@
-"""Every example is accepted by the real API server, with the project's and Strimzi's CRDs installed."""
+"""Every example is accepted by the real API server, with our CRD and Strimzi's installed."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from tests.conftest import Kube
+from tests.conftest import Kube, KubeCluster
 from tests.integration.cluster_manifests import (
+    applied_line,
     apply_crds,
     dry_run,
     require_lines,
@@ -16,11 +18,17 @@ from tests.integration.cluster_manifests import (
 )
 
 
+@pytest.fixture(scope="module")
+def module_crds(kube_cluster: KubeCluster, repo_root: Path) -> KubeCluster:
+    """The StreamingTrainingJob CRD and Strimzi's CRDs, served for this module's tests."""
+    apply_crds(kube_cluster, repo_root / "crds")
+    apply_crds(kube_cluster, strimzi_crds_dir(repo_root))
+    return kube_cluster
+
+
 @pytest.fixture
-def crds_installed(kube: Kube, repo_root: Path) -> Kube:
-    """The cluster with the StreamingTrainingJob CRD and Strimzi's CRDs served."""
-    apply_crds(kube, repo_root / "crds")
-    apply_crds(kube, strimzi_crds_dir(repo_root))
+def crds_installed(module_crds: KubeCluster, kube: Kube) -> Kube:
+    """A fresh namespace in a cluster that serves the CRDs the examples use."""
     return kube
 
 
@@ -39,11 +47,7 @@ def test_it_should_accept_every_example_in_a_server_side_dry_run(
             text = manifest.read_text()
             documents = [doc for doc in yaml.safe_load_all(text) if doc]
             result = dry_run(crds_installed, text, namespace=crds_installed.namespace)
-            require_lines(result.stdout, [
-                f"{doc['kind'].lower()}.{doc['apiVersion'].split('/')[0]}/"
-                f"{doc['metadata']['name']} serverside-applied (server dry run)"
-                for doc in documents
-            ])
+            require_lines(result.stdout, [applied_line(doc) for doc in documents])
             applied += len(documents)
     assert applied >= 8
 
@@ -51,7 +55,8 @@ def test_it_should_accept_every_example_in_a_server_side_dry_run(
 def test_it_should_reject_an_example_job_with_a_mistyped_field(
     crds_installed: Kube, repo_root: Path,
 ) -> None:
-    job = yaml.safe_load((repo_root / "examples" / "02-strimzi-cluster-ref" / "job.yaml").read_text())
+    path = repo_root / "examples" / "02-strimzi-cluster-ref" / "job.yaml"
+    job = yaml.safe_load(path.read_text())
     job["spec"]["train"]["epochz"] = 3
     result = dry_run(crds_installed, yaml.safe_dump(job), namespace=crds_installed.namespace,
                      check=False)
@@ -68,3 +73,29 @@ def test_it_should_reject_an_example_job_that_breaks_a_cross_field_rule(
                      check=False)
     assert result.returncode != 0
     assert "set train or online" in result.stderr
+
+
+def test_it_should_keep_the_skipped_phases_of_the_online_example_when_applied_server_side(
+    crds_installed: Kube, repo_root: Path,
+) -> None:
+    text = (repo_root / "examples" / "04-online-forever" / "job.yaml").read_text()
+    name = yaml.safe_load(text)["metadata"]["name"]
+    namespace = crds_installed.namespace
+
+    def stored_spec() -> dict[str, Any]:
+        custom: Any = crds_installed.cluster.custom
+        found = custom.get_namespaced_custom_object(
+            "streamtrain.dev", "v1alpha1", namespace, "streamingtrainingjobs", name)
+        spec: dict[str, Any] = found["spec"]
+        return spec
+
+    crds_installed.cluster.kubectl("apply", "--server-side", "-n", namespace, "-f", "-",
+                                   stdin=text)
+    spec = stored_spec()
+    assert spec["train"] is None and spec["evaluate"] is None
+    assert spec["online"]["streamTimeoutMs"] == -1
+
+    # What the README warns about: client-side apply drops the nulls, defaults fill them in.
+    crds_installed.cluster.kubectl("delete", "stj", name, "-n", namespace)
+    crds_installed.cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=text)
+    assert stored_spec()["train"] is not None

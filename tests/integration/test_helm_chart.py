@@ -1,9 +1,10 @@
-"""The operator chart against the real API server: dry runs of each switch, install, upgrade, uninstall."""
+"""The operator chart against the real API server: dry runs, install, upgrade, uninstall."""
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from tests.integration.cluster_manifests import (
     PEERING_CRDS,
     STJ_CRD,
     adopt_for_helm,
+    applied_line,
     dry_run,
     require_lines,
     wait_established,
@@ -32,16 +34,15 @@ def rendered_documents(values: dict[str, Any], namespace: str) -> list[dict[str,
             if doc and doc["kind"] not in NOT_DRY_RUNNABLE]
 
 
-def applied_line(document: dict[str, Any]) -> str:
-    group = document["apiVersion"].split("/")[0] if "/" in document["apiVersion"] else ""
-    kind = document["kind"].lower() + (f".{group}" if group else "")
-    return f"{kind}/{document['metadata']['name']} serverside-applied (server dry run)"
-
-
 def can_i(kube: Kube, service_account: str, verb: str, resource: str, namespace: str) -> bool:
-    """Whether the API server's RBAC authorizer lets the operator's ServiceAccount do this."""
+    """Whether the API server's RBAC authorizer lets the operator's ServiceAccount do this.
+
+    ``resource`` may name a subresource after a slash (``jobs.batch/status``).
+    """
+    resource, _, subresource = resource.partition("/")
+    extra = [f"--subresource={subresource}"] if subresource else []
     result = kube.cluster.kubectl(
-        "auth", "can-i", verb, resource, "--namespace", namespace,
+        "auth", "can-i", verb, resource, *extra, "--namespace", namespace,
         f"--as=system:serviceaccount:{kube.namespace}:{service_account}", check=False,
     )
     return result.stdout.strip() == "yes"
@@ -92,7 +93,8 @@ def test_it_should_pass_a_server_side_dry_run(kube: Kube, switches: dict[str, An
 def test_it_should_fail_the_dry_run_of_a_broken_manifest(kube: Kube) -> None:
     documents = rendered_documents({}, kube.namespace)
     deployment = next(doc for doc in documents if doc["kind"] == "Deployment")
-    deployment["spec"]["template"]["spec"]["containers"][0]["securityContext"]["runAsNonroot"] = True
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    container["securityContext"]["runAsNonroot"] = True
     result = dry_run(kube, yaml.safe_dump(deployment), namespace=kube.namespace, check=False)
     assert result.returncode != 0
     assert "runAsNonroot" in result.stderr
@@ -107,7 +109,7 @@ def test_it_should_install_upgrade_and_uninstall_with_helm(kube: Kube) -> None:
     # install: cluster-wide, one replica, the CRD kept on uninstall
     notes = run_helm(kube, "install", release, str(helm.CHART_DIR), "--namespace", namespace)
     assert "kubectl get stj" in notes and "kubectl apply" in notes
-    wait_established(kube, [STJ_CRD])
+    wait_established(kube.cluster, [STJ_CRD])
     crd = get_json(kube, "crd", STJ_CRD)
     assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     assert crd["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
@@ -121,7 +123,8 @@ def test_it_should_install_upgrade_and_uninstall_with_helm(kube: Kube) -> None:
     assert can_i(kube, account, "patch", "streamingtrainingjobs.streamtrain.dev/status", namespace)
     assert can_i(kube, account, "create", "jobs.batch", "default"), "cluster-wide reaches all"
     assert not can_i(kube, account, "get", "secrets", namespace), "least privilege: no Secrets"
-    assert not can_i(kube, account, "update", "streamingtrainingjobs.streamtrain.dev", namespace)
+    for verb in ("update", "patch"):
+        assert not can_i(kube, account, verb, "streamingtrainingjobs.streamtrain.dev", namespace)
 
     # upgrade: only this namespace, two replicas with peering
     run_helm(kube, "upgrade", release, str(helm.CHART_DIR), "--namespace", namespace,
@@ -137,10 +140,11 @@ def test_it_should_install_upgrade_and_uninstall_with_helm(kube: Kube) -> None:
     assert env["STREAMTRAIN_OPERATOR_NAMESPACES"] == namespace
     assert env["STREAMTRAIN_OPERATOR_PEERING"] == "streamtrain"
     assert not exists(kube, "clusterrolebinding", account), "the cluster-wide grant is gone"
+    assert not exists(kube, "clusterrole", account)
     assert exists(kube, "role", account, "-n", namespace)
     assert can_i(kube, account, "create", "jobs.batch", namespace)
     assert not can_i(kube, account, "create", "jobs.batch", "default")
-    wait_established(kube, list(PEERING_CRDS))
+    wait_established(kube.cluster, list(PEERING_CRDS))
     assert exists(kube, "kopfpeerings.kopf.dev", "streamtrain", "-n", namespace)
     assert can_i(kube, account, "patch", "kopfpeerings.kopf.dev", namespace)
 
@@ -148,7 +152,7 @@ def test_it_should_install_upgrade_and_uninstall_with_helm(kube: Kube) -> None:
     run_helm(kube, "uninstall", release, "--namespace", namespace, "--wait")
     assert not exists(kube, "deployment", account, "-n", namespace)
     assert not exists(kube, "role", account, "-n", namespace)
-    assert not exists(kube, "clusterrole", f"{account}-cluster")
+    assert not exists(kube, "clusterrole", account)
     assert exists(kube, "crd", STJ_CRD)
 
 
@@ -171,3 +175,33 @@ def test_it_should_apply_the_plain_install_manifest_through_kustomize(
     result = dry_run(kube, rendered)
     require_lines(result.stdout, [applied_line(doc) for doc in documents
                                   if doc["kind"] != "Namespace"])
+
+
+def operator_pod(namespace: str) -> dict[str, Any]:
+    """A Pod made from the chart's operator pod template, as the Deployment would create it."""
+    deployment = next(doc for doc in rendered_documents({}, namespace)
+                      if doc["kind"] == "Deployment")
+    template = deployment["spec"]["template"]
+    spec = {**template["spec"], "serviceAccountName": "default"}
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "operator", "labels": template["metadata"]["labels"]},
+            "spec": spec}
+
+
+def test_it_should_admit_the_operator_pod_under_the_restricted_pod_security_level(
+    kube: Kube,
+) -> None:
+    kube.cluster.kubectl("label", "namespace", kube.namespace,
+                         "pod-security.kubernetes.io/enforce=restricted")
+    deadline = time.monotonic() + 30
+    while not exists(kube, "serviceaccount", "default", "-n", kube.namespace):
+        assert time.monotonic() < deadline, "the controller manager made no default ServiceAccount"
+        time.sleep(0.2)
+    pod = operator_pod(kube.namespace)
+    admitted = dry_run(kube, yaml.safe_dump(pod), namespace=kube.namespace)
+    assert "pod/operator serverside-applied (server dry run)" in admitted.stdout
+
+    pod["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = True
+    refused = dry_run(kube, yaml.safe_dump(pod), namespace=kube.namespace, check=False)
+    assert refused.returncode != 0
+    assert 'violates PodSecurity "restricted:latest"' in refused.stderr

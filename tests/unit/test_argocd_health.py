@@ -7,7 +7,7 @@ global `obj`; lupa's Lua 5.1 runtime runs the same file the same way.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 import yaml
@@ -125,11 +125,12 @@ def test_it_should_say_unknown_for_a_phase_it_does_not_know(script: str) -> None
 def test_it_should_map_every_phase_the_operator_writes(script: str) -> None:
     from workload.status import Phase
 
-    for phase in Phase.__args__:
+    for phase in get_args(Phase):
         assert health(script, job({"phase": phase, "observedGeneration": 1}))[0] != "Unknown"
 
 
 def test_it_should_ship_the_same_lua_in_the_argocd_configmap(script: str, repo_root: Path) -> None:
-    configmap = yaml.safe_load((repo_root / "gitops" / "argocd" / "argocd-cm-health.yaml").read_text())
+    path = repo_root / "gitops" / "argocd" / "argocd-cm-health.yaml"
+    configmap = yaml.safe_load(path.read_text())
     assert configmap["metadata"]["name"] == "argocd-cm"
     assert configmap["data"][HEALTH_KEY] == script

@@ -147,7 +147,8 @@ def test_it_should_send_only_the_sources_to_the_build(repo_root: Path) -> None:
     lines = (repo_root / ".dockerignore").read_text().splitlines()
     patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
     assert patterns[0] == "*", "everything is excluded first, then the sources let in"
-    let_in = {pattern.removeprefix("!").rstrip("/") for pattern in patterns if pattern.startswith("!")}
+    let_in = {pattern.removeprefix("!").rstrip("/")
+              for pattern in patterns if pattern.startswith("!")}
     assert let_in == {"pyproject.toml", "README.md", "workload", "operator", "localparts"}
     _, found = parse((repo_root / "Dockerfile").read_text())
     copied = " ".join(found[0].arguments("COPY"))

@@ -59,6 +59,19 @@ def test_it_should_parse_every_example_job_with_the_spec_model(repo_root: Path) 
     assert len(set(names)) == len(names), "every example job has its own name"
 
 
+def test_it_should_hand_the_model_from_phase_to_phase_on_a_volume(repo_root: Path) -> None:
+    from streamtrain_operator.builders import shared_output_problem
+
+    claims = {doc["metadata"]["name"] for folder in folders(repo_root)
+              for doc in documents(folder) if doc["kind"] == "PersistentVolumeClaim"}
+    for folder in folders(repo_root):
+        if (folder / "job.yaml").exists():
+            _, spec = job_in(folder)
+            assert shared_output_problem(spec) is None, folder.name
+            if spec.model.output.volume_claim and not folder.name.startswith("01-"):
+                assert spec.model.output.volume_claim in claims, folder.name
+
+
 def test_it_should_keep_namespaces_out_of_the_examples(repo_root: Path) -> None:
     for folder in folders(repo_root):
         for document in documents(folder):

@@ -78,7 +78,7 @@ app.kubernetes.io/part-of: streamtrain
 {{- end }}
 {{- end }}
 
-{{/* The full name with a suffix ("-metrics", "-cluster"), still within 63 characters. */}}
+{{/* The full name with a suffix (e.g. "metrics"), still within 63 characters. */}}
 {{- define "streamtrain-operator.suffixedName" -}}
 {{- printf "%s-%s" (include "streamtrain-operator.fullname" .context | trunc (int (sub 62 (len .suffix))) | trimSuffix "-") .suffix }}
 {{- end }}

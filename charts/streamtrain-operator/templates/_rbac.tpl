@@ -21,11 +21,6 @@ which the plain manifests do not use, are the chart's own.
 {{- include "streamtrain-operator.rulesOf" (dict "context" . "path" "files/rbac/role.yaml") }}
 {{- end }}
 
-{{/* What kopf reads cluster-wide when it watches namespaces only: CRDs, to find its resources. */}}
-{{- define "streamtrain-operator.clusterRules" -}}
-{{- include "streamtrain-operator.rulesOf" (dict "context" . "path" "files/rbac/clusterrole-crd-reader.yaml") }}
-{{- end }}
-
 {{/* kopf peering among replicas watching every namespace. */}}
 {{- define "streamtrain-operator.clusterPeeringRules" -}}
 - apiGroups: ["kopf.dev"]
