@@ -1,4 +1,4 @@
-"""Shared set-up for the evaluate and online tests: a job spec, a filled topic, a tiny trained model."""
+"""Set-up shared by the evaluate and online tests: a job spec, a filled topic, a tiny model."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
-"""Evaluate mode on the real broker: correct figures, visible committed offsets, nothing scored twice."""
+"""Evaluate mode on the real broker: right figures, visible committed offsets, nothing twice."""
 
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from kafka import KafkaConsumer
 from tests.conftest import KafkaHandle
 from tests.integration.modes_support import fill_topic, job_spec, predict, save_tiny_model
 from workload.artifacts import Artifacts
+from workload.data.dead_letter import REASON_HEADER
 from workload.kafka_connection import KafkaConnection
 from workload.modes.evaluate import run_evaluate
 
@@ -32,7 +34,7 @@ def test_evaluation_figures_match_numpy_and_offsets_are_committed(
     data, _, _ = fill_topic(kafka.bootstrap_servers, topic, 3000, seed=5, partitions=2)
     artifacts = Artifacts(tmp_path).prepare()
     save_tiny_model(artifacts.keras_model, data=data)
-    group = "eval-figures"
+    group = f"figures-{uuid.uuid4().hex[:8]}"
     spec = job_spec(kafka.bootstrap_servers, tmp_path,
                     evaluate={"topic": topic, "consumerGroup": group, "streamTimeoutMs": 0,
                               "batchSize": 256})
@@ -78,7 +80,7 @@ def test_bad_records_are_counted_by_reason_never_scored_and_dead_lettered(
     save_tiny_model(artifacts.keras_model)
     spec = job_spec(kafka.bootstrap_servers, tmp_path,
                     data={"deadLetterTopic": dead, "maxBadRecordsRatio": 0.05},
-                    evaluate={"topic": topic, "consumerGroup": "eval-bad", "streamTimeoutMs": 0})
+                    evaluate={"topic": topic, "consumerGroup": topic, "streamTimeoutMs": 0})
 
     report = run_evaluate("bad", spec, KafkaConnection(kafka.bootstrap_servers), artifacts,
                           progress=False)
@@ -91,7 +93,7 @@ def test_bad_records_are_counted_by_reason_never_scored_and_dead_lettered(
                              auto_offset_reset="earliest", consumer_timeout_ms=5000)
     reasons: dict[str, int] = {}
     for message in consumer:
-        reason = dict(message.headers)["reason"].decode()
+        reason = dict(message.headers)[REASON_HEADER].decode()
         reasons[reason] = reasons.get(reason, 0) + 1
     consumer.close()
     assert reasons == expected
@@ -104,7 +106,7 @@ def test_too_many_bad_records_fail_the_run_with_counts_and_reasons(
     artifacts = Artifacts(tmp_path).prepare()
     save_tiny_model(artifacts.keras_model)
     spec = job_spec(kafka.bootstrap_servers, tmp_path,
-                    evaluate={"topic": topic, "consumerGroup": "eval-worse", "streamTimeoutMs": 0})
+                    evaluate={"topic": topic, "consumerGroup": topic, "streamTimeoutMs": 0})
 
     report = run_evaluate("worse", spec, KafkaConnection(kafka.bootstrap_servers), artifacts,
                           progress=False)
@@ -121,7 +123,7 @@ def test_a_new_model_is_refused_on_a_group_that_holds_figures_of_another(
     artifacts = Artifacts(tmp_path).prepare()
     save_tiny_model(artifacts.keras_model, seed=1)
     spec = job_spec(kafka.bootstrap_servers, tmp_path,
-                    evaluate={"topic": topic, "consumerGroup": "eval-model", "streamTimeoutMs": 0})
+                    evaluate={"topic": topic, "consumerGroup": topic, "streamTimeoutMs": 0})
     connection = KafkaConnection(kafka.bootstrap_servers)
     assert run_evaluate("m", spec, connection, artifacts, progress=False).ok
 
@@ -140,7 +142,7 @@ def test_records_arriving_within_the_stream_timeout_are_scored(
     artifacts = Artifacts(tmp_path).prepare()
     save_tiny_model(artifacts.keras_model)
     spec = job_spec(kafka.bootstrap_servers, tmp_path,
-                    evaluate={"topic": topic, "consumerGroup": "eval-late",
+                    evaluate={"topic": topic, "consumerGroup": topic,
                               "streamTimeoutMs": 4000})
     late = threading.Timer(1.5, fill_topic,
                            (kafka.bootstrap_servers, topic, 200, 10, 1))
@@ -151,3 +153,24 @@ def test_records_arriving_within_the_stream_timeout_are_scored(
     late.join()
 
     assert report.ok and report.metrics.records_evaluated == 500
+
+
+def test_an_evaluation_that_follows_its_topic_stops_when_asked(
+        kafka: KafkaHandle, tmp_path: Path) -> None:
+    import threading
+
+    topic = kafka.create_topic("eval-follow", partitions=2)
+    fill_topic(kafka.bootstrap_servers, topic, 400, seed=12, partitions=2)
+    artifacts = Artifacts(tmp_path).prepare()
+    save_tiny_model(artifacts.keras_model)
+    spec = job_spec(kafka.bootstrap_servers, tmp_path,
+                    evaluate={"topic": topic, "consumerGroup": topic, "streamTimeoutMs": -1})
+    stop = threading.Event()
+    threading.Timer(3.0, stop.set).start()
+
+    report = run_evaluate("follow", spec, KafkaConnection(kafka.bootstrap_servers), artifacts,
+                          progress=False, stop_event=stop)
+
+    assert report.ok and report.metrics.records_evaluated == 400
+    assert {p: c for (t, p), c in kafka.committed(topic).items() if t == topic} == \
+        kafka.end_offsets(topic)

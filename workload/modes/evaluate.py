@@ -34,7 +34,8 @@ A positive value keeps following the topic after that: end offsets are
 polled, new records are scored as above, and the run ends once no new record
 has arrived for that many milliseconds (as `KafkaGroupIODataset` waits after
 its last record). `-1` follows the topic until stopped (SIGTERM, or
-`stop_event`). A stop is honoured between chunks.
+`stop_event`). A stop is honoured between chunks: the figures so far are
+reported with the remaining lag, and a later run continues from the ledger.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from workload.artifacts import Artifacts, write_json_atomic
 from workload.kafka_connection import KafkaConnection
 from workload.modes.group_cursor import GroupCursor, TopicMissing
 from workload.modes.ledger import Ledger, LedgerMismatch, Tally
+from workload.modes.signals import stop_on_sigterm
 from workload.spec import FOREVER, StreamingTrainingJobSpec
 from workload.status import Metrics, PodReport
 
@@ -82,8 +84,8 @@ def run_evaluate(name: str, spec: StreamingTrainingJobSpec, connection: KafkaCon
                  stop_event: threading.Event | None = None) -> PodReport:
     """Score the evaluation topic with the trained model; a failed report says why it could not."""
     try:
-        return _evaluate(name, spec, connection, artifacts, progress, chunk_records,
-                         stop_event or threading.Event())
+        with stop_on_sigterm(stop_event or threading.Event()) as stop:
+            return _evaluate(name, spec, connection, artifacts, progress, chunk_records, stop)
     except (EvaluationFailed, LedgerMismatch, TopicMissing) as error:
         return PodReport(mode="evaluate", ok=False, message=str(error))
 
@@ -110,6 +112,7 @@ def _evaluate(name: str, spec: StreamingTrainingJobSpec, connection: KafkaConnec
         bounds = cursor.bounds()
         position = _resume_positions(ledger, bounds)
         ends = {p: end for p, (_, end) in bounds.items()}
+        first_offsets = {p: start for p, (start, _) in bounds.items()}
         scorer = Scorer(artifacts.keras_model, spec.data, connection, evaluate.topic,
                         sorted(bounds), evaluate.batch_size, dead_letter_sink(spec, connection))
         bar = _ProgressBar(progress, sum(ends[p] - position[p] for p in ends))
@@ -120,7 +123,7 @@ def _evaluate(name: str, spec: StreamingTrainingJobSpec, connection: KafkaConnec
                     ranges = {p: (position[p], min(ends[p], position[p] + chunk_records))
                               for p in ends}
                     try:
-                        chunk = scorer.score(ranges)
+                        chunk = scorer.score(ranges, first_offsets)
                     except ScoringError as error:
                         raise EvaluationFailed(str(error)) from None
                     scored_now += chunk.records + chunk.bad_records
@@ -139,24 +142,25 @@ def _evaluate(name: str, spec: StreamingTrainingJobSpec, connection: KafkaConnec
         cursor.commit(position)  # a run killed after its last save left this behind
         final_ends = cursor.end_offsets()
     elapsed = time.monotonic() - started
-    return _report(name, spec, artifacts, ledger, bounds, final_ends, scored_now, elapsed)
+    left = sum(final_ends[p] - position[p] for p in position) if stop_event.is_set() else 0
+    return _report(name, spec, artifacts, ledger, bounds, final_ends, scored_now, elapsed, left)
 
 
 def dead_letter_sink(spec: StreamingTrainingJobSpec,
                      connection: KafkaConnection) -> Callable[[Any, Any, Any], None] | None:
     """A sender of bad records to `data.deadLetterTopic` (reason in a header), if one is set."""
     topic = spec.data.dead_letter_topic
-    if topic is None:
+    if topic is None or spec.evaluate is None:
         return None
-    from kafka import KafkaProducer
+    from workload.data.dead_letter import send_dead_letters
 
-    producer = KafkaProducer(acks="all", **connection.kafka_python_settings())
+    source = spec.evaluate.topic
 
     def send(keys: Any, values: Any, reasons: Any) -> None:
-        for key, value, reason in zip(keys, values, reasons, strict=True):
-            producer.send(topic, key=bytes(key) or None, value=bytes(value),
-                          headers=[("reason", bytes(reason))])
-        producer.flush()  # sent before the ledger that counts them is saved
+        # Acknowledged before the ledger that counts them is saved.
+        send_dead_letters(connection, topic, source, [
+            (bytes(key), bytes(value), bytes(reason).decode())
+            for key, value, reason in zip(keys, values, reasons, strict=True)])
 
     return send
 
@@ -193,8 +197,9 @@ def _wait_for_records(cursor: GroupCursor, ends: dict[int, int], last_arrival: f
 
 def _report(name: str, spec: StreamingTrainingJobSpec, artifacts: Artifacts, ledger: Ledger,
             bounds: dict[int, tuple[int, int]], ends: dict[int, int], scored_now: int,
-            elapsed: float) -> PodReport:
-    """Write the results JSON and build the pod's report (failed above the bad-record ratio)."""
+            elapsed: float, left_on_stop: int) -> PodReport:
+    """Write the results JSON and build the pod's report (failed above the bad-record ratio,
+    or when stopped with records left to score)."""
     assert spec.evaluate is not None
     tally = ledger.tally
     figures = tally.summary()
@@ -211,6 +216,8 @@ def _report(name: str, spec: StreamingTrainingJobSpec, artifacts: Artifacts, led
         bad_records=tally.bad_records, bad_records_by_reason=figures["badRecordsByReason"],
     )
     ok, message = _bad_record_verdict(tally, spec.data.max_bad_records_ratio)
+    if ok and left_on_stop:
+        ok, message = False, f"stopped with {left_on_stop} records unscored; a rerun continues"
     results: dict[str, Any] = {
         "job": name, "mode": "evaluate", "ok": ok, "message": message,
         "topic": spec.evaluate.topic, "consumerGroup": spec.evaluate.consumer_group,

@@ -1,0 +1,146 @@
+"""Online mode: learn from a topic as records arrive, test-then-train, exporting as it goes.
+
+Records come from tensorflow-io's `KafkaBatchIODataset` (one small dataset
+per poll) with the spec's consumer group. Each mini-batch is decoded (bad
+records counted by reason, sent to the dead-letter topic if one is set, never
+trained on), scored with the current model BEFORE the model trains on it
+(prequential accuracy: every record is a test record first), then trained on.
+
+The model starts from the trained one (`Artifacts.keras_model`) when it
+exists; otherwise a fresh model from `spec.model` is built at the first good
+batch, its normalisation taken from that batch.
+
+Exports go to `Artifacts.online` (Keras file and `state.json`, each written
+atomically) every `exportEveryRecords` records or `exportEverySeconds`
+seconds, and at the end (then also a SavedModel).
+
+Stopping:
+- `streamTimeoutMs`: the run ends when no record has arrived for that long,
+  counted from the last record (or from when the group join must have
+  completed); `-1` runs until stopped. tensorflow-io's own `stream_timeout=-1`
+  becomes `sys.maxsize` inside the op and ends the stream at once with 0
+  records, so the dataset is given a long finite timeout and idleness is
+  measured here.
+- SIGTERM (or `stop_event`): the current poll's records are finished, a
+  final export is written, and the run ends cleanly (ok). The dataset polls
+  every `POLL_MS`, so a stop is noticed within that time even when idle.
+
+Memory stays flat: only counters are kept (no per-batch lists), and the
+compiled predict function has a fixed input signature (no re-tracing).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from workload.artifacts import Artifacts, write_json_atomic
+from workload.kafka_connection import KafkaConnection
+from workload.modes.signals import stop_on_sigterm
+from workload.spec import FOREVER, StreamingTrainingJobSpec
+from workload.status import Metrics, PodReport
+
+POLL_MS = 1000
+"""`message_poll_timeout` of the stream: how often an idle stream hands control back."""
+
+STREAM_TIMEOUT_MS = 2**31 - 1
+"""The finite stand-in for "forever" given to `KafkaBatchIODataset` (see the module docstring)."""
+
+log = logging.getLogger(__name__)
+
+
+def run_online(name: str, spec: StreamingTrainingJobSpec, connection: KafkaConnection,
+               artifacts: Artifacts, progress: bool = True,
+               stop_event: threading.Event | None = None) -> PodReport:
+    """Learn from `spec.online.topic` until the stream times out or a stop is asked."""
+    if spec.online is None:
+        return PodReport(mode="online", ok=False, message="spec.online is not set")
+    stop = stop_event or threading.Event()
+    with stop_on_sigterm(stop):
+        from workload.modes.online_learner import OnlineLearner
+
+        learner = OnlineLearner(spec, connection, artifacts)
+        started = time.monotonic()
+        _learn(spec, connection, learner, stop, progress)
+        learner.export(final=True)
+        elapsed = time.monotonic() - started
+    return _report(name, spec, artifacts, learner.state(), elapsed)
+
+
+def _learn(spec: StreamingTrainingJobSpec, connection: KafkaConnection, learner: Any,
+           stop: threading.Event, progress: bool) -> None:
+    """Consume the stream into `learner` until idle for `streamTimeoutMs` or stopped."""
+    from workload.data.kafka_input import batch_stream, poll_timeout_ms
+
+    online = spec.online
+    assert online is not None
+    stream = batch_stream(connection, online.topic, online.consumer_group,
+                          STREAM_TIMEOUT_MS, message_poll_timeout_ms=POLL_MS)
+    # Before the first record, allow the group join its time before counting idleness.
+    last_record = time.monotonic() + poll_timeout_ms(connection) / 1000
+    with _status(progress) as show:
+        for mini in stream:
+            arrived = 0
+            for values, keys in mini.batch(online.batch_size):
+                arrived += learner.learn(keys, values)
+                learner.export_if_due()
+            now = time.monotonic()
+            if arrived:
+                last_record = now
+                show(learner.state())
+            if stop.is_set():
+                break
+            idle_ms = (now - last_record) * 1000
+            if online.stream_timeout_ms != FOREVER and idle_ms >= online.stream_timeout_ms:
+                break
+
+
+def _report(name: str, spec: StreamingTrainingJobSpec, artifacts: Artifacts,
+            state: dict[str, Any], elapsed: float) -> PodReport:
+    """Write the results JSON; fail when malformed records exceed `data.maxBadRecordsRatio`."""
+    records, bad = state["recordsOnline"], state["badRecords"]
+    total = records + bad
+    ok, message = True, ""
+    if total and bad / total > spec.data.max_bad_records_ratio:
+        reasons = ", ".join(f"{why} {n}" for why, n in sorted(state["badRecordsByReason"].items()))
+        ok, message = False, (f"{bad} of {total} records ({100 * bad / total:.1f}%) are "
+                              f"malformed ({reasons}), above data.maxBadRecordsRatio "
+                              f"{spec.data.max_bad_records_ratio}")
+    rate = total / elapsed if elapsed > 0 and total else None
+    metrics = Metrics(online_accuracy=state["onlineAccuracy"], records_online=records,
+                      bad_records=bad, bad_records_by_reason=state["badRecordsByReason"])
+    model_path = artifacts.online / "model.keras"
+    write_json_atomic(artifacts.results("online"), {
+        "job": name, "mode": "online", "ok": ok, "message": message,
+        "topic": spec.online.topic if spec.online else None,
+        "consumerGroup": spec.online.consumer_group if spec.online else None,
+        "model": str(model_path), "state": state, "seconds": elapsed,
+        "recordsPerSecond": rate,
+        "metrics": metrics.model_dump(mode="json", by_alias=True, exclude_none=True),
+    })
+    return PodReport(mode="online", ok=ok, message=message, metrics=metrics,
+                     model_uri=str(model_path), records_per_second=rate)
+
+
+@contextlib.contextmanager
+def _status(enabled: bool) -> Iterator[Any]:
+    """A one-line live status (records, prequential accuracy) when enabled."""
+    if not enabled:
+        yield lambda _state: None
+        return
+    from rich.progress import Progress, TextColumn
+
+    with Progress(TextColumn("{task.description}"), transient=True) as bar:
+        task = bar.add_task("online: waiting for records")
+
+        def show(state: dict[str, Any]) -> None:
+            accuracy = state["onlineAccuracy"]
+            figure = f"{accuracy:.4f}" if accuracy is not None else "-"
+            bar.update(task, description=f"online: {state['recordsOnline']} records, "
+                                         f"prequential accuracy {figure}")
+
+        yield show
