@@ -11,6 +11,7 @@ phase and wall time, and leaves the model, results and plots in one folder.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -63,6 +64,9 @@ def run_demo(output: Path, rows: int = 100_000, bootstrap_servers: str | None = 
     console = Console()
     started = time.perf_counter()
     output = output.resolve()
+    if (output / "job.yaml").exists():
+        # A previous demo's folder: its evaluation ledger belongs to another model.
+        shutil.rmtree(output)
     output.mkdir(parents=True, exist_ok=True)
     broker = None
     if bootstrap_servers is None:
