@@ -349,10 +349,10 @@ class StreamingTrainingJobSpec(SpecModel):
     """The Kafka cluster to read from."""
     data: DataSpec = Field(default_factory=DataSpec)
     """The layout of each record."""
-    train: TrainSpec | None = Field(default_factory=TrainSpec)
-    """Batch training; omit to skip (online learning from scratch)."""
-    evaluate: EvaluateSpec | None = Field(default_factory=EvaluateSpec)
-    """Exactly-once evaluation after training; omit to skip."""
+    train: TrainSpec | None = None
+    """Batch training (`train: {}` takes the tutorial's settings); absent = no batch training."""
+    evaluate: EvaluateSpec | None = None
+    """Exactly-once evaluation after training (`evaluate: {}` for the defaults); absent = none."""
     online: OnlineSpec | None = None
     """Online learning after evaluation; omit for a job that ends after evaluation."""
     model: ModelSpec = Field(default_factory=ModelSpec)

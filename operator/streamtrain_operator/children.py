@@ -17,6 +17,10 @@ from workload.status import Mode, PodReport
 MODES: tuple[Mode, ...] = ("train", "evaluate", "online")
 
 
+class NameTakenError(RuntimeError):
+    """A Job with the child's deterministic name exists but is not owned by this job."""
+
+
 def _true_condition(job: Any, kind: str) -> Any:
     for condition in (job.status.conditions or []) if job.status else []:
         if condition.type == kind and condition.status == "True":
@@ -87,6 +91,10 @@ def ensure_job(api: kubernetes.client.ApiClient, manifest: Manifest, suspend: bo
         if error.status != 409:
             raise
     existing = batch.read_namespaced_job(name, namespace)
+    owner = manifest["metadata"]["ownerReferences"][0]["uid"]
+    if owner not in {ref.uid for ref in existing.metadata.owner_references or []}:
+        raise NameTakenError(f"Job {name} exists and belongs to someone else; "
+                             "rename the StreamingTrainingJob or delete that Job")
     if bool(existing.spec.suspend) != suspend and not _true_condition(existing, "Complete"):
         batch.patch_namespaced_job(name, namespace, {"spec": {"suspend": suspend}})
     return False

@@ -4,7 +4,7 @@
 `--check` exits non-zero when that file is stale. The pydantic JSON schema is
 turned into a Kubernetes structural schema: `$defs` inlined, titles dropped,
 `Optional[X] = None` made not-required, `Optional[X]` with another default made
-`nullable` (so `train: null` skips a phase), `str | int` quantities marked
+`nullable`, `str | int` quantities marked
 `x-kubernetes-int-or-string`, descriptions kept so `kubectl explain` documents
 every field, and CEL rules added for what one field cannot check alone.
 
@@ -215,9 +215,19 @@ def status_schema() -> Schema:
     return schema
 
 
+SPEC_EDITS = (
+    " Edits while the job runs: kafka, data, train, evaluate, online and model are immutable"
+    " (create a new job instead); runPolicy.suspend acts at once; the other runPolicy fields"
+    " and trainer/evaluator apply to phases that have not started yet."
+    " Set train, evaluate or online to null to skip that phase (kubectl: apply --server-side)."
+)
+
+
 def spec_schema() -> Schema:
-    """The spec schema, with defaults and CEL rules."""
-    return _structural(StreamingTrainingJobSpec, with_defaults=True)
+    """The spec schema, with defaults and CEL rules; its description says what may change."""
+    schema = _structural(StreamingTrainingJobSpec, with_defaults=True)
+    schema["description"] = schema.get("description", "") + SPEC_EDITS
+    return schema
 
 
 def crd_document() -> Schema:

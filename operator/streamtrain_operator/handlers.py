@@ -10,6 +10,7 @@ the CRD declares it); spec and metadata are never written.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -35,6 +36,14 @@ def status_patch(old: Mapping[str, Any], plan: Plan) -> dict[str, Any]:
         if key not in new:
             patch[key] = None
     return patch
+
+
+def _api_message(error: kubernetes.client.ApiException) -> str:
+    """The API server's own message (it names the verb and resource that failed)."""
+    try:
+        return str(json.loads(error.body or "")["message"])
+    except (TypeError, ValueError, KeyError):
+        return str(error.reason)
 
 
 def _client() -> kubernetes.client.ApiClient:
@@ -81,7 +90,7 @@ def register(settings: OperatorSettings, metrics: OperatorMetrics,
                              dict(spec), dict(status))
         except kubernetes.client.ApiException as error:
             metrics.reconcile_errors.inc()
-            raise kopf.TemporaryError(f"API error {error.status}: {error.reason}",
+            raise kopf.TemporaryError(f"API error {error.status}: {_api_message(error)}",
                                       delay=RETRY_DELAY_S) from error
         except Exception:
             metrics.reconcile_errors.inc()

@@ -15,7 +15,11 @@ from typing import Any
 import kubernetes
 
 from streamtrain_operator import children, strimzi
-from streamtrain_operator.builders import KafkaAccess, build_job_manifest
+from streamtrain_operator.builders import (
+    KafkaAccess,
+    build_job_manifest,
+    shared_output_problem,
+)
 from streamtrain_operator.status import TERMINAL, Event, Plan, invalid_spec, next_plan
 from workload.spec import SpecError, parse_spec
 from workload.status import StreamingTrainingJobStatus
@@ -46,6 +50,9 @@ def reconcile(api: kubernetes.client.ApiClient, name: str, namespace: str, uid: 
     current = StreamingTrainingJobStatus.model_validate(dict(status_body or {}))
     try:
         spec = parse_spec(spec_body)
+        problem = shared_output_problem(spec)
+        if problem is not None:
+            raise SpecError(problem)
     except SpecError as error:
         if current.phase == "Failed":
             return Plan(current)
@@ -63,12 +70,19 @@ def reconcile(api: kubernetes.client.ApiClient, name: str, namespace: str, uid: 
                 plan.events.append(Event("Normal", "TopicCreated", f"KafkaTopic {topic}"))
         manifest = build_job_manifest(name, namespace, uid, plan.run, spec, resolution.access,
                                       suspend=plan.suspend)
-        if children.ensure_job(api, manifest, plan.suspend):
+        try:
+            created = children.ensure_job(api, manifest, plan.suspend)
+        except children.NameTakenError as error:
+            return invalid_spec(current, generation, str(error), now, reason="JobNameTaken")
+        if created:
             plan.events.append(Event("Normal", "JobCreated",
                                      f"created Job {manifest['metadata']['name']}"))
     elif plan.run is not None and plan.run in observed:
         # Kafka went away while a phase runs: keep the pods, still honour suspend.
         manifest = build_job_manifest(name, namespace, uid, plan.run, spec,
                                       KafkaAccess(""), suspend=plan.suspend)
-        children.ensure_job(api, manifest, plan.suspend)
+        try:
+            children.ensure_job(api, manifest, plan.suspend)
+        except children.NameTakenError as error:
+            return invalid_spec(current, generation, str(error), now, reason="JobNameTaken")
     return plan

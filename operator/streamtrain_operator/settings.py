@@ -109,6 +109,9 @@ class OperatorSettings:
         settings.peering.standalone = not self.peering
         settings.peering.name = self.peering or "default"
         settings.peering.clusterwide = not self.namespaces
+        # Watching listed namespaces needs no cluster-wide reads (namespaces, CRDs): a
+        # per-namespace Role suffices. The CRD must then exist before the operator starts.
+        settings.scanning.disabled = bool(self.namespaces)
         return settings
 
 

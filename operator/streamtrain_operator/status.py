@@ -38,6 +38,9 @@ ROLE_FIELD: dict[Mode, Literal["trainer", "evaluator", "online"]] = {
 MESSAGE_LIMIT = 1024
 """Characters of a pod's failure text copied into conditions and events."""
 
+FIGURE_DIGITS = 4
+"""Decimals of the metrics copied into status."""
+
 EventType = Literal["Normal", "Warning"]
 
 
@@ -166,7 +169,9 @@ def phase_conditions(spec: StreamingTrainingJobSpec | None, status: StreamingTra
 
 
 def _merge_report(status: StreamingTrainingJobStatus, report: PodReport, now: str) -> None:
-    figures = report.metrics.model_dump(exclude_none=True)
+    # Four decimals are what `kubectl get stj` should show; the pods' artefacts keep the rest.
+    figures = {key: round(value, FIGURE_DIGITS) if isinstance(value, float) else value
+               for key, value in report.metrics.model_dump(exclude_none=True).items()}
     status.metrics = (status.metrics or Metrics()).model_copy(update=figures)
     if report.epoch is not None:
         status.progress = (status.progress or Progress()).model_copy(update={"epoch": report.epoch})
@@ -183,16 +188,16 @@ def _transition(status: StreamingTrainingJobStatus, phase: Phase, message: str,
 
 
 def invalid_spec(current: StreamingTrainingJobStatus, generation: int, message: str,
-                 now: str) -> Plan:
-    """A spec that can never work: Failed, with the offending field named."""
+                 now: str, reason: str = "InvalidSpec") -> Plan:
+    """A job that can never work: Failed, with the offending field (or object) named."""
     status = current.model_copy(deep=True)
     events: list[Event] = []
     status.observed_generation = generation
-    _transition(status, "Failed", f"invalid spec: {message}", events)
+    _transition(status, "Failed", message, events)
     status.completion_time = status.completion_time or now
-    status.conditions = phase_conditions(None, status, f"invalid spec: {message}", generation, now)
+    status.conditions = phase_conditions(None, status, message, generation, now)
     status.conditions = set_condition(status.conditions, _condition(
-        "Failed", True, "InvalidSpec", message, generation, now))
+        "Failed", True, reason, message, generation, now))
     return Plan(status, events=events)
 
 

@@ -4,6 +4,7 @@ polling, and writing a pod's final status the way a kubelet does.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -83,7 +84,7 @@ def _served(custom: Any) -> bool:
 
 
 def install_strimzi_crds(api: kubernetes.client.ApiClient, release: str) -> str:
-    """Strimzi's Kafka, KafkaTopic and KafkaUser CRDs of `release`, unchanged; the version served."""
+    """Strimzi's CRDs of `release`, unchanged; returns the API version they serve."""
     extensions: Any = kubernetes.client.ApiextensionsV1Api(api)
     served = ""
     for path in sorted((STRIMZI_CRDS / release).glob("*.yaml")):
@@ -95,7 +96,8 @@ def install_strimzi_crds(api: kubernetes.client.ApiClient, release: str) -> str:
             wanted = {version["name"] for version in document["spec"]["versions"]}
             if versions != wanted:
                 extensions.delete_custom_resource_definition(name)
-                eventually(lambda n=name: _crd_gone(extensions, n), 60, f"CRD {name} deleted")
+                gone = functools.partial(_crd_gone, extensions, name)
+                eventually(gone, 60, f"CRD {name} deleted")
         except kubernetes.client.ApiException as error:
             if error.status != 404:
                 raise
@@ -116,13 +118,14 @@ def _crd_gone(extensions: Any, name: str) -> bool:
     try:
         extensions.read_custom_resource_definition(name)
     except kubernetes.client.ApiException as error:
-        return error.status == 404
+        return bool(error.status == 404)
     return False
 
 
 @dataclass
 class OperatorProcess:
-    """`python -m streamtrain_operator` watching one namespace, as a child process."""
+    """`python -m streamtrain_operator` as a child process, watching one namespace (or, with
+    an empty `namespace`, the whole cluster)."""
 
     kubeconfig: Path
     namespace: str
@@ -136,13 +139,14 @@ class OperatorProcess:
         self.metrics_port, self.liveness_port = free_port(), free_port()
         env = {**os.environ,
                "KUBECONFIG": str(self.kubeconfig),
-               "STREAMTRAIN_OPERATOR_NAMESPACES": self.namespace,
                "STREAMTRAIN_OPERATOR_RECONCILE_INTERVAL_S": "0.5",
                "STREAMTRAIN_OPERATOR_WATCH_SERVER_TIMEOUT_S": "60",
                "STREAMTRAIN_OPERATOR_WATCH_CLIENT_TIMEOUT_S": "70",
                "STREAMTRAIN_OPERATOR_BIND_ADDRESS": "127.0.0.1",
                "STREAMTRAIN_OPERATOR_METRICS_PORT": str(self.metrics_port),
                "STREAMTRAIN_OPERATOR_LIVENESS_PORT": str(self.liveness_port)}
+        if self.namespace:
+            env["STREAMTRAIN_OPERATOR_NAMESPACES"] = self.namespace
         with self.log.open("ab") as sink:
             self.process = subprocess.Popen(
                 [PYTHON, "-m", "streamtrain_operator"], env=env, cwd=REPO,

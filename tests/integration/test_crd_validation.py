@@ -12,7 +12,7 @@ import yaml
 from tests.conftest import Kube, KubeCluster
 from tests.e2e.harness import Jobs, install_streamtrain_crd
 
-VALID: dict[str, Any] = {"kafka": {"bootstrapServers": "kafka:9092"}}
+VALID: dict[str, Any] = {"kafka": {"bootstrapServers": "kafka:9092"}, "train": {}, "evaluate": {}}
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +30,7 @@ def _rejection(jobs: Jobs, spec: dict[str, Any]) -> str:
     with pytest.raises(kubernetes.client.ApiException) as caught:
         jobs.create("invalid", spec)
     assert caught.value.status == 422
-    return str(json.loads(caught.value.body)["message"])
+    return str(json.loads(caught.value.body or "{}")["message"])
 
 
 @pytest.mark.parametrize(("spec", "field", "words"), [
@@ -56,7 +56,7 @@ def test_unknown_field_is_rejected_by_kubectl_strict_validation(
     manifest = {"apiVersion": "streamtrain.dev/v1alpha1", "kind": "StreamingTrainingJob",
                 "metadata": {"name": "typo", "namespace": kube.namespace},
                 "spec": {**VALID, "trian": {"epochs": 3}}}
-    result = kube.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(manifest), check=False)
+    result = kube.cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(manifest), check=False)
     assert result.returncode != 0 and 'unknown field "spec.trian"' in result.stderr
 
 
@@ -71,7 +71,7 @@ def test_running_job_keeps_its_data_but_may_be_suspended(jobs: Jobs) -> None:
     jobs.create("fixed", VALID)
     with pytest.raises(kubernetes.client.ApiException) as caught:
         jobs.patch_spec("fixed", {"train": {"topic": "elsewhere"}})
-    assert "spec.train is immutable" in json.loads(caught.value.body)["message"]
+    assert "spec.train is immutable" in json.loads(caught.value.body or "{}")["message"]
     with pytest.raises(kubernetes.client.ApiException):
         jobs.patch_spec("fixed", {"kafka": {"bootstrapServers": "other:9092"}})
     jobs.patch_spec("fixed", {"runPolicy": {"suspend": True}})
@@ -79,7 +79,7 @@ def test_running_job_keeps_its_data_but_may_be_suspended(jobs: Jobs) -> None:
 
 
 def test_kubectl_explain_documents_nested_fields(kube: Kube, streamtrain_crd: KubeCluster) -> None:
-    explained = kube.kubectl("explain", "stj.spec.evaluate.streamTimeoutMs").stdout
+    explained = kube.cluster.kubectl("explain", "stj.spec.evaluate.streamTimeoutMs").stdout
     assert "Milliseconds to wait for new records" in " ".join(explained.split())
-    explained = kube.kubectl("explain", "stj.status.metrics.evalAuc").stdout
+    explained = kube.cluster.kubectl("explain", "stj.status.metrics.evalAuc").stdout
     assert "ROC AUC" in explained

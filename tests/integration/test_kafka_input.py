@@ -23,8 +23,12 @@ from workload.spec import DataSpec  # noqa: E402
 
 
 def fill(kafka: KafkaHandle, topic: str, partitions: int, per_partition: int) -> None:
-    """Write `per_partition` records `p,i` (key `i % 2`) to each partition."""
-    producer = kafka.producer(linger_ms=5)
+    """Write `per_partition` records `p,i` (key `i % 2`) to each partition, `i` at offset `i`.
+
+    One request in flight: a retried request (common just after a topic is created) must not
+    overtake the next one, or offsets would not match `i`.
+    """
+    producer = kafka.producer(linger_ms=5, acks="all", max_in_flight_requests_per_connection=1)
     for partition in range(partitions):
         for index in range(per_partition):
             producer.send(topic, key=str(index % 2).encode(),
@@ -78,7 +82,7 @@ def test_batches_are_no_larger_than_the_read_batch(
 
 def test_replay_feeds_batch_decoding(kafka: KafkaHandle, three_partitions: str) -> None:
     connection = KafkaConnection(kafka.bootstrap_servers)
-    data = DataSpec(features=2)
+    data = DataSpec.model_validate({"features": 2})
     offsets = partition_offsets(connection, three_partitions)
     decoded = replay_dataset(connection, three_partitions, offsets, read_batch=64).map(
         lambda keys, values: decode_batch_tensors(keys, values, data))

@@ -25,6 +25,7 @@ from tests.e2e.harness import (
 from workload.status import Metrics, PodReport
 
 SPEC: dict[str, Any] = {"kafka": {"bootstrapServers": "127.0.0.1:9092"},
+                        "model": {"output": {"path": "/models/susy", "volumeClaim": "models"}},
                         "runPolicy": {"backoffLimit": 1}}
 TRAINED = PodReport(mode="train", ok=True, epoch=10, model_uri="/models/model",
                     metrics=Metrics(train_loss=0.45, train_accuracy=0.78)).to_message()
@@ -98,7 +99,7 @@ def test_job_runs_train_then_evaluate_and_reports_metrics(
     assert held["Ready"] == "True" and held["Failed"] == "False" and held["Training"] == "False"
     reasons = {event.reason for event in jobs.events("susy")}
     assert {"Training", "Evaluating", "Succeeded", "JobCreated"} <= reasons
-    table = kube.kubectl("get", "stj", "susy", "-n", kube.namespace).stdout
+    table = kube.cluster.kubectl("get", "stj", "susy", "-n", kube.namespace).stdout
     assert "Succeeded" in table and "0.787" in table and "4000" in table
     spec_after = jobs.get("susy")
     assert "finalizers" not in spec_after["metadata"]
@@ -182,6 +183,15 @@ def test_spec_the_model_rejects_fails_permanently_naming_the_field(
     assert jobs.child_jobs() == []
 
 
+def test_phases_without_a_shared_model_volume_fail_naming_the_field(
+        jobs: Jobs, operator: OperatorProcess) -> None:
+    jobs.create("unshared", {"kafka": {"bootstrapServers": "127.0.0.1:9092"}})
+    _wait_phase(jobs, operator, "unshared", "Failed")
+    failed = jobs.condition("unshared", "Failed")
+    assert failed is not None and "spec.model.output.volumeClaim" in failed["message"]
+    assert jobs.child_jobs() == []
+
+
 def test_finished_job_children_are_deleted_after_ttl(
         jobs: Jobs, operator: OperatorProcess) -> None:
     spec = {**SPEC, "evaluate": None, "runPolicy": {"ttlSecondsAfterFinished": 1}}
@@ -208,3 +218,36 @@ def test_metrics_and_liveness_endpoints_answer(jobs: Jobs, operator: OperatorPro
     health = f"http://127.0.0.1:{operator.liveness_port}/healthz"
     with urllib.request.urlopen(health, timeout=5) as response:
         assert response.status == 200
+
+
+def test_foreign_job_with_the_child_name_is_not_adopted(
+        jobs: Jobs, operator: OperatorProcess, kube: Kube) -> None:
+    foreign = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "taken-train"},
+               "spec": {"suspend": True, "template": {"spec": {
+                   "restartPolicy": "Never",
+                   "containers": [{"name": "c", "image": "busybox"}]}}}}
+    jobs.batch.create_namespaced_job(kube.namespace, foreign)
+    jobs.create("taken", SPEC)
+    _wait_phase(jobs, operator, "taken", "Failed")
+    failed = jobs.condition("taken", "Failed")
+    assert failed is not None and failed["reason"] == "JobNameTaken"
+    assert jobs.batch.read_namespaced_job("taken-train", kube.namespace).spec.suspend is True
+
+
+def test_online_phase_follows_evaluation_and_ends_the_job(
+        jobs: Jobs, operator: OperatorProcess) -> None:
+    jobs.create("learner", {**SPEC, "online": {"streamTimeoutMs": 1000}})
+    _wait_phase(jobs, operator, "learner", "Training")
+    _complete(jobs, "learner-train", TRAINED, operator)
+    _wait_phase(jobs, operator, "learner", "Evaluating")
+    _complete(jobs, "learner-evaluate", EVALUATED, operator)
+    _wait_phase(jobs, operator, "learner", "Online")
+    online = jobs.condition("learner", "Online")
+    assert online is not None and online["status"] == "True"
+    learned = PodReport(mode="online", ok=True, metrics=Metrics(online_accuracy=0.75,
+                                                                records_online=500))
+    _complete(jobs, "learner-online", learned.to_message(), operator)
+    status = _wait_phase(jobs, operator, "learner", "Succeeded")
+    assert status["online"]["succeeded"] == 1
+    assert status["metrics"]["onlineAccuracy"] == pytest.approx(0.75)
+    assert status["metrics"]["evalAccuracy"] == pytest.approx(0.787)

@@ -1,4 +1,4 @@
-"""Strimzi references on the real API server, with Strimzi's own CRDs (1.2.0 `v1`, 0.45.0 `v1beta2`).
+"""Strimzi references on the real API server, with Strimzi's CRDs (1.2.0: v1, 0.45.0: v1beta2).
 
 No Strimzi operator runs: the test writes the status Strimzi would write and
 checks that the operator waits with a reason until it can resolve the
@@ -14,8 +14,8 @@ from typing import Any
 
 import kubernetes
 import pytest
-
 from streamtrain_operator.builders import CREDENTIALS_PATH, JOB_SPEC_ENV
+
 from tests.conftest import Kube, KubeCluster
 from tests.e2e.harness import (
     Jobs,
@@ -54,15 +54,16 @@ def strimzi(request: pytest.FixtureRequest, kube_cluster: KubeCluster) -> Iterat
 
 @pytest.fixture
 def operator(kube: Kube, strimzi: str, tmp_path: Path) -> Iterator[OperatorProcess]:
-    process = OperatorProcess(kube.kubeconfig, kube.namespace, tmp_path / "operator.log").start()
+    process = OperatorProcess(kube.cluster.kubeconfig, kube.namespace,
+                              tmp_path / "operator.log").start()
     yield process
     process.stop()
 
 
 def test_cluster_ref_waits_with_reasons_then_runs_with_listener_address_and_user_secret(
         kube: Kube, strimzi: str, operator: OperatorProcess) -> None:
-    jobs = Jobs(kube.api, kube.namespace)
-    custom: Any = kubernetes.client.CustomObjectsApi(kube.api)
+    jobs = Jobs(kube.cluster.api, kube.namespace)
+    custom: Any = kubernetes.client.CustomObjectsApi(kube.cluster.api)
     ns = kube.namespace
 
     def waits_for(reason: str) -> None:
@@ -73,7 +74,8 @@ def test_cluster_ref_waits_with_reasons_then_runs_with_listener_address_and_user
         assert jobs.phase("susy") == "Pending" and jobs.child_jobs() == []
 
     jobs.create("susy", {"kafka": {"clusterRef": {"name": "my-cluster", "listener": "plain"},
-                                   "userRef": {"name": "trainer"}, "manageTopics": True}})
+                                   "userRef": {"name": "trainer"}, "manageTopics": True},
+                         "model": {"output": {"volumeClaim": "models"}}})
     waits_for("KafkaNotFound")
 
     custom.create_namespaced_custom_object(GROUP, strimzi, ns, "kafkas",
@@ -117,14 +119,15 @@ def test_cluster_ref_waits_with_reasons_then_runs_with_listener_address_and_user
 
 def test_tls_listener_mounts_the_cluster_ca_secret_in_the_pods(kube: Kube, strimzi: str,
                                              operator: OperatorProcess) -> None:
-    jobs = Jobs(kube.api, kube.namespace)
-    custom: Any = kubernetes.client.CustomObjectsApi(kube.api)
+    jobs = Jobs(kube.cluster.api, kube.namespace)
+    custom: Any = kubernetes.client.CustomObjectsApi(kube.cluster.api)
     custom.create_namespaced_custom_object(GROUP, strimzi, kube.namespace, "kafkas",
                                            _kafka("secure", strimzi))
     custom.patch_namespaced_custom_object_status(
         GROUP, strimzi, kube.namespace, "kafkas", "secure",
         _ready([{"name": "tls", "bootstrapServers": "secure-kafka-bootstrap:9093"}]))
-    jobs.create("tls", {"kafka": {"clusterRef": {"name": "secure", "listener": "tls"}}})
+    jobs.create("tls", {"kafka": {"clusterRef": {"name": "secure", "listener": "tls"}},
+                        "evaluate": None})
     eventually(lambda: jobs.phase("tls") == "Training", 30, "Training", operator.tail)
     pod = jobs.batch.read_namespaced_job("tls-train", kube.namespace).spec.template.spec
     secrets = [volume.secret.secret_name for volume in pod.volumes if volume.secret]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from typing import Any
 
 from streamtrain_operator.builders import (
@@ -12,13 +14,14 @@ from streamtrain_operator.builders import (
     KafkaAccess,
     build_job_manifest,
     child_job_name,
+    shared_output_problem,
 )
 
 from workload.kafka_connection import BOOTSTRAP_ENV, CREDENTIALS_ENV, connection_for
 from workload.spec import parse_spec
 
 SPEC = parse_spec({
-    "kafka": {"bootstrapServers": "kafka:9092"},
+    "kafka": {"bootstrapServers": "kafka:9092"}, "train": {}, "evaluate": {},
     "trainer": {"resources": {"requests": {"cpu": 1, "memory": "2Gi"}}},
     "runPolicy": {"backoffLimit": 2, "activeDeadlineSeconds": 600},
     "model": {"output": {"path": "/models/susy", "volumeClaim": "models"}},
@@ -104,6 +107,24 @@ def test_kafka_user_and_cluster_ca_secrets_are_mounted() -> None:
 
 
 def test_model_output_without_claim_is_an_empty_dir() -> None:
-    spec = parse_spec({"kafka": {"bootstrapServers": "kafka:9092"}})
+    spec = parse_spec({"kafka": {"bootstrapServers": "kafka:9092"}, "train": {}, "evaluate": {}})
     job = build_job_manifest("susy", "ns", "u", "train", spec, KafkaAccess("k:9092"))
     assert {"name": "model", "emptyDir": {}} in job["spec"]["template"]["spec"]["volumes"]
+
+
+def test_phases_after_train_need_a_claim_to_share_the_model() -> None:
+    unshared = parse_spec({"kafka": {"bootstrapServers": "k:1"}, "train": {}, "evaluate": {}})
+    problem = shared_output_problem(unshared)
+    assert problem is not None and problem.startswith("spec.model.output.volumeClaim")
+    assert shared_output_problem(SPEC) is None
+    train_only = parse_spec({"kafka": {"bootstrapServers": "k:1"}, "train": {}})
+    assert shared_output_problem(train_only) is None
+    object_store = parse_spec({"kafka": {"bootstrapServers": "k:1"}, "train": {}, "evaluate": {},
+                               "model": {"output": {"path": "s3://models/susy"}}})
+    assert shared_output_problem(object_store) is None
+
+
+def test_operator_package_never_imports_tensorflow() -> None:
+    probe = ("import sys, streamtrain_operator.main, streamtrain_operator.crd; "
+             "sys.exit(1 if 'tensorflow' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", probe], check=False, timeout=60).returncode == 0

@@ -52,11 +52,11 @@ def test_quantities_are_int_or_string() -> None:
         "x-kubernetes-int-or-string": True}
 
 
-def test_optional_phases_are_nullable_with_defaults_and_none_defaults_are_not_required() -> None:
+def test_phases_are_present_only_when_written_and_their_fields_have_defaults() -> None:
     spec = crd.spec_schema()["properties"]
-    assert spec["train"]["nullable"] is True
-    assert spec["train"]["default"]["epochs"] == 10
-    assert "nullable" not in spec["online"] and "default" not in spec["online"]
+    for phase in ("train", "evaluate", "online"):
+        assert "nullable" not in spec[phase] and "default" not in spec[phase]
+    assert spec["train"]["properties"]["epochs"]["default"] == 10
     kafka = spec["kafka"]
     assert "clusterRef" not in kafka.get("required", [])
     assert crd.spec_schema()["required"] == ["kafka"]

@@ -16,9 +16,10 @@ from hypothesis import strategies as st  # noqa: E402
 from workload.data.decode import BAD_REASONS, count_reasons, decode_batch  # noqa: E402
 from workload.spec import DataSpec  # noqa: E402
 
-KEY_CSV = DataSpec(features=3, max_record_bytes=40)
-LABEL_COLUMN_CSV = DataSpec(columns=["y", "a", "b"], label="y")
-JSON_WITH_LABEL = DataSpec(format="json", columns=["a", "b", "y"], label="y", max_record_bytes=80)
+KEY_CSV = DataSpec.model_validate({"features": 3, "max_record_bytes": 40})
+LABEL_COLUMN_CSV = DataSpec.model_validate({"columns": ["y", "a", "b"], "label": "y"})
+JSON_WITH_LABEL = DataSpec.model_validate(
+    {"format": "json", "columns": ["a", "b", "y"], "label": "y", "max_record_bytes": 80})
 
 
 Array = npt.NDArray[np.float32]
@@ -109,7 +110,7 @@ def test_malformed_json_record_is_set_aside_with_its_reason(value: bytes, reason
 
 
 def test_json_with_label_in_the_key() -> None:
-    data = DataSpec(format="json", columns=["a", "b"])
+    data = DataSpec.model_validate({"format": "json", "columns": ["a", "b"]})
     features, labels, reasons = decode([b"1", b"7"], [b'{"a":1,"b":2}', b'{"a":1,"b":2}'], data)
     assert reasons == ["", "bad_key"]
     np.testing.assert_allclose(features, [[1, 2]])
@@ -117,7 +118,7 @@ def test_json_with_label_in_the_key() -> None:
 
 
 def test_wide_records_are_checked_field_by_field() -> None:
-    data = DataSpec(features=300)
+    data = DataSpec.model_validate({"features": 300})
     row = b",".join([b"1.5"] * 300)
     broken = b",".join([b"1.5"] * 299 + [b"x"])
     features, _, reasons = decode([b"1", b"0", b"1"], [row, broken, row[:-4]], data)

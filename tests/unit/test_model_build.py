@@ -16,12 +16,13 @@ import tensorflow as tf  # noqa: E402
 
 from workload.model.build import RunningStatistics, build_model, feature_statistics  # noqa: E402
 from workload.model.export import SERVE_ENDPOINT, export_model, recover_saved_model  # noqa: E402
-from workload.spec import LayerSpec, ModelSpec  # noqa: E402
+from workload.spec import ModelSpec  # noqa: E402
 
 Features = npt.NDArray[np.float32]
 
-SMALL = ModelSpec(layers=[LayerSpec(dense=8, activation="tanh"), LayerSpec(dropout=0.1),
-                          LayerSpec(dense=4)], optimizer="sgd", learning_rate=0.05)
+SMALL = ModelSpec.model_validate({
+    "layers": [{"dense": 8, "activation": "tanh"}, {"dropout": 0.1}, {"dense": 4}],
+    "optimizer": "sgd", "learningRate": 0.05})
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,7 @@ def raw_features() -> Features:
 
 
 def test_the_default_model_is_the_tutorial_mlp_with_one_sigmoid_output() -> None:
-    model = build_model(ModelSpec(), 18)
+    model = build_model(ModelSpec.model_validate({}), 18)
     dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
     dropout = [layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
     assert [layer.units for layer in dense] == [128, 256, 128, 1]

@@ -16,7 +16,7 @@ from workload.spec import (
     parse_spec,
 )
 
-MINIMAL: dict[str, Any] = {"kafka": {"bootstrapServers": "127.0.0.1:9092"}}
+MINIMAL: dict[str, Any] = {"kafka": {"bootstrapServers": "127.0.0.1:9092"}, "train": {}, "evaluate": {}}
 
 
 def with_(**sections: Any) -> dict[str, Any]:

@@ -15,12 +15,13 @@ from streamtrain_operator.status import (
 from workload.spec import parse_spec
 from workload.status import Metrics, PodReport, StreamingTrainingJobStatus
 
-SPEC = parse_spec({"kafka": {"bootstrapServers": "kafka:9092"}})
+SPEC = parse_spec({"kafka": {"bootstrapServers": "kafka:9092"}, "train": {}, "evaluate": {}})
 READY = KafkaState(True, "Resolved", bootstrap_servers="kafka:9092")
 NOW, LATER = "2026-01-01T00:00:00Z", "2026-01-01T00:05:00Z"
 
 TRAIN_REPORT = PodReport(mode="train", ok=True, epoch=10,
-                         metrics=Metrics(train_loss=0.4, train_accuracy=0.8), model_uri="/m")
+                         metrics=Metrics(train_loss=0.4000000059604645, train_accuracy=0.8),
+                         model_uri="/m")
 EVAL_REPORT = PodReport(mode="evaluate", ok=True,
                         metrics=Metrics(eval_accuracy=0.79, eval_auc=0.86, records_evaluated=400))
 
@@ -80,7 +81,7 @@ def test_finished_phase_is_not_rerun_after_its_job_is_deleted() -> None:
 
 
 def test_suspend_keeps_the_phase_job_suspended_and_resume_continues() -> None:
-    suspended_spec = parse_spec({"kafka": {"bootstrapServers": "k:1"},
+    suspended_spec = parse_spec({"kafka": {"bootstrapServers": "k:1"}, "train": {}, "evaluate": {},
                                  "runPolicy": {"suspend": True}})
     plan = _step(StreamingTrainingJobStatus(), {}, spec=suspended_spec)
     assert (plan.status.phase, plan.run, plan.suspend) == ("Suspended", "train", True)
@@ -130,7 +131,7 @@ def test_invalid_spec_fails_with_the_field_named() -> None:
 
 
 def test_online_only_job_goes_straight_to_online() -> None:
-    spec = parse_spec({"kafka": {"bootstrapServers": "k:1"}, "train": None, "evaluate": None,
+    spec = parse_spec({"kafka": {"bootstrapServers": "k:1"},
                        "online": {}})
     assert current_mode(spec, StreamingTrainingJobStatus()) == "online"
     plan = _step(StreamingTrainingJobStatus(), {}, spec=spec)

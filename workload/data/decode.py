@@ -81,9 +81,33 @@ def decode_batch(keys: tf.Tensor, values: tf.Tensor, data: DataSpec) -> DecodedB
 def decode_batch_tensors(
     keys: tf.Tensor, values: tf.Tensor, data: DataSpec
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """`decode_batch` as a plain tuple (features, labels, reasons), for `tf.data.Dataset.map`."""
+    """`decode_batch` as a plain tuple (features, labels, reasons), for `tf.data.Dataset.map`.
+
+    A CSV batch whose records all pass one regular expression per record (the
+    common case) is decoded directly; only a batch with a bad record takes the
+    path that finds each record's reason.
+    """
     keys = tf.reshape(tf.convert_to_tensor(keys, tf.string), [-1])
     values = tf.reshape(tf.convert_to_tensor(values, tf.string), [-1])
+    n_fields = len(data.record_columns)
+    if data.format != "csv" or n_fields > FULL_REGEX_MAX_FIELDS:
+        return _decode_with_reasons(keys, values, data, None)
+    whole_ok = tf.strings.regex_full_match(values, _csv_record_pattern(n_fields))
+    clean = whole_ok & (tf.strings.length(values) <= data.max_record_bytes)
+    if data.label == "key":
+        clean &= tf.strings.regex_full_match(keys, LABEL_KEY)
+    parse = _csv_parser(n_fields)
+    return tf.cond(  # type: ignore[no-any-return]
+        tf.reduce_all(clean),
+        lambda: _decode_passed(keys, values, tf.ones_like(clean), data, parse),
+        lambda: _decode_with_reasons(keys, values, data, whole_ok),
+    )
+
+
+def _decode_with_reasons(
+    keys: tf.Tensor, values: tf.Tensor, data: DataSpec, whole_ok: tf.Tensor | None
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Find each record's reason, then decode the records that have none."""
     lengths = tf.strings.length(values)
     empty = tf.strings.regex_full_match(values, r"\s*")
     oversized = lengths > data.max_record_bytes
@@ -91,7 +115,7 @@ def decode_batch_tensors(
     checked = tf.where(empty | oversized, "", values)
     record_columns = data.record_columns
     if data.format == "csv":
-        shape_reasons = _csv_reasons(checked, len(record_columns))
+        shape_reasons = _csv_reasons(checked, len(record_columns), whole_ok)
         parse = _csv_parser(len(record_columns))
     else:
         shape_reasons, fields = _json_reasons_and_fields(checked, record_columns)
@@ -103,13 +127,26 @@ def decode_batch_tensors(
     reasons = tf.where(oversized, "oversized", reasons)
     reasons = tf.where(empty, "empty", reasons)
 
-    # Decode only records that passed; then refuse values out of float32 range and bad labels.
     passed = tf.equal(reasons, "")
-    passed_index = tf.where(passed)
-    table = parse(tf.boolean_mask(checked, passed), passed)
+    features, labels, late_reasons = _decode_passed(
+        tf.boolean_mask(keys, passed), tf.boolean_mask(checked, passed), passed, data, parse)
+    reasons = tf.tensor_scatter_nd_update(reasons, tf.where(passed), late_reasons)
+    return features, labels, reasons
+
+
+def _decode_passed(
+    keys: tf.Tensor, values: tf.Tensor, passed: tf.Tensor, data: DataSpec,
+    parse: Callable[[tf.Tensor, tf.Tensor], tf.Tensor],
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Decode records that passed the text checks; refuse values beyond float32 and bad labels.
+
+    Returns the kept features and labels and, per given record, `""` or its late reason.
+    """
+    record_columns = data.record_columns
+    table = parse(values, passed)
     finite = tf.reduce_all(tf.math.is_finite(table), axis=1)
     if data.label == "key":
-        labels = tf.strings.to_number(tf.boolean_mask(keys, passed), tf.float32)
+        labels = tf.strings.to_number(keys, tf.float32)
         label_ok = tf.ones_like(finite)
         feature_table = table
     else:
@@ -119,11 +156,10 @@ def decode_batch_tensors(
         feature_index = [i for i, name in enumerate(record_columns) if name != data.label]
         feature_table = tf.gather(table, feature_index, axis=1)
     late_reasons = tf.where(finite, tf.where(label_ok, "", "bad_key"), "non_numeric")
-    reasons = tf.tensor_scatter_nd_update(reasons, passed_index, late_reasons)
     keep = tf.equal(late_reasons, "")
     n_features = len(data.feature_names)
     features = tf.reshape(tf.boolean_mask(feature_table, keep), [-1, n_features])
-    return features, tf.boolean_mask(labels, keep), reasons
+    return features, tf.boolean_mask(labels, keep), late_reasons
 
 
 def count_reasons(reasons: tf.Tensor | npt.NDArray[np.bytes_]) -> dict[str, int]:
@@ -138,11 +174,17 @@ def count_reasons(reasons: tf.Tensor | npt.NDArray[np.bytes_]) -> dict[str, int]
     return found
 
 
-def _csv_reasons(values: tf.Tensor, n_fields: int) -> tf.Tensor:
+def _csv_record_pattern(n_fields: int) -> str:
+    """One regular expression for a whole CSV record of `n_fields` numbers."""
+    return CSV_FIELD + (f"(?:,{CSV_FIELD}){{{n_fields - 1}}}" if n_fields > 1 else "")
+
+
+def _csv_reasons(values: tf.Tensor, n_fields: int, whole_ok: tf.Tensor | None) -> tf.Tensor:
     """`""`, `field_count` or `non_numeric` for each CSV value."""
     if n_fields <= FULL_REGEX_MAX_FIELDS:
-        record = CSV_FIELD + (f"(?:,{CSV_FIELD}){{{n_fields - 1}}}" if n_fields > 1 else "")
-        whole_ok = tf.strings.regex_full_match(values, record)
+        if whole_ok is None:
+            whole_ok = tf.strings.regex_full_match(values, _csv_record_pattern(n_fields))
+        whole_ok &= tf.not_equal(values, "")
         # Only the records that failed the fast check are split to learn why.
         detail = _csv_field_reasons(tf.where(whole_ok, "", values), n_fields)
         return tf.where(whole_ok, "", detail)

@@ -1,0 +1,1 @@
+"""Benchmarks of streamtrain against TensorFlow's Kafka tutorial (`make bench`; not tests)."""

@@ -1,0 +1,285 @@
+"""A test-only stand-in for the kubelet: runs pods' commands as local processes.
+
+There is no container runtime here. The agent registers a Node, binds every
+unscheduled pod of one namespace to it, runs the pod's (single) container
+command as a local process with the pod's environment, and reports phase,
+exit code and termination message into the pod's status, as a kubelet does.
+
+Mapping a container onto the host:
+- the command's program (`streamtrain`) is looked up next to the test's
+  Python interpreter, i.e. the project's own entry point stands in for the image;
+- each volume mount becomes a temporary folder (Secrets are written out as
+  files); environment values that name a mounted path, also inside JSON
+  values such as the job spec, are rewritten to that folder;
+- the termination log is a temporary file named by
+  `STREAMTRAIN_TERMINATION_LOG`; with `FallbackToLogsOnError` a failed
+  container's log tail becomes the message.
+A pod deleted while it runs (suspend, backoff, garbage collection) has its
+process killed and is then removed, as a kubelet confirms a graceful delete.
+This module is never shipped.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+
+from workload.termination import TERMINATION_LOG_ENV
+
+NODE_NAME = "streamtrain-local-node"
+POLL_S = 0.3
+HEARTBEAT_S = 10.0
+LOG_TAIL_BYTES = 2048
+"""Bytes of a failed container's log that `FallbackToLogsOnError` keeps (as the kubelet: 2 KiB)."""
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class RunningPod:
+    """A pod's process and where its files are."""
+
+    name: str
+    container: str
+    image: str
+    process: subprocess.Popen[bytes]
+    folder: Path
+    log: Path
+    termination_log: Path
+    fallback_to_logs: bool
+    started_at: str
+
+
+def translate(value: Any, mounts: dict[str, Path]) -> Any:
+    """`value` with every path under a mount rewritten to the mount's host folder."""
+    if isinstance(value, str):
+        for mount_path, host in sorted(mounts.items(), key=lambda item: -len(item[0])):
+            if value == mount_path or value.startswith(mount_path.rstrip("/") + "/"):
+                return str(host) + value[len(mount_path.rstrip("/")):]
+        return value
+    if isinstance(value, list):
+        return [translate(item, mounts) for item in value]
+    if isinstance(value, dict):
+        return {key: translate(item, mounts) for key, item in value.items()}
+    return value
+
+
+def translate_env_value(value: str, mounts: dict[str, Path]) -> str:
+    """An env value with mounted paths rewritten, including inside a JSON document."""
+    if value[:1] in "{[":
+        try:
+            return json.dumps(translate(json.loads(value), mounts))
+        except ValueError:
+            pass
+    return str(translate(value, mounts))
+
+
+class KubeletAgent:
+    """Plays the kubelet for one namespace until stopped."""
+
+    def __init__(self, api: kubernetes.client.ApiClient, namespace: str, workdir: Path,
+                 extra_env: dict[str, str] | None = None) -> None:
+        self.core: Any = kubernetes.client.CoreV1Api(api)
+        self.namespace = namespace
+        self.workdir = workdir
+        self.extra_env = extra_env or {}
+        self.running: dict[str, RunningPod] = {}
+        self.finished: set[str] = set()
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="kubelet-agent", daemon=True)
+        self._last_heartbeat = 0.0
+
+    def start(self) -> KubeletAgent:
+        """Register the node and start serving pods."""
+        self._ensure_node()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving; kill processes still running."""
+        self._stop.set()
+        self._thread.join(timeout=10)
+        for pod in self.running.values():
+            if pod.process.poll() is None:
+                pod.process.kill()
+                pod.process.wait(timeout=10)
+
+    def logs(self) -> str:
+        """Every pod's output, for failure messages."""
+        parts = []
+        for log in sorted(self.workdir.glob("*/container.log")):
+            parts.append(f"--- {log.parent.name}\n{log.read_text(errors='replace')[-4000:]}")
+        return "\n".join(parts + self.errors)
+
+    # ------------------------------------------------------------ node
+
+    def _ensure_node(self) -> None:
+        try:
+            self.core.create_node({"metadata": {"name": NODE_NAME,
+                                                "labels": {"kubernetes.io/hostname": NODE_NAME}}})
+        except kubernetes.client.ApiException as error:
+            if error.status != 409:
+                raise
+        self._heartbeat()
+
+    def _heartbeat(self) -> None:
+        moment = _now()
+        self.core.patch_node_status(NODE_NAME, {"status": {"conditions": [{
+            "type": "Ready", "status": "True", "reason": "KubeletReady",
+            "message": "local process runner", "lastHeartbeatTime": moment,
+            "lastTransitionTime": moment}]}})
+        self._last_heartbeat = time.monotonic()
+
+    # ------------------------------------------------------------ loop
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if time.monotonic() - self._last_heartbeat > HEARTBEAT_S:
+                    self._heartbeat()
+                self._sync()
+            except Exception as error:  # keep serving; the test sees the error in logs()
+                self.errors.append(f"agent error: {error!r}")
+            self._stop.wait(POLL_S)
+
+    def _sync(self) -> None:
+        pods = self.core.list_namespaced_pod(self.namespace).items
+        present = {pod.metadata.name for pod in pods}
+        for pod in pods:
+            name = pod.metadata.name
+            if pod.metadata.deletion_timestamp is not None:
+                self._kill_and_remove(pod)
+            elif pod.status.phase in ("Succeeded", "Failed"):
+                continue
+            elif (name not in self.running and name not in self.finished
+                  and pod.spec.node_name in (None, NODE_NAME)):
+                self._start(pod)
+        for name, running in list(self.running.items()):
+            if name not in present:
+                self._kill(running)
+                del self.running[name]
+            elif running.process.poll() is not None:
+                self._report_exit(running)
+                del self.running[name]
+                self.finished.add(name)
+
+    # ------------------------------------------------------------ pods
+
+    def _bind(self, pod: Any) -> None:
+        body = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": pod.metadata.name},
+                "target": {"apiVersion": "v1", "kind": "Node", "name": NODE_NAME}}
+        self.core.create_namespaced_pod_binding(pod.metadata.name, self.namespace, body,
+                                                _preload_content=False)
+
+    def _volumes(self, pod: Any, folder: Path) -> dict[str, Path]:
+        """Host folders for the container's mounts: a PersistentVolumeClaim is one folder shared
+        by every pod that claims it; Secrets are written out as files; others are per pod."""
+        by_name = {volume.name: volume for volume in pod.spec.volumes or []}
+        mounts: dict[str, Path] = {}
+        for mount in pod.spec.containers[0].volume_mounts or []:
+            volume = by_name.get(mount.name)
+            claim = volume.persistent_volume_claim if volume is not None else None
+            host = (self.workdir / "claims" / claim.claim_name if claim is not None
+                    else folder / "volumes" / mount.name)
+            host.mkdir(parents=True, exist_ok=True)
+            if volume is not None and volume.secret is not None:
+                secret = self.core.read_namespaced_secret(volume.secret.secret_name,
+                                                          self.namespace)
+                for key, encoded in (secret.data or {}).items():
+                    (host / key).write_bytes(base64.b64decode(encoded))
+            mounts[mount.mount_path] = host
+        return mounts
+
+    def _start(self, pod: Any) -> None:
+        if pod.spec.node_name is None:
+            self._bind(pod)
+        container = pod.spec.containers[0]
+        folder = self.workdir / pod.metadata.name
+        folder.mkdir(parents=True, exist_ok=True)
+        mounts = self._volumes(pod, folder)
+        termination_log = folder / "termination-log"
+        termination_log.write_text("")
+        env = {"PATH": os.environ.get("PATH", ""), **self.extra_env}
+        for item in container.env or []:
+            if item.value is not None:
+                env[item.name] = translate_env_value(item.value, mounts)
+        env[TERMINATION_LOG_ENV] = str(termination_log)
+        command = [*(container.command or []), *(container.args or [])]
+        program = shutil.which(command[0], path=str(Path(sys.executable).parent)) or command[0]
+        log = folder / "container.log"
+        with log.open("wb") as sink:
+            process = subprocess.Popen([program, *command[1:]], env=env, cwd=folder,
+                                       stdout=sink, stderr=subprocess.STDOUT)
+        started = _now()
+        self.running[pod.metadata.name] = RunningPod(
+            pod.metadata.name, container.name, container.image, process, folder, log,
+            termination_log, container.termination_message_policy == "FallbackToLogsOnError",
+            started)
+        self._patch_status(pod.metadata.name, {
+            "phase": "Running", "startTime": started,
+            "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": started}],
+            "containerStatuses": [self._container_status(
+                container.name, container.image, {"running": {"startedAt": started}})]})
+
+    @staticmethod
+    def _container_status(name: str, image: str, state: dict[str, Any]) -> dict[str, Any]:
+        return {"name": name, "image": image, "imageID": "", "ready": "running" in state,
+                "restartCount": 0, "started": "running" in state, "state": state}
+
+    def _report_exit(self, running: RunningPod) -> None:
+        code = int(running.process.returncode)
+        code = 128 - code if code < 0 else code  # killed by a signal, as a runtime reports it
+        message = running.termination_log.read_text(errors="replace").strip()
+        if not message and code != 0 and running.fallback_to_logs:
+            message = running.log.read_bytes()[-LOG_TAIL_BYTES:].decode(errors="replace")
+        finished = _now()
+        self._patch_status(running.name, {
+            "phase": "Succeeded" if code == 0 else "Failed",
+            "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": finished}],
+            "containerStatuses": [self._container_status(running.container, running.image, {
+                "terminated": {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
+                               "message": message, "startedAt": running.started_at,
+                               "finishedAt": finished}})]})
+
+    def _patch_status(self, name: str, status: dict[str, Any]) -> None:
+        try:
+            self.core.patch_namespaced_pod_status(name, self.namespace, {"status": status})
+        except kubernetes.client.ApiException as error:
+            if error.status != 404:
+                raise
+
+    @staticmethod
+    def _kill(running: RunningPod) -> None:
+        if running.process.poll() is None:
+            running.process.terminate()
+            try:
+                running.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                running.process.kill()
+                running.process.wait(timeout=10)
+
+    def _kill_and_remove(self, pod: Any) -> None:
+        running = self.running.pop(pod.metadata.name, None)
+        if running is not None:
+            self._kill(running)
+        try:
+            self.core.delete_namespaced_pod(pod.metadata.name, self.namespace,
+                                            grace_period_seconds=0)
+        except kubernetes.client.ApiException as error:
+            if error.status != 404:
+                raise

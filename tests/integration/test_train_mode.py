@@ -1,0 +1,137 @@
+"""Train mode end to end on the real broker: outputs, resume after a stop, bad records."""
+
+from __future__ import annotations
+
+from workload import tflog
+
+tflog.quiet()
+
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import keras  # noqa: E402
+import pytest  # noqa: E402
+from kafka import KafkaConsumer  # noqa: E402
+
+from tests.conftest import KafkaHandle  # noqa: E402
+from workload.artifacts import Artifacts  # noqa: E402
+from workload.data.dead_letter import REASON_HEADER  # noqa: E402
+from workload.data.producer import produce_messages  # noqa: E402
+from workload.data.records import corrupt, encode  # noqa: E402
+from workload.data.synthetic import generate  # noqa: E402
+from workload.kafka_connection import KafkaConnection  # noqa: E402
+from workload.modes.train import run_train  # noqa: E402
+from workload.spec import StreamingTrainingJobSpec  # noqa: E402
+
+ROWS = 2000
+
+
+def job(kafka: KafkaHandle, topic: str, epochs: int, **data: Any) -> StreamingTrainingJobSpec:
+    """A small training job: the tutorial's layout and model, a few epochs, no evaluation."""
+    return StreamingTrainingJobSpec.model_validate({
+        "kafka": {"bootstrapServers": kafka.bootstrap_servers},
+        "data": data,
+        "train": {"topic": topic, "epochs": epochs, "batchSize": 64, "shuffleBuffer": 256},
+        "evaluate": None,
+        "model": {"layers": [{"dense": 32}, {"dropout": 0.1}, {"dense": 16}]},
+    })
+
+
+@pytest.fixture(scope="module")
+def clean_topic(kafka: KafkaHandle) -> str:
+    """2,000 synthetic SUSY rows over two partitions, 1% of them malformed."""
+    topic = kafka.create_topic("train", partitions=2)
+    messages, _ = corrupt(encode(generate(ROWS, seed=3)), 0.01, seed=4)
+    produce_messages(KafkaConnection(kafka.bootstrap_servers), topic, messages, partitions=2)
+    return topic
+
+
+def test_training_reads_every_partition_and_leaves_all_outputs(
+        kafka: KafkaHandle, clean_topic: str, tmp_path: Path) -> None:
+    artifacts = Artifacts(tmp_path)
+    report = run_train("susy", job(kafka, clean_topic, epochs=2),
+                       KafkaConnection(kafka.bootstrap_servers), artifacts, progress=False)
+    assert report.ok, report.message
+    assert report.metrics.bad_records == 20
+    assert sum((report.metrics.bad_records_by_reason or {}).values()) == 20
+    assert report.metrics.records_trained == ROWS - 20
+    assert report.epoch == 2 and report.metrics.train_accuracy is not None
+    assert report.metrics.train_accuracy > 0.6
+    assert report.records_per_second and report.records_per_second > 0
+    assert report.model_uri == str(artifacts.keras_model)
+    assert keras.models.load_model(artifacts.keras_model).input_shape == (None, 18)
+    assert (artifacts.saved_model / "saved_model.pb").exists()
+    assert artifacts.training_curve.read_bytes().startswith(b"\x89PNG")
+    assert any(artifacts.tensorboard.rglob("*tfevents*"))
+    results = json.loads(artifacts.results("train").read_text())
+    assert results["offsets"] == {"0": [0, ROWS // 2], "1": [0, ROWS // 2]}
+    assert len(results["history"]["loss"]) == 2
+    state = json.loads((artifacts.checkpoints / "state.json").read_text())
+    assert state["epochsDone"] == 2
+
+
+def test_a_restarted_trainer_resumes_at_the_next_epoch(
+        kafka: KafkaHandle, tmp_path: Path) -> None:
+    connection = KafkaConnection(kafka.bootstrap_servers)
+    artifacts = Artifacts(tmp_path)
+    topic = kafka.create_topic("resume", partitions=2)
+    produce_messages(connection, topic, encode(generate(500, seed=7)), partitions=2)
+    first = run_train("susy", job(kafka, topic, epochs=2), connection, artifacts,
+                      progress=False)
+    assert first.ok and first.epoch == 2
+    # More records arrive; the resumed run must keep training on the offsets of its checkpoint.
+    kafka_producer = kafka.producer()
+    kafka_producer.send(topic, key=b"1", value=b",".join([b"1.0"] * 18), partition=0)
+    kafka_producer.flush()
+    second = run_train("susy", job(kafka, topic, epochs=3), connection, artifacts,
+                       progress=False)
+    results = json.loads(artifacts.results("train").read_text())
+    assert second.ok and second.epoch == 3
+    assert results["resumedAtEpoch"] == 2 and results["epochsRun"] == 1
+    assert len(results["history"]["loss"]) == 3
+    assert results["offsets"] == {"0": [0, 250], "1": [0, 250]}
+    assert second.metrics.records_trained == first.metrics.records_trained == 500
+
+
+def test_too_many_bad_records_fail_the_run_and_go_to_the_dead_letter_topic(
+        kafka: KafkaHandle, tmp_path: Path) -> None:
+    connection = KafkaConnection(kafka.bootstrap_servers)
+    topic = kafka.create_topic("dirty", partitions=1)
+    dead = f"{topic}-dead"
+    messages, made = corrupt(encode(generate(200, seed=5)), 0.2, seed=6)
+    produce_messages(connection, topic, messages, partitions=1)
+    report = run_train("susy", job(kafka, topic, epochs=1, deadLetterTopic=dead,
+                                   maxBadRecordsRatio=0.05),
+                       connection, Artifacts(tmp_path), progress=False)
+    assert not report.ok
+    assert "40 of 200 records" in report.message and "maxBadRecordsRatio" in report.message
+    for reason, count in made.items():
+        assert f"{reason}: {count}" in report.message
+    consumer = KafkaConsumer(dead, bootstrap_servers=kafka.bootstrap_servers,
+                             auto_offset_reset="earliest", consumer_timeout_ms=2000)
+    reasons = [dict(record.headers)[REASON_HEADER].decode() for record in consumer]
+    consumer.close()
+    assert sorted(reasons) == sorted(r for r, n in made.items() for _ in range(n))
+    assert json.loads(Artifacts(tmp_path).results("train").read_text())["report"]["ok"] is False
+
+
+def test_an_empty_topic_fails_with_a_clear_message(kafka: KafkaHandle, tmp_path: Path) -> None:
+    topic = kafka.create_topic("nothing", partitions=2)
+    report = run_train("susy", job(kafka, topic, epochs=1),
+                       KafkaConnection(kafka.bootstrap_servers), Artifacts(tmp_path),
+                       progress=False)
+    assert not report.ok and "no records" in report.message
+
+
+def test_training_without_cache_reads_kafka_each_epoch(
+        kafka: KafkaHandle, clean_topic: str, tmp_path: Path) -> None:
+    spec = job(kafka, clean_topic, epochs=2)
+    assert spec.train is not None
+    spec = spec.model_copy(update={"train": spec.train.model_copy(update={"cache": False})})
+    report = run_train("susy", spec, KafkaConnection(kafka.bootstrap_servers),
+                       Artifacts(tmp_path), progress=False)
+    assert report.ok, report.message
+    assert report.metrics.records_trained == ROWS - 20 and report.epoch == 2
+    history = json.loads(Artifacts(tmp_path).results("train").read_text())["history"]
+    assert len(history["loss"]) == 2

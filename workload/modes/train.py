@@ -1,0 +1,255 @@
+"""Train mode: replay a topic's fixed offset range for many epochs, checkpointed per epoch.
+
+1. Capture each partition's (start, end) offsets; an epoch is exactly those
+   records, however the topic grows meanwhile. A restart resumes with the
+   offsets of its checkpoint.
+2. Read every partition once through the fast pipeline (`replay_dataset`:
+   chunked reads of all partitions in parallel, batch decoding): bad records
+   are counted per reason, sent to the dead-letter topic when one is set, and
+   the run fails when their share is above `data.maxBadRecordsRatio`. With
+   `train.cache` the decoded records stay in memory for the epochs; without
+   it each epoch reads Kafka again.
+3. Epochs: shuffle (`train.shuffleBuffer`), batch (`train.batchSize`),
+   prefetch; after each epoch a checkpoint (`workload.modes.checkpoint`) and
+   TensorBoard logs.
+4. Export the model (Keras file + SavedModel), draw the training curve, write
+   `results-train.json` and return the pod's report.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+import numpy as np
+import numpy.typing as npt
+import tensorflow as tf
+
+from workload.artifacts import Artifacts, write_json_atomic
+from workload.data.dead_letter import DeadLetter, send_dead_letters
+from workload.data.decode import count_reasons, decode_batch_tensors
+from workload.data.kafka_input import (
+    KafkaInputError,
+    partition_offsets,
+    record_count,
+    replay_dataset,
+)
+from workload.kafka_connection import KafkaConnection
+from workload.model.build import RunningStatistics, Statistics, build_model
+from workload.model.export import export_model
+from workload.modes.checkpoint import (
+    CheckpointEveryEpoch,
+    TrainState,
+    load_checkpoint_model,
+    load_state,
+)
+from workload.modes.train_progress import TrainProgress
+from workload.plots import training_curve
+from workload.spec import DataSpec, StreamingTrainingJobSpec
+from workload.status import Metrics, PodReport
+
+log = logging.getLogger(__name__)
+
+Floats = npt.NDArray[np.float32]
+
+
+class TrainError(RuntimeError):
+    """Training cannot go on with this data (empty topic, too many bad records)."""
+
+
+@dataclass
+class ReadSummary:
+    """What one pass over the offset ranges found."""
+
+    records: int = 0
+    good: int = 0
+    bad_by_reason: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    features: list[Floats] = field(default_factory=list)
+    labels: list[Floats] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    statistics: Statistics | None = None
+
+    @property
+    def bad(self) -> int:
+        """Records set aside."""
+        return sum(self.bad_by_reason.values())
+
+
+def decoded_dataset(connection: KafkaConnection, topic: str,
+                    offsets: dict[int, tuple[int, int]], data: DataSpec,
+                    read_batch: int | None = None) -> tf.data.Dataset:
+    """Kafka to decoded batches: (features, labels, reasons, bad keys, bad values)."""
+    raw = (replay_dataset(connection, topic, offsets) if read_batch is None
+           else replay_dataset(connection, topic, offsets, read_batch))
+
+    def decode(keys: tf.Tensor, values: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        features, labels, reasons = decode_batch_tensors(keys, values, data)
+        bad = tf.not_equal(reasons, "")
+        return (features, labels, tf.boolean_mask(reasons, bad),
+                tf.boolean_mask(keys, bad), tf.boolean_mask(values, bad))
+
+    return raw.map(decode, num_parallel_calls=tf.data.AUTOTUNE,
+                   deterministic=False).prefetch(tf.data.AUTOTUNE)
+
+
+def read_all(connection: KafkaConnection, topic: str, offsets: dict[int, tuple[int, int]],
+             data: DataSpec, keep: bool, display: TrainProgress) -> ReadSummary:
+    """One pass: count good and bad records, keep them in memory when `keep`."""
+    summary = ReadSummary()
+    statistics = RunningStatistics(len(data.feature_names))
+    expected = record_count(offsets)
+    task = display.task("reading Kafka", expected)
+    started = time.perf_counter()
+    batches = iter(decoded_dataset(connection, topic, offsets, data))
+    while True:
+        try:
+            features, labels, reasons, bad_keys, bad_values = next(batches)
+        except StopIteration:
+            break
+        except tf.errors.OpError as error:
+            raise KafkaInputError(f"reading topic {topic!r} failed: {error.message}") from error
+        feature_array = features.numpy()
+        summary.good += len(feature_array)
+        summary.records += len(feature_array) + int(reasons.shape[0])
+        statistics.add(feature_array)
+        for reason, count in count_reasons(reasons).items():
+            summary.bad_by_reason[reason] = summary.bad_by_reason.get(reason, 0) + count
+        if keep:
+            summary.features.append(feature_array)
+            summary.labels.append(labels.numpy())
+        if data.dead_letter_topic is not None:
+            summary.dead_letters.extend(
+                (key, value, reason.decode()) for key, value, reason in zip(
+                    bad_keys.numpy(), bad_values.numpy(), reasons.numpy(), strict=True))
+        display.update(task, summary.records, started)
+    display.update(task, summary.records, started, force=True)
+    summary.seconds = time.perf_counter() - started
+    summary.statistics = statistics.result()
+    if summary.records != expected:
+        raise KafkaInputError(f"read {summary.records} records of topic {topic!r}, "
+                              f"its offsets {offsets} hold {expected}")
+    return summary
+
+
+def check_bad_records(summary: ReadSummary, topic: str, data: DataSpec) -> None:
+    """Fail when malformed records exceed the allowed share, saying how many and why."""
+    if summary.records == 0:
+        raise TrainError(f"topic {topic!r} has no records to train on")
+    ratio = summary.bad / summary.records
+    if summary.good == 0 or ratio > data.max_bad_records_ratio:
+        reasons = ", ".join(f"{reason}: {count}"
+                            for reason, count in sorted(summary.bad_by_reason.items()))
+        raise TrainError(
+            f"{summary.bad} of {summary.records} records of topic {topic!r} ({ratio:.1%}) are "
+            f"malformed ({reasons}); data.maxBadRecordsRatio allows "
+            f"{data.max_bad_records_ratio:.1%}")
+
+
+def epoch_dataset(source: tf.data.Dataset, spec: StreamingTrainingJobSpec) -> tf.data.Dataset:
+    """Shuffle, batch and prefetch (features, labels) rows for one epoch."""
+    assert spec.train is not None
+    if spec.train.shuffle_buffer > 0:
+        source = source.shuffle(spec.train.shuffle_buffer, reshuffle_each_iteration=True)
+    return source.batch(spec.train.batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def training_rows(summary: ReadSummary, connection: KafkaConnection, topic: str,
+                  offsets: dict[int, tuple[int, int]], data: DataSpec,
+                  cache: bool) -> tf.data.Dataset:
+    """(features, labels) rows: from memory when cached, else read from Kafka each epoch."""
+    if cache:
+        features = np.concatenate(summary.features) if summary.features else np.zeros(
+            (0, len(data.feature_names)), np.float32)
+        labels = np.concatenate(summary.labels) if summary.labels else np.zeros(0, np.float32)
+        summary.features, summary.labels = [], []
+        return tf.data.Dataset.from_tensor_slices((features, labels))
+    rows = decoded_dataset(connection, topic, offsets, data).map(
+        lambda features, labels, *_: (features, labels)).unbatch()
+    # Kafka reads have no known length; stating it lets Keras count steps (and fails loudly
+    # should an epoch's read find another number of good records).
+    return rows.apply(tf.data.experimental.assert_cardinality(summary.good))
+
+
+def run_train(name: str, spec: StreamingTrainingJobSpec, connection: KafkaConnection,
+              artifacts: Artifacts, progress: bool = True) -> PodReport:
+    """Train the job's model on `spec.train.topic`; the report says how it went."""
+    if spec.train is None:
+        raise ValueError("spec.train is not set: this job has no training phase")
+    artifacts.prepare()
+    topic = spec.train.topic
+    results: dict[str, Any] = {"job": name, "topic": topic}
+    try:
+        report = _train(spec, connection, artifacts, progress, results)
+    except (TrainError, KafkaInputError) as error:
+        log.error("training failed: %s", error)
+        report = PodReport(mode="train", ok=False, message=str(error))
+    results["report"] = report.model_dump(mode="json", by_alias=True, exclude_none=True)
+    write_json_atomic(artifacts.results("train"), results)
+    return report
+
+
+def _train(spec: StreamingTrainingJobSpec, connection: KafkaConnection, artifacts: Artifacts,
+           progress: bool, results: dict[str, Any]) -> PodReport:
+    assert spec.train is not None
+    train, data = spec.train, spec.data
+    state = load_state(artifacts.checkpoints)
+    if state is None or state.topic != train.topic:
+        state = TrainState(train.topic, partition_offsets(connection, train.topic))
+    if record_count(state.offsets) == 0:
+        raise TrainError(f"topic {train.topic!r} has no records to train on "
+                         f"(offsets {state.offsets})")
+    results["offsets"] = {str(p): list(span) for p, span in sorted(state.offsets.items())}
+    with TrainProgress(progress) as display:
+        summary = read_all(connection, train.topic, state.offsets, data, train.cache, display)
+        if summary.dead_letters and data.dead_letter_topic is not None:
+            send_dead_letters(connection, data.dead_letter_topic, train.topic,
+                              summary.dead_letters)
+        results["read"] = {"records": summary.records, "seconds": round(summary.seconds, 3),
+                           "recordsPerSecond": round(summary.records / max(summary.seconds, 1e-9))}
+        check_bad_records(summary, train.topic, data)
+
+        model = load_checkpoint_model(artifacts.checkpoints, state)
+        if model is None:
+            model = build_model(spec.model, len(data.feature_names), summary.statistics)
+        resumed_at = state.epochs_done
+        rows = training_rows(summary, connection, train.topic, state.offsets, data, train.cache)
+        callbacks: list[keras.callbacks.Callback] = [
+            CheckpointEveryEpoch(artifacts.checkpoints, state),
+            keras.callbacks.TensorBoard(log_dir=str(artifacts.tensorboard), write_graph=False),
+        ]
+        if progress:
+            callbacks.append(display.keras_callback(summary.good, train.batch_size, train.epochs))
+        started = time.perf_counter()
+        if resumed_at < train.epochs:
+            model.fit(epoch_dataset(rows, spec), epochs=train.epochs, initial_epoch=resumed_at,
+                      callbacks=callbacks, shuffle=False, verbose=0)
+        fit_seconds = time.perf_counter() - started
+
+    export_model(model, artifacts.keras_model, artifacts.saved_model)
+    training_curve(state.history, artifacts.training_curve, f"{train.topic}: training")
+    epochs_run = train.epochs - min(resumed_at, train.epochs)
+    rate = summary.good * epochs_run / fit_seconds if epochs_run else None
+    results.update(history=state.history, resumedAtEpoch=resumed_at, epochsRun=epochs_run,
+                   fitSeconds=round(fit_seconds, 3))
+    return PodReport(
+        mode="train", ok=True,
+        metrics=Metrics(
+            train_loss=_last(state.history, "loss"),
+            train_accuracy=_last(state.history, "accuracy"),
+            records_trained=summary.good,
+            bad_records=summary.bad,
+            bad_records_by_reason=dict(sorted(summary.bad_by_reason.items())),
+        ),
+        model_uri=str(artifacts.keras_model),
+        epoch=state.epochs_done,
+        records_per_second=round(rate, 1) if rate else None,
+    )
+
+
+def _last(history: dict[str, list[float]], key: str) -> float | None:
+    values = history.get(key)
+    return values[-1] if values else None
