@@ -122,17 +122,37 @@ def server_properties(port: int, controller_port: int, log_dir: Path,
     return properties
 
 
+def _jvm(data_dir: Path, version: str) -> list[str]:
+    """The java command line (classpath and logging) every broker tool and the broker share."""
+    lib = install(version)
+    java = require_tool("java", JAVA_HINT)
+    return [java, "-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            f"-Dlog4j.configuration=file:{data_dir / 'log4j.properties'}", "-cp", f"{lib}/*"]
+
+
+def _launch(jvm: list[str], data_dir: Path, port: int) -> ServerProcess:
+    """Start the broker on ``data_dir/server.properties``; wait until it serves on ``port``."""
+    config = data_dir / "server.properties"
+    log_path = data_dir / "broker.log"
+    started_lines = log_path.read_text(errors="replace").count(READY_LINE) if log_path.exists() else 0
+    process = spawn("kafka", [*jvm, "kafka.Kafka", str(config)], log_path)
+    process.details = {"bootstrap_servers": f"{LOOPBACK}:{port}", "data_dir": str(data_dir)}
+
+    def ready() -> bool:
+        text = log_path.read_text(errors="replace") if log_path.exists() else ""
+        return text.count(READY_LINE) > started_lines and port_open(port)
+
+    wait_until(process, ready, START_TIMEOUT_S, "starting the Kafka broker")
+    return process
+
+
 def start(data_dir: Path, *, version: str = KAFKA_VERSION,
           extra_properties: Mapping[str, str] | None = None,
           attempts: int = 3) -> KafkaBroker:
     """Format ``data_dir`` and start a broker there on free ports; wait until it serves."""
-    lib = install(version)
-    java = require_tool("java", JAVA_HINT)
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / "log4j.properties").write_text(LOG4J_CONFIG)
-    classpath = f"{lib}/*"
-    jvm = [java, "-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-Djava.awt.headless=true",
-           f"-Dlog4j.configuration=file:{data_dir / 'log4j.properties'}", "-cp", classpath]
+    jvm = _jvm(data_dir, version)
     last_error: LocalPartError | None = None
     for attempt in range(attempts):
         port, controller_port = free_port(), free_port()
@@ -144,25 +164,28 @@ def start(data_dir: Path, *, version: str = KAFKA_VERSION,
                          what="generating a Kafka cluster id").strip().splitlines()[-1]
         run([*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)],
             what="formatting Kafka storage")
-        log_path = data_dir / "broker.log"
-        process = spawn("kafka", [*jvm, "kafka.Kafka", str(config)], log_path)
-        process.details = {"bootstrap_servers": f"{LOOPBACK}:{port}", "data_dir": str(data_dir)}
-
-        def ready(log_path: Path = log_path, port: int = port) -> bool:
-            text = log_path.read_text(errors="replace") if log_path.exists() else ""
-            return READY_LINE in text and port_open(port)
-
         try:
-            wait_until(process, ready, START_TIMEOUT_S, "starting the Kafka broker")
+            process = _launch(jvm, data_dir, port)
         except LocalPartError as error:
-            process.stop()
             last_error = error
-            if "Address already in use" in log_path.read_text(errors="replace"):
+            if "Address already in use" in (data_dir / "broker.log").read_text(errors="replace"):
                 continue  # lost a race for the port: try other ports
             raise
         return KafkaBroker(process, f"{LOOPBACK}:{port}", data_dir)
     assert last_error is not None
     raise last_error
+
+
+def restart(broker: KafkaBroker, *, version: str = KAFKA_VERSION) -> None:
+    """Stop ``broker`` and start it again on the same ports and data (no reformat).
+
+    For fault tests: clients see the broker go away and come back at the same
+    address with every record and committed offset it had. ``broker.process``
+    is replaced by the new process.
+    """
+    broker.stop()
+    port = int(broker.bootstrap_servers.rsplit(":", 1)[1])
+    broker.process = _launch(_jvm(broker.data_dir, version), broker.data_dir, port)
 
 
 def state_file() -> Path:

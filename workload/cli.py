@@ -191,9 +191,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+TENSORFLOW_COMMANDS = frozenset({"run", "run-mode", "demo"})
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `streamtrain`."""
     arguments = build_parser().parse_args(argv)
+    if arguments.command in TENSORFLOW_COMMANDS:
+        from workload import tflog
+
+        tflog.quiet()
+        tflog.filter_routine_stderr()
     code: int = arguments.handler(arguments)
     return _finish(code)
 

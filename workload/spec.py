@@ -366,8 +366,8 @@ class StreamingTrainingJobSpec(SpecModel):
 
     @model_validator(mode="after")
     def _has_work(self) -> StreamingTrainingJobSpec:
-        if self.train is None and self.online is None:
-            raise ValueError("set train or online: a job must learn from something")
+        if self.train is None and self.evaluate is None and self.online is None:
+            raise ValueError("set at least one of train, evaluate and online")
         return self
 
     @property

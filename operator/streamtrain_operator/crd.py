@@ -49,8 +49,8 @@ IMMUTABLE = "self == oldSelf"
 CEL_RULES: dict[str, list[Schema]] = {
     "StreamingTrainingJobSpec": [
         {
-            "rule": "has(self.online) || (has(self.train) && self.train != null)",
-            "message": "set train or online: a job must learn from something",
+            "rule": "has(self.train) || has(self.evaluate) || has(self.online)",
+            "message": "set at least one of train, evaluate and online",
         },
     ],
     "KafkaSpec": [

@@ -41,7 +41,7 @@ def _rejection(jobs: Jobs, spec: dict[str, Any]) -> str:
     ({**VALID, "model": {"layers": [{"dense": 8, "dropout": 0.1}]}}, "spec.model.layers[0]",
      "exactly one of dense and dropout"),
     ({**VALID, "data": {"label": "target"}}, "spec.data", "label must be 'key' or one of"),
-    ({**VALID, "train": None}, "spec", "set train or online"),
+    ({"kafka": {"bootstrapServers": "k:1"}}, "spec", "set at least one of train, evaluate and online"),
     ({**VALID, "data": {"format": "xml"}}, "spec.data.format", "Unsupported value"),
     ({"kafka": {"bootstrapServers": "no port"}}, "spec.kafka.bootstrapServers", "should match"),
 ])

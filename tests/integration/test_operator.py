@@ -24,7 +24,7 @@ from tests.e2e.harness import (
 )
 from workload.status import Metrics, PodReport
 
-SPEC: dict[str, Any] = {"kafka": {"bootstrapServers": "127.0.0.1:9092"},
+SPEC: dict[str, Any] = {"kafka": {"bootstrapServers": "127.0.0.1:9092"}, "train": {}, "evaluate": {},
                         "model": {"output": {"path": "/models/susy", "volumeClaim": "models"}},
                         "runPolicy": {"backoffLimit": 1}}
 TRAINED = PodReport(mode="train", ok=True, epoch=10, model_uri="/models/model",
@@ -185,7 +185,8 @@ def test_spec_the_model_rejects_fails_permanently_naming_the_field(
 
 def test_phases_without_a_shared_model_volume_fail_naming_the_field(
         jobs: Jobs, operator: OperatorProcess) -> None:
-    jobs.create("unshared", {"kafka": {"bootstrapServers": "127.0.0.1:9092"}})
+    jobs.create("unshared", {"kafka": {"bootstrapServers": "127.0.0.1:9092"},
+                             "train": {}, "evaluate": {}})
     _wait_phase(jobs, operator, "unshared", "Failed")
     failed = jobs.condition("unshared", "Failed")
     assert failed is not None and "spec.model.output.volumeClaim" in failed["message"]

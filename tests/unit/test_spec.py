@@ -51,7 +51,7 @@ def test_defaults_reproduce_the_tutorial() -> None:
         (with_(data={"format": "json"}), "format json needs columns"),
         (with_(data={"maxBadRecordsRatio": 2}), "spec.data.maxBadRecordsRatio"),
         (with_(runPolicy={"backoffLimit": -1}), "spec.runPolicy.backoffLimit"),
-        (with_(train=None, online=None), "set train or online"),
+        ({"kafka": {"bootstrapServers": "a:1"}}, "set at least one of train, evaluate and online"),
         (with_(unknownField=1), "spec.unknownField: Extra inputs are not permitted"),
         (with_(trainer={"replicas": 3}), "spec.trainer.replicas"),
         ({"kafka": {"bootstrapServers": "a:1", "config": {"sasl.password": "x"}}},
