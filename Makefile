@@ -31,7 +31,7 @@ parts: setup  ## Kafka broker jars and Kubernetes control plane binaries
 demo: parts  ## The main job: the Kafka tutorial end to end on a local broker
 	$(PY) -m workload.cli demo --output demo-output
 
-test: parts  ## Every test: unit, integration (real Kafka, real API server), end to end
+test: parts lint  ## Lint, then every test: unit, integration (real Kafka, real API server), end to end
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 unit: setup  ## Unit tests only (no servers)

@@ -33,8 +33,8 @@ def _kafka(action: str) -> None:
     elif action == "down":
         print("stopped" if kafka.down() else "no local broker was running")
     else:
-        server = kafka.running()
-        print(server.details["bootstrap_servers"] if server else "not running")
+        running = kafka.running()
+        print(running.details["bootstrap_servers"] if running else "not running")
 
 
 def _controlplane(action: str) -> None:

@@ -21,6 +21,7 @@ import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from localparts import kube_build
 from localparts.cache import cache_root, require_tool, run
@@ -211,11 +212,11 @@ def up() -> Path:
     return plane.kubeconfig
 
 
-def _load_state() -> list[dict[str, object]]:
+def _load_state() -> list[dict[str, Any]]:
     path = state_file()
     if not path.exists():
         return []
-    entries: list[dict[str, object]] = json.loads(path.read_text())
+    entries: list[dict[str, Any]] = json.loads(path.read_text())
     return entries
 
 
@@ -223,7 +224,7 @@ def down() -> bool:
     """Stop the control plane started by ``up``; ``False`` if none ran."""
     entries = _load_state()
     for entry in reversed(entries):
-        ServerProcess(**entry).stop()  # type: ignore[arg-type]
+        ServerProcess(**entry).stop()
     state_file().unlink(missing_ok=True)
     return bool(entries)
 

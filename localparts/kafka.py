@@ -18,6 +18,7 @@ tensorflow-io Kafka datasets against this broker, so a regression fails there.
 from __future__ import annotations
 
 import os
+import signal
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -176,13 +177,19 @@ def start(data_dir: Path, *, version: str = KAFKA_VERSION,
     raise last_error
 
 
-def restart(broker: KafkaBroker, *, version: str = KAFKA_VERSION) -> None:
+def restart(broker: KafkaBroker, *, hard: bool = False, version: str = KAFKA_VERSION) -> None:
     """Stop ``broker`` and start it again on the same ports and data (no reformat).
 
     For fault tests: clients see the broker go away and come back at the same
-    address with every record and committed offset it had. ``broker.process``
-    is replaced by the new process.
+    address with every record and committed offset it had. ``hard`` kills it
+    with SIGKILL (a crash: no clean shutdown, log recovery at start) instead
+    of stopping it. ``broker.process`` is replaced by the new process.
     """
+    if hard:
+        try:
+            os.killpg(broker.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     broker.stop()
     port = int(broker.bootstrap_servers.rsplit(":", 1)[1])
     broker.process = _launch(_jvm(broker.data_dir, version), broker.data_dir, port)

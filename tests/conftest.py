@@ -7,6 +7,7 @@ other's data.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -88,10 +89,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if not _brokers_to_stop_at_exit:
         return
     for broker in _brokers_to_stop_at_exit:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(broker.process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(_exit_status[-1] if _exit_status else 1)

@@ -60,6 +60,10 @@ class KafkaConnection:
             translated["ssl_keyfile"] = self.settings["ssl.key.location"]
         return translated
 
+    def __repr__(self) -> str:
+        """Secrets masked: a connection printed or logged by accident leaks no password."""
+        return f"KafkaConnection({self.bootstrap_servers!r}, {self.redacted()!r})"
+
     def redacted(self) -> dict[str, str]:
         """The settings with secrets masked, for logs."""
         return {

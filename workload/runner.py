@@ -17,6 +17,7 @@ from typing import Any
 
 from workload import tflog
 from workload.artifacts import Artifacts
+from workload.data.kafka_login import login_refusal
 from workload.kafka_connection import KafkaConnection
 from workload.spec import StreamingTrainingJobSpec, parse_spec
 from workload.status import Mode, PodReport
@@ -44,6 +45,9 @@ def run_mode(
     """Run one phase; errors the phase anticipates come back as a failed report."""
     tflog.quiet()
     artifacts.prepare()
+    refused = login_refusal(connection)
+    if refused is not None:
+        return PodReport(mode=mode, ok=False, message=refused)
     if mode == "train":
         from workload.modes.train import run_train
 

@@ -129,7 +129,7 @@ class KafkaSpec(SpecModel):
     user_ref: UserRef | None = None
     """Optional Strimzi `KafkaUser` (SCRAM-SHA-512 or mutual TLS) whose Secret is mounted in the pods."""
     config: dict[str, str] = Field(default_factory=dict)
-    """librdkafka consumer settings passed through (e.g. `session.timeout.ms: "7000"`); credentials are not accepted here."""
+    """librdkafka consumer settings passed through (e.g. `session.timeout.ms: "7000"`); no credentials."""
     manage_topics: bool = False
     """With `clusterRef`: create a Strimzi `KafkaTopic` for each topic the job reads, if missing."""
 
@@ -160,9 +160,9 @@ class DataSpec(SpecModel):
     features: int | None = Field(18, ge=1, le=4096)
     """Number of feature columns (CSV without names). Ignored when `columns` is set."""
     columns: list[str] | None = Field(None, min_length=1, max_length=4096)
-    """Column names in record order (CSV) or the JSON fields to read, including the label field when `label` is not `key`."""
+    """Column names in record order (CSV) or the JSON fields to read; includes the label unless `label` is `key`."""
     label: str = Field("key", min_length=1)
-    """`key`: the label is the message key (`0` or `1`), as in the tutorial; otherwise the name of a column or JSON field."""
+    """`key`: the label is the message key (`0` or `1`), as in the tutorial; else a column or JSON field name."""
     max_record_bytes: int = Field(65536, ge=16, le=16 * 1024 * 1024)
     """Records longer than this many bytes are set aside as `oversized`."""
     max_bad_records_ratio: float = Field(0.05, ge=0.0, le=1.0)

@@ -69,7 +69,7 @@ def test_invalid_specs_are_rejected_with_the_field_named(document: dict[str, Any
 def test_a_manifest_of_another_kind_or_version_is_refused() -> None:
     with pytest.raises(SpecError, match="no StreamingTrainingJob document"):
         load_job_file("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
-    with pytest.raises(SpecError, match="apiVersion: expected streamtrain.dev/v1alpha1"):
+    with pytest.raises(SpecError, match=r"apiVersion: expected streamtrain\.dev/v1alpha1"):
         load_job_file("apiVersion: streamtrain.dev/v2\nkind: StreamingTrainingJob\n"
                       "metadata: {name: x}\nspec: {}\n")
 

@@ -1,0 +1,1 @@
+"""Security: Pod Security admission, least-privilege RBAC, SCRAM login, no secret leaks."""
