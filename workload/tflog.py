@@ -34,6 +34,8 @@ ROUTINE_LINES = re.compile(
     r"|Kafka (?:configuration|stream starts|tail):"
     r"|EVENT_LOG: \d-(?:REBALANCE|CGRPOP|ASSIGN|OFFSET|FETCH)"
     r"|Local: Timed out|Local: Broker transport failure"
+    r"|\] REBALANCE: |Retrieved committed offsets with status code"
+    r"|Subscribing to the kafka topic|Subscribed to the kafka topic"
     r"|TF-TRT Warning|oneDNN custom operations|This TensorFlow binary is optimized"
 )
 """Lines logged at ERROR level for routine events: end of a partition, polls that found
