@@ -104,11 +104,7 @@ def replay_dataset(
     ranges = sorted((p, start, stop) for p, (start, stop) in offsets.items() if stop > start)
     if not ranges:
         raise KafkaInputError(f"topic {topic!r} has no records in offsets {dict(offsets)}")
-    settings = {**REPLAY_SETTINGS, **connection.settings}
-    configuration = [
-        *KafkaConnection(connection.bootstrap_servers, settings).librdkafka_pairs(),
-        f"bootstrap.servers={connection.bootstrap_servers}",
-    ]
+    configuration = _replay_configuration(connection)
     readers = [
         _partition_batches(topic, partition, start, stop, configuration)
         for partition, start, stop in ranges
@@ -125,6 +121,15 @@ def replay_dataset(
     if read_batch != NEXT_RECORDS:
         merged = merged.rebatch(read_batch)
     return merged.prefetch(tf.data.AUTOTUNE)
+
+
+def _replay_configuration(connection: KafkaConnection) -> list[str]:
+    """librdkafka settings of a range reader: the job's, over `REPLAY_SETTINGS`."""
+    settings = {**REPLAY_SETTINGS, **connection.settings}
+    return [
+        *KafkaConnection(connection.bootstrap_servers, settings).librdkafka_pairs(),
+        f"bootstrap.servers={connection.bootstrap_servers}",
+    ]
 
 
 def _partition_batches(
