@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 SETUP_STAMP := $(VENV)/.installed-$(shell cat pyproject.toml 2>/dev/null | sha256sum | cut -c1-12)-$(shell echo '$(CURDIR)' | sha256sum | cut -c1-8)
 PYTEST_ARGS ?=
 
-.PHONY: help setup parts demo test unit lint crds bench faults clean-cache
+.PHONY: help setup parts demo test unit security lint crds bench faults clean-cache
 
 help:  ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -36,6 +36,9 @@ test: parts lint  ## Lint, then every test: unit, integration (real Kafka, real 
 
 unit: setup  ## Unit tests only (no servers)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+security: parts  ## Security tests: Pod Security, least-privilege RBAC, SCRAM/TLS, no secret leaks
+	$(PY) -m pytest tests/security $(PYTEST_ARGS)
 
 lint: setup  ## ruff and mypy --strict
 	$(PY) -m ruff check workload localparts operator tests bench

@@ -10,14 +10,15 @@ refused, which shows the check is live rather than vacuous.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from collections.abc import Callable
 from typing import Any
 
 import kubernetes
 import pytest
-
 from streamtrain_operator.builders import KafkaAccess, Manifest, build_job_manifest
+
 from tests.conftest import Kube
 from tests.e2e.harness import eventually
 from workload.spec import parse_spec
@@ -54,12 +55,22 @@ def pod_of(job: Manifest) -> Manifest:
             "spec": copy.deepcopy(template["spec"])}
 
 
+def core(kube: Kube) -> Any:
+    """The core API (untyped: manifests here are plain dicts)."""
+    return kube.cluster.core
+
+
+def batch(kube: Kube) -> Any:
+    """The batch API (untyped: manifests here are plain dicts)."""
+    return kube.cluster.batch
+
+
 def rejection(kube: Kube, pod: Manifest) -> str | None:
     """The API server's refusal of `pod`, or `None` when it is admitted."""
     try:
-        kube.cluster.core.create_namespaced_pod(kube.namespace, pod)
+        core(kube).create_namespaced_pod(kube.namespace, pod)
     except kubernetes.client.ApiException as error:
-        message: str = json.loads(error.body)["message"]
+        message: str = json.loads(str(error.body))["message"]
         return message
     return None
 
@@ -123,7 +134,7 @@ def test_restricted_namespace_admits_the_operators_pod_of_each_mode(
         restricted: Kube, mode: Mode) -> None:
     pod = pod_of(job_manifest(restricted, mode))
     assert rejection(restricted, pod) is None
-    created = restricted.cluster.core.read_namespaced_pod(pod["metadata"]["name"],
+    created = core(restricted).read_namespaced_pod(pod["metadata"]["name"],
                                                           restricted.namespace)
     assert created.spec.containers[0].security_context.run_as_non_root is True
 
@@ -141,14 +152,18 @@ def test_restricted_namespace_refuses_a_pod_that_breaks_the_level(
 
 
 def _created_pods(kube: Kube, job: str) -> list[Any]:
-    return list(kube.cluster.core.list_namespaced_pod(
+    return list(core(kube).list_namespaced_pod(
         kube.namespace, label_selector=f"job-name={job}").items)
 
 
+def _failed_creates_text(kube: Kube, job: str) -> str:
+    return "; ".join(_failed_creates(kube, job))
+
+
 def _failed_creates(kube: Kube, job: str) -> list[str]:
-    events = kube.cluster.core.list_namespaced_event(
+    events = core(kube).list_namespaced_event(
         kube.namespace, field_selector=f"involvedObject.name={job}").items
-    return [event.message for event in events if event.reason == "FailedCreate"]
+    return [str(event.message) for event in events if event.reason == "FailedCreate"]
 
 
 def test_job_controller_creates_the_operators_pods_in_a_restricted_namespace(
@@ -156,11 +171,12 @@ def test_job_controller_creates_the_operators_pods_in_a_restricted_namespace(
     names = []
     for mode in MODES:
         job = job_manifest(restricted, mode)
-        restricted.cluster.batch.create_namespaced_job(restricted.namespace, job)
+        batch(restricted).create_namespaced_job(restricted.namespace, job)
         names.append(job["metadata"]["name"])
     for name in names:
-        eventually(lambda: _created_pods(restricted, name), 60, f"a pod of Job {name}",
-                   lambda: "; ".join(_failed_creates(restricted, name)))
+        eventually(functools.partial(_created_pods, restricted, name), 60,
+                   f"a pod of Job {name}",
+                   functools.partial(_failed_creates_text, restricted, name))
         assert not _failed_creates(restricted, name)
 
 
@@ -168,7 +184,7 @@ def test_job_controller_cannot_create_a_non_restricted_pod(restricted: Kube) -> 
     job = job_manifest(restricted, "train")
     job["metadata"]["name"] = "privileged-train"
     _privileged({"spec": job["spec"]["template"]["spec"]})
-    restricted.cluster.batch.create_namespaced_job(restricted.namespace, job)
+    batch(restricted).create_namespaced_job(restricted.namespace, job)
     refused = eventually(lambda: _failed_creates(restricted, "privileged-train"), 60,
                          "the Job controller's FailedCreate event")
     assert 'violates PodSecurity "restricted' in refused[0]

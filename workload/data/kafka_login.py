@@ -37,9 +37,8 @@ class _RefusalSeen(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         arguments = record.args if isinstance(record.args, tuple) else ()
-        if any(isinstance(argument, _REFUSALS) for argument in arguments):
-            self.refused = True
-        elif "AuthenticationFailed" in record.getMessage():
+        if (any(isinstance(argument, _REFUSALS) for argument in arguments)
+                or "AuthenticationFailed" in record.getMessage()):
             self.refused = True
 
 

@@ -1,0 +1,85 @@
+"""TLS listeners, as Strimzi serves `tls: true`: the cluster CA Secret plus a tls KafkaUser's
+certificate (mutual TLS), or plus a SCRAM password (SASL_SSL), let the workload read through
+kafka-python and tensorflow-io's librdkafka alike; a wrong password over TLS is refused clearly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.security.conftest import TRAIN_ROWS, TlsKafka
+from workload.data.kafka_input import partition_offsets
+from workload.data.kafka_login import login_refusal
+from workload.kafka_connection import (
+    CLUSTER_CA_ENV,
+    CREDENTIALS_ENV,
+    SASL_USERNAME_ENV,
+    KafkaConnection,
+    connection_for,
+)
+from workload.spec import KafkaSpec
+
+CHILD_TIMEOUT_S = 120.0
+
+
+def pod_environment(kafka: TlsKafka, kind: str, folder: Path, password: str) -> dict[str, str]:
+    """The variables the operator sets, with the Secrets mounted as `kind` needs them."""
+    if kind == "mtls":
+        credentials = kafka.broker.user
+    else:
+        credentials = folder / "kafka-user"
+        credentials.mkdir(parents=True, exist_ok=True)
+        (credentials / "password").write_text(password)
+    return {CREDENTIALS_ENV: str(credentials), SASL_USERNAME_ENV: kafka.username,
+            CLUSTER_CA_ENV: str(kafka.broker.cluster_ca)}
+
+
+def servers(kafka: TlsKafka, kind: str) -> str:
+    return kafka.broker.mtls_servers if kind == "mtls" else kafka.broker.scram_tls_servers
+
+
+def connection(kafka: TlsKafka, kind: str, folder: Path, password: str) -> KafkaConnection:
+    spec = KafkaSpec.model_validate({"bootstrapServers": servers(kafka, kind)})
+    return connection_for(spec, pod_environment(kafka, kind, folder, password))
+
+
+@pytest.mark.parametrize("kind", ["mtls", "scram"])
+def test_tls_user_secrets_read_the_topic_with_kafka_python(
+        tls_kafka: TlsKafka, tmp_path: Path, kind: str) -> None:
+    settings = connection(tls_kafka, kind, tmp_path, tls_kafka.password)
+    assert settings.settings["ssl.ca.location"].endswith("ca.crt")
+    assert settings.settings["security.protocol"] == ("SSL" if kind == "mtls" else "SASL_SSL")
+    assert login_refusal(settings) is None
+    assert partition_offsets(settings, tls_kafka.topic) == {0: (0, TRAIN_ROWS)}
+
+
+def test_tls_user_secrets_replay_through_tensorflow_io(
+        tls_kafka: TlsKafka, tmp_path: Path) -> None:
+    children = {}
+    for kind in ("mtls", "scram"):
+        env = {**os.environ, **pod_environment(tls_kafka, kind, tmp_path / kind,
+                                               tls_kafka.password)}
+        children[kind] = subprocess.Popen(
+            [sys.executable, "-m", "tests.security.replay_child", servers(tls_kafka, kind),
+             tls_kafka.topic], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+    for kind, child in children.items():
+        stdout, stderr = child.communicate(timeout=CHILD_TIMEOUT_S)
+        assert child.returncode == 0, f"{kind}: {stderr[-3000:]}"
+        counted = json.loads(stdout.strip().splitlines()[-1])
+        assert counted == {"records": TRAIN_ROWS, "expected": TRAIN_ROWS}, kind
+        assert tls_kafka.password not in stdout + stderr
+
+
+def test_wrong_password_over_tls_is_refused_naming_the_user(
+        tls_kafka: TlsKafka, tmp_path: Path) -> None:
+    wrong = connection(tls_kafka, "scram", tmp_path, "not-the-password")
+    refusal = login_refusal(wrong)
+    assert refusal is not None and "login of user 'trainer'" in refusal
+    assert "not-the-password" not in refusal

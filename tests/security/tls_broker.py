@@ -1,0 +1,123 @@
+"""A local broker with TLS listeners, as Strimzi's `tls: true` listeners serve them.
+
+A CA made per start signs the broker's certificate (for 127.0.0.1) and one
+client certificate (CN = the user). Two listeners besides the plain one the
+test's own admin uses: `SSL` with client certificates required (a KafkaUser of
+type `tls`) and `SASL_SSL` with SCRAM-SHA-512 (type `scram-sha-512` on a TLS
+listener). The folders it returns are laid out as Strimzi's Secrets are
+mounted: the cluster CA (`ca.crt`) and the user (`user.crt`, `user.key`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from localparts import kafka as local_kafka
+from localparts.cache import require_tool, run
+from localparts.ports import LOOPBACK, free_port, port_open
+from localparts.process import ServerProcess, spawn, wait_until
+
+MECHANISM = "SCRAM-SHA-512"
+KEYSTORE_PASSWORD = "broker-keystore"
+"""Protects only the broker's own PKCS#12 keystore file in the test's temporary folder."""
+OPENSSL_HINT = "apt-get install openssl"
+
+
+@dataclass
+class TlsBroker:
+    """The running broker, its addresses, and the mounted-Secret folders for clients."""
+
+    process: ServerProcess
+    plain_servers: str
+    mtls_servers: str
+    scram_tls_servers: str
+    cluster_ca: Path
+    """Folder with `ca.crt`, as the `<cluster>-cluster-ca-cert` Secret is mounted."""
+    user: Path
+    """Folder with `user.crt` and `user.key`, as a tls KafkaUser's Secret is mounted."""
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+def _openssl(*arguments: str) -> None:
+    run([require_tool("openssl", OPENSSL_HINT), *arguments], what="making test certificates")
+
+
+def _certificates(folder: Path, username: str) -> tuple[Path, Path, Path]:
+    """CA, broker keystore (PKCS#12) and the user's certificate; returns (ca folder, user
+    folder, keystore)."""
+    ca_dir, user_dir = folder / "cluster-ca", folder / "user"
+    ca_dir.mkdir(parents=True)
+    user_dir.mkdir(parents=True)
+    ca_key, ca_crt = folder / "ca.key", ca_dir / "ca.crt"
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+             "/CN=streamtrain-test-ca", "-keyout", str(ca_key), "-out", str(ca_crt))
+    for name, subject, extension, key, crt in (
+            ("broker", "/CN=127.0.0.1", "subjectAltName=IP:127.0.0.1",
+             folder / "broker.key", folder / "broker.crt"),
+            ("user", f"/CN={username}", "extendedKeyUsage=clientAuth",
+             user_dir / "user.key", user_dir / "user.crt")):
+        request = folder / f"{name}.csr"
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", subject,
+                 "-keyout", str(key), "-out", str(request))
+        extensions = folder / f"{name}.ext"
+        extensions.write_text(extension + "\n")
+        _openssl("x509", "-req", "-in", str(request), "-CA", str(ca_crt), "-CAkey", str(ca_key),
+                 "-CAcreateserial", "-days", "2", "-extfile", str(extensions), "-out", str(crt))
+    keystore = folder / "broker.p12"
+    _openssl("pkcs12", "-export", "-in", str(folder / "broker.crt"),
+             "-inkey", str(folder / "broker.key"), "-out", str(keystore),
+             "-passout", f"pass:{KEYSTORE_PASSWORD}")
+    return ca_dir, user_dir, keystore
+
+
+def start(data_dir: Path, username: str, password: str) -> TlsBroker:
+    """Start the broker; `username` may log in by certificate or by SCRAM with `password`."""
+    ca_dir, user_dir, keystore = _certificates(data_dir / "certificates", username)
+    lib = local_kafka.install()
+    java = require_tool("java", local_kafka.JAVA_HINT)
+    (data_dir / "log4j.properties").write_text(local_kafka.LOG4J_CONFIG)
+    jvm = [java, "-Xms128m", "-Xmx512m", "-Djava.awt.headless=true",
+           f"-Dlog4j.configuration=file:{data_dir / 'log4j.properties'}", "-cp", f"{lib}/*"]
+    port, mtls_port, scram_port, controller_port = (free_port(), free_port(), free_port(),
+                                                    free_port())
+    properties = local_kafka.server_properties(port, controller_port, data_dir / "data", {
+        "listeners": (f"PLAINTEXT://{LOOPBACK}:{port},SSL://{LOOPBACK}:{mtls_port},"
+                      f"SASL_SSL://{LOOPBACK}:{scram_port},CONTROLLER://{LOOPBACK}:{controller_port}"),
+        "advertised.listeners": (f"PLAINTEXT://{LOOPBACK}:{port},SSL://{LOOPBACK}:{mtls_port},"
+                                 f"SASL_SSL://{LOOPBACK}:{scram_port}"),
+        "listener.security.protocol.map": ("CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,"
+                                           "SSL:SSL,SASL_SSL:SASL_SSL"),
+        "ssl.keystore.type": "PKCS12",
+        "ssl.keystore.location": str(keystore),
+        "ssl.keystore.password": KEYSTORE_PASSWORD,
+        "ssl.key.password": KEYSTORE_PASSWORD,
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": str(ca_dir / "ca.crt"),
+        "listener.name.ssl.ssl.client.auth": "required",
+        "sasl.enabled.mechanisms": MECHANISM,
+        "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config":
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+    })
+    config = data_dir / "server.properties"
+    config.write_text("".join(f"{key}={value}\n" for key, value in properties.items()))
+    cluster_id = run([*jvm, "kafka.tools.StorageTool", "random-uuid"],
+                     what="generating a Kafka cluster id").strip().splitlines()[-1]
+    run([*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config),
+         "--add-scram", f"{MECHANISM}=[name={username},password={password}]"],
+        what="formatting Kafka storage with a SCRAM user")
+    log = data_dir / "broker.log"
+    process = spawn("kafka-tls", [*jvm, "kafka.Kafka", str(config)], log)
+
+    def ready() -> bool:
+        text = log.read_text(errors="replace") if log.exists() else ""
+        return local_kafka.READY_LINE in text and port_open(scram_port) and port_open(mtls_port)
+    try:
+        wait_until(process, ready, local_kafka.START_TIMEOUT_S, "starting the TLS broker")
+    except BaseException:
+        process.stop()
+        raise
+    return TlsBroker(process, f"{LOOPBACK}:{port}", f"{LOOPBACK}:{mtls_port}",
+                     f"{LOOPBACK}:{scram_port}", ca_dir, user_dir)
