@@ -51,5 +51,8 @@ crds: setup  ## Regenerate crds/ from the spec model and copy it (and RBAC) into
 bench: parts  ## Input pipeline and evaluation benchmarks (prints a table, writes JSON)
 	$(PY) -m bench.input_pipeline
 
+faults: parts  ## Fault scenarios: kills, broker restarts, bad input; prints a table of figures, writes JSON
+	$(PY) -m bench.faults_report
+
 clean-cache:  ## Forget every cached download and build
 	rm -rf $(CACHE)

@@ -17,6 +17,7 @@ tensorflow-io Kafka datasets against this broker, so a regression fails there.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import uuid
@@ -186,10 +187,8 @@ def restart(broker: KafkaBroker, *, hard: bool = False, version: str = KAFKA_VER
     of stopping it. ``broker.process`` is replaced by the new process.
     """
     if hard:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(broker.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     broker.stop()
     port = int(broker.bootstrap_servers.rsplit(":", 1)[1])
     broker.process = _launch(_jvm(broker.data_dir, version), broker.data_dir, port)

@@ -11,5 +11,5 @@ from tests.faults.figures import describe, unmet
 def test_evaluator_counts_every_record_once_through_kills_and_a_broker_restart(
         tmp_path: Path) -> None:
     figures = evaluator_kills_and_broker_restart(tmp_path)
-    assert len(figures) == 7
+    assert len(figures) == 8
     assert not unmet(figures), describe(figures)

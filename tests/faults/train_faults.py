@@ -65,7 +65,7 @@ def trainer_killed_mid_epoch(bootstrap: str, work: Path, rows: int = 20_000, epo
 
 
 def _spec(bootstrap: str, work: Path, topic: str, epochs: int) -> StreamingTrainingJobSpec:
-    return job_spec(bootstrap, work, evaluate=None,
+    return job_spec(bootstrap, work,
                     train={"topic": topic, "epochs": epochs, "batchSize": 64,
                            "shuffleBuffer": 256})
 

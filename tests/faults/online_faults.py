@@ -1,0 +1,189 @@
+"""Scenario: a consumer-group rebalance and a broker restart mid-stream, on a long run.
+
+The learner (a child process: it uses tensorflow-io) consumes `rows`
+records of a two-partition topic, exporting every `export_every` records.
+At a quarter, a second member joins its consumer group (taking partitions
+away from it), reads without committing and leaves; once it has left and
+half the records are learned, the broker is stopped and started again on
+the same port and data. The scenario samples
+each export's `state.json` (records learned, resident memory), stops the
+learner with SIGTERM once its consumer group has committed the topic's end,
+and measures: the run went on after both and ended cleanly, no record was
+lost (records learned >= records produced; records read again across a
+rebalance, which a new group generation may do, are counted), exports kept their cadence in records,
+and resident memory stayed flat over the second half of the run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaConsumer
+from kafka.errors import KafkaError
+
+from localparts import kafka as local_kafka
+from tests.faults import processes
+from tests.faults.evaluate_faults import committed_offsets
+from tests.faults.figures import Figure, figure
+from tests.integration.modes_support import fill_topic, job_spec, save_tiny_model
+from workload.artifacts import Artifacts
+from workload.data.producer import end_offsets
+from workload.kafka_connection import KafkaConnection
+
+SCENARIO = "online: rebalance + broker restart, long run"
+MEMORY_GROWTH_LIMIT = 40 * 2**20
+"""Resident memory the second half of the run may add (allocator noise, not a leak)."""
+BATCH = 256
+
+
+def online_broker_restart(work: Path, rows: int = 200_000, export_every: int = 20_000,
+                          timeout_s: float = 240) -> list[Figure]:
+    """Run the scenario on a broker of its own (restarted mid-stream); return its figures."""
+    broker = local_kafka.start(work / "kafka")
+    try:
+        return _scenario(broker, work, rows, export_every, timeout_s)
+    finally:
+        broker.stop()
+
+
+def _scenario(broker: local_kafka.KafkaBroker, work: Path, rows: int, export_every: int,
+              timeout_s: float) -> list[Figure]:
+    bootstrap = broker.bootstrap_servers
+    topic = group = "faults-online"
+    data, _, _ = fill_topic(bootstrap, topic, rows, seed=31, partitions=2)
+    artifacts = Artifacts(work / "out").prepare()
+    save_tiny_model(artifacts.keras_model, data=data)
+    spec = job_spec(bootstrap, artifacts.root, online={
+        "topic": topic, "consumerGroup": group, "streamTimeoutMs": -1, "batchSize": BATCH,
+        "exportEveryRecords": export_every, "exportEverySeconds": 0})
+    command = processes.command(processes.ONLINE_CHILD,
+                                processes.spec_file(spec, work / "spec.json"), artifacts.root)
+    ends = end_offsets(KafkaConnection(bootstrap), topic)
+    child = processes.start(command, work / "online.log")
+    exports: dict[int, dict[str, Any]] = {}
+    restart: dict[str, Any] = {}
+    rebalance: dict[str, Any] = {}
+    deadline = time.monotonic() + timeout_s
+    last_commit_check = 0.0
+    try:
+        while time.monotonic() < deadline and child.poll() is None:
+            state = processes.read_json(artifacts.online / "state.json")
+            if state is not None:
+                exports.setdefault(int(state["exports"]), state)
+                if not rebalance and state["recordsOnline"] >= rows // 4:
+                    rebalance = _rebalance_in_background(bootstrap, group, topic,
+                                                         state["recordsOnline"])
+                if not restart and "seconds" in rebalance and state["recordsOnline"] >= rows // 2:
+                    restart = _restart_in_background(broker, state["recordsOnline"])
+            near_end = bool(exports) and exports[max(exports)]["recordsOnline"] > rows - export_every
+            if near_end and "downSeconds" in restart and (
+                    time.monotonic() - last_commit_check > 1.0):
+                last_commit_check = time.monotonic()
+                if _caught_up(bootstrap, group, topic, ends):
+                    break
+            time.sleep(0.01)
+        child.send_signal(signal.SIGTERM)
+        code = child.wait(60)
+    except subprocess.TimeoutExpired:
+        code = processes.sigkill(child)
+    finally:
+        for background in (rebalance, restart):  # let them end before the broker stops
+            if "thread" in background:
+                background["thread"].join(120)
+    final = processes.read_json(artifacts.online / "state.json") or {}
+    return _figures(rows, export_every, exports, final, rebalance, restart, code)
+
+
+def _rebalance_in_background(bootstrap: str, group: str, topic: str, at: int) -> dict[str, Any]:
+    """A second member joins the learner's group (a rebalance hands it partitions), reads
+    without committing, and leaves (a second rebalance hands them back); in a thread."""
+    rebalance: dict[str, Any] = {"at": at}
+
+    def run() -> None:
+        started = time.monotonic()
+        member = KafkaConsumer(topic, group_id=group, bootstrap_servers=bootstrap,
+                               enable_auto_commit=False, max_poll_records=1,
+                               fetch_max_bytes=1 << 16, max_partition_fetch_bytes=1 << 16)
+        try:
+            while not member.assignment() and time.monotonic() - started < 30:
+                member.poll(timeout_ms=200)
+            rebalance["took"] = sorted(tp.partition for tp in member.assignment())
+            member.poll(timeout_ms=1000)
+        finally:
+            member.close(autocommit=False)
+            rebalance["seconds"] = time.monotonic() - started
+
+    rebalance["thread"] = threading.Thread(target=run, name="rebalance", daemon=True)
+    rebalance["thread"].start()
+    return rebalance
+
+
+def _restart_in_background(broker: local_kafka.KafkaBroker, at: int) -> dict[str, Any]:
+    """Restart the broker in a thread (the exports go on being sampled meanwhile); the dict
+    holds the thread, and `downSeconds` once the broker serves again."""
+    restart: dict[str, Any] = {"at": at}
+
+    def run() -> None:
+        started = time.monotonic()
+        local_kafka.restart(broker)
+        restart["downSeconds"] = time.monotonic() - started
+
+    restart["thread"] = threading.Thread(target=run, name="broker-restart", daemon=True)
+    restart["thread"].start()
+    return restart
+
+
+def _caught_up(bootstrap: str, group: str, topic: str, ends: dict[int, int]) -> bool:
+    """Whether the group has committed the topic's end (False while the broker recovers)."""
+    try:
+        return committed_offsets(bootstrap, group, topic) == ends
+    except KafkaError:
+        return False
+
+
+def _figures(rows: int, export_every: int, exports: dict[int, dict[str, Any]],
+             final: dict[str, Any], rebalance: dict[str, Any], restart: dict[str, Any],
+             code: int) -> list[Figure]:
+    learned = int(final.get("recordsOnline", 0))
+    periodic = [exports[n] for n in sorted(exports) if not exports[n].get("final")]
+    steps = [(b["recordsOnline"] - a["recordsOnline"]) // (b["exports"] - a["exports"])
+             for a, b in itertools.pairwise(periodic)]
+    after_restart = [s for s in periodic if restart and s["recordsOnline"] > restart["at"]]
+    memory = [(s["recordsOnline"], s["residentMemoryBytes"]) for s in periodic
+              if s.get("residentMemoryBytes")]
+    if final.get("residentMemoryBytes"):
+        memory.append((learned, final["residentMemoryBytes"]))
+    half = [m for r, m in memory if r >= learned // 2]
+    growth = max(half) - half[0] if len(half) >= 2 else None
+    mib = ", ".join(f"{r // 1000}k: {m / 2**20:.0f}" for r, m in memory)
+    after_rebalance = [s for s in periodic if rebalance and s["recordsOnline"] > rebalance["at"]]
+    return [
+        figure(SCENARIO, "consumer-group rebalance mid-stream",
+               "a member joins, takes partitions, leaves; learning goes on",
+               f"at {rebalance.get('at')} records the member took partitions "
+               f"{rebalance.get('took')} for {rebalance.get('seconds', 0):.1f} s; "
+               f"{len(after_rebalance)} exports after it",
+               bool(rebalance.get("took")) and bool(after_rebalance)),
+        figure(SCENARIO, "broker restart mid-stream",
+               "1; learning goes on after it, clean end",
+               f"at {restart.get('at')} records (down {restart.get('downSeconds', 0):.1f} s); "
+               f"{len(after_restart)} exports after it; exit {code}",
+               bool(restart) and bool(after_restart) and code == 0 and bool(final.get("final"))),
+        figure(SCENARIO, "records learned", f">= {rows} produced (none lost)",
+               f"{learned} ({learned - rows} read twice across the rebalances)",
+               learned >= rows),
+        figure(SCENARIO, "export cadence (records between exports)",
+               f"{export_every} to {export_every + BATCH}",
+               f"{min(steps)} to {max(steps)} over {len(steps)} intervals" if steps else "none",
+               bool(steps) and export_every <= min(steps) and max(steps) <= export_every + BATCH),
+        figure(SCENARIO, "resident memory, second half of the run (peak - start)",
+               f"< {MEMORY_GROWTH_LIMIT // 2**20} MiB",
+               f"{(growth or 0) / 2**20:+.1f} MiB (MiB at records: {mib})",
+               growth is not None and growth < MEMORY_GROWTH_LIMIT),
+    ]
