@@ -21,8 +21,8 @@ import contextlib
 import os
 import signal
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from localparts.cache import cache_root, require_tool, run
@@ -91,6 +91,12 @@ class KafkaBroker:
     process: ServerProcess
     bootstrap_servers: str
     data_dir: Path
+    listener_ports: dict[str, int] = field(default_factory=dict)
+    """Port of each extra listener (e.g. `SASL_PLAINTEXT`), by listener name."""
+
+    def address(self, listener: str) -> str:
+        """`host:port` of an extra listener."""
+        return f"{LOOPBACK}:{self.listener_ports[listener]}"
 
     def stop(self) -> None:
         """Stop the broker (its data directory is left for post-mortems)."""
@@ -132,8 +138,8 @@ def _jvm(data_dir: Path, version: str) -> list[str]:
             f"-Dlog4j.configuration=file:{data_dir / 'log4j.properties'}", "-cp", f"{lib}/*"]
 
 
-def _launch(jvm: list[str], data_dir: Path, port: int) -> ServerProcess:
-    """Start the broker on ``data_dir/server.properties``; wait until it serves on ``port``."""
+def _launch(jvm: list[str], data_dir: Path, port: int, *other_ports: int) -> ServerProcess:
+    """Start the broker on ``data_dir/server.properties``; wait until it serves on every port."""
     config = data_dir / "server.properties"
     log_path = data_dir / "broker.log"
     started_lines = log_path.read_text(errors="replace").count(READY_LINE) if log_path.exists() else 0
@@ -142,38 +148,63 @@ def _launch(jvm: list[str], data_dir: Path, port: int) -> ServerProcess:
 
     def ready() -> bool:
         text = log_path.read_text(errors="replace") if log_path.exists() else ""
-        return text.count(READY_LINE) > started_lines and port_open(port)
+        return text.count(READY_LINE) > started_lines and all(
+            port_open(each) for each in (port, *other_ports))
 
     wait_until(process, ready, START_TIMEOUT_S, "starting the Kafka broker")
     return process
 
 
+def _listener_properties(ports: Mapping[str, int], controller_port: int) -> dict[str, str]:
+    """`listeners`, `advertised.listeners` and the protocol map for PLAINTEXT plus extra listeners
+    (each named after its security protocol)."""
+    served = ",".join(f"{name}://{LOOPBACK}:{port}" for name, port in ports.items())
+    return {
+        "listeners": f"{served},CONTROLLER://{LOOPBACK}:{controller_port}",
+        "advertised.listeners": served,
+        "listener.security.protocol.map": ",".join(
+            ["CONTROLLER:PLAINTEXT", *(f"{name}:{name}" for name in ports)]),
+    }
+
+
 def start(data_dir: Path, *, version: str = KAFKA_VERSION,
           extra_properties: Mapping[str, str] | None = None,
+          extra_listeners: Sequence[str] = (),
+          scram_users: Mapping[str, str] | None = None,
           attempts: int = 3) -> KafkaBroker:
-    """Format ``data_dir`` and start a broker there on free ports; wait until it serves."""
+    """Format ``data_dir`` and start a broker there on free ports; wait until it serves.
+
+    ``extra_listeners`` are security protocols (`SASL_PLAINTEXT`, `SSL`, `SASL_SSL`) served
+    beside PLAINTEXT, each on a port of its own; ``scram_users`` (name -> password) get
+    SCRAM-SHA-512 credentials when the storage is formatted (KRaft keeps them in its log).
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / "log4j.properties").write_text(LOG4J_CONFIG)
     jvm = _jvm(data_dir, version)
+    scram = [argument for name, password in (scram_users or {}).items()
+             for argument in ("--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]")]
     last_error: LocalPartError | None = None
     for attempt in range(attempts):
-        port, controller_port = free_port(), free_port()
+        ports = {name: free_port() for name in ("PLAINTEXT", *extra_listeners)}
+        controller_port = free_port()
         log_dir = data_dir / f"data-{attempt}"
         config = data_dir / "server.properties"
-        properties = server_properties(port, controller_port, log_dir, extra_properties)
+        properties = server_properties(ports["PLAINTEXT"], controller_port, log_dir, {
+            **_listener_properties(ports, controller_port), **(extra_properties or {})})
         config.write_text("".join(f"{key}={value}\n" for key, value in properties.items()))
         cluster_id = run([*jvm, "kafka.tools.StorageTool", "random-uuid"],
                          what="generating a Kafka cluster id").strip().splitlines()[-1]
-        run([*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)],
+        run([*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config), *scram],
             what="formatting Kafka storage")
         try:
-            process = _launch(jvm, data_dir, port)
+            process = _launch(jvm, data_dir, *ports.values())
         except LocalPartError as error:
             last_error = error
             if "Address already in use" in (data_dir / "broker.log").read_text(errors="replace"):
                 continue  # lost a race for the port: try other ports
             raise
-        return KafkaBroker(process, f"{LOOPBACK}:{port}", data_dir)
+        extra = {name: port for name, port in ports.items() if name != "PLAINTEXT"}
+        return KafkaBroker(process, f"{LOOPBACK}:{ports['PLAINTEXT']}", data_dir, extra)
     assert last_error is not None
     raise last_error
 
@@ -191,7 +222,8 @@ def restart(broker: KafkaBroker, *, hard: bool = False, version: str = KAFKA_VER
             os.killpg(broker.process.pid, signal.SIGKILL)
     broker.stop()
     port = int(broker.bootstrap_servers.rsplit(":", 1)[1])
-    broker.process = _launch(_jvm(broker.data_dir, version), broker.data_dir, port)
+    broker.process = _launch(_jvm(broker.data_dir, version), broker.data_dir, port,
+                             *broker.listener_ports.values())
 
 
 def state_file() -> Path:

@@ -15,8 +15,7 @@ from pathlib import Path
 
 from localparts import kafka as local_kafka
 from localparts.cache import require_tool, run
-from localparts.ports import LOOPBACK, free_port, port_open
-from localparts.process import ServerProcess, spawn, wait_until
+from localparts.process import ServerProcess
 
 MECHANISM = "SCRAM-SHA-512"
 KEYSTORE_PASSWORD = "broker-keystore"
@@ -76,48 +75,22 @@ def _certificates(folder: Path, username: str) -> tuple[Path, Path, Path]:
 def start(data_dir: Path, username: str, password: str) -> TlsBroker:
     """Start the broker; `username` may log in by certificate or by SCRAM with `password`."""
     ca_dir, user_dir, keystore = _certificates(data_dir / "certificates", username)
-    lib = local_kafka.install()
-    java = require_tool("java", local_kafka.JAVA_HINT)
-    (data_dir / "log4j.properties").write_text(local_kafka.LOG4J_CONFIG)
-    jvm = [java, "-Xms128m", "-Xmx512m", "-Djava.awt.headless=true",
-           f"-Dlog4j.configuration=file:{data_dir / 'log4j.properties'}", "-cp", f"{lib}/*"]
-    port, mtls_port, scram_port, controller_port = (free_port(), free_port(), free_port(),
-                                                    free_port())
-    properties = local_kafka.server_properties(port, controller_port, data_dir / "data", {
-        "listeners": (f"PLAINTEXT://{LOOPBACK}:{port},SSL://{LOOPBACK}:{mtls_port},"
-                      f"SASL_SSL://{LOOPBACK}:{scram_port},CONTROLLER://{LOOPBACK}:{controller_port}"),
-        "advertised.listeners": (f"PLAINTEXT://{LOOPBACK}:{port},SSL://{LOOPBACK}:{mtls_port},"
-                                 f"SASL_SSL://{LOOPBACK}:{scram_port}"),
-        "listener.security.protocol.map": ("CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,"
-                                           "SSL:SSL,SASL_SSL:SASL_SSL"),
-        "ssl.keystore.type": "PKCS12",
-        "ssl.keystore.location": str(keystore),
-        "ssl.keystore.password": KEYSTORE_PASSWORD,
-        "ssl.key.password": KEYSTORE_PASSWORD,
-        "ssl.truststore.type": "PEM",
-        "ssl.truststore.location": str(ca_dir / "ca.crt"),
-        "listener.name.ssl.ssl.client.auth": "required",
-        "sasl.enabled.mechanisms": MECHANISM,
-        "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config":
-            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
-    })
-    config = data_dir / "server.properties"
-    config.write_text("".join(f"{key}={value}\n" for key, value in properties.items()))
-    cluster_id = run([*jvm, "kafka.tools.StorageTool", "random-uuid"],
-                     what="generating a Kafka cluster id").strip().splitlines()[-1]
-    run([*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config),
-         "--add-scram", f"{MECHANISM}=[name={username},password={password}]"],
-        what="formatting Kafka storage with a SCRAM user")
-    log = data_dir / "broker.log"
-    process = spawn("kafka-tls", [*jvm, "kafka.Kafka", str(config)], log)
-
-    def ready() -> bool:
-        text = log.read_text(errors="replace") if log.exists() else ""
-        return local_kafka.READY_LINE in text and port_open(scram_port) and port_open(mtls_port)
-    try:
-        wait_until(process, ready, local_kafka.START_TIMEOUT_S, "starting the TLS broker")
-    except BaseException:
-        process.stop()
-        raise
-    return TlsBroker(process, f"{LOOPBACK}:{port}", f"{LOOPBACK}:{mtls_port}",
-                     f"{LOOPBACK}:{scram_port}", ca_dir, user_dir)
+    broker = local_kafka.start(
+        data_dir,
+        extra_listeners=["SSL", "SASL_SSL"],
+        extra_properties={
+            "ssl.keystore.type": "PKCS12",
+            "ssl.keystore.location": str(keystore),
+            "ssl.keystore.password": KEYSTORE_PASSWORD,
+            "ssl.key.password": KEYSTORE_PASSWORD,
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(ca_dir / "ca.crt"),
+            "listener.name.ssl.ssl.client.auth": "required",
+            "sasl.enabled.mechanisms": MECHANISM,
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config":
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+        },
+        scram_users={username: password},
+    )
+    return TlsBroker(broker.process, broker.bootstrap_servers, broker.address("SSL"),
+                     broker.address("SASL_SSL"), ca_dir, user_dir)
