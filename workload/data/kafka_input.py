@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from typing import Any
 
 import tensorflow as tf
 import tensorflow_io as tfio
@@ -186,6 +187,33 @@ def group_configuration(
     })
 
 
+IDLE_FOREVER_MS = 2**31 - 1
+"""What `-1` (forever) becomes for tensorflow-io's group readers: they turn -1 into
+`sys.maxsize` and then end at once with 0 records, so "forever" is 24.8 days without a record."""
+
+
+def _group_reader(
+    reader: Any,
+    connection: KafkaConnection,
+    topic: str,
+    group: str,
+    stream_timeout_ms: int,
+    message_poll_timeout_ms: int | None,
+    extra: Mapping[str, str] | None,
+) -> tf.data.Dataset:
+    if stream_timeout_ms < FOREVER:
+        raise ValueError(f"stream_timeout_ms must be -1 (forever) or ≥ 0, got {stream_timeout_ms}")
+    dataset: tf.data.Dataset = reader(
+        topics=[topic],
+        group_id=group,
+        servers=connection.bootstrap_servers,
+        stream_timeout=IDLE_FOREVER_MS if stream_timeout_ms == FOREVER else stream_timeout_ms,
+        message_poll_timeout=message_poll_timeout_ms or poll_timeout_ms(connection),
+        configuration=group_configuration(connection, extra),
+    )
+    return dataset
+
+
 def batch_stream(
     connection: KafkaConnection,
     topic: str,
@@ -200,16 +228,8 @@ def batch_stream(
     (`-1` = forever). Use each element as `mini.batch(n)` to get raw batches
     for `decode_batch`.
     """
-    if stream_timeout_ms < FOREVER:
-        raise ValueError(f"stream_timeout_ms must be -1 (forever) or ≥ 0, got {stream_timeout_ms}")
-    return tfio.experimental.streaming.KafkaBatchIODataset(
-        topics=[topic],
-        group_id=group,
-        servers=connection.bootstrap_servers,
-        stream_timeout=stream_timeout_ms,
-        message_poll_timeout=message_poll_timeout_ms or poll_timeout_ms(connection),
-        configuration=group_configuration(connection, extra),
-    )
+    return _group_reader(tfio.experimental.streaming.KafkaBatchIODataset, connection, topic,
+                         group, stream_timeout_ms, message_poll_timeout_ms, extra)
 
 
 def group_stream(
@@ -224,13 +244,5 @@ def group_stream(
 
     Ends `stream_timeout_ms` after the last record (`-1` = never).
     """
-    if stream_timeout_ms < FOREVER:
-        raise ValueError(f"stream_timeout_ms must be -1 (forever) or ≥ 0, got {stream_timeout_ms}")
-    return tfio.experimental.streaming.KafkaGroupIODataset(
-        topics=[topic],
-        group_id=group,
-        servers=connection.bootstrap_servers,
-        stream_timeout=stream_timeout_ms,
-        message_poll_timeout=message_poll_timeout_ms or poll_timeout_ms(connection),
-        configuration=group_configuration(connection, extra),
-    )
+    return _group_reader(tfio.experimental.streaming.KafkaGroupIODataset, connection, topic,
+                         group, stream_timeout_ms, message_poll_timeout_ms, extra)

@@ -17,10 +17,9 @@ seconds, and at the end (then also a SavedModel).
 Stopping:
 - `streamTimeoutMs`: the run ends when no record has arrived for that long,
   counted from the last record (or from when the group join must have
-  completed); `-1` runs until stopped. tensorflow-io's own `stream_timeout=-1`
-  becomes `sys.maxsize` inside the op and ends the stream at once with 0
-  records, so the dataset is given a long finite timeout and idleness is
-  measured here.
+  completed); `-1` runs until stopped. The dataset itself is opened with
+  `-1` (which `kafka_input` turns into a long finite timeout: tensorflow-io's
+  own -1 ends the stream at once) and idleness is measured here.
 - SIGTERM (or `stop_event`): the current poll's records are finished, a
   final export is written, and the run ends cleanly (ok). The dataset polls
   every `POLL_MS`, so a stop is noticed within that time even when idle.
@@ -46,9 +45,6 @@ from workload.status import Metrics, PodReport
 
 POLL_MS = 1000
 """`message_poll_timeout` of the stream: how often an idle stream hands control back."""
-
-STREAM_TIMEOUT_MS = 2**31 - 1
-"""The finite stand-in for "forever" given to `KafkaBatchIODataset` (see the module docstring)."""
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +75,7 @@ def _learn(spec: StreamingTrainingJobSpec, connection: KafkaConnection, learner:
     online = spec.online
     assert online is not None
     stream = batch_stream(connection, online.topic, online.consumer_group,
-                          STREAM_TIMEOUT_MS, message_poll_timeout_ms=POLL_MS)
+                          FOREVER, message_poll_timeout_ms=POLL_MS)
     # Before the first record, allow the group join its time before counting idleness.
     last_record = time.monotonic() + poll_timeout_ms(connection) / 1000
     with _status(progress) as show:
