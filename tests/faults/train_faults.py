@@ -32,9 +32,10 @@ from workload.modes.train import run_train
 from workload.spec import StreamingTrainingJobSpec
 
 SCENARIO = "train: SIGKILL mid-epoch, resume"
-ACCURACY_NOISE = 0.02
+ACCURACY_NOISE = 0.03
 """Held-out accuracy difference two training runs of these sizes show anyway (shuffles and
-initialisation differ run to run)."""
+initialisation differ run to run): five uninterrupted runs spanned 0.766-0.778 (a difference
+of two runs has a standard deviation of about 0.007; this is about four of them)."""
 
 
 def trainer_killed_mid_epoch(bootstrap: str, work: Path, rows: int = 20_000, epochs: int = 4,
