@@ -20,11 +20,13 @@ from pathlib import Path
 
 import kubernetes
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 
 from localparts import controlplane, kube_build
 from localparts import kafka as local_kafka
+from workload.data import producer
+from workload.kafka_connection import KafkaConnection
 
 
 @dataclass
@@ -49,12 +51,7 @@ class KafkaHandle:
 
     def end_offsets(self, topic: str) -> dict[int, int]:
         """Each partition's end offset (the count of records written to it)."""
-        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap_servers)
-        try:
-            partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
-            return {tp.partition: offset for tp, offset in consumer.end_offsets(partitions).items()}
-        finally:
-            consumer.close()
+        return producer.end_offsets(KafkaConnection(self.bootstrap_servers), topic)
 
     def committed(self, group: str) -> dict[tuple[str, int], int]:
         """A consumer group's committed offsets, by (topic, partition)."""

@@ -15,7 +15,6 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 from workload.artifacts import write_json_atomic
 from workload.kafka_connection import KafkaConnection, connection_for
@@ -45,19 +44,9 @@ def _print_reports(reports: list[PodReport]) -> None:
     render_reports(reports)
 
 
-def _results_document(name: str, reports: list[PodReport], extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {
-        "job": name,
-        "ok": bool(reports) and all(report.ok for report in reports),
-        "phases": [report.model_dump(mode="json", by_alias=True, exclude_none=True)
-                   for report in reports],
-        **(extra or {}),
-    }
-
-
 def command_run(arguments: argparse.Namespace) -> int:
     """Run a job manifest's phases locally."""
-    from workload.runner import output_folder, run_phases
+    from workload.runner import output_folder, results_document, run_phases
 
     try:
         name, spec = load_job_file(Path(arguments.job).read_text())
@@ -70,7 +59,7 @@ def command_run(arguments: argparse.Namespace) -> int:
     artifacts = output_folder(spec, Path(arguments.output_dir) if arguments.output_dir else None)
     reports = run_phases(name, spec, connection, artifacts, progress=not arguments.quiet)
     _print_reports(reports)
-    document = _results_document(name, reports)
+    document = results_document(name, reports)
     if arguments.output:
         write_json_atomic(Path(arguments.output), document)
         print(f"results: {arguments.output}")

@@ -90,7 +90,7 @@ def _demo(console: Console, output: Path, rows: int, bootstrap_servers: str,
     from workload.data.records import encode
     from workload.data.synthetic import bayes_optimal_accuracy, generate
     from workload.report_table import render_reports
-    from workload.runner import run_phases
+    from workload.runner import results_document, run_phases
 
     connection = KafkaConnection(bootstrap_servers)
     job_yaml = demo_job_yaml(bootstrap_servers, output)
@@ -108,29 +108,29 @@ def _demo(console: Console, output: Path, rows: int, bootstrap_servers: str,
     reports = run_phases(name, spec, connection, Artifacts(output))
     render_reports(reports, console, title=f"{name}: {rows:,} rows, {spec.train.epochs if spec.train else 0} epochs")
 
-    evaluation = next((report for report in reports if report.mode == "evaluate"), None)
-    accuracy = evaluation.metrics.eval_accuracy if evaluation else None
+    evaluation = next((report.metrics for report in reports if report.mode == "evaluate"), None)
+    accuracy = evaluation.eval_accuracy if evaluation else None
+    auc = evaluation.eval_auc if evaluation else None
     wall = time.perf_counter() - started
-    summary = {
-        "job": name,
-        "ok": bool(reports) and all(report.ok for report in reports) and len(reports) == len(spec.phases),
-        "bootstrapServers": bootstrap_servers,
-        "rows": rows,
-        "produceRecordsPerSecond": round(produced.records_per_second),
-        "bayesOptimalAccuracy": round(bayes, 4),
-        "bayesOptimalAccuracyStandardError": round(bayes_error, 5),
-        "testAccuracy": accuracy,
-        "testAUC": evaluation.metrics.eval_auc if evaluation else None,
-        "gapToBayesPoints": None if accuracy is None else round(100 * (bayes - accuracy), 2),
-        "wallSeconds": round(wall, 1),
-        "phases": [report.model_dump(mode="json", by_alias=True, exclude_none=True) for report in reports],
-    }
+    summary = results_document(
+        name,
+        reports,
+        bootstrapServers=bootstrap_servers,
+        rows=rows,
+        produceRecordsPerSecond=round(produced.records_per_second),
+        bayesOptimalAccuracy=round(bayes, 4),
+        bayesOptimalAccuracyStandardError=round(bayes_error, 5),
+        testAccuracy=accuracy,
+        testAUC=auc,
+        gapToBayesPoints=None if accuracy is None else round(100 * (bayes - accuracy), 2),
+        wallSeconds=round(wall, 1),
+    )
     write_json_atomic(output / "results.json", summary)
     (output / "results.yaml").write_text(yaml.safe_dump(summary, sort_keys=False))
 
     if accuracy is not None:
         console.print(f"test accuracy [bold]{100 * accuracy:.2f}%[/bold], "
-                      f"AUC {evaluation.metrics.eval_auc or 0:.4f}; "  # type: ignore[union-attr]
+                      f"AUC {auc or 0:.4f}; "
                       f"Bayes-optimal accuracy of this data {100 * bayes:.2f}% "
                       f"(± {100 * bayes_error:.2f}); gap {summary['gapToBayesPoints']} points")
     console.print(f"produce {produced.records_per_second:,.0f} records/s; wall time {wall:.0f} s")

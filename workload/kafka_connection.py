@@ -76,9 +76,10 @@ def credential_settings(credentials: Path, username: str | None,
                         cluster_ca: Path | None) -> dict[str, str]:
     """librdkafka settings from a mounted Strimzi KafkaUser Secret (SCRAM or TLS)."""
     settings: dict[str, str] = {}
-    tls = cluster_ca is not None and (cluster_ca / "ca.crt").exists()
-    if tls:
-        settings["ssl.ca.location"] = str(cluster_ca / "ca.crt")  # type: ignore[operator]
+    ca_file = cluster_ca / "ca.crt" if cluster_ca is not None else None
+    tls = ca_file is not None and ca_file.exists()
+    if ca_file is not None and tls:
+        settings["ssl.ca.location"] = str(ca_file)
     if (credentials / "password").exists():
         settings["security.protocol"] = "SASL_SSL" if tls else "SASL_PLAINTEXT"
         settings["sasl.mechanism"] = "SCRAM-SHA-512"

@@ -74,13 +74,24 @@ def run_phases(
     """Run train -> evaluate -> online as the spec asks; stop at the first failed phase."""
     reports: list[PodReport] = []
     for mode in spec.phases:
-        report = run_mode(mode, name, spec, connection, artifacts, progress=progress)  # type: ignore[arg-type]
+        report = run_mode(mode, name, spec, connection, artifacts, progress=progress)
         reports.append(report)
         if on_report is not None:
             on_report(report)
         if not report.ok:
             break
     return reports
+
+
+def results_document(name: str, reports: list[PodReport], **extra: Any) -> dict[str, Any]:
+    """A run's result as JSON: ok when every phase ran and succeeded, then each phase's report."""
+    return {
+        "job": name,
+        "ok": bool(reports) and all(report.ok for report in reports),
+        **extra,
+        "phases": [report.model_dump(mode="json", by_alias=True, exclude_none=True)
+                   for report in reports],
+    }
 
 
 def spec_from_environment(environ: Mapping[str, str] | None = None) -> tuple[str, StreamingTrainingJobSpec]:

@@ -371,9 +371,10 @@ class StreamingTrainingJobSpec(SpecModel):
         return self
 
     @property
-    def phases(self) -> list[str]:
+    def phases(self) -> list[Literal["train", "evaluate", "online"]]:
         """The modes this job runs, in order."""
-        steps = [("train", self.train), ("evaluate", self.evaluate), ("online", self.online)]
+        steps: list[tuple[Literal["train", "evaluate", "online"], object]] = [
+            ("train", self.train), ("evaluate", self.evaluate), ("online", self.online)]
         return [name for name, step in steps if step is not None]
 
 

@@ -116,7 +116,7 @@ def current_mode(spec: StreamingTrainingJobSpec, status: StreamingTrainingJobSta
     done = done_modes(status)
     for mode in spec.phases:
         if mode not in done:
-            return mode  # type: ignore[return-value]
+            return mode
     return None
 
 
