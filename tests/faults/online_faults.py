@@ -5,7 +5,9 @@ records of a two-partition topic, exporting every `export_every` records.
 At a quarter, a second member joins its consumer group (taking partitions
 away from it), reads without committing and leaves; once it has left and
 half the records are learned, the broker is stopped and started again on
-the same port and data. The scenario samples
+the same port and data. The last quarter of the records is produced only
+after the broker serves again, so learning after the restart is certain
+however fast the learner is. The scenario samples
 each export's `state.json` (records learned, resident memory), stops the
 learner with SIGTERM once its consumer group has committed the topic's end,
 and measures: the run went on after both and ended cleanly, no record was
@@ -31,9 +33,11 @@ from localparts import kafka as local_kafka
 from tests.faults import processes
 from tests.faults.evaluate_faults import committed_offsets
 from tests.faults.figures import Figure, figure
-from tests.integration.modes_support import fill_topic, job_spec, save_tiny_model
+from tests.integration.modes_support import job_spec, save_tiny_model
 from workload.artifacts import Artifacts
-from workload.data.producer import end_offsets
+from workload.data.producer import end_offsets, produce_messages
+from workload.data.records import encode
+from workload.data.synthetic import generate
 from workload.kafka_connection import KafkaConnection
 
 SCENARIO = "online: rebalance + broker restart, long run"
@@ -56,7 +60,11 @@ def _scenario(broker: local_kafka.KafkaBroker, work: Path, rows: int, export_eve
               timeout_s: float) -> list[Figure]:
     bootstrap = broker.bootstrap_servers
     topic = group = "faults-online"
-    data, _, _ = fill_topic(bootstrap, topic, rows, seed=31, partitions=2)
+    connection = KafkaConnection(bootstrap)
+    data = generate(rows, seed=31)
+    messages = encode(data)
+    held_back = messages[rows * 3 // 4:]
+    produce_messages(connection, topic, messages[:rows * 3 // 4], partitions=2)
     artifacts = Artifacts(work / "out").prepare()
     save_tiny_model(artifacts.keras_model, data=data)
     spec = job_spec(bootstrap, artifacts.root, online={
@@ -64,7 +72,7 @@ def _scenario(broker: local_kafka.KafkaBroker, work: Path, rows: int, export_eve
         "exportEveryRecords": export_every, "exportEverySeconds": 0})
     command = processes.command(processes.ONLINE_CHILD,
                                 processes.spec_file(spec, work / "spec.json"), artifacts.root)
-    ends = end_offsets(KafkaConnection(bootstrap), topic)
+    ends: dict[int, int] = {}
     child = processes.start(command, work / "online.log")
     exports: dict[int, dict[str, Any]] = {}
     restart: dict[str, Any] = {}
@@ -81,8 +89,11 @@ def _scenario(broker: local_kafka.KafkaBroker, work: Path, rows: int, export_eve
                                                          state["recordsOnline"])
                 if not restart and "seconds" in rebalance and state["recordsOnline"] >= rows // 2:
                     restart = _restart_in_background(broker, state["recordsOnline"])
+            if "downSeconds" in restart and not ends:
+                produce_messages(connection, topic, held_back, partitions=2)
+                ends = end_offsets(connection, topic)
             near_end = bool(exports) and exports[max(exports)]["recordsOnline"] > rows - export_every
-            if near_end and "downSeconds" in restart and (
+            if near_end and ends and (
                     time.monotonic() - last_commit_check > 1.0):
                 last_commit_check = time.monotonic()
                 if _caught_up(bootstrap, group, topic, ends):
