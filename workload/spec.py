@@ -208,6 +208,11 @@ class TrainSpec(SpecModel):
     """Records held for shuffling (0 = no shuffle)."""
     cache: bool = True
     """Keep decoded records in memory after the first epoch instead of re-reading Kafka."""
+    checkpoint_every_seconds: int = Field(60, ge=0, le=86400)
+    """Seconds between checkpoints inside an epoch (one is also written at each epoch's end and
+    when the pod is asked to stop). A trainer killed without warning replays the batches trained
+    since its last checkpoint; 0 = after every batch, so it replays at most one (one small write
+    per batch)."""
     partitions: int = Field(1, ge=1, le=10000)
     """Partitions to create the topic with when `kafka.manageTopics` is set."""
 

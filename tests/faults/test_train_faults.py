@@ -1,4 +1,4 @@
-"""A trainer killed mid-epoch resumes from its last epoch checkpoint with the same quality."""
+"""A trainer killed mid-epoch resumes at its last batch checkpoint and ends with the same model."""
 
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ import tensorflow as tf  # noqa: E402
 from tests.conftest import KafkaHandle  # noqa: E402
 from workload.data.decode import decode_batch_tensors  # noqa: E402
 from workload.data.kafka_input import (  # noqa: E402
+    NEXT_RECORDS,
     KafkaInputError,
     batch_stream,
     partition_offsets,
@@ -123,3 +124,16 @@ def test_batch_stream_reads_all_partitions_of_a_consumer_group(
         for batch_values, _ in mini.batch(1000):
             values.extend(batch_values.numpy())
     assert len(values) == 300 and len(set(values)) == 300
+
+
+def test_replay_order_is_the_same_on_every_run_partition_chunks_in_turn(
+        kafka: KafkaHandle) -> None:
+    topic = kafka.create_topic("order", partitions=2)
+    fill(kafka, topic, partitions=2, per_partition=2500)
+    connection = KafkaConnection(kafka.bootstrap_servers)
+    offsets = partition_offsets(connection, topic)
+    runs = [read_values(replay_dataset(connection, topic, offsets)) for _ in range(2)]
+    chunks = [(start, min(start + NEXT_RECORDS, 2500)) for start in range(0, 2500, NEXT_RECORDS)]
+    expected = [f"{partition},{index}".encode() for first, stop in chunks
+                for partition in range(2) for index in range(first, stop)]
+    assert runs[0] == runs[1] == expected

@@ -7,10 +7,13 @@ from workload import tflog
 tflog.quiet()
 
 import json  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from kafka import KafkaConsumer  # noqa: E402
 
@@ -135,3 +138,66 @@ def test_training_without_cache_reads_kafka_each_epoch(
     assert report.metrics.records_trained == ROWS - 20 and report.epoch == 2
     history = json.loads(Artifacts(tmp_path).results("train").read_text())["history"]
     assert len(history["loss"]) == 2
+
+
+class _SigtermAt(keras.callbacks.Callback):  # type: ignore[misc]
+    """Sends this process SIGTERM after batch `batch` of epoch `epoch` (as a pod's stop does)."""
+
+    def __init__(self, epoch: int, batch: int) -> None:
+        super().__init__()
+        self.epoch, self.batch, self.current = epoch, batch, -1
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        self.current = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, float] | None = None) -> None:
+        if (self.current, batch) == (self.epoch, self.batch):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _weights(artifacts: Artifacts) -> list[Any]:
+    return list(keras.models.load_model(artifacts.keras_model).get_weights())
+
+
+def test_a_trainer_stopped_mid_epoch_resumes_at_the_next_batch_and_ends_where_an_uninterrupted_one_does(  # noqa: E501
+        kafka: KafkaHandle, clean_topic: str, tmp_path: Path) -> None:
+    spec = StreamingTrainingJobSpec.model_validate({
+        "kafka": {"bootstrapServers": kafka.bootstrap_servers},
+        "train": {"topic": clean_topic, "epochs": 2, "batchSize": 64, "shuffleBuffer": 256,
+                  "checkpointEverySeconds": 3600},
+        "model": {"layers": [{"dense": 16}]},
+    })
+    connection = KafkaConnection(kafka.bootstrap_servers)
+    calm, stopped = Artifacts(tmp_path / "calm"), Artifacts(tmp_path / "stopped")
+    keras.utils.set_random_seed(11)
+    assert run_train("calm", spec, connection, calm, progress=False).ok
+    keras.utils.set_random_seed(11)
+    first = run_train("stopped", spec, connection, stopped, progress=False,
+                      callbacks=[_SigtermAt(epoch=1, batch=9)])
+    assert not first.ok and "stopped (SIGTERM) in epoch 2 after batch 10" in first.message
+    state = json.loads((stopped.checkpoints / "state.json").read_text())
+    assert (state["epochsDone"], state["batchesDone"]) == (1, 10)
+    assert not stopped.keras_model.exists()
+
+    second = run_train("stopped", spec, connection, stopped, progress=False)
+    results = json.loads(stopped.results("train").read_text())
+    assert second.ok and second.epoch == 2
+    assert (results["resumedAtEpoch"], results["resumedAtBatch"]) == (1, 10)
+    # Same order, same optimizer state, no batch twice: the same model as without the stop.
+    for resumed, uninterrupted in zip(_weights(stopped), _weights(calm), strict=True):
+        np.testing.assert_allclose(resumed, uninterrupted, rtol=1e-5, atol=1e-6)
+
+
+def test_a_checkpoint_that_does_not_fit_the_model_is_an_error_not_a_fresh_start(
+        kafka: KafkaHandle, clean_topic: str, tmp_path: Path) -> None:
+    connection = KafkaConnection(kafka.bootstrap_servers)
+    artifacts = Artifacts(tmp_path)
+    assert run_train("susy", job(kafka, clean_topic, epochs=1), connection, artifacts,
+                     progress=False).ok
+    wider = job(kafka, clean_topic, epochs=2).model_copy(
+        update={"model": job(kafka, clean_topic, 2).model.model_copy(
+            update={"layers": [{"dense": 64}]})})
+    report = run_train("susy", StreamingTrainingJobSpec.model_validate(
+        wider.model_dump(by_alias=True)), connection, artifacts, progress=False)
+    assert not report.ok
+    assert "spec.model" in report.message and "epoch-00001-batch-0000000.npz" in report.message

@@ -94,3 +94,21 @@ def start(data_dir: Path, username: str, password: str) -> TlsBroker:
     )
     return TlsBroker(broker.process, broker.bootstrap_servers, broker.address("SSL"),
                      broker.address("SASL_SSL"), ca_dir, user_dir)
+
+
+def foreign_user(folder: Path, username: str) -> Path:
+    """A user Secret folder (`user.crt`, `user.key`) whose certificate, for the same CN, is
+    signed by a CA the broker does not trust; that CA's `ca.crt` sits beside them (a wrong
+    cluster CA for clients)."""
+    folder.mkdir(parents=True)
+    ca_key, ca_crt = folder / "foreign-ca.key", folder / "ca.crt"
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+             "/CN=foreign-ca", "-keyout", str(ca_key), "-out", str(ca_crt))
+    request, extensions = folder / "user.csr", folder / "user.ext"
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={username}",
+             "-keyout", str(folder / "user.key"), "-out", str(request))
+    extensions.write_text("extendedKeyUsage=clientAuth\n")
+    _openssl("x509", "-req", "-in", str(request), "-CA", str(ca_crt), "-CAkey", str(ca_key),
+             "-CAcreateserial", "-days", "2", "-extfile", str(extensions),
+             "-out", str(folder / "user.crt"))
+    return folder

@@ -97,10 +97,13 @@ def replay_dataset(
 ) -> tf.data.Dataset:
     """Raw `(keys, values)` batches (1-D strings, ≤ `read_batch` each) of every partition's range.
 
-    Partitions are read in parallel, so a batch may mix partitions; records of
-    one partition keep their order. Every iteration (epoch) reads anew. Raises
-    `KafkaInputError` now when the ranges hold no record, and the dataset
-    fails with `tf.errors.InvalidArgumentError` when a read comes back short.
+    Partitions are read in parallel, so a batch may mix partitions, but the
+    order is fixed (each partition's chunks in turn): every run of the same
+    ranges yields the same records in the same order, which lets a resumed
+    trainer skip exactly the batches it has trained. Every iteration (epoch)
+    reads anew. Raises `KafkaInputError` now when the ranges hold no record,
+    and the dataset fails with `tf.errors.InvalidArgumentError` when a read
+    comes back short.
     """
     ranges = sorted((p, start, stop) for p, (start, stop) in offsets.items() if stop > start)
     if not ranges:
@@ -117,7 +120,7 @@ def replay_dataset(
         lambda reader: reader,
         cycle_length=len(readers),
         num_parallel_calls=len(readers),
-        deterministic=False,
+        deterministic=True,
     )
     if read_batch != NEXT_RECORDS:
         merged = merged.rebatch(read_batch)

@@ -9,9 +9,12 @@
    the run fails when their share is above `data.maxBadRecordsRatio`. With
    `train.cache` the decoded records stay in memory for the epochs; without
    it each epoch reads Kafka again.
-3. Epochs: shuffle (`train.shuffleBuffer`), batch (`train.batchSize`),
-   prefetch; after each epoch a checkpoint (`workload.modes.checkpoint`) and
-   TensorBoard logs.
+3. Epochs: shuffle (`train.shuffleBuffer`, seeded by the epoch number, so
+   a resumed epoch sees the same order), batch (`train.batchSize`),
+   prefetch; checkpoints inside and after each epoch
+   (`workload.modes.checkpoint`) and TensorBoard logs. A restart skips the
+   batches its checkpoint says are done; SIGTERM stops at the next batch
+   with a checkpoint.
 4. Export the model (Keras file + SavedModel), draw the training curve, write
    `results-train.json` and return the pod's report.
 """
@@ -19,7 +22,9 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,11 +46,13 @@ from workload.kafka_connection import KafkaConnection
 from workload.model.build import RunningStatistics, Statistics, build_model
 from workload.model.export import export_model
 from workload.modes.checkpoint import (
-    CheckpointEveryEpoch,
+    Checkpointer,
+    CheckpointMismatch,
     TrainState,
-    load_checkpoint_model,
     load_state,
+    restore_checkpoint,
 )
+from workload.modes.signals import stop_on_sigterm
 from workload.modes.train_progress import TrainProgress
 from workload.plots import training_curve
 from workload.spec import DataSpec, StreamingTrainingJobSpec
@@ -54,6 +61,9 @@ from workload.status import Metrics, PodReport
 log = logging.getLogger(__name__)
 
 Floats = npt.NDArray[np.float32]
+
+SHUFFLE_SEED = 1_000_003
+"""Base of the per-epoch shuffle seed (epoch `e` uses `SHUFFLE_SEED + e`)."""
 
 
 class TrainError(RuntimeError):
@@ -93,7 +103,7 @@ def decoded_dataset(connection: KafkaConnection, topic: str,
                 tf.boolean_mask(keys, bad), tf.boolean_mask(values, bad))
 
     return raw.map(decode, num_parallel_calls=tf.data.AUTOTUNE,
-                   deterministic=False).prefetch(tf.data.AUTOTUNE)
+                   deterministic=True).prefetch(tf.data.AUTOTUNE)
 
 
 def read_all(connection: KafkaConnection, topic: str, offsets: dict[int, tuple[int, int]],
@@ -149,12 +159,15 @@ def check_bad_records(summary: ReadSummary, topic: str, data: DataSpec) -> None:
             f"{data.max_bad_records_ratio:.1%}")
 
 
-def epoch_dataset(source: tf.data.Dataset, spec: StreamingTrainingJobSpec) -> tf.data.Dataset:
-    """Shuffle, batch and prefetch (features, labels) rows for one epoch."""
+def epoch_dataset(source: tf.data.Dataset, spec: StreamingTrainingJobSpec, epoch: int,
+                  skip_batches: int = 0) -> tf.data.Dataset:
+    """Epoch `epoch`'s batches of (features, labels) rows, in an order fixed by `epoch` (a
+    resumed epoch repeats it), without the first `skip_batches`."""
     assert spec.train is not None
     if spec.train.shuffle_buffer > 0:
-        source = source.shuffle(spec.train.shuffle_buffer, reshuffle_each_iteration=True)
-    return source.batch(spec.train.batch_size).prefetch(tf.data.AUTOTUNE)
+        source = source.shuffle(spec.train.shuffle_buffer, seed=SHUFFLE_SEED + epoch,
+                                reshuffle_each_iteration=False)
+    return source.batch(spec.train.batch_size).skip(skip_batches).prefetch(tf.data.AUTOTUNE)
 
 
 def training_rows(summary: ReadSummary, connection: KafkaConnection, topic: str,
@@ -175,16 +188,21 @@ def training_rows(summary: ReadSummary, connection: KafkaConnection, topic: str,
 
 
 def run_train(name: str, spec: StreamingTrainingJobSpec, connection: KafkaConnection,
-              artifacts: Artifacts, progress: bool = True) -> PodReport:
-    """Train the job's model on `spec.train.topic`; the report says how it went."""
+              artifacts: Artifacts, progress: bool = True,
+              callbacks: Sequence[keras.callbacks.Callback] = ()) -> PodReport:
+    """Train the job's model on `spec.train.topic`; the report says how it went.
+
+    `callbacks` are extra Keras callbacks (a user's own logging, say), called
+    before the checkpointing one at each batch.
+    """
     if spec.train is None:
         raise ValueError("spec.train is not set: this job has no training phase")
     artifacts.prepare()
     topic = spec.train.topic
     results: dict[str, Any] = {"job": name, "topic": topic}
     try:
-        report = _train(spec, connection, artifacts, progress, results)
-    except (TrainError, KafkaInputError) as error:
+        report = _train(spec, connection, artifacts, progress, results, callbacks)
+    except (TrainError, KafkaInputError, CheckpointMismatch) as error:
         log.error("training failed: %s", error)
         report = PodReport(mode="train", ok=False, message=str(error))
     results["report"] = report.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -193,7 +211,8 @@ def run_train(name: str, spec: StreamingTrainingJobSpec, connection: KafkaConnec
 
 
 def _train(spec: StreamingTrainingJobSpec, connection: KafkaConnection, artifacts: Artifacts,
-           progress: bool, results: dict[str, Any]) -> PodReport:
+           progress: bool, results: dict[str, Any],
+           extra_callbacks: Sequence[keras.callbacks.Callback]) -> PodReport:
     assert spec.train is not None
     train, data = spec.train, spec.data
     state = load_state(artifacts.checkpoints)
@@ -212,29 +231,37 @@ def _train(spec: StreamingTrainingJobSpec, connection: KafkaConnection, artifact
                            "recordsPerSecond": round(summary.records / max(summary.seconds, 1e-9))}
         check_bad_records(summary, train.topic, data)
 
-        model = load_checkpoint_model(artifacts.checkpoints, state)
-        if model is None:
-            model = build_model(spec.model, len(data.feature_names), summary.statistics)
-        resumed_at = state.epochs_done
+        model = build_model(spec.model, len(data.feature_names), summary.statistics)
+        restore_checkpoint(artifacts.checkpoints, state, model)
+        resumed_at = (state.epochs_done, state.batches_done)
         rows = training_rows(summary, connection, train.topic, state.offsets, data, train.cache)
+        stop = threading.Event()
+        checkpointer = Checkpointer(artifacts.checkpoints, state, train.checkpoint_every_seconds,
+                                    -(-summary.good // train.batch_size), stop)
         callbacks: list[keras.callbacks.Callback] = [
-            CheckpointEveryEpoch(artifacts.checkpoints, state),
+            *extra_callbacks, checkpointer,
             keras.callbacks.TensorBoard(log_dir=str(artifacts.tensorboard), write_graph=False),
         ]
         if progress:
             callbacks.append(display.keras_callback(summary.good, train.batch_size, train.epochs))
         started = time.perf_counter()
-        if resumed_at < train.epochs:
-            model.fit(epoch_dataset(rows, spec), epochs=train.epochs, initial_epoch=resumed_at,
-                      callbacks=callbacks, shuffle=False, verbose=0)
+        with stop_on_sigterm(stop):
+            _fit_epochs(model, rows, spec, state, checkpointer, callbacks)
         fit_seconds = time.perf_counter() - started
 
+    results.update(history=state.history, resumedAtEpoch=resumed_at[0],
+                   resumedAtBatch=resumed_at[1], epochsRun=state.epochs_done - resumed_at[0],
+                   fitSeconds=round(fit_seconds, 3))
+    if state.epochs_done < train.epochs:
+        return PodReport(
+            mode="train", ok=False, epoch=state.epochs_done,
+            message=(f"stopped (SIGTERM) in epoch {state.epochs_done + 1} after batch "
+                     f"{state.batches_done}; the checkpoint is written and a restart with "
+                     "this output folder resumes there"))
     export_model(model, artifacts.keras_model, artifacts.saved_model)
     training_curve(state.history, artifacts.training_curve, f"{train.topic}: training")
-    epochs_run = train.epochs - min(resumed_at, train.epochs)
+    epochs_run = results["epochsRun"]
     rate = summary.good * epochs_run / fit_seconds if epochs_run else None
-    results.update(history=state.history, resumedAtEpoch=resumed_at, epochsRun=epochs_run,
-                   fitSeconds=round(fit_seconds, 3))
     return PodReport(
         mode="train", ok=True,
         metrics=Metrics(
@@ -248,6 +275,19 @@ def _train(spec: StreamingTrainingJobSpec, connection: KafkaConnection, artifact
         epoch=state.epochs_done,
         records_per_second=round(rate, 1) if rate else None,
     )
+
+
+def _fit_epochs(model: keras.Model, rows: tf.data.Dataset, spec: StreamingTrainingJobSpec,
+                state: TrainState, checkpointer: Checkpointer,
+                callbacks: list[keras.callbacks.Callback]) -> None:
+    """Train from where `state` stands to the last epoch, or until a stop is requested."""
+    assert spec.train is not None
+    for epoch in range(state.epochs_done, spec.train.epochs):
+        if checkpointer.stop.is_set():
+            return
+        checkpointer.begin_epoch(state.batches_done)
+        model.fit(epoch_dataset(rows, spec, epoch, state.batches_done), initial_epoch=epoch,
+                  epochs=epoch + 1, callbacks=callbacks, shuffle=False, verbose=0)
 
 
 def _last(history: dict[str, list[float]], key: str) -> float | None:
