@@ -13,6 +13,9 @@ Figures (one process, one topic of one partition, the tutorial's layout):
   one epoch. `train_first_epoch_s` (read + one epoch) and
   `train_cached_epoch_s` show the two parts;
 - `compute_epoch_s`: the same model and batch size on in-memory arrays;
+  `checkpoint_every_batch_epoch_s` the same with a checkpoint after every
+  batch (`train.checkpointEverySeconds: 0`): what a replay of at most one
+  batch after a SIGKILL costs;
 - `seed_input_rps`, `input_rps`: records per second from Kafka to decoded
   batches, no model; the better of two passes (the first one also pays for
   building the pipeline and connecting);
@@ -41,6 +44,8 @@ import importlib  # noqa: E402
 import importlib.util  # noqa: E402
 import os  # noqa: E402
 import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 
@@ -63,6 +68,7 @@ from bench.harness import (  # noqa: E402
 from workload.data.decode import decode_batch_tensors  # noqa: E402
 from workload.data.kafka_input import partition_offsets, replay_dataset, tutorial_dataset  # noqa: E402
 from workload.model.build import build_model  # noqa: E402
+from workload.modes.checkpoint import Checkpointer, TrainState  # noqa: E402
 from workload.modes.train import ReadSummary, epoch_dataset, read_all, training_rows  # noqa: E402
 from workload.modes.train_progress import TrainProgress  # noqa: E402
 from workload.spec import DataSpec, ModelSpec, StreamingTrainingJobSpec  # noqa: E402
@@ -144,7 +150,7 @@ def fast_input(context: BenchContext) -> dict[str, float]:
     def decoded() -> tf.data.Dataset:
         return replay_dataset(context.connection, context.topic, offsets).map(
             lambda keys, values: decode_batch_tensors(keys, values, data),
-            num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
     return {"input_rps": best_rate(decoded)}
 
@@ -191,9 +197,8 @@ def fast_train(context: BenchContext) -> dict[str, float]:
             context.connection, context.topic, offsets, spec.data, True, display)
     rows = training_rows(summary, context.connection, context.topic, offsets, spec.data, True)
     read_seconds = time.perf_counter() - started
-    epoch = epoch_dataset(rows, spec)
-    first_epoch = timed_fit(model, epoch)
-    later = [timed_fit(model, epoch) for _ in range(EPOCHS - 1)]
+    first_epoch = timed_fit(model, epoch_dataset(rows, spec, 0))
+    later = [timed_fit(model, epoch_dataset(rows, spec, epoch)) for epoch in range(1, EPOCHS)]
     return {"train_epoch_s": (read_seconds + first_epoch + sum(later)) / EPOCHS,
             "train_first_epoch_s": read_seconds + first_epoch,
             "train_read_s": read_seconds,
@@ -208,6 +213,22 @@ def compute(context: BenchContext) -> dict[str, float]:
     started = time.perf_counter()
     model.fit(features, labels, batch_size=BATCH, epochs=1, shuffle=True, verbose=0)
     return {"compute_epoch_s": time.perf_counter() - started}
+
+
+@measurement("the model on in-memory arrays, checkpoint after every batch")
+def checkpointed_compute(context: BenchContext) -> dict[str, float]:
+    model = tutorial_model()
+    features = context.data.features.astype(np.float32)
+    labels = context.data.labels.astype(np.float32)
+    with tempfile.TemporaryDirectory(prefix="streamtrain-bench-checkpoints-") as folder:
+        state = TrainState(context.topic, {})
+        checkpointer = Checkpointer(Path(folder), state, every_seconds=0,
+                                    batches_per_epoch=-(-len(labels) // BATCH),
+                                    stop=threading.Event())
+        started = time.perf_counter()
+        model.fit(features, labels, batch_size=BATCH, epochs=1, shuffle=True, verbose=0,
+                  callbacks=[checkpointer])
+        return {"checkpoint_every_batch_epoch_s": time.perf_counter() - started}
 
 
 def main(argv: list[str] | None = None) -> int:
