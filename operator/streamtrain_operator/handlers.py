@@ -5,6 +5,10 @@ then every `reconcile_interval_s`, so edits, finished pods and a restarted
 operator are all handled by the same idempotent pass. Status is written
 only through the status subresource (kopf patches `status` there because
 the CRD declares it); spec and metadata are never written.
+
+Without kopf's finalizer, kopf does not stop a deleted job's timer by itself:
+the DELETED event marks the job's uid as gone, and the timer's filter, which
+kopf re-checks on that same event, then no longer matches, so kopf stops it.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,6 +31,26 @@ from workload.spec import API_GROUP, API_VERSION, PLURAL
 
 RETRY_DELAY_S = 10.0
 """Seconds before a failed reconcile pass is retried (API errors usually heal)."""
+
+REMEMBERED_DELETIONS = 10_000
+"""Uids of deleted jobs kept (oldest forgotten first); one is needed only until its timer stops."""
+
+
+class DeletedJobs:
+    """The uids of jobs seen deleted, most recent `REMEMBERED_DELETIONS` of them."""
+
+    def __init__(self, capacity: int = REMEMBERED_DELETIONS) -> None:
+        self.capacity = capacity
+        self._uids: OrderedDict[str, None] = OrderedDict()
+
+    def add(self, uid: str) -> None:
+        """Remember `uid` as deleted."""
+        self._uids[uid] = None
+        while len(self._uids) > self.capacity:
+            self._uids.popitem(last=False)
+
+    def __contains__(self, uid: object) -> bool:
+        return uid in self._uids
 
 
 def status_patch(old: Mapping[str, Any], plan: Plan) -> dict[str, Any]:
@@ -70,6 +95,7 @@ def register(settings: OperatorSettings, metrics: OperatorMetrics,
              registry: kopf.OperatorRegistry) -> None:
     """Register the handlers with `registry`, using `settings` for their timing."""
     api: list[kubernetes.client.ApiClient] = []
+    deleted = DeletedJobs()
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -80,7 +106,7 @@ def register(settings: OperatorSettings, metrics: OperatorMetrics,
         api.append(_client())
 
     @kopf.timer(API_GROUP, API_VERSION, PLURAL, interval=settings.reconcile_interval_s,
-                registry=registry)
+                registry=registry, when=lambda uid, **_: uid not in deleted)
     def reconcile_job(name: str, namespace: str | None, uid: str, meta: kopf.Meta, spec: kopf.Spec,
                       status: kopf.Status, body: kopf.Body, patch: kopf.Patch,
                       **_: Any) -> None:
@@ -107,7 +133,8 @@ def register(settings: OperatorSettings, metrics: OperatorMetrics,
     _without_finalizer(registry)
 
     @kopf.on.event(API_GROUP, API_VERSION, PLURAL, registry=registry)
-    def forget_job(name: str, namespace: str | None, type: str, **_: Any) -> None:
+    def forget_job(name: str, namespace: str | None, uid: str, type: str, **_: Any) -> None:
         # An event handler, not on.delete: it needs neither a finalizer nor kopf's annotations.
         if type == "DELETED":
+            deleted.add(uid)
             metrics.observe_phase(f"{namespace}/{name}", None)

@@ -7,6 +7,7 @@ under tests/e2e runs the real workload instead.
 
 from __future__ import annotations
 
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -252,3 +253,23 @@ def test_online_phase_follows_evaluation_and_ends_the_job(
     assert status["online"]["succeeded"] == 1
     assert status["metrics"]["onlineAccuracy"] == pytest.approx(0.75)
     assert status["metrics"]["evalAccuracy"] == pytest.approx(0.787)
+
+
+def _reconcile_passes(operator: OperatorProcess) -> float:
+    url = f"http://127.0.0.1:{operator.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    line = next(line for line in text.splitlines()
+                if line.startswith("streamtrain_reconcile_seconds_count"))
+    return float(line.split()[-1])
+
+
+def test_a_deleted_job_is_no_longer_reconciled(jobs: Jobs, operator: OperatorProcess) -> None:
+    jobs.create("fleeting", SPEC)
+    _wait_phase(jobs, operator, "fleeting", "Training")
+    jobs.delete("fleeting")
+    eventually(lambda: not jobs.child_jobs(), 60, "the child Job to be garbage-collected")
+    before = _reconcile_passes(operator)
+    time.sleep(3.0)  # six reconcile intervals of the test operator
+    assert _reconcile_passes(operator) <= before + 1, operator.tail()
+    assert not jobs.child_jobs()

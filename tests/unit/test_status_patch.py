@@ -1,8 +1,8 @@
-"""What the handler writes to status, and when finished children expire."""
+"""What the handler writes to status, when finished children expire, which deletions it keeps."""
 
 from __future__ import annotations
 
-from streamtrain_operator.handlers import status_patch
+from streamtrain_operator.handlers import DeletedJobs, status_patch
 from streamtrain_operator.reconcile import ttl_expired
 from streamtrain_operator.status import Plan
 
@@ -28,3 +28,10 @@ def test_children_expire_ttl_seconds_after_completion_only_when_finished() -> No
     assert not ttl_expired(done, None, "2027-01-01T00:00:00Z")
     running = StreamingTrainingJobStatus(phase="Training")
     assert not ttl_expired(running, 0, "2027-01-01T00:00:00Z")
+
+
+def test_deleted_jobs_remember_the_most_recent_uids_only() -> None:
+    deleted = DeletedJobs(capacity=2)
+    for uid in ("a", "b", "c"):
+        deleted.add(uid)
+    assert "a" not in deleted and "b" in deleted and "c" in deleted
