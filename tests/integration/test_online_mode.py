@@ -6,8 +6,10 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import KafkaHandle
 from tests.integration.modes_support import fill_topic, job_spec, save_tiny_model
@@ -107,3 +109,34 @@ def test_sigterm_finishes_with_a_final_export_and_memory_stays_flat(
     half = min(memory, key=lambda records: abs(records - rows // 2))
     growth = memory[max(memory)] - memory[half]
     assert growth < 40 * 2**20, f"resident memory grew {growth / 2**20:.0f} MiB: {memory}"
+
+
+def test_a_stopped_learner_has_committed_only_records_it_learned(
+        kafka: KafkaHandle, tmp_path: Path) -> None:
+    """Stop after a few batches: every offset the group committed was learned (tf.data must not
+    read ahead, or the records it read ahead would be committed and lost to a successor)."""
+    topic = kafka.create_topic("online-stop", partitions=2)
+    _, messages, _ = fill_topic(kafka.bootstrap_servers, topic, 20_000, seed=23, partitions=2)
+    where = {message.value: (index % 2, index // 2) for index, message in enumerate(messages)}
+    spec = job_spec(kafka.bootstrap_servers, tmp_path,
+                    online={"topic": topic, "consumerGroup": topic, "streamTimeoutMs": 3000,
+                            "batchSize": 256, "exportEveryRecords": 0})
+    stop = threading.Event()
+    learned: dict[int, set[int]] = {0: set(), 1: set()}
+
+    def stop_after_some(keys: Any, values: Any) -> None:
+        for value in values.numpy():
+            partition, offset = where[value]
+            learned[partition].add(offset)
+        stop.set()
+
+    report = run_online("stopped", spec, KafkaConnection(kafka.bootstrap_servers),
+                        Artifacts(tmp_path), progress=False, stop_event=stop,
+                        on_batch=stop_after_some)
+    assert report.ok and report.metrics.records_online == sum(map(len, learned.values()))
+    assert report.metrics.records_online < 20_000
+    time.sleep(6)  # librdkafka's auto-commit interval (5 s): all it has stored is committed now
+    committed = {partition: offset for (_, partition), offset in kafka.committed(topic).items()}
+    assert sum(max(offset, 0) for offset in committed.values()) > 0
+    for partition, offset in committed.items():
+        assert set(range(max(offset, 0))) <= learned[partition], (partition, offset)

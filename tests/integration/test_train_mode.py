@@ -159,7 +159,7 @@ def _weights(artifacts: Artifacts) -> list[Any]:
     return list(keras.models.load_model(artifacts.keras_model).get_weights())
 
 
-def test_a_trainer_stopped_mid_epoch_resumes_at_the_next_batch_and_ends_where_an_uninterrupted_one_does(  # noqa: E501
+def test_a_trainer_stopped_mid_epoch_resumes_at_the_next_batch_and_ends_as_if_never_stopped(
         kafka: KafkaHandle, clean_topic: str, tmp_path: Path) -> None:
     spec = StreamingTrainingJobSpec.model_validate({
         "kafka": {"bootstrapServers": kafka.bootstrap_servers},

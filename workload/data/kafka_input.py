@@ -190,6 +190,12 @@ def group_configuration(
     })
 
 
+NO_READ_AHEAD = tf.data.Options()
+NO_READ_AHEAD.experimental_optimization.inject_prefetch = False
+"""tf.data options for the consumer-group readers: tf.data would otherwise add a prefetch
+after their last step, polling the next records (and letting librdkafka commit them) before
+the caller has taken the current ones; a caller that stops would lose what was read ahead."""
+
 IDLE_FOREVER_MS = 2**31 - 1
 """What `-1` (forever) becomes for tensorflow-io's group readers: they turn -1 into
 `sys.maxsize` and then end at once with 0 records, so "forever" is 24.8 days without a record."""
@@ -214,7 +220,7 @@ def _group_reader(
         message_poll_timeout=message_poll_timeout_ms or poll_timeout_ms(connection),
         configuration=group_configuration(connection, extra),
     )
-    return dataset
+    return dataset.with_options(NO_READ_AHEAD)
 
 
 def batch_stream(

@@ -24,6 +24,10 @@ Stopping:
   final export is written, and the run ends cleanly (ok). The dataset polls
   every `POLL_MS`, so a stop is noticed within that time even when idle.
 
+Observing: `on_batch`, when given, is called with each batch's raw keys and
+values right after the learner has taken it (e.g. to log which records were
+learned, or to feed a monitor); it runs in the learning loop, so keep it cheap.
+
 Memory stays flat: only counters are kept (no per-batch lists), and the
 compiled predict function has a fixed input signature (no re-tracing).
 """
@@ -35,7 +39,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from workload.artifacts import Artifacts, write_json_atomic
 from workload.kafka_connection import KafkaConnection
@@ -43,16 +47,33 @@ from workload.modes.signals import stop_on_sigterm
 from workload.spec import FOREVER, StreamingTrainingJobSpec
 from workload.status import Metrics, PodReport
 
+if TYPE_CHECKING:
+    import tensorflow as tf
+
 POLL_MS = 1000
 """`message_poll_timeout` of the stream: how often an idle stream hands control back."""
 
 log = logging.getLogger(__name__)
 
 
+class BatchObserver(Protocol):
+    """Called after each batch has been learned: its raw Kafka keys and values.
+
+    Both are 1-D `tf.string` tensors of the same length (the batch's records,
+    malformed ones included: those were counted and dead-lettered, not trained on).
+    """
+
+    def __call__(self, keys: tf.Tensor, values: tf.Tensor) -> None: ...
+
+
 def run_online(name: str, spec: StreamingTrainingJobSpec, connection: KafkaConnection,
                artifacts: Artifacts, progress: bool = True,
-               stop_event: threading.Event | None = None) -> PodReport:
-    """Learn from `spec.online.topic` until the stream times out or a stop is asked."""
+               stop_event: threading.Event | None = None,
+               on_batch: BatchObserver | None = None) -> PodReport:
+    """Learn from `spec.online.topic` until the stream times out or a stop is asked.
+
+    `on_batch`, when given, sees every batch after it was learned (see `BatchObserver`).
+    """
     if spec.online is None:
         return PodReport(mode="online", ok=False, message="spec.online is not set")
     stop = stop_event or threading.Event()
@@ -61,14 +82,14 @@ def run_online(name: str, spec: StreamingTrainingJobSpec, connection: KafkaConne
 
         learner = OnlineLearner(spec, connection, artifacts)
         started = time.monotonic()
-        _learn(spec, connection, learner, stop, progress)
+        _learn(spec, connection, learner, stop, progress, on_batch)
         learner.export(final=True)
         elapsed = time.monotonic() - started
     return _report(name, spec, artifacts, learner.state(), elapsed)
 
 
 def _learn(spec: StreamingTrainingJobSpec, connection: KafkaConnection, learner: Any,
-           stop: threading.Event, progress: bool) -> None:
+           stop: threading.Event, progress: bool, on_batch: BatchObserver | None) -> None:
     """Consume the stream into `learner` until idle for `streamTimeoutMs` or stopped."""
     from workload.data.kafka_input import batch_stream, poll_timeout_ms
 
@@ -83,6 +104,8 @@ def _learn(spec: StreamingTrainingJobSpec, connection: KafkaConnection, learner:
             arrived = 0
             for values, keys in mini.batch(online.batch_size):
                 arrived += learner.learn(keys, values)
+                if on_batch is not None:
+                    on_batch(keys, values)
                 learner.export_if_due()
             now = time.monotonic()
             if arrived:
