@@ -1,5 +1,6 @@
 """Test helpers for the operator on the real control plane: CRD install, the operator process,
-polling, and writing a pod's final status the way a kubelet does.
+polling, Strimzi objects with the status Strimzi would write, topics with data, and writing a
+pod's final status the way a kubelet does.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,12 +23,16 @@ import pytest
 import yaml
 
 from localparts.ports import free_port
+from workload.data.producer import produce_split
+from workload.data.synthetic import generate
+from workload.kafka_connection import KafkaConnection
 from workload.spec import API_GROUP, API_VERSION, PLURAL
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_PATH = REPO / "crds" / f"{API_GROUP}_{PLURAL}.yaml"
 STRIMZI_CRDS = REPO.parent / "shared" / "strimzi-crds"
 PYTHON = sys.executable
+STRIMZI_GROUP = "kafka.strimzi.io"
 
 
 def eventually(condition: Callable[[], Any], timeout_s: float = 60.0, what: str = "",
@@ -110,7 +116,7 @@ def remove_strimzi_crds(api: kubernetes.client.ApiClient) -> None:
     """Delete Strimzi's CRDs (and so every Strimzi object) from the cluster."""
     extensions: Any = kubernetes.client.ApiextensionsV1Api(api)
     for crd in extensions.list_custom_resource_definition().items:
-        if crd.spec.group == "kafka.strimzi.io":
+        if crd.spec.group == STRIMZI_GROUP:
             extensions.delete_custom_resource_definition(crd.metadata.name)
 
 
@@ -243,3 +249,50 @@ def finish_pod(core: Any, pod: Any, exit_code: int, message: str) -> None:
         }],
     }}
     core.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace, body)
+
+
+def fresh_split(bootstrap_servers: str, train_rows: int, test_rows: int,
+                seed: int) -> tuple[str, str]:
+    """New train and test topics holding a split of synthetic SUSY rows; their names."""
+    suffix = uuid.uuid4().hex[:8]
+    train, test = f"susy-train-{suffix}", f"susy-test-{suffix}"
+    produce_split(KafkaConnection(bootstrap_servers), train, test,
+                  generate(train_rows + test_rows, seed=seed), train_rows=train_rows,
+                  progress=False)
+    return train, test
+
+
+class StrimziObjects:
+    """Strimzi's `Kafka` and `KafkaUser` resources with the status its operators would write."""
+
+    def __init__(self, api: kubernetes.client.ApiClient, namespace: str, version: str) -> None:
+        self.custom: Any = kubernetes.client.CustomObjectsApi(api)
+        self.namespace = namespace
+        self.version = version
+
+    def _create(self, plural: str, name: str, spec: dict[str, Any], status: dict[str, Any],
+                labels: dict[str, str] | None = None) -> None:
+        kind = {"kafkas": "Kafka", "kafkausers": "KafkaUser"}[plural]
+        self.custom.create_namespaced_custom_object(
+            STRIMZI_GROUP, self.version, self.namespace, plural, {
+                "apiVersion": f"{STRIMZI_GROUP}/{self.version}", "kind": kind,
+                "metadata": {"name": name, "labels": labels or {}}, "spec": spec})
+        ready = {"conditions": [{"type": "Ready", "status": "True"}]}
+        self.custom.patch_namespaced_custom_object_status(
+            STRIMZI_GROUP, self.version, self.namespace, plural, name,
+            {"status": {**ready, **status}})
+
+    def cluster(self, listener: str, bootstrap_servers: str,
+                authentication: str | None = None) -> None:
+        """A ready Kafka `my-cluster` with one internal listener serving `bootstrap_servers`."""
+        spec: dict[str, Any] = {"name": listener, "port": 9092, "type": "internal", "tls": False}
+        if authentication is not None:
+            spec["authentication"] = {"type": authentication}
+        self._create("kafkas", "my-cluster", {"kafka": {"listeners": [spec]}},
+                     {"listeners": [{"name": listener, "bootstrapServers": bootstrap_servers}]})
+
+    def scram_user(self, name: str, username: str) -> None:
+        """A ready SCRAM-SHA-512 KafkaUser `name` of `my-cluster`, its Secret also `name`."""
+        self._create("kafkausers", name, {"authentication": {"type": "scram-sha-512"}},
+                     {"secret": name, "username": username},
+                     labels={"strimzi.io/cluster": "my-cluster"})

@@ -7,7 +7,7 @@ The operator and the pods run as local processes; `KubeletAgent` plays the kubel
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,24 +21,17 @@ from tests.e2e.harness import (
     REPO,
     Jobs,
     OperatorProcess,
+    StrimziObjects,
     eventually,
+    fresh_split,
     install_streamtrain_crd,
     install_strimzi_crds,
     remove_strimzi_crds,
 )
 from tests.e2e.kubelet_agent import KubeletAgent
-from workload.data.producer import produce_split
-from workload.data.synthetic import generate
-from workload.kafka_connection import KafkaConnection
 
 EXAMPLE = REPO / "examples" / "01-minimal" / "job.yaml"
 TRAIN_ROWS, TEST_ROWS = 3000, 1000
-STRIMZI_KAFKA = {
-    "apiVersion": "kafka.strimzi.io/v1", "kind": "Kafka", "metadata": {"name": "my-cluster"},
-    "spec": {"kafka": {"listeners": [
-        {"name": "plain", "port": 9092, "type": "internal", "tls": False}]}}}
-
-
 @pytest.fixture
 def cluster(kube: Kube, tmp_path: Path) -> Iterator[tuple[OperatorProcess, KubeletAgent]]:
     """The CRD, the operator and the kubelet agent, all serving the test's namespace."""
@@ -51,36 +44,48 @@ def cluster(kube: Kube, tmp_path: Path) -> Iterator[tuple[OperatorProcess, Kubel
     operator.stop()
 
 
-def _example_for(kafka: KafkaHandle, train: str, test: str) -> dict[str, Any]:
-    """The example manifest pointed at the test broker, with fresh topics and a short run."""
+def _example_for(bootstrap_servers: str, train: str, test: str,
+                 epochs: int = 3) -> dict[str, Any]:
+    """The example manifest pointed at a test broker, with fresh topics and a short run."""
     manifest: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
     spec = manifest["spec"]
-    spec["kafka"]["bootstrapServers"] = kafka.bootstrap_servers
-    spec["train"].update({"topic": train, "epochs": 3})
+    spec["kafka"]["bootstrapServers"] = bootstrap_servers
+    spec["train"].update({"topic": train, "epochs": epochs})
     spec["evaluate"].update({"topic": test, "consumerGroup": f"eval-{uuid.uuid4().hex[:8]}",
                              "streamTimeoutMs": 3000})
     return manifest
 
 
-def test_applied_example_trains_evaluates_and_reports_accuracy(
-        kube: Kube, kafka: KafkaHandle, cluster: tuple[OperatorProcess, KubeletAgent]) -> None:
-    operator, agent = cluster
-    train, test = f"susy-train-{uuid.uuid4().hex[:8]}", f"susy-test-{uuid.uuid4().hex[:8]}"
-    produce_split(KafkaConnection(kafka.bootstrap_servers), train, test,
-                  generate(TRAIN_ROWS + TEST_ROWS, seed=7), train_rows=TRAIN_ROWS,
-                  progress=False)
-    manifest = _example_for(kafka, train, test)
+def _apply(kube: Kube, manifest: dict[str, Any]) -> Jobs:
+    """`kubectl apply` the manifest into the test's namespace."""
     kube.cluster.kubectl("apply", "-n", kube.namespace, "-f", "-", stdin=yaml.safe_dump(manifest))
-    name = manifest["metadata"]["name"]
-    jobs = Jobs(kube.cluster.api, kube.namespace)
+    return Jobs(kube.cluster.api, kube.namespace)
 
-    def diagnose() -> str:
-        return (f"status: {jobs.status(name)}\n--- operator\n{operator.tail()}\n"
-                f"--- pods\n{agent.logs()}")
-    eventually(lambda: jobs.phase(name) in ("Succeeded", "Failed"), 300,
-               f"{name} to finish", diagnose)
+
+def _diagnosis(jobs: Jobs, name: str, cluster: tuple[OperatorProcess, KubeletAgent]
+               ) -> Callable[[], str]:
+    """What to show when a wait fails: the job's status, the operator's log, the pods' logs."""
+    operator, agent = cluster
+    return lambda: (f"status: {jobs.status(name)}\n--- operator\n{operator.tail()}\n"
+                    f"--- pods\n{agent.logs()}")
+
+
+def _succeeded(jobs: Jobs, name: str, diagnose: Callable[[], str]) -> dict[str, Any]:
+    """Wait for the job to end; its status, which must say Succeeded."""
+    eventually(lambda: jobs.phase(name) in ("Succeeded", "Failed"), 300, f"{name} to finish",
+               diagnose)
     status = jobs.status(name)
     assert status["phase"] == "Succeeded", diagnose()
+    return status
+
+
+def test_applied_example_trains_evaluates_and_reports_accuracy(
+        kube: Kube, kafka: KafkaHandle, cluster: tuple[OperatorProcess, KubeletAgent]) -> None:
+    train, test = fresh_split(kafka.bootstrap_servers, TRAIN_ROWS, TEST_ROWS, seed=7)
+    manifest = _example_for(kafka.bootstrap_servers, train, test)
+    jobs = _apply(kube, manifest)
+    name = manifest["metadata"]["name"]
+    status = _succeeded(jobs, name, _diagnosis(jobs, name, cluster))
     metrics = status["metrics"]
     assert metrics["recordsEvaluated"] == TEST_ROWS
     assert 0.6 < metrics["evalAccuracy"] <= 1.0
@@ -94,15 +99,12 @@ def test_applied_example_trains_evaluates_and_reports_accuracy(
 
 def test_trainer_failing_for_real_fails_the_job_with_the_pods_message(
         kube: Kube, kafka: KafkaHandle, cluster: tuple[OperatorProcess, KubeletAgent]) -> None:
-    operator, agent = cluster
     empty_train = kafka.create_topic("empty-train")
-    manifest = _example_for(kafka, empty_train, kafka.create_topic("empty-test"))
+    manifest = _example_for(kafka.bootstrap_servers, empty_train, kafka.create_topic("empty-test"))
     manifest["spec"]["runPolicy"] = {"backoffLimit": 0}
-    kube.cluster.kubectl("apply", "-n", kube.namespace, "-f", "-",
-                         stdin=yaml.safe_dump(manifest))
-    jobs = Jobs(kube.cluster.api, kube.namespace)
+    jobs = _apply(kube, manifest)
     eventually(lambda: jobs.phase("susy") == "Failed", 120, "the job to fail",
-               lambda: f"{jobs.status('susy')}\n{operator.tail()}\n{agent.logs()}")
+               _diagnosis(jobs, "susy", cluster))
     failed = jobs.condition("susy", "Failed")
     assert failed is not None and failed["reason"] == "Failed"
     assert "train failed (BackoffLimitExceeded)" in failed["message"]
@@ -112,18 +114,10 @@ def test_trainer_failing_for_real_fails_the_job_with_the_pods_message(
 
 def test_suspending_a_running_trainer_kills_its_pod_and_resume_finishes_the_job(
         kube: Kube, kafka: KafkaHandle, cluster: tuple[OperatorProcess, KubeletAgent]) -> None:
-    operator, agent = cluster
-    train, test = f"susy-train-{uuid.uuid4().hex[:8]}", f"susy-test-{uuid.uuid4().hex[:8]}"
-    produce_split(KafkaConnection(kafka.bootstrap_servers), train, test,
-                  generate(TRAIN_ROWS + TEST_ROWS, seed=8), train_rows=TRAIN_ROWS,
-                  progress=False)
-    manifest = _example_for(kafka, train, test)
-    kube.cluster.kubectl("apply", "-n", kube.namespace, "-f", "-",
-                         stdin=yaml.safe_dump(manifest))
-    jobs = Jobs(kube.cluster.api, kube.namespace)
-
-    def diagnose() -> str:
-        return f"{jobs.status('susy')}\n{operator.tail()}\n{agent.logs()}"
+    _, agent = cluster
+    train, test = fresh_split(kafka.bootstrap_servers, TRAIN_ROWS, TEST_ROWS, seed=8)
+    jobs = _apply(kube, _example_for(kafka.bootstrap_servers, train, test))
+    diagnose = _diagnosis(jobs, "susy", cluster)
     eventually(lambda: any(p.status.phase == "Running" for p in jobs.pods("susy-train")), 60,
                "the trainer to run", diagnose)
     jobs.patch_spec("susy", {"runPolicy": {"suspend": True}})
@@ -133,39 +127,21 @@ def test_suspending_a_running_trainer_kills_its_pod_and_resume_finishes_the_job(
     assert not agent.running
 
     jobs.patch_spec("susy", {"runPolicy": {"suspend": False}})
-    eventually(lambda: jobs.phase("susy") in ("Succeeded", "Failed"), 300, "the job to finish",
-               diagnose)
-    status = jobs.status("susy")
-    assert status["phase"] == "Succeeded", diagnose()
+    status = _succeeded(jobs, "susy", diagnose)
     assert status["metrics"]["recordsEvaluated"] == TEST_ROWS
 
 
 def test_strimzi_cluster_ref_job_trains_against_the_listener_address(
         kube: Kube, kafka: KafkaHandle, cluster: tuple[OperatorProcess, KubeletAgent]) -> None:
-    operator, agent = cluster
     version = install_strimzi_crds(kube.cluster.api, "1.2.0")
     try:
-        custom: Any = kubernetes.client.CustomObjectsApi(kube.cluster.api)
-        custom.create_namespaced_custom_object("kafka.strimzi.io", version, kube.namespace,
-                                               "kafkas", STRIMZI_KAFKA)
-        custom.patch_namespaced_custom_object_status(
-            "kafka.strimzi.io", version, kube.namespace, "kafkas", "my-cluster",
-            {"status": {"conditions": [{"type": "Ready", "status": "True"}], "listeners": [
-                {"name": "plain", "bootstrapServers": kafka.bootstrap_servers}]}})
-        train, test = f"susy-train-{uuid.uuid4().hex[:8]}", f"susy-test-{uuid.uuid4().hex[:8]}"
-        produce_split(KafkaConnection(kafka.bootstrap_servers), train, test,
-                      generate(TRAIN_ROWS + TEST_ROWS, seed=9), train_rows=TRAIN_ROWS,
-                      progress=False)
-        manifest = _example_for(kafka, train, test)
+        StrimziObjects(kube.cluster.api, kube.namespace, version).cluster(
+            "plain", kafka.bootstrap_servers)
+        train, test = fresh_split(kafka.bootstrap_servers, TRAIN_ROWS, TEST_ROWS, seed=9)
+        manifest = _example_for(kafka.bootstrap_servers, train, test)
         manifest["spec"]["kafka"] = {"clusterRef": {"name": "my-cluster", "listener": "plain"}}
-        kube.cluster.kubectl("apply", "-n", kube.namespace, "-f", "-",
-                             stdin=yaml.safe_dump(manifest))
-        jobs = Jobs(kube.cluster.api, kube.namespace)
-        eventually(lambda: jobs.phase("susy") in ("Succeeded", "Failed"), 300,
-                   "the job to finish",
-                   lambda: f"{jobs.status('susy')}\n{operator.tail()}\n{agent.logs()}")
-        status = jobs.status("susy")
-        assert status["phase"] == "Succeeded", agent.logs()
+        jobs = _apply(kube, manifest)
+        status = _succeeded(jobs, "susy", _diagnosis(jobs, "susy", cluster))
         assert status["bootstrapServers"] == kafka.bootstrap_servers
         assert status["metrics"]["recordsEvaluated"] == TEST_ROWS
     finally:
@@ -174,49 +150,24 @@ def test_strimzi_cluster_ref_job_trains_against_the_listener_address(
 
 def test_kafka_user_job_trains_over_scram_with_the_mounted_secret(
         kube: Kube, tmp_path: Path, cluster: tuple[OperatorProcess, KubeletAgent]) -> None:
-    operator, agent = cluster
     broker = scram_broker.start(tmp_path / "scram-kafka", "trainer", "s3cret-pass")
     version = install_strimzi_crds(kube.cluster.api, "1.2.0")
     try:
-        custom: Any = kubernetes.client.CustomObjectsApi(kube.cluster.api)
-        group, ns = "kafka.strimzi.io", kube.namespace
-        kafka = {**STRIMZI_KAFKA, "spec": {"kafka": {"listeners": [
-            {"name": "scram", "port": 9094, "type": "internal", "tls": False,
-             "authentication": {"type": "scram-sha-512"}}]}}}
-        custom.create_namespaced_custom_object(group, version, ns, "kafkas", kafka)
-        custom.patch_namespaced_custom_object_status(group, version, ns, "kafkas", "my-cluster", {
-            "status": {"conditions": [{"type": "Ready", "status": "True"}],
-                       "listeners": [{"name": "scram",
-                                      "bootstrapServers": broker.scram_servers}]}})
-        custom.create_namespaced_custom_object(group, version, ns, "kafkausers", {
-            "apiVersion": f"{group}/{version}", "kind": "KafkaUser",
-            "metadata": {"name": "trainer", "labels": {"strimzi.io/cluster": "my-cluster"}},
-            "spec": {"authentication": {"type": "scram-sha-512"}}})
-        custom.patch_namespaced_custom_object_status(group, version, ns, "kafkausers", "trainer", {
-            "status": {"conditions": [{"type": "Ready", "status": "True"}],
-                       "secret": "trainer", "username": "trainer"}})
+        strimzi = StrimziObjects(kube.cluster.api, kube.namespace, version)
+        strimzi.cluster("scram", broker.scram_servers, authentication="scram-sha-512")
+        strimzi.scram_user("trainer", "trainer")
         # What Strimzi's User Operator writes: the password under `password`.
         core: Any = kubernetes.client.CoreV1Api(kube.cluster.api)
-        core.create_namespaced_secret(ns, {
+        core.create_namespaced_secret(kube.namespace, {
             "metadata": {"name": "trainer"}, "stringData": {"password": "s3cret-pass"}})
 
-        train, test = f"susy-train-{uuid.uuid4().hex[:8]}", f"susy-test-{uuid.uuid4().hex[:8]}"
-        produce_split(KafkaConnection(broker.plain_servers), train, test,
-                      generate(TRAIN_ROWS + TEST_ROWS, seed=10), train_rows=TRAIN_ROWS,
-                      progress=False)
-        manifest = yaml.safe_load(EXAMPLE.read_text())
+        train, test = fresh_split(broker.plain_servers, TRAIN_ROWS, TEST_ROWS, seed=10)
+        manifest = _example_for(broker.plain_servers, train, test, epochs=2)
         manifest["spec"]["kafka"] = {"clusterRef": {"name": "my-cluster", "listener": "scram"},
                                      "userRef": {"name": "trainer"}}
-        manifest["spec"]["train"].update({"topic": train, "epochs": 2})
-        manifest["spec"]["evaluate"].update({"topic": test, "streamTimeoutMs": 3000})
-        kube.cluster.kubectl("apply", "-n", ns, "-f", "-", stdin=yaml.safe_dump(manifest))
-        jobs = Jobs(kube.cluster.api, ns)
-        eventually(lambda: jobs.phase("susy") in ("Succeeded", "Failed"), 300,
-                   "the job to finish",
-                   lambda: f"{jobs.status('susy')}\n{operator.tail()}\n{agent.logs()}")
-        status = jobs.status("susy")
+        jobs = _apply(kube, manifest)
         # The SCRAM listener admits only authenticated clients: success means SCRAM worked.
-        assert status["phase"] == "Succeeded", agent.logs()
+        status = _succeeded(jobs, "susy", _diagnosis(jobs, "susy", cluster))
         assert status["bootstrapServers"] == broker.scram_servers
         assert status["metrics"]["recordsEvaluated"] == TEST_ROWS
     finally:

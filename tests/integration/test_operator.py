@@ -206,17 +206,20 @@ def test_finished_job_children_are_deleted_after_ttl(
     assert status["metrics"]["trainAccuracy"] == pytest.approx(0.78)
 
 
+def _scrape(operator: OperatorProcess) -> str:
+    """The operator's Prometheus metrics page."""
+    url = f"http://127.0.0.1:{operator.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
+
+
 def test_metrics_and_liveness_endpoints_answer(jobs: Jobs, operator: OperatorProcess) -> None:
     jobs.create("watched", SPEC)
     _wait_phase(jobs, operator, "watched", "Training")
 
-    def scrape() -> str:
-        url = f"http://127.0.0.1:{operator.metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return str(response.read().decode())
-    eventually(lambda: 'streamtrain_jobs{phase="Training"} 1.0' in scrape(), 20,
+    eventually(lambda: 'streamtrain_jobs{phase="Training"} 1.0' in _scrape(operator), 20,
                "the phase gauge", operator.tail)
-    assert "streamtrain_reconcile_seconds_count" in scrape()
+    assert "streamtrain_reconcile_seconds_count" in _scrape(operator)
     health = f"http://127.0.0.1:{operator.liveness_port}/healthz"
     with urllib.request.urlopen(health, timeout=5) as response:
         assert response.status == 200
@@ -256,10 +259,7 @@ def test_online_phase_follows_evaluation_and_ends_the_job(
 
 
 def _reconcile_passes(operator: OperatorProcess) -> float:
-    url = f"http://127.0.0.1:{operator.metrics_port}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        text = response.read().decode()
-    line = next(line for line in text.splitlines()
+    line = next(line for line in _scrape(operator).splitlines()
                 if line.startswith("streamtrain_reconcile_seconds_count"))
     return float(line.split()[-1])
 

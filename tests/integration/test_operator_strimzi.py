@@ -18,8 +18,10 @@ from streamtrain_operator.builders import CREDENTIALS_PATH, JOB_SPEC_ENV
 
 from tests.conftest import Kube, KubeCluster
 from tests.e2e.harness import (
+    STRIMZI_GROUP,
     Jobs,
     OperatorProcess,
+    StrimziObjects,
     eventually,
     install_streamtrain_crd,
     install_strimzi_crds,
@@ -27,12 +29,11 @@ from tests.e2e.harness import (
 )
 from workload.kafka_connection import BOOTSTRAP_ENV, SASL_USERNAME_ENV
 
-GROUP = "kafka.strimzi.io"
 LISTENER_ADDRESS = "127.0.0.1:9092"
 
 
 def _kafka(name: str, version: str) -> dict[str, Any]:
-    return {"apiVersion": f"{GROUP}/{version}", "kind": "Kafka", "metadata": {"name": name},
+    return {"apiVersion": f"{STRIMZI_GROUP}/{version}", "kind": "Kafka", "metadata": {"name": name},
             "spec": {"kafka": {"listeners": [
                 {"name": "plain", "port": 9092, "type": "internal", "tls": False},
                 {"name": "tls", "port": 9093, "type": "internal", "tls": True}]}}}
@@ -79,28 +80,22 @@ def test_cluster_ref_waits_with_reasons_then_runs_with_listener_address_and_user
                          "model": {"output": {"volumeClaim": "models"}}})
     waits_for("KafkaNotFound")
 
-    custom.create_namespaced_custom_object(GROUP, strimzi, ns, "kafkas",
+    custom.create_namespaced_custom_object(STRIMZI_GROUP, strimzi, ns, "kafkas",
                                            _kafka("my-cluster", strimzi))
     waits_for("KafkaNotReady")
 
-    custom.patch_namespaced_custom_object_status(GROUP, strimzi, ns, "kafkas", "my-cluster",
+    custom.patch_namespaced_custom_object_status(STRIMZI_GROUP, strimzi, ns, "kafkas", "my-cluster",
                                                  _ready([{"name": "tls",
                                                           "bootstrapServers": "x:9093"}]))
     waits_for("ListenerNotFound")
     assert "has: tls" in jobs.condition("susy", "KafkaReady")["message"]  # type: ignore[index]
 
     custom.patch_namespaced_custom_object_status(
-        GROUP, strimzi, ns, "kafkas", "my-cluster",
+        STRIMZI_GROUP, strimzi, ns, "kafkas", "my-cluster",
         _ready([{"name": "plain", "bootstrapServers": LISTENER_ADDRESS}]))
     waits_for("KafkaUserNotFound")
 
-    custom.create_namespaced_custom_object(GROUP, strimzi, ns, "kafkausers", {
-        "apiVersion": f"{GROUP}/{strimzi}", "kind": "KafkaUser",
-        "metadata": {"name": "trainer", "labels": {"strimzi.io/cluster": "my-cluster"}},
-        "spec": {"authentication": {"type": "scram-sha-512"}}})
-    custom.patch_namespaced_custom_object_status(GROUP, strimzi, ns, "kafkausers", "trainer", {
-        "status": {"conditions": [{"type": "Ready", "status": "True"}],
-                   "secret": "trainer", "username": "trainer"}})
+    StrimziObjects(kube.cluster.api, ns, strimzi).scram_user("trainer", "trainer")
 
     eventually(lambda: jobs.phase("susy") == "Training", 30, "Training", operator.tail)
     status = jobs.status("susy")
@@ -112,7 +107,7 @@ def test_cluster_ref_waits_with_reasons_then_runs_with_listener_address_and_user
     secrets = [volume.secret.secret_name for volume in pod.volumes if volume.secret]
     assert secrets == ["trainer"]  # a plain listener: no cluster CA mounted
     assert CREDENTIALS_PATH in {mount.mount_path for mount in pod.containers[0].volume_mounts}
-    topics = custom.list_namespaced_custom_object(GROUP, strimzi, ns, "kafkatopics")["items"]
+    topics = custom.list_namespaced_custom_object(STRIMZI_GROUP, strimzi, ns, "kafkatopics")["items"]
     assert {(t["spec"]["topicName"], t["spec"]["partitions"]) for t in topics} == {
         ("susy-train", 1), ("susy-test", 2)}
     assert all(t["metadata"]["labels"]["strimzi.io/cluster"] == "my-cluster" for t in topics)
@@ -122,10 +117,10 @@ def test_tls_listener_mounts_the_cluster_ca_secret_in_the_pods(kube: Kube, strim
                                              operator: OperatorProcess) -> None:
     jobs = Jobs(kube.cluster.api, kube.namespace)
     custom: Any = kubernetes.client.CustomObjectsApi(kube.cluster.api)
-    custom.create_namespaced_custom_object(GROUP, strimzi, kube.namespace, "kafkas",
+    custom.create_namespaced_custom_object(STRIMZI_GROUP, strimzi, kube.namespace, "kafkas",
                                            _kafka("secure", strimzi))
     custom.patch_namespaced_custom_object_status(
-        GROUP, strimzi, kube.namespace, "kafkas", "secure",
+        STRIMZI_GROUP, strimzi, kube.namespace, "kafkas", "secure",
         _ready([{"name": "tls", "bootstrapServers": "secure-kafka-bootstrap:9093"}]))
     jobs.create("tls", {"kafka": {"clusterRef": {"name": "secure", "listener": "tls"}},
                         "train": {}})

@@ -14,10 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.e2e import scram_broker
+from tests.e2e.harness import fresh_split
 from tests.security import tls_broker
-from workload.data.producer import produce_split
-from workload.data.synthetic import generate
-from workload.kafka_connection import KafkaConnection
 
 TRAIN_ROWS, TEST_ROWS = 800, 200
 
@@ -45,12 +43,8 @@ def scram_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScramKafka
     """The broker, started once for the package and stopped after its last test."""
     username, password = "trainer", f"Right-{uuid.uuid4().hex}"
     broker = scram_broker.start(tmp_path_factory.mktemp("scram-kafka"), username, password)
-    suffix = uuid.uuid4().hex[:8]
-    train, test = f"susy-train-{suffix}", f"susy-test-{suffix}"
     try:
-        produce_split(KafkaConnection(broker.plain_servers), train, test,
-                      generate(TRAIN_ROWS + TEST_ROWS, seed=11), train_rows=TRAIN_ROWS,
-                      progress=False)
+        train, test = fresh_split(broker.plain_servers, TRAIN_ROWS, TEST_ROWS, seed=11)
         yield ScramKafka(broker, username, password, f"Wrong-{uuid.uuid4().hex}", train, test)
     finally:
         broker.stop()
@@ -71,12 +65,8 @@ def tls_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsKafka]:
     """A broker with mutual-TLS and SCRAM-over-TLS listeners, for the package."""
     username, password = "trainer", f"Right-{uuid.uuid4().hex}"
     broker = tls_broker.start(tmp_path_factory.mktemp("tls-kafka"), username, password)
-    suffix = uuid.uuid4().hex[:8]
-    train, test = f"susy-train-{suffix}", f"susy-test-{suffix}"
     try:
-        produce_split(KafkaConnection(broker.plain_servers), train, test,
-                      generate(TRAIN_ROWS + TEST_ROWS, seed=12), train_rows=TRAIN_ROWS,
-                      progress=False)
+        train, _ = fresh_split(broker.plain_servers, TRAIN_ROWS, TEST_ROWS, seed=12)
         yield TlsKafka(broker, username, password, train)
     finally:
         broker.stop()

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import kubernetes
 import pytest
 
 from tests.conftest import Kube
 from tests.e2e.harness import (
     Jobs,
     OperatorProcess,
+    StrimziObjects,
     eventually,
     install_streamtrain_crd,
     install_strimzi_crds,
@@ -29,41 +29,10 @@ from tests.e2e.harness import (
 from tests.e2e.kubelet_agent import KubeletAgent
 from tests.security.conftest import ScramKafka
 
-STRIMZI = "kafka.strimzi.io"
 STRIMZI_RELEASE = "1.2.0"
 FINISH_TIMEOUT_S = 180.0
 USERS = {"trainer": "right", "trainer-stale": "wrong"}
 """KafkaUser name -> which password its Secret holds (both log in as the SCRAM user `trainer`)."""
-
-
-class StrimziObjects:
-    """Strimzi's `Kafka` and `KafkaUser` resources with the status its operators would write."""
-
-    def __init__(self, kube: Kube, version: str) -> None:
-        self.custom: Any = kubernetes.client.CustomObjectsApi(kube.cluster.api)
-        self.namespace = kube.namespace
-        self.version = version
-
-    def _create(self, plural: str, name: str, spec: dict[str, Any], status: dict[str, Any],
-                labels: dict[str, str] | None = None) -> None:
-        kind = {"kafkas": "Kafka", "kafkausers": "KafkaUser"}[plural]
-        self.custom.create_namespaced_custom_object(STRIMZI, self.version, self.namespace, plural, {
-            "apiVersion": f"{STRIMZI}/{self.version}", "kind": kind,
-            "metadata": {"name": name, "labels": labels or {}}, "spec": spec})
-        ready = {"conditions": [{"type": "Ready", "status": "True"}]}
-        self.custom.patch_namespaced_custom_object_status(
-            STRIMZI, self.version, self.namespace, plural, name, {"status": {**ready, **status}})
-
-    def scram_cluster(self, bootstrap_servers: str) -> None:
-        self._create("kafkas", "my-cluster", {"kafka": {"listeners": [
-            {"name": "scram", "port": 9094, "type": "internal", "tls": False,
-             "authentication": {"type": "scram-sha-512"}}]}},
-            {"listeners": [{"name": "scram", "bootstrapServers": bootstrap_servers}]})
-
-    def scram_user(self, name: str, username: str) -> None:
-        self._create("kafkausers", name, {"authentication": {"type": "scram-sha-512"}},
-                     {"secret": name, "username": username},
-                     labels={"strimzi.io/cluster": "my-cluster"})
 
 
 @dataclass
@@ -101,8 +70,8 @@ def test_kafka_user_secrets_drive_scram_through_the_operator_without_leaking(
         operated: Operated) -> None:
     operator, agent = operated.operator, operated.agent
     core: Any = kube.cluster.core
-    strimzi = StrimziObjects(kube, operated.strimzi_version)
-    strimzi.scram_cluster(scram_kafka.broker.scram_servers)
+    strimzi = StrimziObjects(kube.cluster.api, kube.namespace, operated.strimzi_version)
+    strimzi.cluster("scram", scram_kafka.broker.scram_servers, authentication="scram-sha-512")
     passwords = {"right": scram_kafka.password, "wrong": scram_kafka.wrong_password}
     jobs = Jobs(kube.cluster.api, kube.namespace)
     for user, which in USERS.items():
