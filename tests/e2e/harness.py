@@ -30,7 +30,7 @@ from workload.spec import API_GROUP, API_VERSION, PLURAL
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_PATH = REPO / "crds" / f"{API_GROUP}_{PLURAL}.yaml"
-STRIMZI_CRDS = REPO.parent / "shared" / "strimzi-crds"
+STRIMZI_CRDS = REPO / "tests" / "data" / "strimzi-crds"
 PYTHON = sys.executable
 STRIMZI_GROUP = "kafka.strimzi.io"
 

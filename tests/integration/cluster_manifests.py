@@ -20,8 +20,8 @@ PEERING_CRDS = ("clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev")
 
 
 def strimzi_crds_dir(repo_root: Path) -> Path:
-    """Strimzi's CRDs (kafka.strimzi.io/v1), kept beside the repository."""
-    return repo_root.parent / "shared" / "strimzi-crds" / STRIMZI_VERSION
+    """Strimzi's CRDs (kafka.strimzi.io/v1), copied into the repository (see its README)."""
+    return repo_root / "tests" / "data" / "strimzi-crds" / STRIMZI_VERSION
 
 
 ESTABLISH_TIMEOUT_S = 60.0
