@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from workload.artifacts import write_json_atomic
+from workload.contract import MODES
 from workload.kafka_connection import KafkaConnection, connection_for
 from workload.spec import SpecError, load_job_file
 from workload.status import PodReport
@@ -168,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=command_run)
 
     run_mode = commands.add_parser("run-mode", help="one phase inside a pod")
-    run_mode.add_argument("mode", choices=["train", "evaluate", "online"])
+    run_mode.add_argument("mode", choices=MODES)
     run_mode.add_argument("--output-dir", help="artefacts folder (default: spec.model.output.path)")
     run_mode.set_defaults(handler=command_run_mode)
 

@@ -15,19 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from workload.contract import BOOTSTRAP_ENV, CLUSTER_CA_ENV, CREDENTIALS_ENV, SASL_USERNAME_ENV
 from workload.spec import KafkaSpec
 
-BOOTSTRAP_ENV = "STREAMTRAIN_BOOTSTRAP_SERVERS"
-"""Environment variable with the resolved bootstrap address (set by the operator)."""
-
-CREDENTIALS_ENV = "STREAMTRAIN_KAFKA_CREDENTIALS"
-"""Environment variable naming the folder where a KafkaUser Secret is mounted."""
-
-CLUSTER_CA_ENV = "STREAMTRAIN_KAFKA_CLUSTER_CA"
-"""Environment variable naming the folder where the cluster CA Secret is mounted (TLS listeners)."""
-
-SASL_USERNAME_ENV = "STREAMTRAIN_KAFKA_USERNAME"
-"""Environment variable with the SCRAM user name (the KafkaUser's name)."""
+__all__ = ["BOOTSTRAP_ENV", "CLUSTER_CA_ENV", "CREDENTIALS_ENV", "SASL_USERNAME_ENV",
+           "KafkaConnection", "connection_for", "credential_settings"]
 
 
 @dataclass(frozen=True)

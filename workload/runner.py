@@ -17,16 +17,11 @@ from typing import Any
 
 from workload import tflog
 from workload.artifacts import Artifacts
+from workload.contract import JOB_NAME_ENV, JOB_SPEC_ENV, Mode
 from workload.data.kafka_login import login_refusal
 from workload.kafka_connection import KafkaConnection
 from workload.spec import StreamingTrainingJobSpec, parse_spec
-from workload.status import Mode, PodReport
-
-JOB_SPEC_ENV = "STREAMTRAIN_JOB_SPEC"
-"""Environment variable with the job's spec as JSON (set by the operator on every pod)."""
-
-JOB_NAME_ENV = "STREAMTRAIN_JOB_NAME"
-"""Environment variable with the job's name."""
+from workload.status import PodReport
 
 OUTPUT_DIR_ENV = "STREAMTRAIN_OUTPUT_DIR"
 """Environment variable that moves the output folder away from `spec.model.output.path`."""

@@ -27,7 +27,9 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-API_GROUP = "streamtrain.dev"
+from workload.contract import API_GROUP as API_GROUP  # the resource's group, re-exported
+from workload.contract import MODES, Mode
+
 API_VERSION = "v1alpha1"
 KIND = "StreamingTrainingJob"
 PLURAL = "streamingtrainingjobs"
@@ -376,11 +378,9 @@ class StreamingTrainingJobSpec(SpecModel):
         return self
 
     @property
-    def phases(self) -> list[Literal["train", "evaluate", "online"]]:
-        """The modes this job runs, in order."""
-        steps: list[tuple[Literal["train", "evaluate", "online"], object]] = [
-            ("train", self.train), ("evaluate", self.evaluate), ("online", self.online)]
-        return [name for name, step in steps if step is not None]
+    def phases(self) -> list[Mode]:
+        """The modes this job runs, in order (a mode runs when its section is present)."""
+        return [mode for mode in MODES if getattr(self, mode) is not None]
 
 
 def format_validation_error(error: ValidationError, prefix: str = "spec") -> str:

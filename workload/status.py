@@ -14,11 +14,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from workload.contract import Mode, Phase
+
 TERMINATION_MESSAGE_LIMIT = 4096
 """Bytes the kubelet keeps of a termination message."""
-
-Phase = Literal["Pending", "Training", "Evaluating", "Online", "Succeeded", "Failed", "Suspended"]
-Mode = Literal["train", "evaluate", "online"]
 
 
 class StatusModel(BaseModel):

@@ -14,12 +14,10 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from workload.contract import TERMINATION_LOG, TERMINATION_LOG_ENV
 from workload.status import PodReport
 
-TERMINATION_LOG_ENV = "STREAMTRAIN_TERMINATION_LOG"
-"""Environment variable overriding where the termination message is written."""
-
-DEFAULT_TERMINATION_LOG = Path("/dev/termination-log")
+DEFAULT_TERMINATION_LOG = Path(TERMINATION_LOG)
 """Kubernetes' default `terminationMessagePath`."""
 
 log = logging.getLogger(__name__)

@@ -14,45 +14,32 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from workload.kafka_connection import (
+from workload.contract import (
     BOOTSTRAP_ENV,
     CLUSTER_CA_ENV,
+    CLUSTER_CA_PATH,
     CREDENTIALS_ENV,
+    CREDENTIALS_PATH,
+    JOB_NAME_ENV,
+    JOB_SPEC_ENV,
+    MODE,
     SASL_USERNAME_ENV,
+    SCRATCH_PATH,
+    TERMINATION_LOG,
+    Mode,
 )
-from workload.spec import API_GROUP, API_VERSION, KIND, StreamingTrainingJobSpec, dump_spec
-from workload.status import Mode
+from workload.spec import API_GROUP, API_VERSION, KIND, RoleSpec, StreamingTrainingJobSpec, dump_spec
 
 Manifest = dict[str, Any]
 
 NAME_LIMIT = 63
 """Job names become pod label values (`job-name`), which Kubernetes limits to 63 characters."""
 
-JOB_SPEC_ENV = "STREAMTRAIN_JOB_SPEC"
-"""The job's spec as JSON (camelCase, defaults filled in): what `streamtrain run-mode` reads."""
-
-JOB_NAME_ENV = "STREAMTRAIN_JOB_NAME"
-"""The StreamingTrainingJob's name (the workload uses it in logs and artefact names)."""
-
 RUN_AS_USER = 65532
 """The distroless `nonroot` user."""
 
-SCRATCH_PATH = "/tmp"
-"""Writable scratch directory (the root filesystem is read-only)."""
-
-CREDENTIALS_PATH = "/var/run/streamtrain/kafka-user"
-"""Where a KafkaUser Secret is mounted."""
-
-CLUSTER_CA_PATH = "/var/run/streamtrain/cluster-ca"
-"""Where the Strimzi cluster CA Secret is mounted (TLS listeners)."""
-
-TERMINATION_LOG = "/dev/termination-log"
-
 JOB_LABEL = f"{API_GROUP}/job"
 MODE_LABEL = f"{API_GROUP}/mode"
-
-ROLE_OF_MODE: dict[Mode, str] = {"train": "trainer", "evaluate": "evaluator", "online": "trainer"}
-"""Which pod template of the spec (`trainer` or `evaluator`) runs each mode."""
 
 
 @dataclass(frozen=True)
@@ -88,7 +75,7 @@ def job_labels(job_name: str, mode: Mode) -> dict[str, str]:
     """Labels of a child Job and its pods (used to find them again)."""
     return {
         "app.kubernetes.io/name": "streamtrain",
-        "app.kubernetes.io/component": ROLE_OF_MODE[mode],
+        "app.kubernetes.io/component": MODE[mode].template,
         "app.kubernetes.io/managed-by": "streamtrain-operator",
         JOB_LABEL: bounded_name(job_name),
         MODE_LABEL: mode,
@@ -176,7 +163,7 @@ def build_job_manifest(job_name: str, namespace: str, uid: str, mode: Mode,
                        spec: StreamingTrainingJobSpec, kafka: KafkaAccess,
                        suspend: bool | None = None) -> Manifest:
     """The batch/v1 Job that runs `mode` of the job: `streamtrain run-mode <mode>` in one pod."""
-    role = spec.evaluator if ROLE_OF_MODE[mode] == "evaluator" else spec.trainer
+    role: RoleSpec = getattr(spec, MODE[mode].template)
     policy = spec.run_policy
     labels = job_labels(job_name, mode)
     volumes, mounts = _volumes(spec, kafka)

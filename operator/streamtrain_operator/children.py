@@ -11,10 +11,9 @@ from typing import Any
 import kubernetes
 
 from streamtrain_operator.builders import JOB_LABEL, MODE_LABEL, Manifest, bounded_name
-from streamtrain_operator.status import ChildObservation, failure_text
-from workload.status import Mode, PodReport
-
-MODES: tuple[Mode, ...] = ("train", "evaluate", "online")
+from streamtrain_operator.planner import ChildObservation, failure_text
+from workload.contract import MODES, Mode
+from workload.status import PodReport
 
 
 class NameTakenError(RuntimeError):

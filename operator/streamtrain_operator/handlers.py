@@ -24,9 +24,9 @@ import kopf
 import kubernetes
 
 from streamtrain_operator.metrics import OperatorMetrics
+from streamtrain_operator.planner import Plan
 from streamtrain_operator.reconcile import reconcile
 from streamtrain_operator.settings import OperatorSettings
-from streamtrain_operator.status import Plan
 from workload.spec import API_GROUP, API_VERSION, PLURAL
 
 RETRY_DELAY_S = 10.0

@@ -7,10 +7,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from workload.status import Phase
-
-PHASES: tuple[Phase, ...] = ("Pending", "Training", "Evaluating", "Online", "Succeeded",
-                             "Failed", "Suspended")
+from workload.contract import PHASES, Phase
 
 
 class OperatorMetrics:

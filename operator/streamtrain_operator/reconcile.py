@@ -20,7 +20,7 @@ from streamtrain_operator.builders import (
     build_job_manifest,
     shared_output_problem,
 )
-from streamtrain_operator.status import TERMINAL, Event, Plan, invalid_spec, next_plan
+from streamtrain_operator.planner import TERMINAL, Event, Plan, invalid_spec, next_plan
 from workload.spec import SpecError, parse_spec
 from workload.status import StreamingTrainingJobStatus
 

@@ -16,7 +16,7 @@ from typing import Any
 import kubernetes
 
 from streamtrain_operator.builders import KafkaAccess
-from streamtrain_operator.status import KafkaState
+from streamtrain_operator.planner import KafkaState
 from workload.spec import KafkaSpec, StreamingTrainingJobSpec
 
 GROUP = "kafka.strimzi.io"

@@ -36,7 +36,7 @@ from typing import Any
 
 import kubernetes
 
-from workload.termination import TERMINATION_LOG_ENV
+from workload.contract import TERMINATION_LOG_ENV
 
 NODE_NAME = "streamtrain-local-node"
 POLL_S = 0.3

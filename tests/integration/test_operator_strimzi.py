@@ -14,7 +14,6 @@ from typing import Any
 
 import kubernetes
 import pytest
-from streamtrain_operator.builders import CREDENTIALS_PATH, JOB_SPEC_ENV
 
 from tests.conftest import Kube, KubeCluster
 from tests.e2e.harness import (
@@ -27,7 +26,7 @@ from tests.e2e.harness import (
     install_strimzi_crds,
     remove_strimzi_crds,
 )
-from workload.kafka_connection import BOOTSTRAP_ENV, SASL_USERNAME_ENV
+from workload.contract import BOOTSTRAP_ENV, CREDENTIALS_PATH, JOB_SPEC_ENV, SASL_USERNAME_ENV
 
 LISTENER_ADDRESS = "127.0.0.1:9092"
 

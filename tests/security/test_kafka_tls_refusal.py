@@ -26,6 +26,7 @@ import pytest
 from tests.security import tls_broker
 from tests.security.conftest import TlsKafka
 from workload.artifacts import Artifacts
+from workload.contract import JOB_NAME_ENV, JOB_SPEC_ENV, TERMINATION_LOG_ENV
 from workload.data.kafka_login import login_refusal, tls_refusal
 from workload.kafka_connection import (
     CLUSTER_CA_ENV,
@@ -34,10 +35,9 @@ from workload.kafka_connection import (
     KafkaConnection,
     connection_for,
 )
-from workload.runner import JOB_NAME_ENV, JOB_SPEC_ENV, run_mode
+from workload.runner import run_mode
 from workload.spec import KafkaSpec, dump_spec, parse_spec
 from workload.status import PodReport
-from workload.termination import TERMINATION_LOG_ENV
 
 PATIENT_S = 30.0
 """A timeout no refusal needs: the answer must be the broker's, not the end of waiting."""

@@ -21,10 +21,8 @@ from streamtrain_operator.builders import KafkaAccess, Manifest, build_job_manif
 
 from tests.conftest import Kube
 from tests.e2e.harness import eventually
+from workload.contract import MODES, Mode
 from workload.spec import parse_spec
-from workload.status import Mode
-
-MODES: tuple[Mode, ...] = ("train", "evaluate", "online")
 
 SPEC = parse_spec({
     "kafka": {"bootstrapServers": "kafka:9092"},

@@ -22,11 +22,10 @@ import pytest
 
 from tests.security.conftest import ScramKafka
 from workload.artifacts import Artifacts
-from workload.kafka_connection import CREDENTIALS_ENV, SASL_USERNAME_ENV, KafkaConnection
-from workload.runner import JOB_NAME_ENV, JOB_SPEC_ENV
+from workload.contract import CREDENTIALS_ENV, JOB_NAME_ENV, JOB_SPEC_ENV, SASL_USERNAME_ENV, TERMINATION_LOG_ENV
+from workload.kafka_connection import KafkaConnection
 from workload.spec import dump_spec, parse_spec
 from workload.status import PodReport
-from workload.termination import TERMINATION_LOG_ENV
 
 RUN_TIMEOUT_S = 150.0
 

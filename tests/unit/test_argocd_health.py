@@ -123,7 +123,7 @@ def test_it_should_say_unknown_for_a_phase_it_does_not_know(script: str) -> None
 
 
 def test_it_should_map_every_phase_the_operator_writes(script: str) -> None:
-    from workload.status import Phase
+    from workload.contract import Phase
 
     for phase in get_args(Phase):
         assert health(script, job({"phase": phase, "observedGeneration": 1}))[0] != "Unknown"

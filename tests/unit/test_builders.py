@@ -8,16 +8,20 @@ import sys
 from typing import Any
 
 from streamtrain_operator.builders import (
-    CLUSTER_CA_PATH,
-    CREDENTIALS_PATH,
-    JOB_SPEC_ENV,
     KafkaAccess,
     build_job_manifest,
     child_job_name,
     shared_output_problem,
 )
 
-from workload.kafka_connection import BOOTSTRAP_ENV, CREDENTIALS_ENV, connection_for
+from workload.contract import (
+    BOOTSTRAP_ENV,
+    CLUSTER_CA_PATH,
+    CREDENTIALS_ENV,
+    CREDENTIALS_PATH,
+    JOB_SPEC_ENV,
+)
+from workload.kafka_connection import connection_for
 from workload.spec import parse_spec
 
 SPEC = parse_spec({

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from streamtrain_operator.handlers import DeletedJobs, status_patch
+from streamtrain_operator.planner import Plan
 from streamtrain_operator.reconcile import ttl_expired
-from streamtrain_operator.status import Plan
 
 from workload.status import StreamingTrainingJobStatus
 

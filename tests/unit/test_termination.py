@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from workload.contract import TERMINATION_LOG_ENV
 from workload.status import Metrics, PodReport
 from workload.termination import (
     DEFAULT_TERMINATION_LOG,
-    TERMINATION_LOG_ENV,
     termination_log_path,
     write_termination_message,
 )

@@ -15,25 +15,19 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from streamtrain_operator.builders import child_job_name
+from workload.contract import MODE, MODE_TABLE, TERMINAL_PHASES, Mode, Phase
 from workload.spec import StreamingTrainingJobSpec
 from workload.status import (
     Condition,
     Metrics,
-    Mode,
     ModelStatus,
-    Phase,
     PodReport,
     Progress,
     RoleStatus,
     StreamingTrainingJobStatus,
 )
 
-TERMINAL: frozenset[Phase] = frozenset({"Succeeded", "Failed"})
-PHASE_OF_MODE: dict[Mode, Phase] = {"train": "Training", "evaluate": "Evaluating",
-                                    "online": "Online"}
-ROLE_FIELD: dict[Mode, Literal["trainer", "evaluator", "online"]] = {
-    "train": "trainer", "evaluate": "evaluator", "online": "online"}
-"""The status field that records each mode's child Job."""
+TERMINAL = TERMINAL_PHASES
 
 MESSAGE_LIMIT = 1024
 """Characters of a pod's failure text copied into conditions and events."""
@@ -104,10 +98,10 @@ def failure_text(report_text: str | None, job_message: str = "") -> str:
 def done_modes(status: StreamingTrainingJobStatus) -> set[Mode]:
     """Modes whose child Job has completed, according to the status."""
     done: set[Mode] = set()
-    for mode, attribute in ROLE_FIELD.items():
-        role: RoleStatus | None = getattr(status, attribute)
+    for row in MODE_TABLE:
+        role: RoleStatus | None = getattr(status, row.status_field)
         if role is not None and role.succeeded > 0:
-            done.add(mode)
+            done.add(row.mode)
     return done
 
 
@@ -151,17 +145,11 @@ def phase_conditions(spec: StreamingTrainingJobSpec | None, status: StreamingTra
         _condition("Suspended", phase == "Suspended",
                    "Suspended" if phase == "Suspended" else "NotSuspended", "", generation, now),
     ]
-    if spec is None or spec.train is not None:
-        reason: str = ("Training" if phase == "Training" else
-                  "TrainingSucceeded" if "train" in done else phase)
-        wanted.append(_condition("Training", phase == "Training", reason, "", generation, now))
-    if spec is not None and spec.evaluate is not None:
-        reason = "EvaluationSucceeded" if "evaluate" in done else phase
-        wanted.append(_condition("Evaluated", "evaluate" in done, reason, "", generation, now))
-    if spec is not None and spec.online is not None:
-        reason = ("Online" if phase == "Online" else
-                  "OnlineSucceeded" if "online" in done else phase)
-        wanted.append(_condition("Online", phase == "Online", reason, "", generation, now))
+    for mode in spec.phases if spec is not None else []:
+        row = MODE[mode]
+        holds = phase == row.phase if row.condition_while_running else mode in done
+        reason = row.done_reason if mode in done else phase
+        wanted.append(_condition(row.condition, holds, reason, "", generation, now))
     conditions = list(status.conditions)
     for condition in wanted:
         conditions = set_condition(conditions, condition)
@@ -229,22 +217,22 @@ def next_plan(spec: StreamingTrainingJobSpec, job_name: str, generation: int,
                                            "failed": child.failed})
         if child is not None and child.complete:
             role = role.model_copy(update={"succeeded": max(1, child.succeeded)})
-            setattr(status, ROLE_FIELD[mode], role)
+            setattr(status, MODE[mode].status_field, role)
             if child.report is not None:
                 _merge_report(status, child.report, now)
             mode = current_mode(spec, status)
             continue
         if child is not None and child.failed_for_good:
-            setattr(status, ROLE_FIELD[mode], role)
+            setattr(status, MODE[mode].status_field, role)
             message = (f"{mode} failed ({child.failure_reason or 'Failed'}): "
                        f"{child.failure_message}").rstrip(": ")
             _transition(status, "Failed", message, events)
             break
         if child is None and not kafka.ready:
             break  # no pods until the address is known; running pods keep theirs
-        setattr(status, ROLE_FIELD[mode], role)
+        setattr(status, MODE[mode].status_field, role)
         run = mode
-        _transition(status, "Suspended" if spec.run_policy.suspend else PHASE_OF_MODE[mode],
+        _transition(status, "Suspended" if spec.run_policy.suspend else MODE[mode].phase,
                     "", events)
         status.start_time = status.start_time or now
         break

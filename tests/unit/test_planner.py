@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streamtrain_operator.status import (
+from streamtrain_operator.planner import (
     ChildObservation,
     KafkaState,
     Plan,

@@ -1,0 +1,136 @@
+"""The contract between the operator and its pods, declared once and imported by both sides.
+
+- The mode table: each mode (a phase of a job, one child Job) with the status
+  phase it shows, the pod template of the spec it runs with, the status field
+  that records its child Job and the condition that tracks it. Every other
+  list of modes is derived from it.
+- The environment the operator sets on a pod and the paths it mounts there.
+- The progress channel: where a pod posts its live figures, the token it
+  proves itself with, and how often.
+
+Importing this module imports nothing but the standard library, so the
+operator (which never imports TensorFlow) and the workload share it freely.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+API_GROUP = "streamtrain.dev"
+"""The API group of `StreamingTrainingJob` (also the prefix of the operator's labels)."""
+
+Mode = Literal["train", "evaluate", "online"]
+Phase = Literal["Pending", "Training", "Evaluating", "Online", "Succeeded", "Failed", "Suspended"]
+PodTemplate = Literal["trainer", "evaluator"]
+StatusField = Literal["trainer", "evaluator", "online"]
+ModeCondition = Literal["Training", "Evaluated", "Online"]
+
+
+@dataclass(frozen=True)
+class ModeRow:
+    """One mode: how it shows in status and which pod template runs it."""
+
+    mode: Mode
+    """The mode's name: the spec section that asks for it and `streamtrain run-mode <mode>`."""
+    phase: Phase
+    """`status.phase` while its pods run."""
+    template: PodTemplate
+    """The spec's pod template (`spec.trainer` or `spec.evaluator`) its pods are made from."""
+    status_field: StatusField
+    """The status field that records its child Job (`status.trainer`, ...)."""
+    condition: ModeCondition
+    """The condition type that tracks it."""
+    condition_while_running: bool
+    """Whether the condition holds while the mode runs (`Training`) or once it is done
+    (`Evaluated`)."""
+    done_reason: str
+    """The condition's reason once the mode completed."""
+
+
+MODE_TABLE: tuple[ModeRow, ...] = (
+    ModeRow("train", "Training", "trainer", "trainer", "Training", True, "TrainingSucceeded"),
+    ModeRow("evaluate", "Evaluating", "evaluator", "evaluator", "Evaluated", False,
+            "EvaluationSucceeded"),
+    ModeRow("online", "Online", "trainer", "online", "Online", True, "OnlineSucceeded"),
+)
+"""Every mode, in the order a job runs them."""
+
+MODES: tuple[Mode, ...] = tuple(row.mode for row in MODE_TABLE)
+MODE: dict[Mode, ModeRow] = {row.mode: row for row in MODE_TABLE}
+PHASES: tuple[Phase, ...] = get_args(Phase)
+TERMINAL_PHASES: frozenset[Phase] = frozenset({"Succeeded", "Failed"})
+
+# ---------------------------------------------------------------- environment
+
+JOB_SPEC_ENV = "STREAMTRAIN_JOB_SPEC"
+"""The job's spec as JSON (camelCase, defaults filled in): what `streamtrain run-mode` reads."""
+
+JOB_NAME_ENV = "STREAMTRAIN_JOB_NAME"
+"""The StreamingTrainingJob's name (the workload uses it in logs and artefact names)."""
+
+BOOTSTRAP_ENV = "STREAMTRAIN_BOOTSTRAP_SERVERS"
+"""The resolved Kafka bootstrap address (from a Strimzi `Kafka` status or the spec)."""
+
+CREDENTIALS_ENV = "STREAMTRAIN_KAFKA_CREDENTIALS"
+"""The folder where a KafkaUser Secret is mounted."""
+
+CLUSTER_CA_ENV = "STREAMTRAIN_KAFKA_CLUSTER_CA"
+"""The folder where the cluster CA Secret is mounted (TLS listeners)."""
+
+SASL_USERNAME_ENV = "STREAMTRAIN_KAFKA_USERNAME"
+"""The SCRAM user name (the KafkaUser's name)."""
+
+TERMINATION_LOG_ENV = "STREAMTRAIN_TERMINATION_LOG"
+"""Overrides where the termination message is written (tests; pods use the default)."""
+
+PROGRESS_URL_ENV = "STREAMTRAIN_PROGRESS_URL"
+"""The URL a pod posts its live progress to; unset = no live progress (local runs)."""
+
+PROGRESS_TOKEN_ENV = "STREAMTRAIN_PROGRESS_TOKEN"
+"""The file holding the pod's projected service-account token for the progress channel."""
+
+# ---------------------------------------------------------------- paths in the pod
+
+SCRATCH_PATH = "/tmp"
+"""Writable scratch directory (the root filesystem is read-only)."""
+
+CREDENTIALS_PATH = "/var/run/streamtrain/kafka-user"
+"""Where a KafkaUser Secret is mounted."""
+
+CLUSTER_CA_PATH = "/var/run/streamtrain/cluster-ca"
+"""Where the Strimzi cluster CA Secret is mounted (TLS listeners)."""
+
+PROGRESS_TOKEN_DIR = "/var/run/streamtrain/progress"
+"""Where the projected progress token is mounted (the kubelet refreshes it there)."""
+
+PROGRESS_TOKEN_FILE = "token"
+"""The token's file name inside `PROGRESS_TOKEN_DIR`."""
+
+TERMINATION_LOG = "/dev/termination-log"
+"""Kubernetes' default `terminationMessagePath`, where a pod leaves its final report."""
+
+# ---------------------------------------------------------------- progress channel
+
+PROGRESS_MIN_INTERVAL_S = 2.0
+"""A pod posts at most this often, and the operator writes a job's progress at most this often."""
+
+PROGRESS_MAX_INTERVAL_S = 10.0
+"""A running pod posts at least this often, also when nothing moved (a heartbeat)."""
+
+PROGRESS_TOKEN_SECONDS = 3600
+"""Lifetime of a projected progress token; the kubelet renews it well before it expires."""
+
+
+def progress_audience(namespace: str, name: str, uid: str) -> str:
+    """The audience of a job's progress token: valid for that one job, nowhere else.
+
+    The uid makes a token of a deleted job useless for a new job of the same name; the
+    API server itself accepts no token of this audience.
+    """
+    return f"{API_GROUP}/progress/{namespace}/{name}/{uid}"
+
+
+def progress_path(namespace: str, name: str) -> str:
+    """The path under the operator's progress URL where a job's pods post."""
+    return f"/progress/{namespace}/{name}"
