@@ -1,8 +1,14 @@
 """The layout of a job's output folder, shared by every mode.
 
-One folder holds everything a run leaves behind (a PVC mount in a cluster,
-a local folder for `streamtrain run`), so the evaluator finds the trainer's
-model and a restarted pod finds its own checkpoint.
+One folder holds everything a run leaves behind, and only that run's job
+writes it: in a cluster, the job's own folder on the volume claim (the
+operator mounts `<namespace>/<name>/<uid>` of the claim at
+`model.output.path`); locally, the folder `streamtrain run` chose. So the
+evaluator finds the trainer's model and a restarted pod finds its own
+checkpoint, and never another job's.
+
+A model trained by another job (`spec.model.source`) is read from a second,
+read-only folder, `source`.
 """
 
 from __future__ import annotations
@@ -14,17 +20,36 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+MODEL_FILE = "model.keras"
+"""File name of a trained model in an output folder (and in a source folder)."""
+
 
 @dataclass(frozen=True)
 class Artifacts:
     """Paths inside a job's output folder."""
 
     root: Path
+    location: str | None = None
+    """The folder's name outside the pod, e.g. `pvc://models/ns/job/uid` (`None`: `root`)."""
+    source: Path | None = None
+    """A read-only folder holding the model of `spec.model.source`, if the job names one."""
+
+    def uri(self, path: Path) -> str:
+        """Where `path` (inside `root`) is, as people outside the pod find it."""
+        if self.location is None:
+            return str(path)
+        return f"{self.location.rstrip('/')}/{path.relative_to(self.root).as_posix()}"
 
     @property
     def keras_model(self) -> Path:
         """The trained model as a Keras file (what evaluate and online load)."""
-        return self.root / "model.keras"
+        return self.root / MODEL_FILE
+
+    @property
+    def source_model(self) -> Path | None:
+        """The model of `spec.model.source` (what evaluate and online load when the job does
+        not train), or `None`."""
+        return None if self.source is None else self.source / MODEL_FILE
 
     @property
     def saved_model(self) -> Path:

@@ -47,7 +47,7 @@ def _print_reports(reports: list[PodReport]) -> None:
 
 def command_run(arguments: argparse.Namespace) -> int:
     """Run a job manifest's phases locally."""
-    from workload.runner import output_folder, results_document, run_phases
+    from workload.runner import OUTPUT_DIR_ENV, local_folders, results_document, run_phases
 
     try:
         name, spec = load_job_file(Path(arguments.job).read_text())
@@ -57,7 +57,13 @@ def command_run(arguments: argparse.Namespace) -> int:
     connection = connection_for(spec.kafka)
     if arguments.bootstrap_servers:
         connection = KafkaConnection(arguments.bootstrap_servers, connection.settings)
-    artifacts = output_folder(spec, Path(arguments.output_dir) if arguments.output_dir else None)
+    output = Path(arguments.output_dir or os.environ.get(OUTPUT_DIR_ENV) or spec.model.output.path)
+    try:
+        artifacts = local_folders(spec, output,
+                                  Path(arguments.source_dir) if arguments.source_dir else None)
+    except ValueError as error:
+        print(f"error: {arguments.job}: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     reports = run_phases(name, spec, connection, artifacts, progress=not arguments.quiet)
     _print_reports(reports)
     document = results_document(name, reports)
@@ -69,6 +75,7 @@ def command_run(arguments: argparse.Namespace) -> int:
 
 def command_run_mode(arguments: argparse.Namespace) -> int:
     """Run one phase in a pod: spec from the environment, report to the termination log."""
+    from workload.contract import JOB_UID_ENV
     from workload.runner import output_folder, run_mode, spec_from_environment
     from workload.termination import write_termination_message
 
@@ -81,7 +88,8 @@ def command_run_mode(arguments: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     artifacts = output_folder(spec, Path(arguments.output_dir) if arguments.output_dir else None)
-    report = run_mode(arguments.mode, name, spec, connection, artifacts, progress=False)
+    report = run_mode(arguments.mode, name, spec, connection, artifacts, progress=False,
+                      job_uid=os.environ.get(JOB_UID_ENV) or None)
     write_termination_message(report)
     print(report.to_message())
     return EXIT_OK if report.ok else EXIT_FAILED
@@ -164,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("job", help="the job manifest (YAML)")
     run.add_argument("--output", help="write the results as JSON here")
     run.add_argument("--output-dir", help="model and artefacts folder (default: spec.model.output.path)")
+    run.add_argument("--source-dir", help="folder holding the model of spec.model.source "
+                                          "(default for source.job: its folder beside --output-dir)")
     run.add_argument("--bootstrap-servers", help="override the spec's Kafka address")
     run.add_argument("--quiet", action="store_true", help="no progress display")
     run.set_defaults(handler=command_run)

@@ -69,6 +69,17 @@ JOB_SPEC_ENV = "STREAMTRAIN_JOB_SPEC"
 JOB_NAME_ENV = "STREAMTRAIN_JOB_NAME"
 """The StreamingTrainingJob's name (the workload uses it in logs and artefact names)."""
 
+JOB_UID_ENV = "STREAMTRAIN_JOB_UID"
+"""The StreamingTrainingJob's `metadata.uid`: a pod resumes only checkpoints and ledgers that
+carry it (`workload.identity`)."""
+
+OUTPUT_URI_ENV = "STREAMTRAIN_OUTPUT_URI"
+"""How the pod's output folder is named outside the pod (`pvc://<claim>/<folder>`); reports
+name the model by it, and `status.model.uri` shows it."""
+
+MODEL_SOURCE_ENV = "STREAMTRAIN_MODEL_SOURCE"
+"""The folder where the model of `spec.model.source` is mounted (read-only); unset = none."""
+
 BOOTSTRAP_ENV = "STREAMTRAIN_BOOTSTRAP_SERVERS"
 """The resolved Kafka bootstrap address (from a Strimzi `Kafka` status or the spec)."""
 
@@ -100,6 +111,9 @@ CREDENTIALS_PATH = "/var/run/streamtrain/kafka-user"
 
 CLUSTER_CA_PATH = "/var/run/streamtrain/cluster-ca"
 """Where the Strimzi cluster CA Secret is mounted (TLS listeners)."""
+
+SOURCE_PATH = "/var/run/streamtrain/source-model"
+"""Where the folder holding the model of `spec.model.source` is mounted, read-only."""
 
 PROGRESS_TOKEN_DIR = "/var/run/streamtrain/progress"
 """Where the projected progress token is mounted (the kubelet refreshes it there)."""

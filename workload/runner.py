@@ -17,7 +17,7 @@ from typing import Any
 
 from workload import tflog
 from workload.artifacts import Artifacts
-from workload.contract import JOB_NAME_ENV, JOB_SPEC_ENV, Mode
+from workload.contract import JOB_NAME_ENV, JOB_SPEC_ENV, MODEL_SOURCE_ENV, OUTPUT_URI_ENV, Mode
 from workload.data.kafka_login import login_refusal
 from workload.kafka_connection import KafkaConnection
 from workload.spec import StreamingTrainingJobSpec, parse_spec
@@ -36,8 +36,13 @@ def run_mode(
     *,
     progress: bool = True,
     stop_event: threading.Event | None = None,
+    job_uid: str | None = None,
 ) -> PodReport:
-    """Run one phase; errors the phase anticipates come back as a failed report."""
+    """Run one phase; errors the phase anticipates come back as a failed report.
+
+    `job_uid` is the job's uid in a cluster (`None` locally): only checkpoints and ledgers
+    of that job are resumed from.
+    """
     tflog.quiet()
     artifacts.prepare()
     refused = login_refusal(connection)
@@ -46,11 +51,12 @@ def run_mode(
     if mode == "train":
         from workload.modes.train import run_train
 
-        return run_train(name, spec, connection, artifacts, progress=progress)
+        return run_train(name, spec, connection, artifacts, progress=progress, job_uid=job_uid)
     if mode == "evaluate":
         from workload.modes.evaluate import run_evaluate
 
-        return run_evaluate(name, spec, connection, artifacts, progress=progress)
+        return run_evaluate(name, spec, connection, artifacts, progress=progress,
+                            job_uid=job_uid)
     from workload.modes.online import run_online
 
     return run_online(name, spec, connection, artifacts, progress=progress,
@@ -100,8 +106,25 @@ def spec_from_environment(environ: Mapping[str, str] | None = None) -> tuple[str
 
 def output_folder(spec: StreamingTrainingJobSpec, override: Path | None,
                   environ: Mapping[str, str] | None = None) -> Artifacts:
-    """The output folder: the command line's choice, the environment's, or `model.output.path`."""
+    """A pod's folders: output in the command line's choice, the environment's or
+    `model.output.path` (where the operator mounts the job's folder of the claim); the
+    source model where the operator mounted it."""
     env = os.environ if environ is None else environ
-    if override is not None:
-        return Artifacts(override)
-    return Artifacts(Path(env.get(OUTPUT_DIR_ENV) or spec.model.output.path))
+    root = override or Path(env.get(OUTPUT_DIR_ENV) or spec.model.output.path)
+    source = env.get(MODEL_SOURCE_ENV)
+    return Artifacts(root, location=env.get(OUTPUT_URI_ENV) or None,
+                     source=Path(source) if source else None)
+
+
+def local_folders(spec: StreamingTrainingJobSpec, output: Path,
+                  source: Path | None = None) -> Artifacts:
+    """A local run's folders: `output`, and the source model in `source`, or else for
+    `model.source.job` the folder beside `output` named after that job (where a local run of
+    it writes by default)."""
+    named = spec.model.source
+    if source is None and named is not None:
+        if named.job is None:
+            raise ValueError("spec.model.source.path names a folder on a volume claim: "
+                             "give the local copy with --source-dir")
+        source = output.resolve().parent / named.job
+    return Artifacts(output, source=source)

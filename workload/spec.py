@@ -295,6 +295,31 @@ class OutputSpec(SpecModel):
     """PersistentVolumeClaim mounted at `path` in the pods; without it the pods use a scratch volume."""
 
 
+CLAIM_PATH_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*$"
+"""A relative folder inside a volume claim: no leading `/`, no `.` or `..` segments."""
+
+
+class ModelSourceSpec(SpecModel):
+    """A model trained elsewhere, mounted read-only: another job's, or a folder on a claim."""
+
+    job: str | None = Field(None, min_length=1, max_length=253)
+    """A StreamingTrainingJob in this namespace whose trained model is used (the job waits
+    until that one has trained). Exclusive with `path`."""
+    volume_claim: str | None = Field(None, min_length=1, max_length=253)
+    """PersistentVolumeClaim holding `path`."""
+    path: str | None = Field(None, min_length=1, max_length=1024, pattern=CLAIM_PATH_PATTERN)
+    """Folder inside `volumeClaim` that holds `model.keras`, e.g. the folder of another job's
+    `status.model.uri` (`<namespace>/<name>/<uid>`). Exclusive with `job`."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelSourceSpec:
+        if (self.job is None) == (self.path is None):
+            raise ValueError("set exactly one of job and path")
+        if (self.path is None) != (self.volume_claim is None):
+            raise ValueError("path and volumeClaim go together")
+        return self
+
+
 class ModelSpec(SpecModel):
     """The binary classifier: hidden layers from the spec, one sigmoid output."""
 
@@ -308,6 +333,9 @@ class ModelSpec(SpecModel):
     """Standardize features with statistics of the training data (raw features vary by orders of magnitude)."""
     output: OutputSpec = Field(default_factory=OutputSpec)
     """Where to write the model and its artefacts."""
+    source: ModelSourceSpec | None = None
+    """A model trained by another job, for a job that evaluates or learns online without
+    training (online starts from it). Absent: the job's own trained model."""
 
 
 # ---------------------------------------------------------------- pods
@@ -375,6 +403,9 @@ class StreamingTrainingJobSpec(SpecModel):
     def _has_work(self) -> StreamingTrainingJobSpec:
         if self.train is None and self.evaluate is None and self.online is None:
             raise ValueError("set at least one of train, evaluate and online")
+        if self.train is not None and self.model.source is not None:
+            raise ValueError("model.source is for jobs that do not train: a job with train "
+                             "uses the model it trains")
         return self
 
     @property

@@ -73,6 +73,9 @@ class PodReport(StatusModel):
     """Epochs completed (train)."""
     records_per_second: float | None = None
     """Throughput of the phase."""
+    resume_ignored: str | None = None
+    """Why a checkpoint or ledger found in the output folder was not resumed from (it belongs
+    to another job, or to other data or model settings)."""
 
     def to_message(self) -> str:
         """Compact JSON within the kubelet's 4 KiB limit (the message is shortened first)."""
@@ -96,7 +99,8 @@ class PodReport(StatusModel):
 class Condition(StatusModel):
     """A Kubernetes-style condition."""
 
-    type: Literal["Ready", "Training", "Evaluated", "Online", "Failed", "Suspended", "KafkaReady"]
+    type: Literal["Ready", "Training", "Evaluated", "Online", "Failed", "Suspended", "KafkaReady",
+                  "ModelSourceReady"]
     """What the condition is about."""
     status: Literal["True", "False", "Unknown"]
     """Whether it holds."""

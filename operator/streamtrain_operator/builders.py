@@ -5,6 +5,12 @@ resolved about Kafka) to a manifest dict, so each is unit-tested without a
 cluster. Names are deterministic (`<job>-train`, `<job>-evaluate`,
 `<job>-online`), which is what makes creation idempotent: a restarted
 operator finds the child by name instead of creating a second one.
+
+A job's files are its own: the output claim is mounted at
+`model.output.path` through `subPath: <namespace>/<name>/<uid>`
+(`job_folder`), so jobs sharing a claim, at the same time or one after
+the other, never see each other's checkpoints, ledgers or models. A model
+trained elsewhere (`model.source`) is mounted read-only at `SOURCE_PATH`.
 """
 
 from __future__ import annotations
@@ -22,9 +28,13 @@ from workload.contract import (
     CREDENTIALS_PATH,
     JOB_NAME_ENV,
     JOB_SPEC_ENV,
+    JOB_UID_ENV,
     MODE,
+    MODEL_SOURCE_ENV,
+    OUTPUT_URI_ENV,
     SASL_USERNAME_ENV,
     SCRATCH_PATH,
+    SOURCE_PATH,
     TERMINATION_LOG,
     Mode,
 )
@@ -37,6 +47,9 @@ NAME_LIMIT = 63
 
 RUN_AS_USER = 65532
 """The distroless `nonroot` user."""
+
+CLAIM_SCHEME = "pvc://"
+"""Prefix of a location on a PersistentVolumeClaim: `pvc://<claim>/<folder inside it>`."""
 
 JOB_LABEL = f"{API_GROUP}/job"
 MODE_LABEL = f"{API_GROUP}/mode"
@@ -54,6 +67,25 @@ class KafkaAccess:
     """SCRAM user name (the KafkaUser's name)."""
     cluster_ca_secret: str | None = None
     """Secret with the cluster CA certificate, mounted for TLS listeners."""
+
+
+@dataclass(frozen=True)
+class ClaimFolder:
+    """A folder inside a PersistentVolumeClaim."""
+
+    claim: str
+    folder: str
+    """Relative path inside the claim (a `subPath`)."""
+
+    @property
+    def uri(self) -> str:
+        """`pvc://<claim>/<folder>`: how status and reports name it."""
+        return f"{CLAIM_SCHEME}{self.claim}/{self.folder}"
+
+
+def job_folder(namespace: str, job_name: str, uid: str) -> str:
+    """The folder of one job on its output claim: unique per job, readable by people."""
+    return f"{namespace}/{job_name}/{uid}"
 
 
 def bounded_name(base: str, suffix: str = "", limit: int = NAME_LIMIT) -> str:
@@ -94,10 +126,11 @@ def owner_reference(job_name: str, uid: str) -> Manifest:
     }
 
 
-def _environment(job_name: str, spec: StreamingTrainingJobSpec,
-                 kafka: KafkaAccess) -> list[Manifest]:
+def _environment(job_name: str, uid: str, spec: StreamingTrainingJobSpec, kafka: KafkaAccess,
+                 output: ClaimFolder | None, source: ClaimFolder | None) -> list[Manifest]:
     env: list[Manifest] = [
         {"name": JOB_NAME_ENV, "value": job_name},
+        {"name": JOB_UID_ENV, "value": uid},
         {"name": JOB_SPEC_ENV, "value": json.dumps(dump_spec(spec), sort_keys=True)},
         {"name": BOOTSTRAP_ENV, "value": kafka.bootstrap_servers},
         {"name": "HOME", "value": SCRATCH_PATH},
@@ -109,19 +142,39 @@ def _environment(job_name: str, spec: StreamingTrainingJobSpec,
         env.append({"name": SASL_USERNAME_ENV, "value": kafka.username or ""})
     if kafka.cluster_ca_secret:
         env.append({"name": CLUSTER_CA_ENV, "value": CLUSTER_CA_PATH})
+    if output is not None:
+        env.append({"name": OUTPUT_URI_ENV, "value": output.uri})
+    if source is not None:
+        env.append({"name": MODEL_SOURCE_ENV, "value": SOURCE_PATH})
     return env
 
 
-def _volumes(spec: StreamingTrainingJobSpec,
-             kafka: KafkaAccess) -> tuple[list[Manifest], list[Manifest]]:
-    """Volumes and their mounts: scratch, model output, Kafka credentials."""
-    output = spec.model.output
+def output_folder(namespace: str, job_name: str, uid: str,
+                  spec: StreamingTrainingJobSpec) -> ClaimFolder | None:
+    """The job's folder on its output claim (`None` without a claim: a scratch volume)."""
+    claim = spec.model.output.volume_claim
+    return ClaimFolder(claim, job_folder(namespace, job_name, uid)) if claim else None
+
+
+def _volumes(spec: StreamingTrainingJobSpec, kafka: KafkaAccess, output: ClaimFolder | None,
+             source: ClaimFolder | None) -> tuple[list[Manifest], list[Manifest]]:
+    """Volumes and their mounts: scratch, the job's output folder, the source model, Kafka
+    credentials. One volume per claim: a source on the output claim is a second mount of it."""
     model_volume: Manifest = (
-        {"name": "model", "persistentVolumeClaim": {"claimName": output.volume_claim}}
-        if output.volume_claim else {"name": "model", "emptyDir": {}})
+        {"name": "model", "persistentVolumeClaim": {"claimName": output.claim}}
+        if output is not None else {"name": "model", "emptyDir": {}})
     volumes = [{"name": "scratch", "emptyDir": {}}, model_volume]
-    mounts: list[Manifest] = [{"name": "scratch", "mountPath": SCRATCH_PATH},
-              {"name": "model", "mountPath": output.path}]
+    model_mount: Manifest = {"name": "model", "mountPath": spec.model.output.path}
+    if output is not None:
+        model_mount["subPath"] = output.folder
+    mounts: list[Manifest] = [{"name": "scratch", "mountPath": SCRATCH_PATH}, model_mount]
+    if source is not None:
+        volume = "model" if output is not None and source.claim == output.claim else "source"
+        if volume == "source":
+            volumes.append({"name": "source", "persistentVolumeClaim": {
+                "claimName": source.claim, "readOnly": True}})
+        mounts.append({"name": volume, "mountPath": SOURCE_PATH, "subPath": source.folder,
+                       "readOnly": True})
     if kafka.user_secret:
         volumes.append({"name": "kafka-user", "secret": {"secretName": kafka.user_secret}})
         mounts.append({"name": "kafka-user", "mountPath": CREDENTIALS_PATH, "readOnly": True})
@@ -161,12 +214,16 @@ def restricted_container_security() -> Manifest:
 
 def build_job_manifest(job_name: str, namespace: str, uid: str, mode: Mode,
                        spec: StreamingTrainingJobSpec, kafka: KafkaAccess,
-                       suspend: bool | None = None) -> Manifest:
-    """The batch/v1 Job that runs `mode` of the job: `streamtrain run-mode <mode>` in one pod."""
+                       suspend: bool | None = None,
+                       source: ClaimFolder | None = None) -> Manifest:
+    """The batch/v1 Job that runs `mode` of the job: `streamtrain run-mode <mode>` in one pod.
+
+    `source` is where the model of `model.source` is (resolved by the operator)."""
     role: RoleSpec = getattr(spec, MODE[mode].template)
     policy = spec.run_policy
     labels = job_labels(job_name, mode)
-    volumes, mounts = _volumes(spec, kafka)
+    output = output_folder(namespace, job_name, uid, spec)
+    volumes, mounts = _volumes(spec, kafka, output, source)
     resources = {kind: {name: str(amount) for name, amount in amounts.items()}
                  for kind, amounts in (("requests", role.resources.requests),
                                        ("limits", role.resources.limits)) if amounts}
@@ -175,7 +232,7 @@ def build_job_manifest(job_name: str, namespace: str, uid: str, mode: Mode,
         "image": role.image,
         "imagePullPolicy": role.image_pull_policy,
         "command": ["streamtrain", "run-mode", mode],
-        "env": _environment(job_name, spec, kafka),
+        "env": _environment(job_name, uid, spec, kafka, output, source),
         "resources": resources,
         "volumeMounts": mounts,
         "securityContext": restricted_container_security(),

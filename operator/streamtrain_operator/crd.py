@@ -52,6 +52,21 @@ CEL_RULES: dict[str, list[Schema]] = {
             "rule": "has(self.train) || has(self.evaluate) || has(self.online)",
             "message": "set at least one of train, evaluate and online",
         },
+        {
+            "rule": "!has(self.train) || !has(self.model) || !has(self.model.source)",
+            "message": "model.source is for jobs that do not train: a job with train uses the "
+                       "model it trains",
+        },
+    ],
+    "ModelSourceSpec": [
+        {
+            "rule": "has(self.job) != has(self.path)",
+            "message": "set exactly one of job and path",
+        },
+        {
+            "rule": "has(self.path) == has(self.volumeClaim)",
+            "message": "path and volumeClaim go together",
+        },
     ],
     "KafkaSpec": [
         {

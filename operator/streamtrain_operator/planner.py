@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from streamtrain_operator.builders import child_job_name
+from streamtrain_operator.builders import ClaimFolder, child_job_name
 from workload.contract import MODE, MODE_TABLE, TERMINAL_PHASES, Mode, Phase
 from workload.spec import StreamingTrainingJobSpec
 from workload.status import (
@@ -65,6 +65,17 @@ class KafkaState:
     reason: str
     message: str = ""
     bootstrap_servers: str | None = None
+
+
+@dataclass(frozen=True)
+class SourceState:
+    """Whether the model `model.source` names can be mounted, and if not, what the job waits for."""
+
+    ready: bool
+    reason: str
+    message: str = ""
+    folder: ClaimFolder | None = None
+    """Where the model is, once ready."""
 
 
 @dataclass(frozen=True)
@@ -189,22 +200,34 @@ def invalid_spec(current: StreamingTrainingJobStatus, generation: int, message: 
     return Plan(status, events=events)
 
 
+def _readiness(status: StreamingTrainingJobStatus, current: StreamingTrainingJobStatus,
+               kind: str, ready: bool, reason: str, message: str, generation: int, now: str,
+               events: list[Event]) -> None:
+    """Set a readiness condition; a Warning event when it turns (or starts) False."""
+    previous = {str(condition.type): condition.status for condition in current.conditions}
+    if not ready and previous.get(kind) != "False":
+        events.append(Event("Warning", reason, message))
+    status.conditions = set_condition(status.conditions,
+                                      _condition(kind, ready, reason, message, generation, now))
+
+
 def next_plan(spec: StreamingTrainingJobSpec, job_name: str, generation: int,
               current: StreamingTrainingJobStatus, children: Mapping[Mode, ChildObservation],
-              kafka: KafkaState, now: str) -> Plan:
-    """The next status of the job and the child Job that should exist."""
+              kafka: KafkaState, now: str, source: SourceState | None = None) -> Plan:
+    """The next status of the job and the child Job that should exist (`source`: the state of
+    `model.source`, when the job names one)."""
     status = current.model_copy(deep=True)
     status.observed_generation = generation
     if current.phase in TERMINAL:
         return Plan(status)
     events: list[Event] = []
     message = ""
-    kafka_condition = _condition("KafkaReady", kafka.ready, kafka.reason, kafka.message,
-                                 generation, now)
-    previous = {condition.type: condition.status for condition in current.conditions}
-    if not kafka.ready and previous.get("KafkaReady") != "False":
-        events.append(Event("Warning", kafka.reason, kafka.message))
-    status.conditions = set_condition(status.conditions, kafka_condition)
+    _readiness(status, current, "KafkaReady", kafka.ready, kafka.reason, kafka.message,
+               generation, now, events)
+    if source is not None:
+        _readiness(status, current, "ModelSourceReady", source.ready, source.reason,
+                   source.message, generation, now, events)
+    blocked = not kafka.ready or (source is not None and not source.ready)
     if kafka.bootstrap_servers:
         status.bootstrap_servers = kafka.bootstrap_servers
     run: Mode | None = None
@@ -220,6 +243,9 @@ def next_plan(spec: StreamingTrainingJobSpec, job_name: str, generation: int,
             setattr(status, MODE[mode].status_field, role)
             if child.report is not None:
                 _merge_report(status, child.report, now)
+                if child.report.resume_ignored:
+                    events.append(Event("Warning", "ResumeStateIgnored",
+                                        child.report.resume_ignored[-MESSAGE_LIMIT:]))
             mode = current_mode(spec, status)
             continue
         if child is not None and child.failed_for_good:
@@ -228,8 +254,8 @@ def next_plan(spec: StreamingTrainingJobSpec, job_name: str, generation: int,
                        f"{child.failure_message}").rstrip(": ")
             _transition(status, "Failed", message, events)
             break
-        if child is None and not kafka.ready:
-            break  # no pods until the address is known; running pods keep theirs
+        if child is None and blocked:
+            break  # no pods until Kafka and the source are known; running pods keep theirs
         setattr(status, MODE[mode].status_field, role)
         run = mode
         _transition(status, "Suspended" if spec.run_policy.suspend else MODE[mode].phase,

@@ -14,7 +14,7 @@ from typing import Any
 
 import kubernetes
 
-from streamtrain_operator import children, strimzi
+from streamtrain_operator import children, sources, strimzi
 from streamtrain_operator.builders import (
     KafkaAccess,
     build_job_manifest,
@@ -61,15 +61,20 @@ def reconcile(api: kubernetes.client.ApiClient, name: str, namespace: str, uid: 
         if ttl_expired(current, spec.run_policy.ttl_seconds_after_finished, now):
             children.delete_children(api, namespace, name)
         return Plan(current.model_copy(update={"observed_generation": generation}))
+    try:
+        source = sources.resolve(api, namespace, spec)
+    except SpecError as error:
+        return invalid_spec(current, generation, str(error), now, reason="InvalidModelSource")
+    folder = source.folder if source is not None else None
     resolution = strimzi.resolve(api, namespace, spec.kafka)
     observed = children.observe_children(api, namespace, name)
-    plan = next_plan(spec, name, generation, current, observed, resolution.state, now)
+    plan = next_plan(spec, name, generation, current, observed, resolution.state, now, source)
     if plan.run is not None and resolution.access is not None:
         if spec.kafka.manage_topics and resolution.strimzi_version is not None:
             for topic in strimzi.ensure_topics(api, spec, resolution.strimzi_version, namespace):
                 plan.events.append(Event("Normal", "TopicCreated", f"KafkaTopic {topic}"))
         manifest = build_job_manifest(name, namespace, uid, plan.run, spec, resolution.access,
-                                      suspend=plan.suspend)
+                                      suspend=plan.suspend, source=folder)
         try:
             created = children.ensure_job(api, manifest, plan.suspend)
         except children.NameTakenError as error:
@@ -80,7 +85,7 @@ def reconcile(api: kubernetes.client.ApiClient, name: str, namespace: str, uid: 
     elif plan.run is not None and plan.run in observed:
         # Kafka went away while a phase runs: keep the pods, still honour suspend.
         manifest = build_job_manifest(name, namespace, uid, plan.run, spec,
-                                      KafkaAccess(""), suspend=plan.suspend)
+                                      KafkaAccess(""), suspend=plan.suspend, source=folder)
         try:
             children.ensure_job(api, manifest, plan.suspend)
         except children.NameTakenError as error:

@@ -9,8 +9,11 @@ Mapping a container onto the host:
 - the command's program (`streamtrain`) is looked up next to the test's
   Python interpreter, i.e. the project's own entry point stands in for the image;
 - each volume mount becomes a temporary folder (Secrets are written out as
-  files); environment values that name a mounted path, also inside JSON
-  values such as the job spec, are rewritten to that folder;
+  files); a PersistentVolumeClaim is one folder shared by every pod that
+  claims it, and a mount's `subPath` is a folder inside it, created when
+  missing (as the kubelet does); `readOnly` is not enforced; environment
+  values that name a mounted path, also inside JSON values such as the job
+  spec, are rewritten to that folder;
 - the termination log is a temporary file named by
   `STREAMTRAIN_TERMINATION_LOG`; with `FallbackToLogsOnError` a failed
   container's log tail becomes the message.
@@ -119,6 +122,10 @@ class KubeletAgent:
                 pod.process.kill()
                 pod.process.wait(timeout=10)
 
+    def claim_folder(self, claim: str) -> Path:
+        """The host folder that stands for a PersistentVolumeClaim."""
+        return self.workdir / "claims" / claim
+
     def logs(self) -> str:
         """Every pod's output, for failure messages."""
         parts = []
@@ -188,14 +195,15 @@ class KubeletAgent:
 
     def _volumes(self, pod: Any, folder: Path) -> dict[str, Path]:
         """Host folders for the container's mounts: a PersistentVolumeClaim is one folder shared
-        by every pod that claims it; Secrets are written out as files; others are per pod."""
+        by every pod that claims it (its `subPath` a folder inside); Secrets are written out as
+        files; others are per pod."""
         by_name = {volume.name: volume for volume in pod.spec.volumes or []}
         mounts: dict[str, Path] = {}
         for mount in pod.spec.containers[0].volume_mounts or []:
             volume = by_name.get(mount.name)
             claim = volume.persistent_volume_claim if volume is not None else None
-            host = (self.workdir / "claims" / claim.claim_name if claim is not None
-                    else folder / "volumes" / mount.name)
+            host = (self.claim_folder(claim.claim_name) / (mount.sub_path or "")
+                    if claim is not None else folder / "volumes" / mount.name)
             host.mkdir(parents=True, exist_ok=True)
             if volume is not None and volume.secret is not None:
                 secret = self.core.read_namespaced_secret(volume.secret.secret_name,

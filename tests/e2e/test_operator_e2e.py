@@ -6,6 +6,7 @@ The operator and the pods run as local processes; `KubeletAgent` plays the kubel
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -173,3 +174,63 @@ def test_kafka_user_job_trains_over_scram_with_the_mounted_secret(
     finally:
         remove_strimzi_crds(kube.cluster.api)
         broker.stop()
+
+
+def _on_claim(manifest: dict[str, Any], name: str, path: str) -> dict[str, Any]:
+    """`manifest` renamed, writing to `path` on the shared claim `ux-models`."""
+    manifest["metadata"]["name"] = name
+    manifest["spec"]["model"]["output"] = {"path": path, "volumeClaim": "ux-models"}
+    return manifest
+
+
+def test_jobs_sharing_a_claim_keep_their_own_results_one_after_another_and_at_once(
+        kube: Kube, kafka: KafkaHandle, cluster: tuple[OperatorProcess, KubeletAgent]) -> None:
+    """The reproduction of a shared claim: job A trains 3 epochs; then B (A with another name,
+    path and 2 epochs), C (1 epoch) and D (evaluating A's model through `model.source`) run at
+    the same time. Each trains and scores on its own."""
+    _, agent = cluster
+    servers = kafka.bootstrap_servers
+    train, test = fresh_split(servers, TRAIN_ROWS, TEST_ROWS, seed=11)
+    jobs = _apply(kube, _on_claim(_example_for(servers, train, test, epochs=3),
+                                  "first-try", "/models/first-try"))
+    first = _succeeded(jobs, "first-try", _diagnosis(jobs, "first-try", cluster))
+
+    evaluate_a = _on_claim(_example_for(servers, train, test), "evaluate-a", "/models/eval")
+    del evaluate_a["spec"]["train"]
+    evaluate_a["spec"]["model"]["source"] = {"job": "first-try"}
+    for manifest in (_on_claim(_example_for(servers, train, test, epochs=2), "share-a",
+                               "/models/share-a"),
+                     _on_claim(_example_for(servers, train, test, epochs=1), "other",
+                               "/models/other"),
+                     evaluate_a):
+        _apply(kube, manifest)
+    status = {name: _succeeded(jobs, name, _diagnosis(jobs, name, cluster))
+              for name in ("share-a", "other", "evaluate-a")}
+    status["first-try"] = first
+
+    epochs = {name: status[name]["progress"]["epoch"] for name in ("first-try", "share-a", "other")}
+    assert epochs == {"first-try": 3, "share-a": 2, "other": 1}
+    losses = {status[name]["metrics"]["trainLoss"] for name in epochs}
+    assert len(losses) == 3
+    for name in status:
+        assert status[name]["metrics"]["recordsEvaluated"] == TEST_ROWS
+    # D scored A's model: the same figures as A's own evaluation, under its own consumer group.
+    for figure in ("evalAccuracy", "evalAuc", "evalLoss"):
+        assert status["evaluate-a"]["metrics"][figure] == first["metrics"][figure]
+
+    claim = agent.claim_folder("ux-models") / kube.namespace
+    assert sorted(folder.name for folder in claim.iterdir()) == sorted(status)
+    for name in status:
+        uid = jobs.get(name)["metadata"]["uid"]
+        folder = claim / name / uid
+        assert [path.name for path in (claim / name).iterdir()] == [uid]
+        evaluation = json.loads((folder / "results-evaluate.json").read_text())
+        assert evaluation["job"] == name and evaluation["partitions"]
+        if name != "evaluate-a":
+            assert status[name]["model"]["uri"] == (
+                f"pvc://ux-models/{kube.namespace}/{name}/{uid}/model.keras")
+            assert json.loads((folder / "results-train.json").read_text())["job"] == name
+            state = json.loads((folder / "checkpoints" / "state.json").read_text())
+            assert (state["jobUid"], state["epochsDone"]) == (uid, epochs[name])
+    assert not (claim / "evaluate-a" / jobs.get("evaluate-a")["metadata"]["uid"] /
+                "model.keras").exists()

@@ -44,6 +44,13 @@ def _rejection(jobs: Jobs, spec: dict[str, Any]) -> str:
     ({"kafka": {"bootstrapServers": "k:1"}}, "spec", "set at least one of train, evaluate and online"),
     ({**VALID, "data": {"format": "xml"}}, "spec.data.format", "Unsupported value"),
     ({"kafka": {"bootstrapServers": "no port"}}, "spec.kafka.bootstrapServers", "should match"),
+    ({**VALID, "model": {"source": {"job": "a"}}}, "spec", "model.source is for jobs that do not"),
+    ({"kafka": {"bootstrapServers": "k:1"}, "evaluate": {},
+      "model": {"source": {"job": "a", "path": "x", "volumeClaim": "c"}}},
+     "spec.model.source", "exactly one of job and path"),
+    ({"kafka": {"bootstrapServers": "k:1"}, "evaluate": {},
+      "model": {"source": {"volumeClaim": "c", "path": "../other"}}},
+     "spec.model.source.path", "should match"),
 ])
 def test_invalid_manifest_is_rejected_naming_the_field(
         jobs: Jobs, spec: dict[str, Any], field: str, words: str) -> None:

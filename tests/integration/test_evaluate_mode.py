@@ -133,6 +133,29 @@ def test_a_new_model_is_refused_on_a_group_that_holds_figures_of_another(
     assert not report.ok and "another model" in report.message
 
 
+def test_a_ledger_of_another_job_is_ignored_and_every_record_scored_again(
+        kafka: KafkaHandle, tmp_path: Path) -> None:
+    topic = kafka.create_topic("eval-owner", partitions=2)
+    fill_topic(kafka.bootstrap_servers, topic, 300, seed=9, partitions=2)
+    artifacts = Artifacts(tmp_path).prepare()
+    save_tiny_model(artifacts.keras_model, seed=1)
+    spec = job_spec(kafka.bootstrap_servers, tmp_path,
+                    evaluate={"topic": topic, "consumerGroup": topic, "streamTimeoutMs": 0})
+    connection = KafkaConnection(kafka.bootstrap_servers)
+    first = run_evaluate("a", spec, connection, artifacts, progress=False, job_uid="uid-a")
+    assert first.ok and first.resume_ignored is None
+    again = run_evaluate("a", spec, connection, artifacts, progress=False, job_uid="uid-a")
+    assert json.loads(artifacts.results("evaluate").read_text())["recordsThisRun"] == 0
+
+    other = run_evaluate("b", spec, connection, artifacts, progress=False, job_uid="uid-b")
+
+    results = json.loads(artifacts.results("evaluate").read_text())
+    assert other.ok and results["recordsThisRun"] == 300
+    assert other.metrics == again.metrics == first.metrics  # counted once, not on top of a's
+    assert "belongs to job uid uid-a, this job is uid-b" in str(other.resume_ignored)
+    assert json.loads(artifacts.ledger(topic).read_text())["jobUid"] == "uid-b"
+
+
 def test_records_arriving_within_the_stream_timeout_are_scored(
         kafka: KafkaHandle, tmp_path: Path) -> None:
     import threading

@@ -188,15 +188,32 @@ def test_a_trainer_stopped_mid_epoch_resumes_at_the_next_batch_and_ends_as_if_ne
         np.testing.assert_allclose(resumed, uninterrupted, rtol=1e-5, atol=1e-6)
 
 
-def test_a_checkpoint_that_does_not_fit_the_model_is_an_error_not_a_fresh_start(
+def test_a_checkpoint_of_another_job_or_model_is_ignored_and_training_starts_over(
         kafka: KafkaHandle, clean_topic: str, tmp_path: Path) -> None:
     connection = KafkaConnection(kafka.bootstrap_servers)
     artifacts = Artifacts(tmp_path)
-    assert run_train("susy", job(kafka, clean_topic, epochs=1), connection, artifacts,
-                     progress=False).ok
+    first = run_train("a", job(kafka, clean_topic, epochs=2), connection, artifacts,
+                      progress=False, job_uid="uid-a")
+    assert first.ok and first.resume_ignored is None
+
+    # Another job finds a's checkpoint in its folder: it trains its own single epoch.
+    other = run_train("b", job(kafka, clean_topic, epochs=1), connection, artifacts,
+                      progress=False, job_uid="uid-b")
+    results = json.loads(artifacts.results("train").read_text())
+    assert other.ok and other.epoch == 1
+    assert (results["resumedAtEpoch"], results["epochsRun"]) == (0, 1)
+    assert len(results["history"]["loss"]) == 1
+    assert other.metrics.train_loss != first.metrics.train_loss
+    assert "belongs to job uid uid-a, this job is uid-b" in str(other.resume_ignored)
+    assert results["resumeIgnored"] == other.resume_ignored
+
+    # The same job with other layers: its checkpoint does not fit, so it is not resumed.
     wider = job(kafka, clean_topic, epochs=2).model_dump(by_alias=True)
     wider["model"]["layers"] = [{"dense": 64}]
-    report = run_train("susy", StreamingTrainingJobSpec.model_validate(wider), connection,
-                       artifacts, progress=False)
-    assert not report.ok
-    assert "spec.model" in report.message and "epoch-00001-batch-0000000.npz" in report.message
+    report = run_train("b", StreamingTrainingJobSpec.model_validate(wider), connection,
+                       artifacts, progress=False, job_uid="uid-b")
+    results = json.loads(artifacts.results("train").read_text())
+    assert report.ok and (results["resumedAtEpoch"], results["epochsRun"]) == (0, 2)
+    assert "other data, train or model settings" in str(report.resume_ignored)
+    state = json.loads((artifacts.checkpoints / "state.json").read_text())
+    assert (state["jobUid"], state["epochsDone"]) == ("uid-b", 2)

@@ -8,6 +8,8 @@ import sys
 from typing import Any
 
 from streamtrain_operator.builders import (
+    SOURCE_PATH,
+    ClaimFolder,
     KafkaAccess,
     build_job_manifest,
     child_job_name,
@@ -20,6 +22,9 @@ from workload.contract import (
     CREDENTIALS_ENV,
     CREDENTIALS_PATH,
     JOB_SPEC_ENV,
+    JOB_UID_ENV,
+    MODEL_SOURCE_ENV,
+    OUTPUT_URI_ENV,
 )
 from workload.kafka_connection import connection_for
 from workload.spec import parse_spec
@@ -77,6 +82,8 @@ def test_pod_is_restricted_with_writable_scratch_and_model_volume() -> None:
     mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
     assert mounts == {"/tmp": "scratch", "/models/susy": "model"}
     assert {"name": "model", "persistentVolumeClaim": {"claimName": "models"}} in pod["volumes"]
+    assert {"name": "model", "mountPath": "/models/susy", "subPath": "ns/susy/u"} in container[
+        "volumeMounts"]
     assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
     assert container["command"] == ["streamtrain", "run-mode", "evaluate"]
     assert pod["restartPolicy"] == "Never"
@@ -96,6 +103,44 @@ def test_pod_gets_the_spec_and_the_resolved_address_the_workload_reads() -> None
     assert parse_spec(json.loads(env[JOB_SPEC_ENV])) == SPEC
     assert connection_for(SPEC.kafka, env).bootstrap_servers == "broker:9093"
     assert env[BOOTSTRAP_ENV] == "broker:9093"
+
+
+def test_each_job_writes_its_own_folder_of_the_claim_and_knows_its_uid() -> None:
+    first = build_job_manifest("a", "ns", "uid-1", "train", SPEC, KafkaAccess("k:9092"))
+    second = build_job_manifest("b", "ns", "uid-2", "train", SPEC, KafkaAccess("k:9092"))
+    folders = [next(m for m in job["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+                    if m["name"] == "model")["subPath"] for job in (first, second)]
+    assert folders == ["ns/a/uid-1", "ns/b/uid-2"]
+    assert _env(first)[JOB_UID_ENV] == "uid-1"
+    assert _env(first)[OUTPUT_URI_ENV] == "pvc://models/ns/a/uid-1"
+    assert MODEL_SOURCE_ENV not in _env(first)
+
+
+def _mounts(job: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(job["spec"]["template"]["spec"]["containers"][0]["volumeMounts"])
+
+
+def test_a_source_model_is_mounted_read_only_from_its_own_folder() -> None:
+    evaluate_only = parse_spec({
+        "kafka": {"bootstrapServers": "k:9092"}, "evaluate": {},
+        "model": {"output": {"path": "/models/b", "volumeClaim": "models"},
+                  "source": {"job": "a"}}})
+    same_claim = build_job_manifest("b", "ns", "u", "evaluate", evaluate_only,
+                                    KafkaAccess("k:9092"),
+                                    source=ClaimFolder("models", "ns/a/uid-a"))
+    assert {"name": "model", "mountPath": SOURCE_PATH, "subPath": "ns/a/uid-a",
+            "readOnly": True} in _mounts(same_claim)
+    assert len(same_claim["spec"]["template"]["spec"]["volumes"]) == 2  # scratch, one claim
+    assert _env(same_claim)[MODEL_SOURCE_ENV] == SOURCE_PATH
+
+    other_claim = build_job_manifest("b", "ns", "u", "evaluate", evaluate_only,
+                                     KafkaAccess("k:9092"),
+                                     source=ClaimFolder("archive", "susy/v1"))
+    assert {"name": "source", "mountPath": SOURCE_PATH, "subPath": "susy/v1",
+            "readOnly": True} in _mounts(other_claim)
+    assert {"name": "source", "persistentVolumeClaim": {"claimName": "archive",
+                                                        "readOnly": True}} in other_claim[
+        "spec"]["template"]["spec"]["volumes"]
 
 
 def test_kafka_user_and_cluster_ca_secrets_are_mounted() -> None:

@@ -128,3 +128,10 @@ def test_it_should_offer_the_kafka_cluster_the_other_examples_use(
         for resource in by_kind(examples[number], "KafkaTopic") + by_kind(examples[number],
                                                                            "KafkaUser"):
             assert resource["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"]
+
+
+def test_it_should_evaluate_the_model_of_the_minimal_example(examples: dict[str, Path]) -> None:
+    _, spec = job_in(examples["06"])
+    trainer, _ = job_in(examples["01"])
+    assert spec.phases == ["evaluate"]
+    assert spec.model.source is not None and spec.model.source.job == trainer

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from streamtrain_operator.builders import ClaimFolder
 from streamtrain_operator.planner import (
     ChildObservation,
     KafkaState,
     Plan,
+    SourceState,
     current_mode,
     failure_text,
     invalid_spec,
@@ -144,3 +146,29 @@ def test_failure_text_prefers_the_report_message_then_raw_text_then_job() -> Non
     assert failure_text(report, "job says") == "no records"
     assert failure_text("Traceback: boom\n", "job says") == "Traceback: boom"
     assert failure_text(None, "job says") == "job says"
+
+
+def test_state_a_pod_ignored_is_told_in_a_warning_event() -> None:
+    ignored = TRAIN_REPORT.model_copy(update={
+        "resume_ignored": "ignored the checkpoint in /m/checkpoints: it belongs to job uid x"})
+    plan = _step(StreamingTrainingJobStatus(), {})
+    plan = _step(plan.status, {"train": ChildObservation(succeeded=1, complete=True,
+                                                         report=ignored)})
+    warnings = [(e.type, e.reason, e.message) for e in plan.events if e.reason != "Evaluating"]
+    assert warnings == [("Warning", "ResumeStateIgnored", ignored.resume_ignored)]
+
+
+def test_waiting_for_the_source_model_creates_nothing_and_says_why() -> None:
+    spec = parse_spec({"kafka": {"bootstrapServers": "k:9092"}, "evaluate": {},
+                       "model": {"source": {"job": "a"}}})
+    waiting = SourceState(False, "SourceNotTrained", "waiting for job a to finish training")
+    plan = next_plan(spec, "b", 1, StreamingTrainingJobStatus(), {}, READY, NOW, waiting)
+    assert plan.run is None and plan.status.phase == "Pending"
+    assert _conditions(plan)["ModelSourceReady"] == "False"
+    assert [(e.type, e.reason) for e in plan.events] == [("Warning", "SourceNotTrained")]
+    again = next_plan(spec, "b", 1, plan.status, {}, READY, LATER, waiting)
+    assert again.events == []
+    ready = SourceState(True, "Resolved", "", ClaimFolder("models", "ns/a/uid-a"))
+    plan = next_plan(spec, "b", 1, again.status, {}, READY, LATER, ready)
+    assert (plan.run, plan.status.phase) == ("evaluate", "Evaluating")
+    assert _conditions(plan)["ModelSourceReady"] == "True"

@@ -18,14 +18,17 @@ since its last checkpoint (with 0, at most the one whose checkpoint was
 being written); one stopped with SIGTERM replays none. A resumed epoch's
 loss and accuracy in the history cover the batches trained after the resume.
 
-On resume the model is rebuilt from the spec and the checkpoint loaded into
-it; a checkpoint that does not fit (the spec's model changed) is an error,
-never a silent fresh start.
+A checkpoint is resumed from only when it carries this job's uid and spec
+digest (`workload.identity`); any other found in the folder is ignored with
+a warning and training starts at epoch 1. On resume the model is rebuilt
+from the spec and the checkpoint loaded into it; a checkpoint that still
+does not fit is an error, never a silent fresh start.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -38,6 +41,9 @@ import keras
 import numpy as np
 
 from workload.artifacts import write_json_atomic
+from workload.identity import RunIdentity
+
+log = logging.getLogger(__name__)
 
 STATE_FILE = "state.json"
 """Name of the checkpoint's index inside `Artifacts.checkpoints`."""
@@ -58,6 +64,10 @@ class TrainState:
     """Batches of epoch `epochs_done + 1` already trained."""
     history: dict[str, list[float]] = field(default_factory=dict)
     weights_file: str | None = None
+    job_uid: str = ""
+    """The job that wrote it (see `workload.identity`); empty in old checkpoints."""
+    spec_digest: str = ""
+    """Digest of the spec's data, train and model settings it was written with."""
 
     def to_json(self) -> dict[str, Any]:
         """The state as JSON (partitions as string keys)."""
@@ -68,6 +78,8 @@ class TrainState:
             "batchesDone": self.batches_done,
             "history": self.history,
             "weightsFile": self.weights_file,
+            "jobUid": self.job_uid,
+            "specDigest": self.spec_digest,
         }
 
     @classmethod
@@ -80,6 +92,8 @@ class TrainState:
             batches_done=int(document.get("batchesDone", 0)),
             history={k: [float(v) for v in vs] for k, vs in document["history"].items()},
             weights_file=document.get("weightsFile"),
+            job_uid=str(document.get("jobUid") or ""),
+            spec_digest=str(document.get("specDigest") or ""),
         )
 
 
@@ -89,6 +103,19 @@ def load_state(folder: Path) -> TrainState | None:
     if not path.exists():
         return None
     return TrainState.from_json(json.loads(path.read_text()))
+
+
+def load_own_state(folder: Path, identity: RunIdentity) -> tuple[TrainState | None, str | None]:
+    """This job's last checkpoint state in `folder`, and why one found there was ignored."""
+    state = load_state(folder)
+    if state is None:
+        return None, None
+    why = identity.mismatch(state.job_uid, state.spec_digest)
+    if why is None:
+        return state, None
+    message = f"ignored the checkpoint in {folder}: {why}; training starts at epoch 1"
+    log.warning(message)
+    return None, message
 
 
 def _variables(model: keras.Model) -> dict[str, Any]:

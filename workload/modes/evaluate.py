@@ -23,7 +23,11 @@ How exactly-once is kept here:
   run (which starts from the ledger) commits it again. Re-running a finished
   group scores nothing and reports the same figures.
 - The ledger remembers the model's SHA-256: figures of another model are
-  never continued (a new model needs a new consumer group).
+  never continued (a new model needs a new consumer group). It also carries
+  the job's uid and spec digest: a ledger of another job, or of other data
+  or model settings, is ignored with a warning (`Ledger.load_own`).
+- The model is the job's own trained one, or with `spec.model.source` the
+  other job's, read from its read-only folder (`Artifacts.source_model`).
 - Bad records are counted by reason in the ledger (exactly once too) and
   never scored. When a dead-letter topic is set they are sent there before
   the ledger is saved, so a kill may send a chunk's bad records twice
@@ -49,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from workload.artifacts import Artifacts, write_json_atomic
+from workload.identity import RunIdentity
 from workload.kafka_connection import KafkaConnection
 from workload.modes.group_cursor import GroupCursor, TopicMissing
 from workload.modes.ledger import Ledger, LedgerMismatch, Tally
@@ -81,29 +86,48 @@ def model_digest(path: Path) -> str:
 def run_evaluate(name: str, spec: StreamingTrainingJobSpec, connection: KafkaConnection,
                  artifacts: Artifacts, progress: bool = True, *,
                  chunk_records: int = DEFAULT_CHUNK_RECORDS,
-                 stop_event: threading.Event | None = None) -> PodReport:
-    """Score the evaluation topic with the trained model; a failed report says why it could not."""
+                 stop_event: threading.Event | None = None,
+                 job_uid: str | None = None) -> PodReport:
+    """Score the evaluation topic with the trained model; a failed report says why it could not.
+
+    `job_uid` is the job's uid (`None` for a local run): only its own ledger is continued.
+    """
+    identity = RunIdentity.of(name, spec, job_uid)
     try:
         with stop_on_sigterm(stop_event or threading.Event()) as stop:
-            return _evaluate(name, spec, connection, artifacts, progress, chunk_records, stop)
+            return _evaluate(name, spec, identity, connection, artifacts, progress,
+                             chunk_records, stop)
     except (EvaluationFailed, LedgerMismatch, TopicMissing) as error:
         return PodReport(mode="evaluate", ok=False, message=str(error))
 
 
-def _evaluate(name: str, spec: StreamingTrainingJobSpec, connection: KafkaConnection,
-              artifacts: Artifacts, progress: bool, chunk_records: int,
-              stop_event: threading.Event) -> PodReport:
+def model_to_evaluate(spec: StreamingTrainingJobSpec, artifacts: Artifacts) -> Path:
+    """The model file: the one `spec.model.source` names, else the job's own trained one."""
+    model = artifacts.source_model if spec.model.source is not None else artifacts.keras_model
+    if model is None:
+        raise EvaluationFailed("spec.model.source is set but no source folder is mounted")
+    if not model.exists():
+        hint = ("the source has not trained a model there" if spec.model.source is not None
+                else "run train first")
+        raise EvaluationFailed(f"no trained model at {model}: {hint}")
+    return model
+
+
+def _evaluate(name: str, spec: StreamingTrainingJobSpec, identity: RunIdentity,
+              connection: KafkaConnection, artifacts: Artifacts, progress: bool,
+              chunk_records: int, stop_event: threading.Event) -> PodReport:
     # TensorFlow loads only when there is something to evaluate.
     from workload.modes.scoring import Scorer, ScoringError
 
     evaluate = spec.evaluate
     if evaluate is None:
         raise EvaluationFailed("spec.evaluate is not set: nothing to evaluate")
-    if not artifacts.keras_model.exists():
-        raise EvaluationFailed(f"no trained model at {artifacts.keras_model}: run train first")
-    digest = model_digest(artifacts.keras_model)
+    model = model_to_evaluate(spec, artifacts)
+    digest = model_digest(model)
     ledger_path = artifacts.ledger(evaluate.consumer_group)
-    ledger = Ledger.load(ledger_path) or Ledger(evaluate.topic, evaluate.consumer_group, digest)
+    saved, ignored = Ledger.load_own(ledger_path, identity)
+    ledger = saved or Ledger(evaluate.topic, evaluate.consumer_group, digest,
+                             job_uid=identity.job_uid, spec_digest=identity.spec_digest)
     ledger.check(evaluate.topic, evaluate.consumer_group, digest)
 
     started = time.monotonic()
@@ -113,7 +137,7 @@ def _evaluate(name: str, spec: StreamingTrainingJobSpec, connection: KafkaConnec
         position = _resume_positions(ledger, bounds)
         ends = {p: end for p, (_, end) in bounds.items()}
         first_offsets = {p: start for p, (start, _) in bounds.items()}
-        scorer = Scorer(artifacts.keras_model, spec.data, connection, evaluate.topic,
+        scorer = Scorer(model, spec.data, connection, evaluate.topic,
                         sorted(bounds), evaluate.batch_size, dead_letter_sink(spec, connection))
         bar = _ProgressBar(progress, sum(ends[p] - position[p] for p in ends))
         last_arrival = time.monotonic()
@@ -143,7 +167,8 @@ def _evaluate(name: str, spec: StreamingTrainingJobSpec, connection: KafkaConnec
         final_ends = cursor.end_offsets()
     elapsed = time.monotonic() - started
     left = sum(final_ends[p] - position[p] for p in position) if stop_event.is_set() else 0
-    return _report(name, spec, artifacts, ledger, bounds, final_ends, scored_now, elapsed, left)
+    return _report(name, spec, artifacts, model, ledger, bounds, final_ends, scored_now,
+                   elapsed, left, ignored)
 
 
 def dead_letter_sink(spec: StreamingTrainingJobSpec,
@@ -195,9 +220,10 @@ def _wait_for_records(cursor: GroupCursor, ends: dict[int, int], last_arrival: f
     return None, last_arrival
 
 
-def _report(name: str, spec: StreamingTrainingJobSpec, artifacts: Artifacts, ledger: Ledger,
-            bounds: dict[int, tuple[int, int]], ends: dict[int, int], scored_now: int,
-            elapsed: float, left_on_stop: int) -> PodReport:
+def _report(name: str, spec: StreamingTrainingJobSpec, artifacts: Artifacts, model: Path,
+            ledger: Ledger, bounds: dict[int, tuple[int, int]], ends: dict[int, int],
+            scored_now: int, elapsed: float, left_on_stop: int,
+            ignored: str | None) -> PodReport:
     """Write the results JSON and build the pod's report (failed above the bad-record ratio,
     or when stopped with records left to score)."""
     assert spec.evaluate is not None
@@ -221,14 +247,15 @@ def _report(name: str, spec: StreamingTrainingJobSpec, artifacts: Artifacts, led
     results: dict[str, Any] = {
         "job": name, "mode": "evaluate", "ok": ok, "message": message,
         "topic": spec.evaluate.topic, "consumerGroup": spec.evaluate.consumer_group,
-        "model": str(artifacts.keras_model), "modelDigest": ledger.model_digest,
+        "model": str(model), "modelDigest": ledger.model_digest, "resumeIgnored": ignored,
         "figures": figures, "partitions": partitions, "recordsThisRun": scored_now,
         "recordsPerSecond": rate, "seconds": elapsed,
         "metrics": metrics.model_dump(mode="json", by_alias=True, exclude_none=True),
     }
     write_json_atomic(artifacts.results("evaluate"), results)
+    model_uri = artifacts.uri(model) if model.is_relative_to(artifacts.root) else None
     return PodReport(mode="evaluate", ok=ok, message=message, metrics=metrics,
-                     model_uri=str(artifacts.keras_model), records_per_second=rate)
+                     model_uri=model_uri, records_per_second=rate, resume_ignored=ignored)
 
 
 def _bad_record_verdict(tally: Tally, max_ratio: float) -> tuple[bool, str]:

@@ -8,6 +8,10 @@ double-counts records. The ledger keeps both in one JSON file, replaced
 atomically (`write_json_atomic`): whatever file a restarted evaluator finds
 holds figures that cover exactly the offsets written next to them.
 
+A ledger is continued only when it carries this job's uid and spec digest
+(`workload.identity`); any other found in the folder is ignored with a
+warning and scoring starts again from each partition's first record.
+
 Everything here is pure Python and numpy (no TensorFlow, no Kafka), so it is
 unit-tested directly. AUC is computed from score histograms (fixed bins in
 logit space, fine enough for 1e-3 agreement with an exact rank computation)
@@ -17,6 +21,7 @@ so the ledger stays small however many records are scored.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,6 +31,9 @@ import numpy as np
 import numpy.typing as npt
 
 from workload.artifacts import write_json_atomic
+from workload.identity import RunIdentity
+
+log = logging.getLogger(__name__)
 
 LEDGER_VERSION = 1
 """Layout version of the ledger file."""
@@ -213,6 +221,10 @@ class Ledger:
     next_offsets: dict[int, int] = field(default_factory=dict)
     """Per partition, the first offset not yet in the tally."""
     tally: Tally = field(default_factory=Tally)
+    job_uid: str = ""
+    """The job whose evaluator wrote it (see `workload.identity`); empty in old ledgers."""
+    spec_digest: str = ""
+    """Digest of the spec's data, train and model settings it was written with."""
 
     def advanced(self, chunk: Tally, next_offsets: dict[int, int]) -> Ledger:
         """The ledger after a chunk: its tally added and the offsets it covered moved past."""
@@ -242,6 +254,8 @@ class Ledger:
             "modelDigest": self.model_digest,
             "nextOffsets": {str(p): o for p, o in sorted(self.next_offsets.items())},
             "tally": self.tally.to_json(),
+            "jobUid": self.job_uid,
+            "specDigest": self.spec_digest,
         }
 
     @classmethod
@@ -255,6 +269,8 @@ class Ledger:
             str(document["modelDigest"]),
             {int(p): int(o) for p, o in document["nextOffsets"].items()},
             Tally.from_json(document["tally"]),
+            str(document.get("jobUid") or ""),
+            str(document.get("specDigest") or ""),
         )
 
     def save(self, path: Path) -> None:
@@ -267,3 +283,16 @@ class Ledger:
         if not path.exists():
             return None
         return cls.from_json(json.loads(path.read_text()))
+
+    @classmethod
+    def load_own(cls, path: Path, identity: RunIdentity) -> tuple[Ledger | None, str | None]:
+        """This job's ledger at `path` (or `None`), and why one found there was ignored."""
+        ledger = cls.load(path)
+        if ledger is None:
+            return None, None
+        why = identity.mismatch(ledger.job_uid, ledger.spec_digest)
+        if why is None:
+            return ledger, None
+        message = f"ignored the ledger {path}: {why}; scoring starts again at the first record"
+        log.warning(message)
+        return None, message

@@ -6,9 +6,10 @@ records counted by reason, sent to the dead-letter topic if one is set, never
 trained on), scored with the current model BEFORE the model trains on it
 (prequential accuracy: every record is a test record first), then trained on.
 
-The model starts from the trained one (`Artifacts.keras_model`) when it
-exists; otherwise a fresh model from `spec.model` is built at the first good
-batch, its normalisation taken from that batch.
+The model starts from the job's trained one (`Artifacts.keras_model`) when
+it exists, else from the model `spec.model.source` names; otherwise a fresh
+model from `spec.model` is built at the first good batch, its normalisation
+taken from that batch.
 
 Exports go to `Artifacts.online` (Keras file and `state.json`, each written
 atomically) every `exportEveryRecords` records or `exportEverySeconds`
@@ -142,7 +143,7 @@ def _report(name: str, spec: StreamingTrainingJobSpec, artifacts: Artifacts,
         "metrics": metrics.model_dump(mode="json", by_alias=True, exclude_none=True),
     })
     return PodReport(mode="online", ok=ok, message=message, metrics=metrics,
-                     model_uri=str(model_path), records_per_second=rate)
+                     model_uri=artifacts.uri(model_path), records_per_second=rate)
 
 
 @contextlib.contextmanager

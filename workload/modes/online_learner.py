@@ -40,9 +40,11 @@ class OnlineLearner:
         self._width = len(spec.data.feature_names)
         self._model: keras.Model | None = None
         self.started_from = "fresh"
-        if artifacts.keras_model.exists():
-            self._use(keras.saving.load_model(artifacts.keras_model, compile=False))
-            self.started_from = str(artifacts.keras_model)
+        for start in (artifacts.keras_model, artifacts.source_model):
+            if start is not None and start.exists():
+                self._use(keras.saving.load_model(start, compile=False))
+                self.started_from = str(start)
+                break
         data = spec.data
 
         def decode(keys: tf.Tensor, values: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:

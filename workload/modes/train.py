@@ -13,8 +13,9 @@
    a resumed epoch sees the same order), batch (`train.batchSize`),
    prefetch; checkpoints inside and after each epoch
    (`workload.modes.checkpoint`) and TensorBoard logs. A restart skips the
-   batches its checkpoint says are done; SIGTERM stops at the next batch
-   with a checkpoint.
+   batches its checkpoint says are done (only a checkpoint of this job with
+   the same data and model settings, see `workload.identity`); SIGTERM
+   stops at the next batch with a checkpoint.
 4. Export the model (Keras file + SavedModel), draw the training curve, write
    `results-train.json` and return the pod's report.
 """
@@ -42,6 +43,7 @@ from workload.data.kafka_input import (
     record_count,
     replay_dataset,
 )
+from workload.identity import RunIdentity
 from workload.kafka_connection import KafkaConnection
 from workload.model.build import RunningStatistics, Statistics, build_model
 from workload.model.export import export_model
@@ -49,7 +51,7 @@ from workload.modes.checkpoint import (
     Checkpointer,
     CheckpointMismatch,
     TrainState,
-    load_state,
+    load_own_state,
     restore_checkpoint,
 )
 from workload.modes.signals import stop_on_sigterm
@@ -189,19 +191,22 @@ def training_rows(summary: ReadSummary, connection: KafkaConnection, topic: str,
 
 def run_train(name: str, spec: StreamingTrainingJobSpec, connection: KafkaConnection,
               artifacts: Artifacts, progress: bool = True,
-              callbacks: Sequence[keras.callbacks.Callback] = ()) -> PodReport:
+              callbacks: Sequence[keras.callbacks.Callback] = (), *,
+              job_uid: str | None = None) -> PodReport:
     """Train the job's model on `spec.train.topic`; the report says how it went.
 
     `callbacks` are extra Keras callbacks (a user's own logging, say), called
-    before the checkpointing one at each batch.
+    before the checkpointing one at each batch. `job_uid` is the job's uid
+    (`None` for a local run): only its own checkpoints are resumed from.
     """
     if spec.train is None:
         raise ValueError("spec.train is not set: this job has no training phase")
     artifacts.prepare()
     topic = spec.train.topic
     results: dict[str, Any] = {"job": name, "topic": topic}
+    identity = RunIdentity.of(name, spec, job_uid)
     try:
-        report = _train(spec, connection, artifacts, progress, results, callbacks)
+        report = _train(spec, identity, connection, artifacts, progress, results, callbacks)
     except (TrainError, KafkaInputError, CheckpointMismatch) as error:
         log.error("training failed: %s", error)
         report = PodReport(mode="train", ok=False, message=str(error))
@@ -210,14 +215,17 @@ def run_train(name: str, spec: StreamingTrainingJobSpec, connection: KafkaConnec
     return report
 
 
-def _train(spec: StreamingTrainingJobSpec, connection: KafkaConnection, artifacts: Artifacts,
-           progress: bool, results: dict[str, Any],
+def _train(spec: StreamingTrainingJobSpec, identity: RunIdentity, connection: KafkaConnection,
+           artifacts: Artifacts, progress: bool, results: dict[str, Any],
            extra_callbacks: Sequence[keras.callbacks.Callback]) -> PodReport:
     assert spec.train is not None
     train, data = spec.train, spec.data
-    state = load_state(artifacts.checkpoints)
-    if state is None or state.topic != train.topic:
-        state = TrainState(train.topic, partition_offsets(connection, train.topic))
+    state, ignored = load_own_state(artifacts.checkpoints, identity)
+    if ignored is not None:
+        results["resumeIgnored"] = ignored
+    if state is None:
+        state = TrainState(train.topic, partition_offsets(connection, train.topic),
+                           job_uid=identity.job_uid, spec_digest=identity.spec_digest)
     if record_count(state.offsets) == 0:
         raise TrainError(f"topic {train.topic!r} has no records to train on "
                          f"(offsets {state.offsets})")
@@ -254,7 +262,7 @@ def _train(spec: StreamingTrainingJobSpec, connection: KafkaConnection, artifact
                    fitSeconds=round(fit_seconds, 3))
     if state.epochs_done < train.epochs:
         return PodReport(
-            mode="train", ok=False, epoch=state.epochs_done,
+            mode="train", ok=False, epoch=state.epochs_done, resume_ignored=ignored,
             message=(f"stopped (SIGTERM) in epoch {state.epochs_done + 1} after batch "
                      f"{state.batches_done}; the checkpoint is written and a restart with "
                      "this output folder resumes there"))
@@ -271,9 +279,10 @@ def _train(spec: StreamingTrainingJobSpec, connection: KafkaConnection, artifact
             bad_records=summary.bad,
             bad_records_by_reason=dict(sorted(summary.bad_by_reason.items())),
         ),
-        model_uri=str(artifacts.keras_model),
+        model_uri=artifacts.uri(artifacts.keras_model),
         epoch=state.epochs_done,
         records_per_second=round(rate, 1) if rate else None,
+        resume_ignored=ignored,
     )
 
 
