@@ -84,6 +84,23 @@ class Artifacts:
         """The JSON result of one mode."""
         return self.root / f"results-{mode}.json"
 
+    @property
+    def summary(self) -> Path:
+        """The whole run's result (`streamtrain run`, the demo): every phase's report."""
+        return self.root / "results.json"
+
+    def inventory(self) -> list[tuple[str, Path]]:
+        """What a run left in the folder, as (what, where) pairs, in a fixed order."""
+        entries = [
+            ("model (Keras)", self.keras_model), ("model (SavedModel)", self.saved_model),
+            ("checkpoints", self.checkpoints), ("evaluation ledgers", self.root / "evaluate"),
+            ("online exports", self.online), ("TensorBoard logs", self.tensorboard),
+            ("training curve", self.training_curve), ("results", self.summary),
+            *((f"results of {mode}", self.results(mode))
+              for mode in ("train", "evaluate", "online")),
+        ]
+        return [(what, path) for what, path in entries if path.exists()]
+
     def prepare(self) -> Artifacts:
         """Create the folder."""
         self.root.mkdir(parents=True, exist_ok=True)

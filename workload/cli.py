@@ -3,6 +3,7 @@
     streamtrain kafka up|down|status       a local Apache Kafka broker (for demos and tests)
     streamtrain produce                    write a synthetic (or real SUSY) train/test split
     streamtrain run JOB.yaml               train -> evaluate -> online, locally, from a job manifest
+                                           (artefacts in ./streamtrain-output/JOB/)
     streamtrain run-mode MODE              one phase inside a pod (spec from the environment)
     streamtrain demo                       the Kafka tutorial end to end on a local broker
 
@@ -45,9 +46,17 @@ def _print_reports(reports: list[PodReport]) -> None:
     render_reports(reports)
 
 
+LOCAL_OUTPUT = Path("streamtrain-output")
+"""Where `streamtrain run` writes, one folder per job, unless `--output-dir` says otherwise."""
+
+
 def command_run(arguments: argparse.Namespace) -> int:
-    """Run a job manifest's phases locally."""
-    from workload.runner import OUTPUT_DIR_ENV, local_folders, results_document, run_phases
+    """Run a job manifest's phases locally, every artefact in one local folder.
+
+    `spec.model.output.path` is where a pod mounts its volume: it is not used
+    here, so a job written for a cluster runs unchanged on a laptop.
+    """
+    from workload.runner import local_folders, results_document, run_phases
 
     try:
         name, spec = load_job_file(Path(arguments.job).read_text())
@@ -57,19 +66,20 @@ def command_run(arguments: argparse.Namespace) -> int:
     connection = connection_for(spec.kafka)
     if arguments.bootstrap_servers:
         connection = KafkaConnection(arguments.bootstrap_servers, connection.settings)
-    output = Path(arguments.output_dir or os.environ.get(OUTPUT_DIR_ENV) or spec.model.output.path)
+    output = Path(arguments.output_dir) if arguments.output_dir else LOCAL_OUTPUT / name
     try:
-        artifacts = local_folders(spec, output,
+        artifacts = local_folders(spec, output.absolute(),
                                   Path(arguments.source_dir) if arguments.source_dir else None)
     except ValueError as error:
         print(f"error: {arguments.job}: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     reports = run_phases(name, spec, connection, artifacts, progress=not arguments.quiet)
     _print_reports(reports)
-    document = results_document(name, reports)
-    if arguments.output:
-        write_json_atomic(Path(arguments.output), document)
-        print(f"results: {arguments.output}")
+    document = results_document(name, reports, outputDir=str(artifacts.root))
+    write_json_atomic(artifacts.summary, document)
+    print(f"artefacts in {artifacts.root}:")
+    for what, path in artifacts.inventory():
+        print(f"  {what:20} {path.relative_to(artifacts.root)}")
     return EXIT_OK if document["ok"] else EXIT_FAILED
 
 
@@ -170,8 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run a StreamingTrainingJob manifest locally")
     run.add_argument("job", help="the job manifest (YAML)")
-    run.add_argument("--output", help="write the results as JSON here")
-    run.add_argument("--output-dir", help="model and artefacts folder (default: spec.model.output.path)")
+    run.add_argument("--output-dir", help="folder for every artefact: model, checkpoints, "
+                                          f"ledgers, logs, results (default: {LOCAL_OUTPUT}/JOB)")
     run.add_argument("--source-dir", help="folder holding the model of spec.model.source "
                                           "(default for source.job: its folder beside --output-dir)")
     run.add_argument("--bootstrap-servers", help="override the spec's Kafka address")

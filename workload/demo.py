@@ -105,7 +105,8 @@ def _demo(console: Console, output: Path, rows: int, bootstrap_servers: str,
     produce_messages(connection, "susy-online", encode(online_rows, spec.data), partitions=1)
     bayes, bayes_error = bayes_optimal_accuracy()
 
-    reports = run_phases(name, spec, connection, Artifacts(output))
+    artifacts = Artifacts(output)
+    reports = run_phases(name, spec, connection, artifacts)
     render_reports(reports, console, title=f"{name}: {rows:,} rows, {spec.train.epochs if spec.train else 0} epochs")
 
     evaluation = next((report.metrics for report in reports if report.mode == "evaluate"), None)
@@ -125,7 +126,7 @@ def _demo(console: Console, output: Path, rows: int, bootstrap_servers: str,
         gapToBayesPoints=None if accuracy is None else round(100 * (bayes - accuracy), 2),
         wallSeconds=round(wall, 1),
     )
-    write_json_atomic(output / "results.json", summary)
+    write_json_atomic(artifacts.summary, summary)
     (output / "results.yaml").write_text(yaml.safe_dump(summary, sort_keys=False))
 
     if accuracy is not None:

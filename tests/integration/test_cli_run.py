@@ -3,19 +3,32 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 from tests.conftest import KafkaHandle
 
+USER_SETTINGS = {".keras", ".cache", ".config"}
+"""What TensorFlow's and matplotlib's own start-up may leave in a home folder (settings, font
+cache): never an artefact of the run."""
 
-def streamtrain(*arguments: str) -> subprocess.CompletedProcess[str]:
+
+def streamtrain(*arguments: str, cwd: Path | None = None,
+                home: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HOME": str(home)} if home is not None else None
     return subprocess.run([sys.executable, "-m", "workload.cli", *arguments], capture_output=True,
-                          text=True, timeout=300, check=False)
+                          text=True, timeout=300, check=False, cwd=cwd, env=env)
 
 
-def test_produce_then_run_a_job_file_reports_every_phase(kafka: KafkaHandle, tmp_path: Path) -> None:
+def _files(folder: Path) -> set[Path]:
+    return {path for path in folder.rglob("*") if path.is_file()}
+
+
+def test_a_local_run_writes_every_artefact_under_its_output_folder_only(
+        kafka: KafkaHandle, tmp_path: Path) -> None:
     train_topic, test_topic = kafka.create_topic("cli-train", 1), kafka.create_topic("cli-test", 2)
     produced = streamtrain("produce", "--bootstrap-servers", kafka.bootstrap_servers,
                            "--rows", "3000", "--train-topic", train_topic,
@@ -23,6 +36,8 @@ def test_produce_then_run_a_job_file_reports_every_phase(kafka: KafkaHandle, tmp
     assert produced.returncode == 0, produced.stderr
     assert "wrote 3000 records (1800 to" in produced.stdout
 
+    # A manifest written for a cluster: its output path is a pod's volume mount.
+    pod_path = Path("/models") / f"streamtrain-test-{uuid.uuid4().hex[:8]}"
     job = tmp_path / "job.yaml"
     job.write_text(f"""\
 apiVersion: streamtrain.dev/v1alpha1
@@ -31,18 +46,36 @@ metadata: {{name: cli}}
 spec:
   kafka: {{bootstrapServers: "{kafka.bootstrap_servers}"}}
   train: {{topic: {train_topic}, epochs: 2}}
-  evaluate: {{topic: {test_topic}, consumerGroup: cli-eval, streamTimeoutMs: 0}}
+  evaluate: {{topic: {test_topic}, consumerGroup: cli-eval-{uuid.uuid4().hex[:8]}, \
+streamTimeoutMs: 0}}
   model:
     layers: [{{dense: 16}}]
-    output: {{path: {tmp_path / "model"}}}
+    output: {{path: {pod_path}, volumeClaim: models}}
 """)
-    results = tmp_path / "results.json"
-    run = streamtrain("run", str(job), "--output", str(results), "--quiet")
+    work, home = tmp_path / "work", tmp_path / "home"
+    work.mkdir()
+    home.mkdir()
+    run = streamtrain("run", str(job), "--quiet", cwd=work, home=home)
 
     assert run.returncode == 0, run.stderr[-3000:]
     assert "streamtrain results" in run.stdout and "evaluate" in run.stdout
-    document = json.loads(results.read_text())
-    assert document["ok"] is True
+    output = work / "streamtrain-output" / "cli"
+    document = json.loads((output / "results.json").read_text())
+    assert document["ok"] is True and document["outputDir"] == str(output)
     assert [phase["mode"] for phase in document["phases"]] == ["train", "evaluate"]
     assert document["phases"][1]["metrics"]["recordsEvaluated"] == 1200
-    assert (tmp_path / "model" / "model.keras").exists()
+    assert document["phases"][0]["modelUri"] == str(output / "model.keras")
+    for artefact in ("model.keras", "saved_model/saved_model.pb", "checkpoints/state.json",
+                     "evaluate", "training_curve.png", "results-train.json",
+                     "results-evaluate.json"):
+        assert (output / artefact).exists(), artefact
+    assert any((output / "tensorboard").rglob("*tfevents*"))
+    assert f"artefacts in {output}:" in run.stdout
+    for what in ("model (Keras)", "checkpoints", "evaluation ledgers", "TensorBoard logs"):
+        assert what in run.stdout
+
+    assert not pod_path.exists()
+    assert all(path.is_relative_to(output) for path in _files(work))
+    assert {path.name for path in home.iterdir()} <= USER_SETTINGS
+    assert not [path for path in _files(home)
+                if path.suffix in (".keras", ".npz", ".png") or "tfevents" in path.name]
