@@ -12,23 +12,15 @@ defaults reproduce TensorFlow's Kafka tutorial.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (
-    AliasGenerator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
-from pydantic.alias_generators import to_camel
+from pydantic import Field, ValidationError, field_validator
 
 from workload.contract import API_GROUP as API_GROUP  # the resource's group, re-exported
 from workload.contract import MODES, Mode
+from workload.spec_base import IN_CLUSTER, Rule, SpecModel, format_validation_error
 
 API_VERSION = "v1alpha1"
 KIND = "StreamingTrainingJob"
@@ -44,21 +36,18 @@ FOREVER = -1
 
 Quantity = Annotated[str | int, Field(description="A Kubernetes quantity, e.g. `500m`, `2Gi`, `4`.")]
 
+TOPIC_PATTERN = r"^(\.*[a-zA-Z0-9_-][a-zA-Z0-9._-]*|\.{3,})$"
+"""Kafka's rule for topic names: letters, digits, `.`, `_` and `-`, but not `.` or `..`."""
+
+TopicName = Annotated[str, Field(min_length=1, max_length=249, pattern=TOPIC_PATTERN)]
+"""A Kafka topic name (1-249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`)."""
+
+GroupName = Annotated[str, Field(min_length=1, max_length=255, pattern=r"\S")]
+"""A Kafka consumer group id: not empty or blank."""
+
 
 class SpecError(ValueError):
     """A spec that can never work; the message names each offending field and why."""
-
-
-class SpecModel(BaseModel):
-    """Base of every spec class: camelCase on the wire, unknown fields rejected."""
-
-    model_config = ConfigDict(
-        alias_generator=AliasGenerator(validation_alias=to_camel, serialization_alias=to_camel),
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-        use_attribute_docstrings=True,
-    )
 
 
 # ---------------------------------------------------------------- Kafka
@@ -105,6 +94,11 @@ ALLOWED_KAFKA_KEY_PREFIXES = (
 """librdkafka settings a job may pass through; others are owned by streamtrain."""
 
 
+def _cel_list(items: Iterable[str]) -> str:
+    """A CEL list literal of strings (they hold no quotes)."""
+    return "[" + ", ".join(f"'{item}'" for item in sorted(items)) + "]"
+
+
 class ClusterRef(SpecModel):
     """A Strimzi `Kafka` resource in the job's namespace."""
 
@@ -130,26 +124,28 @@ class KafkaSpec(SpecModel):
     """Comma-separated `host:port` list. Exclusive with `clusterRef`."""
     user_ref: UserRef | None = None
     """Optional Strimzi `KafkaUser` (SCRAM-SHA-512 or mutual TLS) whose Secret is mounted in the pods."""
-    config: dict[str, str] = Field(default_factory=dict)
+    config: dict[str, str] = Field(default_factory=dict, max_length=64)
     """librdkafka consumer settings passed through (e.g. `session.timeout.ms: "7000"`); no credentials."""
     manage_topics: bool = False
     """With `clusterRef`: create a Strimzi `KafkaTopic` for each topic the job reads, if missing."""
 
-    @field_validator("config")
-    @classmethod
-    def _known_keys(cls, config: dict[str, str]) -> dict[str, str]:
-        for key in config:
-            if key in FORBIDDEN_KAFKA_KEYS:
-                raise ValueError(f"{key!r} is a credential; reference a KafkaUser with userRef instead")
-            if not key.startswith(ALLOWED_KAFKA_KEY_PREFIXES):
-                raise ValueError(f"{key!r} is not a librdkafka setting a job may set")
-        return config
-
-    @model_validator(mode="after")
-    def _one_address(self) -> KafkaSpec:
-        if (self.cluster_ref is None) == (self.bootstrap_servers is None):
-            raise ValueError("set exactly one of clusterRef and bootstrapServers")
-        return self
+    RULES = (
+        Rule(lambda kafka: (kafka.cluster_ref is None) != (kafka.bootstrap_servers is None),
+             "has(self.clusterRef) != has(self.bootstrapServers)",
+             "set exactly one of clusterRef and bootstrapServers"),
+        Rule(lambda kafka: not FORBIDDEN_KAFKA_KEYS & set(kafka.config),
+             f"self.config.all(k, !(k in {_cel_list(FORBIDDEN_KAFKA_KEYS)}))",
+             "credentials never go in the spec, which everyone who can read the job can read "
+             f"({', '.join(sorted(FORBIDDEN_KAFKA_KEYS))}); reference a KafkaUser with userRef",
+             field="config"),
+        Rule(lambda kafka: all(key in FORBIDDEN_KAFKA_KEYS or key.startswith(
+                 ALLOWED_KAFKA_KEY_PREFIXES) for key in kafka.config),
+             f"self.config.all(k, k in {_cel_list(FORBIDDEN_KAFKA_KEYS)} || "
+             f"{_cel_list(ALLOWED_KAFKA_KEY_PREFIXES)}.exists(p, k.startsWith(p)))",
+             "streamtrain sets the other librdkafka settings itself; a job may set only these "
+             f"(or settings that start with them): {', '.join(ALLOWED_KAFKA_KEY_PREFIXES)}",
+             field="config"),
+    )
 
 
 # ---------------------------------------------------------------- data
@@ -161,7 +157,8 @@ class DataSpec(SpecModel):
     """`csv`: the message value is comma-separated numbers; `json`: a JSON object per message."""
     features: int | None = Field(18, ge=1, le=4096)
     """Number of feature columns (CSV without names). Ignored when `columns` is set."""
-    columns: list[str] | None = Field(None, min_length=1, max_length=4096)
+    columns: list[str] | None = Field(None, min_length=1, max_length=4096,
+                                      json_schema_extra={"x-kubernetes-list-type": "set"})
     """Column names in record order (CSV) or the JSON fields to read; includes the label unless `label` is `key`."""
     label: str = Field("key", min_length=1)
     """`key`: the label is the message key (`0` or `1`), as in the tutorial; else a column or JSON field name."""
@@ -169,18 +166,25 @@ class DataSpec(SpecModel):
     """Records longer than this many bytes are set aside as `oversized`."""
     max_bad_records_ratio: float = Field(0.05, ge=0.0, le=1.0)
     """The run fails when more than this fraction of records is malformed (0 = none tolerated)."""
-    dead_letter_topic: str | None = Field(None, min_length=1, max_length=249)
+    dead_letter_topic: TopicName | None = None
     """Optional topic that receives each malformed record with its reason in a header."""
 
-    @model_validator(mode="after")
-    def _label_is_a_column(self) -> DataSpec:
-        if self.columns is not None and len(set(self.columns)) != len(self.columns):
+    RULES = (
+        Rule(lambda data: data.label == "key" or data.label in (data.columns or []),
+             "self.label == 'key' || (has(self.columns) && self.label in self.columns)",
+             "label must be 'key' or one of columns", field="label"),
+        Rule(lambda data: data.format != "json" or data.columns is not None,
+             "self.format != 'json' || has(self.columns)",
+             "format json needs columns (the JSON fields to read)", field="columns"),
+    )
+
+    @field_validator("columns")
+    @classmethod
+    def _unique(cls, columns: list[str] | None) -> list[str] | None:
+        # The CRD says the same with `x-kubernetes-list-type: set`.
+        if columns is not None and len(set(columns)) != len(columns):
             raise ValueError("columns must be unique")
-        if self.label != "key" and (self.columns is None or self.label not in self.columns):
-            raise ValueError(f"label {self.label!r} must be 'key' or one of columns")
-        if self.format == "json" and self.columns is None:
-            raise ValueError("format json needs columns (the JSON fields to read)")
-        return self
+        return columns
 
     @property
     def feature_names(self) -> list[str]:
@@ -200,8 +204,9 @@ class DataSpec(SpecModel):
 class TrainSpec(SpecModel):
     """Batch training: replay a fixed offset range of the topic every epoch."""
 
-    topic: str = Field("susy-train", min_length=1, max_length=249)
-    """Topic to train on; every partition is read, from its start to its end offset at job start."""
+    topic: TopicName
+    """Topic to train on; every partition is read, from its start to its end offset at job start.
+    Kafka's rule for names: 1-249 of `[a-zA-Z0-9._-]`, not `.` or `..`."""
     epochs: int = Field(10, ge=1, le=10000)
     """Passes over the data."""
     batch_size: int = Field(64, ge=1, le=1 << 20)
@@ -222,10 +227,10 @@ class TrainSpec(SpecModel):
 class EvaluateSpec(SpecModel):
     """Evaluation: score each record of the topic exactly once per consumer group."""
 
-    topic: str = Field("susy-test", min_length=1, max_length=249)
-    """Topic to evaluate on."""
-    consumer_group: str = Field("testcg", min_length=1, max_length=255)
-    """Consumer group whose committed offsets track what has been scored."""
+    topic: TopicName
+    """Topic to evaluate on (1-249 of `[a-zA-Z0-9._-]`, not `.` or `..`)."""
+    consumer_group: GroupName = "testcg"
+    """Consumer group whose committed offsets track what has been scored (not blank)."""
     stream_timeout_ms: int = Field(10000, ge=FOREVER)
     """Milliseconds to wait for new records after the last one before finishing (-1 = forever)."""
     batch_size: int = Field(1024, ge=1, le=1 << 20)
@@ -237,10 +242,10 @@ class EvaluateSpec(SpecModel):
 class OnlineSpec(SpecModel):
     """Online learning: train on mini-batches as records arrive."""
 
-    topic: str = Field("susy-train", min_length=1, max_length=249)
-    """Topic to learn from."""
-    consumer_group: str = Field("cgonline", min_length=1, max_length=255)
-    """Consumer group whose committed offsets track what has been learned."""
+    topic: TopicName
+    """Topic to learn from (1-249 of `[a-zA-Z0-9._-]`, not `.` or `..`)."""
+    consumer_group: GroupName = "cgonline"
+    """Consumer group whose committed offsets track what has been learned (not blank)."""
     stream_timeout_ms: int = Field(10000, ge=FOREVER)
     """Milliseconds to wait for new records before stopping (-1 = run until stopped)."""
     batch_size: int = Field(64, ge=1, le=1 << 20)
@@ -265,13 +270,14 @@ class LayerSpec(SpecModel):
     dropout: float | None = Field(None, ge=0.0, lt=1.0)
     """Fraction of units dropped during training."""
 
-    @model_validator(mode="after")
-    def _one_kind(self) -> LayerSpec:
-        if (self.dense is None) == (self.dropout is None):
-            raise ValueError("a layer sets exactly one of dense and dropout")
-        if self.dropout is not None and self.activation is not None:
-            raise ValueError("activation belongs to dense layers, not dropout")
-        return self
+    RULES = (
+        Rule(lambda layer: (layer.dense is None) != (layer.dropout is None),
+             "has(self.dense) != has(self.dropout)",
+             "a layer sets exactly one of dense and dropout"),
+        Rule(lambda layer: layer.dropout is None or layer.activation is None,
+             "!has(self.dropout) || !has(self.activation)",
+             "activation belongs to dense layers, not dropout", field="activation"),
+    )
 
 
 def tutorial_layers() -> list[LayerSpec]:
@@ -311,13 +317,13 @@ class ModelSourceSpec(SpecModel):
     """Folder inside `volumeClaim` that holds `model.keras`, e.g. the folder of another job's
     `status.model.uri` (`<namespace>/<name>/<uid>`). Exclusive with `job`."""
 
-    @model_validator(mode="after")
-    def _one_source(self) -> ModelSourceSpec:
-        if (self.job is None) == (self.path is None):
-            raise ValueError("set exactly one of job and path")
-        if (self.path is None) != (self.volume_claim is None):
-            raise ValueError("path and volumeClaim go together")
-        return self
+    RULES = (
+        Rule(lambda source: (source.job is None) != (source.path is None),
+             "has(self.job) != has(self.path)", "set exactly one of job and path"),
+        Rule(lambda source: (source.path is None) == (source.volume_claim is None),
+             "has(self.path) == has(self.volumeClaim)", "path and volumeClaim go together",
+             field="volumeClaim"),
+    )
 
 
 class ModelSpec(SpecModel):
@@ -377,6 +383,14 @@ class RunPolicy(SpecModel):
     """While true, no pods run; setting it back to false resumes the current phase."""
 
 
+MUTABLE_FIELDS = frozenset({"run_policy", "trainer", "evaluator"})
+"""Spec fields that may change while a job runs: the run policy and the pod templates. Every
+other section defines the work and is immutable."""
+
+MUTABLE_KAFKA_FIELDS = frozenset({"user_ref"})
+"""`kafka` fields that may change while a job runs: the credentials (a rotated KafkaUser)."""
+
+
 class StreamingTrainingJobSpec(SpecModel):
     """Train a tf.keras model on a Kafka topic, evaluate it on another, optionally keep learning online."""
 
@@ -385,9 +399,11 @@ class StreamingTrainingJobSpec(SpecModel):
     data: DataSpec = Field(default_factory=DataSpec)
     """The layout of each record."""
     train: TrainSpec | None = None
-    """Batch training (`train: {}` takes the tutorial's settings); absent = no batch training."""
+    """Batch training (`train: {topic: susy-train}` takes the tutorial's settings); absent = no
+    batch training."""
     evaluate: EvaluateSpec | None = None
-    """Exactly-once evaluation after training (`evaluate: {}` for the defaults); absent = none."""
+    """Exactly-once evaluation after training (`evaluate: {topic: susy-test}` for the tutorial's
+    settings); absent = none."""
     online: OnlineSpec | None = None
     """Online learning after evaluation; omit for a job that ends after evaluation."""
     model: ModelSpec = Field(default_factory=ModelSpec)
@@ -399,14 +415,26 @@ class StreamingTrainingJobSpec(SpecModel):
     run_policy: RunPolicy = Field(default_factory=RunPolicy)
     """Retries, deadlines, clean-up and suspension."""
 
-    @model_validator(mode="after")
-    def _has_work(self) -> StreamingTrainingJobSpec:
-        if self.train is None and self.evaluate is None and self.online is None:
-            raise ValueError("set at least one of train, evaluate and online")
-        if self.train is not None and self.model.source is not None:
-            raise ValueError("model.source is for jobs that do not train: a job with train "
-                             "uses the model it trains")
-        return self
+    RULES = (
+        Rule(lambda spec: bool(spec.phases),
+             " || ".join(f"has(self.{mode})" for mode in MODES),
+             f"set at least one of {', '.join(MODES[:-1])} and {MODES[-1]}"),
+        Rule(lambda spec: spec.train is None or spec.model.source is None,
+             "!has(self.train) || !has(self.model.source)",
+             "model.source is for jobs that do not train: a job with train uses the model it "
+             "trains", field="model.source"),
+        Rule(lambda spec: spec.evaluate is None or spec.train is not None
+             or spec.model.source is not None,
+             "!has(self.evaluate) || has(self.train) || has(self.model.source)",
+             "evaluate needs a model: add train, or name a trained model in model.source",
+             field="evaluate", in_cluster_only=True),
+        Rule(lambda spec: _model_outlives_the_trainer(spec.model.output, spec.phases),
+             f"!has(self.train) || !({' || '.join(f'has(self.{mode})' for mode in MODES[1:])})"
+             " || has(self.model.output.volumeClaim) || self.model.output.path.contains('://')",
+             f"required when {' or '.join(MODES[1:])} run after train: each phase is a pod of "
+             "its own, so the model must be on a volume that outlives the trainer's pod",
+             field="model.output.volumeClaim", in_cluster_only=True),
+    )
 
     @property
     def phases(self) -> list[Mode]:
@@ -414,20 +442,20 @@ class StreamingTrainingJobSpec(SpecModel):
         return [mode for mode in MODES if getattr(self, mode) is not None]
 
 
-def format_validation_error(error: ValidationError, prefix: str = "spec") -> str:
-    """One line per problem: `spec.train.epochs: Input should be greater than or equal to 1`."""
-    lines = []
-    for problem in error.errors():
-        path = ".".join(str(part) for part in (prefix, *problem["loc"]) if part != "")
-        message = problem["msg"].removeprefix("Value error, ")
-        lines.append(f"{path}: {message}")
-    return "; ".join(lines)
+def _model_outlives_the_trainer(output: OutputSpec, phases: list[Mode]) -> bool:
+    """Whether the phases after training find the model: on a claim, or at an object-store URI."""
+    return ("train" not in phases or phases == ["train"] or output.volume_claim is not None
+            or "://" in output.path)
 
 
-def parse_spec(spec: Mapping[str, Any]) -> StreamingTrainingJobSpec:
-    """Validate a spec mapping (camelCase keys); a `SpecError` names each bad field."""
+def parse_spec(spec: Mapping[str, Any], in_cluster: bool = False) -> StreamingTrainingJobSpec:
+    """Validate a spec mapping (camelCase keys); a `SpecError` names each bad field.
+
+    `in_cluster` also checks the rules that hold only where each phase runs in a pod of its
+    own (the operator's view, and the CRD's).
+    """
     try:
-        return StreamingTrainingJobSpec.model_validate(dict(spec))
+        return StreamingTrainingJobSpec.model_validate(dict(spec), context={IN_CLUSTER: in_cluster})
     except ValidationError as error:
         raise SpecError(format_validation_error(error)) from None
 

@@ -184,22 +184,6 @@ def _volumes(spec: StreamingTrainingJobSpec, kafka: KafkaAccess, output: ClaimFo
     return volumes, mounts
 
 
-def shared_output_problem(spec: StreamingTrainingJobSpec) -> str | None:
-    """Why the phases could not hand the model on, or `None`.
-
-    Each phase runs in its own pod; a scratch volume dies with its pod, so a
-    phase after training finds the model only on a PersistentVolumeClaim
-    (or an object-store URI the workload writes to directly).
-    """
-    output = spec.model.output
-    later = [mode for mode in ("evaluate", "online") if mode in spec.phases]
-    if spec.train is None or not later or output.volume_claim or "://" in output.path:
-        return None
-    return (f"spec.model.output.volumeClaim: required when {' and '.join(later)} "
-            "run after train (each phase is a separate pod; the model must outlive the "
-            "trainer's pod)")
-
-
 def restricted_container_security() -> Manifest:
     """The container securityContext of Pod Security's `restricted` level."""
     return {

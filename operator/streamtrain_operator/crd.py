@@ -5,14 +5,17 @@
 turned into a Kubernetes structural schema: `$defs` inlined, titles dropped,
 `Optional[X] = None` made not-required, `Optional[X]` with another default made
 `nullable`, `str | int` quantities marked
-`x-kubernetes-int-or-string`, descriptions kept so `kubectl explain` documents
-every field, and CEL rules added for what one field cannot check alone.
+`x-kubernetes-int-or-string`, descriptions kept (on one line each) so
+`kubectl explain` documents every field, and each spec class's `RULES` written
+as CEL rules for what one field cannot check alone.
 
 Which fields may change while a job runs: `runPolicy` (suspend acts at once;
-the other fields apply to child Jobs created afterwards) and `trainer` /
-`evaluator` (apply to child Jobs created afterwards). `kafka`, `data`,
-`train`, `evaluate`, `online` and `model` are immutable once set: a job that
-changed its data or model mid-run would report figures nobody asked for.
+the other fields apply to child Jobs created afterwards), `trainer` /
+`evaluator` (apply to child Jobs created afterwards) and `kafka.userRef`
+(credentials rotate). Every other section is immutable: it can be neither
+changed nor added nor removed (a transition rule on the spec compares
+presence and value), because a job that changed its data or model mid-run
+would report figures nobody asked for.
 """
 
 from __future__ import annotations
@@ -26,15 +29,19 @@ import yaml
 from pydantic.json_schema import GenerateJsonSchema, NoDefault
 from pydantic_core import core_schema
 
+from workload.contract import API_GROUP
 from workload.spec import (
-    API_GROUP,
     API_VERSION,
     KIND,
+    MUTABLE_FIELDS,
+    MUTABLE_KAFKA_FIELDS,
     PLURAL,
     SHORT_NAME,
     SINGULAR,
+    KafkaSpec,
     StreamingTrainingJobSpec,
 )
+from workload.spec_base import SpecModel
 from workload.status import StreamingTrainingJobStatus
 
 CRD_FILE = f"{API_GROUP}_{PLURAL}.yaml"
@@ -44,61 +51,51 @@ DEFAULT_OUTPUT = Path(__file__).resolve().parents[2] / "crds" / CRD_FILE
 
 Schema = dict[str, Any]
 
-IMMUTABLE = "self == oldSelf"
 
-CEL_RULES: dict[str, list[Schema]] = {
-    "StreamingTrainingJobSpec": [
-        {
-            "rule": "has(self.train) || has(self.evaluate) || has(self.online)",
-            "message": "set at least one of train, evaluate and online",
-        },
-        {
-            "rule": "!has(self.train) || !has(self.model) || !has(self.model.source)",
-            "message": "model.source is for jobs that do not train: a job with train uses the "
-                       "model it trains",
-        },
-    ],
-    "ModelSourceSpec": [
-        {
-            "rule": "has(self.job) != has(self.path)",
-            "message": "set exactly one of job and path",
-        },
-        {
-            "rule": "has(self.path) == has(self.volumeClaim)",
-            "message": "path and volumeClaim go together",
-        },
-    ],
-    "KafkaSpec": [
-        {
-            "rule": "has(self.clusterRef) != has(self.bootstrapServers)",
-            "message": "set exactly one of clusterRef and bootstrapServers",
-        },
-    ],
-    "LayerSpec": [
-        {
-            "rule": "has(self.dense) != has(self.dropout)",
-            "message": "a layer sets exactly one of dense and dropout",
-        },
-        {
-            "rule": "!has(self.dropout) || !has(self.activation)",
-            "message": "activation belongs to dense layers, not dropout",
-        },
-    ],
-    "DataSpec": [
-        {
-            "rule": "self.label == 'key' || (has(self.columns) && self.label in self.columns)",
-            "message": "label must be 'key' or one of columns",
-        },
-        {
-            "rule": "self.format != 'json' || has(self.columns)",
-            "message": "format json needs columns (the JSON fields to read)",
-        },
-    ],
-}
-"""Cross-field rules by model name, mirroring the models' validators."""
 
-IMMUTABLE_FIELDS = {"kafka", "data", "train", "evaluate", "online", "model"}
-"""Spec fields that may not change once the job exists (see the module docstring)."""
+def _spec_classes(base: type[SpecModel] = SpecModel) -> dict[str, type[SpecModel]]:
+    """Every spec class by name (the names the JSON schema's `$defs` use)."""
+    found: dict[str, type[SpecModel]] = {}
+    for cls in base.__subclasses__():
+        found[cls.__name__] = cls
+        found.update(_spec_classes(cls))
+    return found
+
+
+def _aliases(model: type[SpecModel], leave_out: frozenset[str]) -> list[str]:
+    """The wire names of `model`'s fields, except those in `leave_out` (Python names)."""
+    return [info.serialization_alias or name for name, info in model.model_fields.items()
+            if name not in leave_out]
+
+
+def _unchanged(path: str) -> str:
+    """CEL: the field at `path` (under `self`/`oldSelf`) is neither added, removed nor changed.
+
+    `self.x == oldSelf.x` alone is not evaluated when `x` appears or disappears.
+    """
+    parent, _, name = path.rpartition(".")
+    prefix = f".{parent}" if parent else ""
+    return (f"has(self{prefix}.{name}) == has(oldSelf{prefix}.{name}) && "
+            f"(!has(self{prefix}.{name}) || self.{path} == oldSelf.{path})")
+
+
+def immutability_rules() -> list[Schema]:
+    """Transition rules on the spec: each work-defining section stays as it was created."""
+    rules: list[Schema] = []
+    for name in _aliases(StreamingTrainingJobSpec, MUTABLE_FIELDS):
+        if name == "kafka":
+            kept = _aliases(KafkaSpec, MUTABLE_KAFKA_FIELDS)
+            rule = " && ".join(_unchanged(f"kafka.{field}") for field in kept)
+            mutable = _aliases(KafkaSpec, frozenset(KafkaSpec.model_fields) - MUTABLE_KAFKA_FIELDS)
+            what = f"spec.kafka is immutable except {', '.join(mutable)}"
+        else:
+            rule = _unchanged(name)
+            what = f"spec.{name} is immutable"
+        rules.append({"rule": rule, "fieldPath": f".{name}",
+                      "message": f"{what}: it can be neither changed, added nor removed once "
+                                 "the job exists; create a new job instead"})
+    return rules
+
 
 PRINTER_COLUMNS: list[Schema] = [
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
@@ -150,7 +147,7 @@ class _Converter:
             return self.convert(merged, name)
         out: Schema = {}
         if "description" in schema:
-            out["description"] = schema["description"]
+            out["description"] = " ".join(schema["description"].split())
         variants = schema.get("anyOf")
         if variants is not None:
             return self._union(schema, variants, out)
@@ -158,7 +155,8 @@ class _Converter:
             out["type"] = "string" if isinstance(schema["const"], str) else "integer"
             out["enum"] = [schema["const"]]
         for key in ("type", "enum", "pattern", "minLength", "maxLength", "minimum", "maximum",
-                    "exclusiveMinimum", "exclusiveMaximum", "minItems", "maxItems", "format"):
+                    "exclusiveMinimum", "exclusiveMaximum", "minItems", "maxItems", "maxProperties",
+                    "format", "x-kubernetes-list-type"):
             if key in schema:
                 out[key] = schema[key]
         self._numeric_bounds(out)
@@ -200,19 +198,19 @@ class _Converter:
         if properties is not None:
             out["properties"] = {}
             for name, child in properties.items():
-                converted = self.convert(child)
-                if model == "StreamingTrainingJobSpec" and name in IMMUTABLE_FIELDS:
-                    converted.setdefault("x-kubernetes-validations", []).append(
-                        {"rule": IMMUTABLE, "message": f"spec.{name} is immutable; "
-                         "create a new job to change it"})
-                out["properties"][name] = converted
+                out["properties"][name] = self.convert(child)
             if schema.get("required"):
                 out["required"] = list(schema["required"])
         extra = schema.get("additionalProperties")
         if isinstance(extra, dict):
             out["additionalProperties"] = self.convert(extra)
-        if model in CEL_RULES:
-            out["x-kubernetes-validations"] = [dict(rule) for rule in CEL_RULES[model]]
+        rules = _spec_classes()[model].RULES if model in _spec_classes() else ()
+        if any(rule.cel is not None for rule in rules):
+            out["x-kubernetes-validations"] = [rule.validation() for rule in rules if rule.cel]
+        unchecked = [rule.message for rule in rules if rule.cel is None]
+        if unchecked:
+            out["description"] = (out.get("description", "") + " Checked by the operator, not "
+                                  "at apply: " + "; ".join(unchecked) + ".")
 
 
 def _structural(model: type[Any], with_defaults: bool) -> Schema:
@@ -230,18 +228,21 @@ def status_schema() -> Schema:
     return schema
 
 
-SPEC_EDITS = (
-    " Edits while the job runs: kafka, data, train, evaluate, online and model are immutable"
-    " (create a new job instead); runPolicy.suspend acts at once; the other runPolicy fields"
-    " and trainer/evaluator apply to phases that have not started yet."
-    " Set train, evaluate or online to null to skip that phase (kubectl: apply --server-side)."
-)
+def spec_edits() -> str:
+    """What the spec's description says about edits while the job runs."""
+    fixed = _aliases(StreamingTrainingJobSpec, MUTABLE_FIELDS)
+    return (f" Edits while the job runs: {', '.join(fixed)} are immutable (kafka except userRef)"
+            " and can be neither added nor removed (create a new job instead);"
+            " runPolicy.suspend acts at once; the other runPolicy fields, trainer, evaluator and"
+            " kafka.userRef apply to phases that have not started yet.")
 
 
 def spec_schema() -> Schema:
-    """The spec schema, with defaults and CEL rules; its description says what may change."""
+    """The spec schema, with defaults, CEL rules and immutability; its description says what
+    may change."""
     schema = _structural(StreamingTrainingJobSpec, with_defaults=True)
-    schema["description"] = schema.get("description", "") + SPEC_EDITS
+    schema["description"] = schema.get("description", "") + spec_edits()
+    schema.setdefault("x-kubernetes-validations", []).extend(immutability_rules())
     return schema
 
 

@@ -15,11 +15,7 @@ from typing import Any
 import kubernetes
 
 from streamtrain_operator import children, sources, strimzi
-from streamtrain_operator.builders import (
-    KafkaAccess,
-    build_job_manifest,
-    shared_output_problem,
-)
+from streamtrain_operator.builders import KafkaAccess, build_job_manifest
 from streamtrain_operator.planner import TERMINAL, Event, Plan, invalid_spec, next_plan
 from workload.spec import SpecError, parse_spec
 from workload.status import StreamingTrainingJobStatus
@@ -49,10 +45,7 @@ def reconcile(api: kubernetes.client.ApiClient, name: str, namespace: str, uid: 
     now = now_text()
     current = StreamingTrainingJobStatus.model_validate(dict(status_body or {}))
     try:
-        spec = parse_spec(spec_body)
-        problem = shared_output_problem(spec)
-        if problem is not None:
-            raise SpecError(problem)
+        spec = parse_spec(spec_body, in_cluster=True)
     except SpecError as error:
         if current.phase == "Failed":
             return Plan(current)

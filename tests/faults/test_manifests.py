@@ -1,4 +1,4 @@
-"""30+ invalid manifests: each refused by the API server or failed by the operator, field named."""
+"""30+ invalid manifests: each refused by the API server, naming the field."""
 
 from __future__ import annotations
 

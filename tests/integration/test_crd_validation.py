@@ -11,8 +11,11 @@ import yaml
 
 from tests.conftest import Kube, KubeCluster
 from tests.e2e.harness import Jobs, install_streamtrain_crd
+from workload.spec import API_GROUP, API_VERSION, PLURAL
 
-VALID: dict[str, Any] = {"kafka": {"bootstrapServers": "kafka:9092"}, "train": {}, "evaluate": {}}
+VALID: dict[str, Any] = {"kafka": {"bootstrapServers": "kafka:9092"},
+                         "train": {"topic": "susy-train"}, "evaluate": {"topic": "susy-test"},
+                         "model": {"output": {"volumeClaim": "models"}}}
 
 
 @pytest.fixture(scope="session")
@@ -37,20 +40,33 @@ def _rejection(jobs: Jobs, spec: dict[str, Any]) -> str:
     ({"kafka": {"bootstrapServers": "k:1", "clusterRef": {"name": "c"}}}, "spec.kafka",
      "exactly one of clusterRef and bootstrapServers"),
     ({"kafka": {}}, "spec.kafka", "exactly one of clusterRef and bootstrapServers"),
-    ({**VALID, "train": {"epochs": 0}}, "spec.train.epochs", "greater than or equal to 1"),
+    ({**VALID, "train": {"topic": "t", "epochs": 0}}, "spec.train.epochs", "greater than or equal to 1"),
     ({**VALID, "model": {"layers": [{"dense": 8, "dropout": 0.1}]}}, "spec.model.layers[0]",
      "exactly one of dense and dropout"),
     ({**VALID, "data": {"label": "target"}}, "spec.data", "label must be 'key' or one of"),
     ({"kafka": {"bootstrapServers": "k:1"}}, "spec", "set at least one of train, evaluate and online"),
     ({**VALID, "data": {"format": "xml"}}, "spec.data.format", "Unsupported value"),
     ({"kafka": {"bootstrapServers": "no port"}}, "spec.kafka.bootstrapServers", "should match"),
-    ({**VALID, "model": {"source": {"job": "a"}}}, "spec", "model.source is for jobs that do not"),
-    ({"kafka": {"bootstrapServers": "k:1"}, "evaluate": {},
+    ({**VALID, "model": {"source": {"job": "a"}}}, "spec.model.source", "model.source is for jobs that do not"),
+    ({"kafka": {"bootstrapServers": "k:1"}, "evaluate": {"topic": "t"},
       "model": {"source": {"job": "a", "path": "x", "volumeClaim": "c"}}},
      "spec.model.source", "exactly one of job and path"),
-    ({"kafka": {"bootstrapServers": "k:1"}, "evaluate": {},
+    ({"kafka": {"bootstrapServers": "k:1"}, "evaluate": {"topic": "t"},
       "model": {"source": {"volumeClaim": "c", "path": "../other"}}},
      "spec.model.source.path", "should match"),
+    ({**VALID, "train": {"epochs": 3}}, "spec.train.topic", "Required value"),
+    ({**VALID, "train": {"topic": "ux train!"}}, "spec.train.topic", "should match"),
+    ({**VALID, "evaluate": {"topic": ".."}}, "spec.evaluate.topic", "should match"),
+    ({**VALID, "evaluate": {"topic": "t", "consumerGroup": " "}}, "spec.evaluate.consumerGroup",
+     "should match"),
+    ({**VALID, "data": {"columns": ["a", "a"]}}, "spec.data.columns[1]", "Duplicate value"),
+    ({**VALID, "kafka": {"bootstrapServers": "k:1", "config": {"sasl.password": "x"}}},
+     "spec.kafka.config", "credentials never go in the spec"),
+    ({**VALID, "kafka": {"bootstrapServers": "k:1", "config": {"group.id": "x"}}},
+     "spec.kafka.config", "a job may set only these"),
+    ({**VALID, "model": {}}, "spec.model.output.volumeClaim", "required when evaluate or online"),
+    ({"kafka": {"bootstrapServers": "k:1"}, "evaluate": {"topic": "t"}}, "spec.evaluate",
+     "evaluate needs a model"),
 ])
 def test_invalid_manifest_is_rejected_naming_the_field(
         jobs: Jobs, spec: dict[str, Any], field: str, words: str) -> None:
@@ -74,15 +90,41 @@ def test_defaults_are_filled_in_by_the_api_server(jobs: Jobs) -> None:
     assert spec["runPolicy"] == {"backoffLimit": 3, "suspend": False}
 
 
-def test_running_job_keeps_its_data_but_may_be_suspended(jobs: Jobs) -> None:
-    jobs.create("fixed", VALID)
+def _json_patch_rejection(jobs: Jobs, name: str, operations: list[dict[str, Any]]) -> str:
     with pytest.raises(kubernetes.client.ApiException) as caught:
-        jobs.patch_spec("fixed", {"train": {"topic": "elsewhere"}})
-    assert "spec.train is immutable" in json.loads(caught.value.body or "{}")["message"]
-    with pytest.raises(kubernetes.client.ApiException):
-        jobs.patch_spec("fixed", {"kafka": {"bootstrapServers": "other:9092"}})
-    jobs.patch_spec("fixed", {"runPolicy": {"suspend": True}})
-    assert jobs.get("fixed")["spec"]["runPolicy"]["suspend"] is True
+        jobs.custom.patch_namespaced_custom_object(API_GROUP, API_VERSION, jobs.namespace, PLURAL,
+                                                   name, operations,
+                                                   _content_type="application/json-patch+json")
+    assert caught.value.status == 422
+    return str(json.loads(caught.value.body or "{}")["message"])
+
+
+@pytest.mark.parametrize(("operations", "field"), [
+    ([{"op": "replace", "path": "/spec/train/topic", "value": "elsewhere"}], "spec.train"),
+    ([{"op": "remove", "path": "/spec/train"}], "spec.train"),
+    ([{"op": "add", "path": "/spec/online", "value": {"topic": "t"}}], "spec.online"),
+    ([{"op": "remove", "path": "/spec/evaluate"}], "spec.evaluate"),
+    ([{"op": "replace", "path": "/spec/kafka/bootstrapServers", "value": "other:9092"}],
+     "spec.kafka"),
+    ([{"op": "add", "path": "/spec/kafka/config/fetch.max.bytes", "value": "1"}], "spec.kafka"),
+    ([{"op": "replace", "path": "/spec/data/format", "value": "json"},
+      {"op": "add", "path": "/spec/data/columns", "value": ["a"]}], "spec.data"),
+    ([{"op": "replace", "path": "/spec/model/optimizer", "value": "sgd"}], "spec.model"),
+])
+def test_work_defining_sections_can_be_neither_changed_added_nor_removed(
+        jobs: Jobs, operations: list[dict[str, Any]], field: str) -> None:
+    jobs.create("fixed", VALID)
+    message = _json_patch_rejection(jobs, "fixed", operations)
+    assert f"{field}: Invalid value" in message and f"{field} is immutable" in message
+
+
+def test_run_policy_pod_templates_and_kafka_user_may_change(jobs: Jobs) -> None:
+    jobs.create("tunable", VALID)
+    jobs.patch_spec("tunable", {"runPolicy": {"suspend": True, "backoffLimit": 1},
+                                "trainer": {"resources": {"limits": {"memory": "4Gi"}}},
+                                "kafka": {"userRef": {"name": "rotated"}}})
+    spec = jobs.get("tunable")["spec"]
+    assert spec["runPolicy"]["suspend"] is True and spec["kafka"]["userRef"] == {"name": "rotated"}
 
 
 def test_kubectl_explain_documents_nested_fields(kube: Kube, streamtrain_crd: KubeCluster) -> None:
@@ -90,3 +132,7 @@ def test_kubectl_explain_documents_nested_fields(kube: Kube, streamtrain_crd: Ku
     assert "Milliseconds to wait for new records" in " ".join(explained.split())
     explained = kube.cluster.kubectl("explain", "stj.status.metrics.evalAuc").stdout
     assert "ROC AUC" in explained
+    explained = kube.cluster.kubectl("explain", "stj.spec.train.checkpointEverySeconds").stdout
+    description = explained.split("DESCRIPTION:")[1].strip()
+    assert "\n\n" not in description  # one paragraph, not cut where the docstring wrapped
+    assert description.endswith("(one small write per batch).")

@@ -88,7 +88,7 @@ def restricted_operator(request: pytest.FixtureRequest, kube: Kube,
 def test_operator_runs_a_job_to_the_end_with_only_the_shipped_rbac(
         kube: Kube, restricted_operator: OperatorProcess) -> None:
     jobs = Jobs(kube.cluster.api, kube.namespace)
-    jobs.create("least", {"kafka": {"bootstrapServers": "127.0.0.1:9092"}, "train": {}})
+    jobs.create("least", {"kafka": {"bootstrapServers": "127.0.0.1:9092"}, "train": {"topic": "susy-train"}})
     eventually(lambda: jobs.phase("least") == "Training", 30, "Training",
                restricted_operator.tail)
     pod = eventually(lambda: next(iter(jobs.pods("least-train")), None), 30, "the trainer pod")

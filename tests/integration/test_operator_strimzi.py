@@ -75,7 +75,7 @@ def test_cluster_ref_waits_with_reasons_then_runs_with_listener_address_and_user
 
     jobs.create("susy", {"kafka": {"clusterRef": {"name": "my-cluster", "listener": "plain"},
                                    "userRef": {"name": "trainer"}, "manageTopics": True},
-                         "train": {}, "evaluate": {},
+                         "train": {"topic": "susy-train"}, "evaluate": {"topic": "susy-test"},
                          "model": {"output": {"volumeClaim": "models"}}})
     waits_for("KafkaNotFound")
 
@@ -122,7 +122,7 @@ def test_tls_listener_mounts_the_cluster_ca_secret_in_the_pods(kube: Kube, strim
         STRIMZI_GROUP, strimzi, kube.namespace, "kafkas", "secure",
         _ready([{"name": "tls", "bootstrapServers": "secure-kafka-bootstrap:9093"}]))
     jobs.create("tls", {"kafka": {"clusterRef": {"name": "secure", "listener": "tls"}},
-                        "train": {}})
+                        "train": {"topic": "susy-train"}})
     eventually(lambda: jobs.phase("tls") == "Training", 30, "Training", operator.tail)
     pod = jobs.batch.read_namespaced_job("tls-train", kube.namespace).spec.template.spec
     secrets = [volume.secret.secret_name for volume in pod.volumes if volume.secret]

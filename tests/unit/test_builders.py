@@ -13,7 +13,6 @@ from streamtrain_operator.builders import (
     KafkaAccess,
     build_job_manifest,
     child_job_name,
-    shared_output_problem,
 )
 
 from workload.contract import (
@@ -30,7 +29,7 @@ from workload.kafka_connection import connection_for
 from workload.spec import parse_spec
 
 SPEC = parse_spec({
-    "kafka": {"bootstrapServers": "kafka:9092"}, "train": {}, "evaluate": {},
+    "kafka": {"bootstrapServers": "kafka:9092"}, "train": {"topic": "susy-train"}, "evaluate": {"topic": "susy-test"},
     "trainer": {"resources": {"requests": {"cpu": 1, "memory": "2Gi"}}},
     "runPolicy": {"backoffLimit": 2, "activeDeadlineSeconds": 600},
     "model": {"output": {"path": "/models/susy", "volumeClaim": "models"}},
@@ -122,7 +121,7 @@ def _mounts(job: dict[str, Any]) -> list[dict[str, Any]]:
 
 def test_a_source_model_is_mounted_read_only_from_its_own_folder() -> None:
     evaluate_only = parse_spec({
-        "kafka": {"bootstrapServers": "k:9092"}, "evaluate": {},
+        "kafka": {"bootstrapServers": "k:9092"}, "evaluate": {"topic": "susy-test"},
         "model": {"output": {"path": "/models/b", "volumeClaim": "models"},
                   "source": {"job": "a"}}})
     same_claim = build_job_manifest("b", "ns", "u", "evaluate", evaluate_only,
@@ -156,21 +155,10 @@ def test_kafka_user_and_cluster_ca_secrets_are_mounted() -> None:
 
 
 def test_model_output_without_claim_is_an_empty_dir() -> None:
-    spec = parse_spec({"kafka": {"bootstrapServers": "kafka:9092"}, "train": {}, "evaluate": {}})
+    spec = parse_spec({"kafka": {"bootstrapServers": "kafka:9092"}, "train": {"topic": "susy-train"},
+        "evaluate": {"topic": "susy-test"}})
     job = build_job_manifest("susy", "ns", "u", "train", spec, KafkaAccess("k:9092"))
     assert {"name": "model", "emptyDir": {}} in job["spec"]["template"]["spec"]["volumes"]
-
-
-def test_phases_after_train_need_a_claim_to_share_the_model() -> None:
-    unshared = parse_spec({"kafka": {"bootstrapServers": "k:1"}, "train": {}, "evaluate": {}})
-    problem = shared_output_problem(unshared)
-    assert problem is not None and problem.startswith("spec.model.output.volumeClaim")
-    assert shared_output_problem(SPEC) is None
-    train_only = parse_spec({"kafka": {"bootstrapServers": "k:1"}, "train": {}})
-    assert shared_output_problem(train_only) is None
-    object_store = parse_spec({"kafka": {"bootstrapServers": "k:1"}, "train": {}, "evaluate": {},
-                               "model": {"output": {"path": "s3://models/susy"}}})
-    assert shared_output_problem(object_store) is None
 
 
 def test_operator_package_never_imports_tensorflow() -> None:

@@ -8,6 +8,8 @@ from typing import Any
 import yaml
 from streamtrain_operator import crd
 
+from workload.spec import KafkaSpec, LayerSpec
+
 
 def _walk(schema: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any]]]:
     found = [(path, schema)]
@@ -62,14 +64,26 @@ def test_phases_are_present_only_when_written_and_their_fields_have_defaults() -
     assert crd.spec_schema()["required"] == ["kafka"]
 
 
-def test_cross_field_rules_and_immutability_are_declared() -> None:
+def test_each_spec_class_rule_is_a_cel_rule_of_its_schema() -> None:
     spec = crd.spec_schema()
-    rules = {rule["rule"] for rule in spec["properties"]["kafka"]["x-kubernetes-validations"]}
-    assert "has(self.clusterRef) != has(self.bootstrapServers)" in rules
-    assert crd.IMMUTABLE in rules
+    kafka = spec["properties"]["kafka"]["x-kubernetes-validations"]
+    assert [rule.validation() for rule in KafkaSpec.RULES] == kafka
     layer = spec["properties"]["model"]["properties"]["layers"]["items"]
-    assert any("dense" in rule["rule"] for rule in layer["x-kubernetes-validations"])
+    assert [rule.validation() for rule in LayerSpec.RULES] == layer["x-kubernetes-validations"]
     assert "x-kubernetes-validations" not in spec["properties"]["runPolicy"]
+
+
+def test_work_defining_sections_are_immutable_at_the_spec_level() -> None:
+    rules = {rule["fieldPath"]: rule for rule in crd.spec_schema()["x-kubernetes-validations"]
+             if "oldSelf" in rule["rule"]}
+    assert sorted(rules) == [".data", ".evaluate", ".kafka", ".model", ".online", ".train"]
+    assert rules[".train"]["rule"] == ("has(self.train) == has(oldSelf.train) && "
+                                       "(!has(self.train) || self.train == oldSelf.train)")
+    assert "userRef" not in rules[".kafka"]["rule"] and "kafka.config" in rules[".kafka"]["rule"]
+
+
+def test_descriptions_are_one_line_each() -> None:
+    assert all("\n" not in schema.get("description", "") for _, schema in _walk(crd.spec_schema()))
 
 
 def test_crd_has_status_subresource_printer_columns_and_short_name() -> None:

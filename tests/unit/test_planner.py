@@ -17,7 +17,8 @@ from streamtrain_operator.planner import (
 from workload.spec import parse_spec
 from workload.status import Metrics, PodReport, StreamingTrainingJobStatus
 
-SPEC = parse_spec({"kafka": {"bootstrapServers": "kafka:9092"}, "train": {}, "evaluate": {}})
+SPEC = parse_spec({"kafka": {"bootstrapServers": "kafka:9092"}, "train": {"topic": "susy-train"},
+    "evaluate": {"topic": "susy-test"}})
 READY = KafkaState(True, "Resolved", bootstrap_servers="kafka:9092")
 NOW, LATER = "2026-01-01T00:00:00Z", "2026-01-01T00:05:00Z"
 
@@ -83,7 +84,8 @@ def test_finished_phase_is_not_rerun_after_its_job_is_deleted() -> None:
 
 
 def test_suspend_keeps_the_phase_job_suspended_and_resume_continues() -> None:
-    suspended_spec = parse_spec({"kafka": {"bootstrapServers": "k:1"}, "train": {}, "evaluate": {},
+    suspended_spec = parse_spec({"kafka": {"bootstrapServers": "k:1"}, "train": {"topic": "susy-train"},
+        "evaluate": {"topic": "susy-test"},
                                  "runPolicy": {"suspend": True}})
     plan = _step(StreamingTrainingJobStatus(), {}, spec=suspended_spec)
     assert (plan.status.phase, plan.run, plan.suspend) == ("Suspended", "train", True)
@@ -134,7 +136,7 @@ def test_invalid_spec_fails_with_the_field_named() -> None:
 
 def test_online_only_job_goes_straight_to_online() -> None:
     spec = parse_spec({"kafka": {"bootstrapServers": "k:1"},
-                       "online": {}})
+                       "online": {"topic": "susy-train"}})
     assert current_mode(spec, StreamingTrainingJobStatus()) == "online"
     plan = _step(StreamingTrainingJobStatus(), {}, spec=spec)
     assert (plan.status.phase, plan.run) == ("Online", "online")
@@ -159,7 +161,7 @@ def test_state_a_pod_ignored_is_told_in_a_warning_event() -> None:
 
 
 def test_waiting_for_the_source_model_creates_nothing_and_says_why() -> None:
-    spec = parse_spec({"kafka": {"bootstrapServers": "k:9092"}, "evaluate": {},
+    spec = parse_spec({"kafka": {"bootstrapServers": "k:9092"}, "evaluate": {"topic": "susy-test"},
                        "model": {"source": {"job": "a"}}})
     waiting = SourceState(False, "SourceNotTrained", "waiting for job a to finish training")
     plan = next_plan(spec, "b", 1, StreamingTrainingJobStatus(), {}, READY, NOW, waiting)

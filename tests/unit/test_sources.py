@@ -12,7 +12,7 @@ from workload.spec import ModelSourceSpec, SpecError
 
 TRAINER_JOB: dict[str, Any] = {
     "metadata": {"name": "a", "uid": "uid-a"},
-    "spec": {"kafka": {"bootstrapServers": "k:9092"}, "train": {},
+    "spec": {"kafka": {"bootstrapServers": "k:9092"}, "train": {"topic": "susy-train"},
              "model": {"output": {"path": "/models/a", "volumeClaim": "models"}}},
 }
 

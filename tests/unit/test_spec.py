@@ -16,7 +16,8 @@ from workload.spec import (
     parse_spec,
 )
 
-MINIMAL: dict[str, Any] = {"kafka": {"bootstrapServers": "127.0.0.1:9092"}, "train": {}, "evaluate": {}}
+MINIMAL: dict[str, Any] = {"kafka": {"bootstrapServers": "127.0.0.1:9092"}, "train": {"topic": "susy-train"},
+    "evaluate": {"topic": "susy-test"}}
 
 
 def with_(**sections: Any) -> dict[str, Any]:
@@ -47,24 +48,24 @@ def test_defaults_reproduce_the_tutorial() -> None:
         (with_(model={"layers": [{"dense": 8, "dropout": 0.1}]}), "spec.model.layers.0: a layer sets exactly one"),
         (with_(model={"layers": [{"dropout": 1.5}]}), "spec.model.layers.0.dropout"),
         (with_(model={"optimizer": "adamw2"}), "spec.model.optimizer"),
-        (with_(data={"label": "class"}), "label 'class' must be 'key' or one of columns"),
+        (with_(data={"label": "class"}), "spec.data.label: label must be 'key' or one of columns"),
         (with_(data={"format": "json"}), "format json needs columns"),
         (with_(data={"maxBadRecordsRatio": 2}), "spec.data.maxBadRecordsRatio"),
         (with_(runPolicy={"backoffLimit": -1}), "spec.runPolicy.backoffLimit"),
         (with_(model={"source": {"job": "a"}}), "model.source is for jobs that do not train"),
-        ({"kafka": {"bootstrapServers": "a:1"}, "evaluate": {}, "model": {"source": {}}},
+        ({"kafka": {"bootstrapServers": "a:1"}, "evaluate": {"topic": "susy-test"}, "model": {"source": {}}},
          "spec.model.source: set exactly one of job and path"),
-        ({"kafka": {"bootstrapServers": "a:1"}, "evaluate": {}, "model": {"source": {"path": "x"}}},
-         "spec.model.source: path and volumeClaim go together"),
-        ({"kafka": {"bootstrapServers": "a:1"}, "evaluate": {},
+        ({"kafka": {"bootstrapServers": "a:1"}, "evaluate": {"topic": "susy-test"}, "model": {"source": {"path": "x"}}},
+         "spec.model.source.volumeClaim: path and volumeClaim go together"),
+        ({"kafka": {"bootstrapServers": "a:1"}, "evaluate": {"topic": "susy-test"},
           "model": {"source": {"path": "/abs", "volumeClaim": "c"}}}, "spec.model.source.path"),
         ({"kafka": {"bootstrapServers": "a:1"}}, "set at least one of train, evaluate and online"),
         (with_(unknownField=1), "spec.unknownField: Extra inputs are not permitted"),
         (with_(trainer={"replicas": 3}), "spec.trainer.replicas"),
         ({"kafka": {"bootstrapServers": "a:1", "config": {"sasl.password": "x"}}},
-         "'sasl.password' is a credential"),
+         "spec.kafka.config: credentials never go in the spec"),
         ({"kafka": {"bootstrapServers": "a:1", "config": {"enable.auto.commit": "true"}}},
-         "'enable.auto.commit' is not a librdkafka setting a job may set"),
+         "spec.kafka.config: streamtrain sets the other librdkafka settings itself"),
     ],
 )
 def test_invalid_specs_are_rejected_with_the_field_named(document: dict[str, Any], expected: str) -> None:
@@ -120,3 +121,15 @@ def test_arbitrary_sections_either_parse_or_raise_a_spec_error(section: dict[str
             assert str(error).startswith("spec.")
         else:
             assert isinstance(parsed, StreamingTrainingJobSpec)
+
+
+def test_phases_after_train_need_a_claim_in_a_cluster_but_not_in_one_process() -> None:
+    unshared = {"kafka": {"bootstrapServers": "k:1"}, "train": {"topic": "a"},
+                "evaluate": {"topic": "b"}}
+    parse_spec(unshared)  # a local run: every phase in one process, one folder
+    with pytest.raises(SpecError, match=r"^spec\.model\.output\.volumeClaim: required when"):
+        parse_spec(unshared, in_cluster=True)
+    for fine in ({**unshared, "model": {"output": {"volumeClaim": "models"}}},
+                 {**unshared, "model": {"output": {"path": "s3://models/susy"}}},
+                 {**unshared, "evaluate": None}):
+        parse_spec(fine, in_cluster=True)
