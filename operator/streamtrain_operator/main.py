@@ -5,6 +5,7 @@ Reads the settings once, serves metrics, registers the handlers and runs kopf.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 
@@ -12,11 +13,18 @@ import kopf
 
 from streamtrain_operator.handlers import register
 from streamtrain_operator.metrics import OperatorMetrics
-from streamtrain_operator.settings import OperatorSettings, SettingsError
+from streamtrain_operator.settings import PREFIX, OperatorSettings, SettingsError
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the operator until it is stopped; 2 on invalid settings."""
+    argparse.ArgumentParser(
+        prog="streamtrain-operator",
+        description="Run the streamtrain operator: watch StreamingTrainingJobs and run their "
+                    "training, evaluation and online phases as Kubernetes Jobs.",
+        epilog=f"Settings come from {PREFIX}* environment variables (see operator/README.md); "
+               "the Kubernetes credentials from the pod's service account or KUBECONFIG.",
+    ).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         settings = OperatorSettings.from_env()
