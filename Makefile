@@ -2,7 +2,9 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-CACHE ?= $(HOME)/.cache/streamtrain
+CACHE ?= $(or $(STREAMTRAIN_CACHE),$(HOME)/.cache/streamtrain)
+# localparts reads the cache folder from the environment.
+export STREAMTRAIN_CACHE := $(CACHE)
 VENV ?= $(CACHE)/venv
 PYTHON ?= python3.11
 PY := $(VENV)/bin/python
@@ -12,7 +14,7 @@ PYTEST_ARGS ?=
 # e.g. IMAGE_ARGS="--engine docker --base python:3.11-slim-bookworm" (default: any engine, a local base)
 IMAGE_ARGS ?=
 
-.PHONY: help setup parts demo test unit security lint crds bench faults image clean-cache
+.PHONY: help setup kafka-jars parts demo test unit security lint crds bench faults image clean-cache
 
 help:  ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -27,10 +29,13 @@ $(SETUP_STAMP): pyproject.toml
 
 setup: $(SETUP_STAMP)  ## Python environment (TensorFlow, tensorflow-io, kopf, ...)
 
+kafka-jars: setup  ## Kafka broker jars only (all the demo needs)
+	$(PY) -m localparts install kafka
+
 parts: setup  ## Kafka broker jars and Kubernetes control plane binaries
 	$(PY) -m localparts install
 
-demo: parts  ## The main job: the Kafka tutorial end to end on a local broker
+demo: kafka-jars  ## The main job: the Kafka tutorial end to end on a local broker
 	$(PY) -m workload.cli demo --output demo-output
 
 test: parts lint  ## Lint, then every test: unit, integration (real Kafka, real API server), end to end

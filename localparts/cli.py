@@ -1,6 +1,7 @@
 """`streamtrain-local`: install, start and stop the real parts on this machine.
 
-    streamtrain-local install              # Kafka jars, Kubernetes and helm binaries, cached
+    streamtrain-local install [kafka]      # Kafka jars, Kubernetes and helm binaries, cached
+                                           # (`kafka`: only the jars, what the demo needs)
     streamtrain-local kafka up|down|status
     streamtrain-local controlplane up|down|status
 """
@@ -15,9 +16,11 @@ from localparts import controlplane, helm, kafka, kube_build
 from localparts.errors import LocalPartError
 
 
-def _install() -> None:
+def _install(only_kafka: bool) -> None:
     started = time.monotonic()
     print(f"Kafka {kafka.KAFKA_VERSION} jars: {kafka.install()}", flush=True)
+    if only_kafka:
+        return
     print(f"Kubernetes {kube_build.KUBERNETES_VERSION} binaries (first build takes a while): ",
           end="", flush=True)
     print(kube_build.build())
@@ -52,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamtrain-local", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("install", help="fetch and build every local part (cached)")
+    install = commands.add_parser("install", help="fetch and build every local part (cached)")
+    install.add_argument("part", nargs="?", choices=["all", "kafka"], default="all",
+                         help="kafka: only the broker's jars (default: all)")
     for name in ("kafka", "controlplane"):
         sub = commands.add_parser(name, help=f"start or stop the local {name}")
         sub.add_argument("action", choices=["up", "down", "status"])
@@ -64,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
     try:
         if arguments.command == "install":
-            _install()
+            _install(arguments.part == "kafka")
         elif arguments.command == "kafka":
             _kafka(arguments.action)
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ from localparts import kube_build
 from localparts.cache import require_tool, run
 from localparts.errors import LocalPartError
 from localparts.process import spawn, wait_until
+
+REPO = Path(__file__).resolve().parents[2]
 
 UPSTREAM_GO_MOD = """module k8s.io/kubernetes
 
@@ -56,3 +59,13 @@ def test_a_server_that_dies_while_starting_fails_with_its_log_tail(tmp_path: Pat
         wait_until(server, lambda: False, 20, "starting the broken server")
     assert "broken exited while starting the broken server" in str(raised.value)
     assert "FATAL: port in use" in str(raised.value)
+
+
+def test_the_demo_installs_only_the_kafka_jars_and_the_tests_everything(tmp_path: Path) -> None:
+    def planned(target: str) -> list[str]:
+        dry = subprocess.run(["make", "-n", f"VENV={tmp_path / 'venv'}", target], cwd=REPO,
+                             capture_output=True, text=True, check=True)
+        return [line for line in dry.stdout.splitlines() if "-m localparts install" in line]
+
+    assert [line.split("-m localparts ")[1] for line in planned("demo")] == ["install kafka"]
+    assert [line.split("-m localparts ")[1] for line in planned("test")] == ["install"]
