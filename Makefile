@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # e.g. IMAGE_ARGS="--engine docker --base python:3.11-slim-bookworm" (default: any engine, a local base)
 IMAGE_ARGS ?=
 
-.PHONY: help setup kafka-jars parts demo test unit security lint crds bench faults image clean-cache
+.PHONY: help setup kafka-jars parts demo test unit security lint crds bench faults quality image clean-cache
 
 help:  ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -57,6 +57,9 @@ crds: setup  ## Regenerate crds/ from the spec model and copy it (and RBAC) into
 
 bench: parts  ## Input pipeline and evaluation benchmarks (prints a table, writes JSON)
 	$(PY) -m bench.input_pipeline
+
+quality: kafka-jars  ## The default model on every generated data family vs its Bayes-optimal accuracy (table, JSON)
+	$(PY) -m bench.quality
 
 faults: parts  ## Fault scenarios: kills, broker restarts, bad input; prints a table of figures, writes JSON
 	$(PY) -m bench.faults_report

@@ -39,7 +39,7 @@ SEED_STREAM_TIMEOUT_MS = 2000
 def _model_file(folder: Path) -> Artifacts:
     """An output folder holding the tutorial's MLP as the trained model."""
     artifacts = Artifacts(folder).prepare()
-    build_model(ModelSpec.model_validate({"normalize": False}), N_FEATURES).save(
+    build_model(ModelSpec.model_validate({"preprocessing": "none"}), N_FEATURES).save(
         artifacts.keras_model)
     return artifacts
 

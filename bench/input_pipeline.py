@@ -97,7 +97,7 @@ TARGETS.extend([
 
 def tutorial_model() -> keras.Model:
     """The tutorial's MLP (its loss bug fixed), compiled, with its training step traced."""
-    model = build_model(ModelSpec.model_validate({"normalize": False}), N_FEATURES)
+    model = build_model(ModelSpec.model_validate({"preprocessing": "none"}), N_FEATURES)
     warm = tf.data.Dataset.from_tensor_slices(
         (np.zeros((2 * BATCH, N_FEATURES), np.float32), np.zeros(2 * BATCH, np.float32)))
     model.fit(warm.batch(BATCH), epochs=1, verbose=0)

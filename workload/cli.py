@@ -108,6 +108,7 @@ def command_run_mode(arguments: argparse.Namespace) -> int:
 def command_produce(arguments: argparse.Namespace) -> int:
     """Write a train/test split into two topics."""
     from workload.data.producer import produce_split
+    from workload.spec import DataSpec
 
     bootstrap = arguments.bootstrap_servers or _local_bootstrap()
     if arguments.susy:
@@ -115,17 +116,18 @@ def command_produce(arguments: argparse.Namespace) -> int:
 
         data = load_susy(Path(arguments.susy), rows=arguments.rows)
     else:
-        from workload.data.synthetic import generate
+        from workload.datagen.families import FAMILIES
 
-        data = generate(arguments.rows, seed=arguments.seed)
+        data = FAMILIES[arguments.family].generate(arguments.rows, seed=arguments.seed)
     report = produce_split(
         KafkaConnection(bootstrap), arguments.train_topic, arguments.test_topic, data,
         train_rows=int(data.rows * arguments.train_fraction),
         train_partitions=arguments.train_partitions, test_partitions=arguments.test_partitions,
-        progress=not arguments.quiet)
+        data_spec=DataSpec(features=len(data.columns)), progress=not arguments.quiet)
     print(f"wrote {report.records} records ({report.train.records} to {arguments.train_topic}, "
           f"{report.test.records} to {arguments.test_topic}) at "
-          f"{report.records_per_second:,.0f} records/s")
+          f"{report.records_per_second:,.0f} records/s; {len(data.columns)} features "
+          f"(data.features: {len(data.columns)} in the job)")
     return EXIT_OK
 
 
@@ -156,6 +158,8 @@ def command_demo(arguments: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of `streamtrain`."""
+    from workload.datagen.families import FAMILIES
+
     parser = argparse.ArgumentParser(prog="streamtrain", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -174,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("--train-partitions", type=int, default=1)
     produce.add_argument("--test-partitions", type=int, default=2)
     produce.add_argument("--seed", type=int, default=0, help="synthetic data seed")
+    produce.add_argument("--family", default="tutorial", choices=list(FAMILIES),
+                         help="generated data family (default: the tutorial's SUSY-like rows)")
     produce.add_argument("--susy", help="read the real UCI SUSY.csv(.gz) instead of synthetic data")
     produce.add_argument("--quiet", action="store_true", help="no progress bar")
     produce.set_defaults(handler=command_produce)

@@ -41,4 +41,6 @@ def render_reports(reports: list[PodReport], console: Console | None = None,
         table.add_row(report.mode, outcome, _number(loss), _percent(accuracy), _number(auc),
                       _count(records), _count(metrics.bad_records),
                       _number(report.records_per_second, 0))
+    table.caption = "; ".join(f"{report.mode}: preprocessing {report.preprocessing}"
+                              for report in reports if report.preprocessing) or None
     (console or Console()).print(table)

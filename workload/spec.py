@@ -336,8 +336,10 @@ class ModelSpec(SpecModel):
     """Optimizer name."""
     learning_rate: float = Field(0.001, gt=0.0, le=10.0)
     """Optimizer step size."""
-    normalize: bool = True
-    """Standardize features with statistics of the training data (raw features vary by orders of magnitude)."""
+    preprocessing: Literal["robust", "standardize", "none"] = "robust"
+    """How features are prepared, inside the model, from training statistics: `robust` chooses per
+    feature (signed log for heavy tails, a clip at extreme quantiles, standardisation,
+    near-constant columns dropped); `standardize` only standardises; `none` feeds them raw."""
     output: OutputSpec = Field(default_factory=OutputSpec)
     """Where to write the model and its artefacts."""
     source: ModelSourceSpec | None = None

@@ -73,6 +73,9 @@ class PodReport(StatusModel):
     """Epochs completed (train)."""
     records_per_second: float | None = None
     """Throughput of the phase."""
+    preprocessing: str | None = None
+    """How the trained model prepares raw features (train), e.g. `robust: 9 standardize, 9
+    signed-log`."""
     resume_ignored: str | None = None
     """Why a checkpoint or ledger found in the output folder was not resumed from (it belongs
     to another job, or to other data or model settings)."""
@@ -145,6 +148,8 @@ class ModelStatus(StatusModel):
     """Where it is."""
     saved_at: str | None = None
     """When it was written (RFC 3339)."""
+    preprocessing: str | None = None
+    """How the model prepares raw features, e.g. `robust: 9 standardize, 9 signed-log`."""
 
 
 class StreamingTrainingJobStatus(StatusModel):

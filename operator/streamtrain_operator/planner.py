@@ -175,7 +175,9 @@ def _merge_report(status: StreamingTrainingJobStatus, report: PodReport, now: st
     if report.epoch is not None:
         status.progress = (status.progress or Progress()).model_copy(update={"epoch": report.epoch})
     if report.model_uri:
-        status.model = ModelStatus(uri=report.model_uri, saved_at=now)
+        kept = status.model.preprocessing if status.model is not None else None
+        status.model = ModelStatus(uri=report.model_uri, saved_at=now,
+                                   preprocessing=report.preprocessing or kept)
 
 
 def _transition(status: StreamingTrainingJobStatus, phase: Phase, message: str,

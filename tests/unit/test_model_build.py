@@ -14,8 +14,10 @@ import numpy.typing as npt  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from workload.model.build import RunningStatistics, build_model, feature_statistics  # noqa: E402
+from workload.model.build import build_model, feature_plan, load_model  # noqa: E402
 from workload.model.export import SERVE_ENDPOINT, export_model, recover_saved_model  # noqa: E402
+from workload.model.preprocessing import LAYER_NAME  # noqa: E402
+from workload.model.statistics import feature_statistics, plan_features  # noqa: E402
 from workload.spec import ModelSpec  # noqa: E402
 
 Features = npt.NDArray[np.float32]
@@ -27,9 +29,13 @@ SMALL = ModelSpec.model_validate({
 
 @pytest.fixture(scope="module")
 def raw_features() -> Features:
-    """Features on very different scales, like SUSY's momenta next to its angles."""
+    """Features on very different scales, like SUSY's momenta next to its angles, one of them
+    log-normal over six orders of magnitude, one near-constant."""
     rng = np.random.default_rng(1)
-    columns = [rng.exponential(300.0, 512), rng.normal(0.0, 0.01, 512)]
+    constant = np.full(512, 7.0)
+    constant[3] = 1e5
+    columns = [rng.exponential(300.0, 512), rng.normal(0.0, 0.01, 512),
+               np.exp(rng.normal(0.0, 2.3, 512)), constant]
     features: Features = np.stack(columns, axis=1).astype(np.float32)
     return features
 
@@ -53,41 +59,46 @@ def test_the_loss_takes_probabilities_not_logits() -> None:
     assert model.optimizer.get_config()["learning_rate"] == pytest.approx(0.05)
 
 
-def test_normalization_standardises_raw_features(raw_features: Features) -> None:
-    model = build_model(SMALL, 2, feature_statistics(raw_features))
-    normalized = model.get_layer("normalize")(raw_features).numpy()
+def test_standardize_uses_the_training_mean_and_variance(raw_features: Features) -> None:
+    spec = SMALL.model_copy(update={"preprocessing": "standardize"})
+    model = build_model(spec, 2, feature_statistics(raw_features[:, :2]))
+    normalized = model.get_layer("normalize")(raw_features[:, :2]).numpy()
     np.testing.assert_allclose(normalized.mean(axis=0), [0.0, 0.0], atol=1e-3)
     np.testing.assert_allclose(normalized.std(axis=0), [1.0, 1.0], atol=1e-2)
 
 
-def test_running_statistics_match_the_whole_table(raw_features: Features) -> None:
-    running = RunningStatistics(2)
-    for start in range(0, len(raw_features), 100):
-        running.add(raw_features[start:start + 100])
-    mean, variance = running.result()
-    np.testing.assert_allclose(mean, raw_features.mean(axis=0), rtol=1e-5)
-    np.testing.assert_allclose(variance, raw_features.var(axis=0), rtol=1e-4)
+def test_robust_preprocessing_is_the_first_layer_and_drops_near_constant_columns(
+        raw_features: Features) -> None:
+    statistics = feature_statistics(raw_features)
+    plan = feature_plan(SMALL, statistics)
+    assert plan is not None and plan.transforms[2:] == ("signed-log", "drop")
+    model = build_model(SMALL, 4, statistics, plan)
+    prepared = model.get_layer(LAYER_NAME)(raw_features).numpy()
+    assert prepared.shape == (512, 3)
+    np.testing.assert_allclose(prepared.mean(axis=0), 0.0, atol=0.05)
+    np.testing.assert_allclose(prepared.std(axis=0), 1.0, atol=0.05)
+    assert np.abs(prepared).max() < 6.0
+    assert plan.transforms == plan_features(statistics).transforms
 
 
-def test_without_normalize_there_is_no_normalization_layer() -> None:
-    spec = SMALL.model_copy(update={"normalize": False})
-    model = build_model(spec, 2)
-    assert not any(isinstance(layer, keras.layers.Normalization) for layer in model.layers)
+def test_without_preprocessing_the_model_takes_features_as_they_are() -> None:
+    model = build_model(SMALL.model_copy(update={"preprocessing": "none"}), 2)
+    assert [layer.name for layer in model.layers][:2] == ["features", "dense_0"]
 
 
 def test_export_writes_a_keras_file_and_a_servable_saved_model(
         tmp_path: Path, raw_features: Features) -> None:
-    model = build_model(SMALL, 2, feature_statistics(raw_features))
+    model = build_model(SMALL, 4, feature_statistics(raw_features))  # robust preprocessing
     keras_path, saved_path = tmp_path / "model.keras", tmp_path / "saved_model"
     export_model(model, keras_path, saved_path)
     export_model(model, keras_path, saved_path)  # replacing an existing export works too
     expected = model.predict(raw_features[:4], verbose=0)
-    reloaded = keras.models.load_model(keras_path)
+    reloaded = load_model(keras_path)
     np.testing.assert_allclose(reloaded.predict(raw_features[:4], verbose=0), expected, rtol=1e-5)
     served = tf.saved_model.load(str(saved_path))
     signature = served.signatures[SERVE_ENDPOINT]
     spec = next(iter(signature.structured_input_signature[1].values()))
-    assert spec.dtype == tf.float32 and spec.shape.as_list() == [None, 2]
+    assert spec.dtype == tf.float32 and spec.shape.as_list() == [None, 4]  # raw features
     output = next(iter(signature(tf.constant(raw_features[:4])).values())).numpy()
     np.testing.assert_allclose(output, expected, rtol=1e-5)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["model.keras", "saved_model"]

@@ -6,21 +6,29 @@ one sigmoid unit. The loss is binary cross-entropy on probabilities
 a loss with `from_logits=True`, which squashes the output twice and trains
 against the wrong gradient.
 
-Raw SUSY-like features differ by orders of magnitude (momenta in the
-hundreds, angles around one); with `normalize` a `Normalization` layer holding
-the training features' mean and variance standardises them inside the model,
-so the exported model takes raw features and serving needs no preprocessing.
-The statistics are plain numbers computed while the data is read
-(`feature_statistics`, or `RunningStatistics` batch by batch), so a model
-can be built without holding every record.
+Real features differ by orders of magnitude, have heavy tails and
+near-constant columns, so the model's first layer prepares them
+(`spec.model.preprocessing`), with numbers taken from the training data
+(`workload.model.statistics`):
+- `robust` (default): per feature, a signed log for heavy tails, a clip at
+  extreme quantiles, standardisation, near-constant columns dropped
+  (`workload.model.preprocessing`);
+- `standardize`: a `Normalization` layer with the training mean and variance;
+- `none`: raw features.
+Inside the model, so the exported model takes raw features and serving needs
+no preprocessing.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import keras
 import numpy as np
-import numpy.typing as npt
 
+from workload.model.preprocessing import FeaturePreprocessing
+from workload.model.statistics import FeaturePlan, FeatureStatistics, plan_features
 from workload.spec import ModelSpec
 
 OPTIMIZERS: dict[str, type[keras.optimizers.Optimizer]] = {
@@ -38,53 +46,42 @@ INPUT_NAME = "features"
 """Name of the model's input: float32 [batch, n_features], raw (unscaled) values."""
 
 
-Statistics = tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]
-"""Per-feature (mean, variance) of the training data."""
+def feature_plan(spec: ModelSpec, statistics: FeatureStatistics | None) -> FeaturePlan | None:
+    """The per-feature transforms of `robust` preprocessing (`None` for other choices)."""
+    if spec.preprocessing != "robust" or statistics is None:
+        return None
+    return plan_features(statistics)
 
 
-class RunningStatistics:
-    """Mean and variance of features accumulated batch by batch (float64 sums)."""
-
-    def __init__(self, n_features: int) -> None:
-        self.rows = 0
-        self.total = np.zeros(n_features, np.float64)
-        self.total_squares = np.zeros(n_features, np.float64)
-
-    def add(self, features: npt.NDArray[np.float32]) -> None:
-        """Account for a batch of rows (float32 [rows, n_features])."""
-        values = features.astype(np.float64)
-        self.rows += len(values)
-        self.total += values.sum(axis=0)
-        self.total_squares += np.square(values).sum(axis=0)
-
-    def result(self) -> Statistics:
-        """(mean, variance); zeros and ones when no row was seen."""
-        if self.rows == 0:
-            return np.zeros_like(self.total), np.ones_like(self.total)
-        mean = self.total / self.rows
-        variance = np.maximum(self.total_squares / self.rows - np.square(mean), 0.0)
-        return mean, variance
+def describe_preprocessing(spec: ModelSpec, plan: FeaturePlan | None,
+                           names: list[str]) -> dict[str, Any]:
+    """What the model does to each feature, for the results: the choice in one line
+    (`robust: 9 standardize, 9 signed-log`) and per feature its transform and why."""
+    document: dict[str, Any] = {"choice": spec.preprocessing, "summary": spec.preprocessing}
+    if plan is not None:
+        document["summary"] = f"{spec.preprocessing}: {plan.summary()}"
+        document["features"] = {name: {"transform": kind, "reason": why} for name, kind, why in
+                                zip(names, plan.transforms, plan.reasons, strict=True)}
+    return document
 
 
-def feature_statistics(features: npt.NDArray[np.float32]) -> Statistics:
-    """(mean, variance) of float32 [rows, n_features]."""
-    running = RunningStatistics(features.shape[1])
-    running.add(features)
-    return running.result()
-
-
-def build_model(
-    spec: ModelSpec, n_features: int, statistics: Statistics | None = None
-) -> keras.Model:
+def build_model(spec: ModelSpec, n_features: int, statistics: FeatureStatistics | None = None,
+                plan: FeaturePlan | None = None) -> keras.Model:
     """A compiled model for `n_features` raw inputs.
 
-    With `spec.normalize`, `statistics` (the training data's per-feature mean
-    and variance) standardise the inputs; without them the layer is the identity.
+    `statistics` (of the training features) set the preprocessing; without
+    them `standardize` is the identity. `plan` is the robust preprocessing
+    when already chosen (`feature_plan`).
     """
     inputs = keras.Input(shape=(n_features,), name=INPUT_NAME, dtype="float32")
     hidden = inputs
-    if spec.normalize:
-        mean, variance = statistics or (np.zeros(n_features), np.ones(n_features))
+    if spec.preprocessing == "robust":
+        plan = plan or feature_plan(spec, statistics)
+        if plan is not None:
+            hidden = FeaturePreprocessing.from_plan(plan)(hidden)
+    elif spec.preprocessing == "standardize":
+        mean, variance = ((statistics.mean, statistics.variance) if statistics is not None
+                          else (np.zeros(n_features), np.ones(n_features)))
         normalization = keras.layers.Normalization(
             axis=-1, mean=mean.tolist(), variance=variance.tolist(), name="normalize")
         hidden = normalization(hidden)
@@ -99,6 +96,18 @@ def build_model(
     model = keras.Model(inputs, outputs, name="streamtrain_classifier")
     compile_model(model, spec)
     return model
+
+
+def load_model(path: Path) -> keras.Model:
+    """A saved model, uncompiled (its preprocessing layer's class is registered by import)."""
+    return keras.saving.load_model(path, compile=False)
+
+
+def model_summary(model: keras.Model) -> str:
+    """Keras' summary table of the model, as text."""
+    lines: list[str] = []
+    model.summary(print_fn=lambda line, **_: lines.append(line))
+    return "\n".join(lines)
 
 
 def compile_model(model: keras.Model, spec: ModelSpec) -> None:

@@ -22,8 +22,9 @@ import tensorflow as tf
 from workload.artifacts import Artifacts, write_json_atomic
 from workload.data.decode import count_reasons, decode_batch_tensors
 from workload.kafka_connection import KafkaConnection
-from workload.model.build import build_model, compile_model, feature_statistics
+from workload.model.build import build_model, compile_model, load_model
 from workload.model.export import write_keras_atomic, write_saved_model_atomic
+from workload.model.statistics import feature_statistics
 from workload.spec import StreamingTrainingJobSpec
 
 
@@ -42,7 +43,7 @@ class OnlineLearner:
         self.started_from = "fresh"
         for start in (artifacts.keras_model, artifacts.source_model):
             if start is not None and start.exists():
-                self._use(keras.saving.load_model(start, compile=False))
+                self._use(load_model(start))
                 self.started_from = str(start)
                 break
         data = spec.data

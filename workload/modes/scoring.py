@@ -19,12 +19,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from workload.data.decode import count_reasons, decode_batch_tensors
 from workload.kafka_connection import KafkaConnection
+from workload.model.build import load_model
 from workload.modes.ledger import Tally
 from workload.modes.offset_reader import open_readers
 from workload.spec import DataSpec
@@ -53,7 +53,7 @@ class Scorer:
         self._pool = ThreadPoolExecutor(max_workers=max(2, len(partitions), os.cpu_count() or 1))
         self._batch_size = batch_size
         self._sink = bad_record_sink
-        model = keras.saving.load_model(model_path, compile=False)
+        model = load_model(model_path)
         width = len(data.feature_names)
 
         def predict(features: tf.Tensor) -> tf.Tensor:

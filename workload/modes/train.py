@@ -45,8 +45,14 @@ from workload.data.kafka_input import (
 )
 from workload.identity import RunIdentity
 from workload.kafka_connection import KafkaConnection
-from workload.model.build import RunningStatistics, Statistics, build_model
+from workload.model.build import (
+    build_model,
+    describe_preprocessing,
+    feature_plan,
+    model_summary,
+)
 from workload.model.export import export_model
+from workload.model.statistics import FeatureStatistics, RunningStatistics
 from workload.modes.checkpoint import (
     Checkpointer,
     CheckpointMismatch,
@@ -83,7 +89,7 @@ class ReadSummary:
     features: list[Floats] = field(default_factory=list)
     labels: list[Floats] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
-    statistics: Statistics | None = None
+    statistics: FeatureStatistics | None = None
 
     @property
     def bad(self) -> int:
@@ -239,7 +245,11 @@ def _train(spec: StreamingTrainingJobSpec, identity: RunIdentity, connection: Ka
                            "recordsPerSecond": round(summary.records / max(summary.seconds, 1e-9))}
         check_bad_records(summary, train.topic, data)
 
-        model = build_model(spec.model, len(data.feature_names), summary.statistics)
+        plan = feature_plan(spec.model, summary.statistics)
+        model = build_model(spec.model, len(data.feature_names), summary.statistics, plan)
+        preprocessing = describe_preprocessing(spec.model, plan, data.feature_names)
+        results["preprocessing"] = preprocessing
+        results["modelSummary"] = model_summary(model)
         restore_checkpoint(artifacts.checkpoints, state, model)
         resumed_at = (state.epochs_done, state.batches_done)
         rows = training_rows(summary, connection, train.topic, state.offsets, data, train.cache)
@@ -282,6 +292,7 @@ def _train(spec: StreamingTrainingJobSpec, identity: RunIdentity, connection: Ka
         model_uri=artifacts.uri(artifacts.keras_model),
         epoch=state.epochs_done,
         records_per_second=round(rate, 1) if rate else None,
+        preprocessing=preprocessing["summary"],
         resume_ignored=ignored,
     )
 
