@@ -50,3 +50,20 @@ def test_run_mode_without_a_spec_reports_through_the_termination_log(tmp_path: P
 @pytest.mark.parametrize("mode", ["fit", ""])
 def test_an_unknown_mode_is_refused(mode: str) -> None:
     assert streamtrain("run-mode", mode).returncode == 2
+
+
+def test_a_local_run_reads_a_source_job_beside_its_own_folder(tmp_path: Path) -> None:
+    from workload.runner import local_folders
+    from workload.spec import StreamingTrainingJobSpec, parse_spec
+
+    def spec(source: dict[str, str]) -> StreamingTrainingJobSpec:
+        return parse_spec({"kafka": {"bootstrapServers": "k:9092"}, "evaluate": {"topic": "t"},
+                           "model": {"source": source}})
+
+    folders = local_folders(spec({"job": "first"}), tmp_path / "out" / "second")
+    assert folders.root == tmp_path / "out" / "second"
+    assert folders.source_model == tmp_path / "out" / "first" / "model.keras"
+    chosen = local_folders(spec({"job": "first"}), tmp_path / "x", tmp_path / "elsewhere")
+    assert chosen.source == tmp_path / "elsewhere"
+    with pytest.raises(ValueError, match="--source-dir"):
+        local_folders(spec({"volumeClaim": "c", "path": "a/b"}), tmp_path / "x")
