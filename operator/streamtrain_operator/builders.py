@@ -52,6 +52,9 @@ CLAIM_SCHEME = "pvc://"
 """Prefix of a location on a PersistentVolumeClaim: `pvc://<claim>/<folder inside it>`."""
 
 JOB_LABEL = f"{API_GROUP}/job"
+"""The job's name (shortened with a hash past 63 characters) on its child Jobs and pods."""
+JOB_UID_LABEL = f"{API_GROUP}/job-uid"
+"""The job's uid on its child Jobs and pods: what the operator's watches select them by."""
 MODE_LABEL = f"{API_GROUP}/mode"
 
 
@@ -103,13 +106,14 @@ def child_job_name(job_name: str, mode: Mode) -> str:
     return bounded_name(job_name, f"-{mode}")
 
 
-def job_labels(job_name: str, mode: Mode) -> dict[str, str]:
-    """Labels of a child Job and its pods (used to find them again)."""
+def job_labels(job_name: str, uid: str, mode: Mode) -> dict[str, str]:
+    """Labels of a child Job and its pods (used to find and watch them)."""
     return {
         "app.kubernetes.io/name": "streamtrain",
         "app.kubernetes.io/component": MODE[mode].template,
         "app.kubernetes.io/managed-by": "streamtrain-operator",
         JOB_LABEL: bounded_name(job_name),
+        JOB_UID_LABEL: uid,
         MODE_LABEL: mode,
     }
 
@@ -205,7 +209,7 @@ def build_job_manifest(job_name: str, namespace: str, uid: str, mode: Mode,
     `source` is where the model of `model.source` is (resolved by the operator)."""
     role: RoleSpec = getattr(spec, MODE[mode].template)
     policy = spec.run_policy
-    labels = job_labels(job_name, mode)
+    labels = job_labels(job_name, uid, mode)
     output = output_folder(namespace, job_name, uid, spec)
     volumes, mounts = _volumes(spec, kafka, output, source)
     resources = {kind: {name: str(amount) for name, amount in amounts.items()}

@@ -94,9 +94,27 @@ def ensure_job(api: kubernetes.client.ApiClient, manifest: Manifest, suspend: bo
     if owner not in {ref.uid for ref in existing.metadata.owner_references or []}:
         raise NameTakenError(f"Job {name} exists and belongs to someone else; "
                              "rename the StreamingTrainingJob or delete that Job")
-    if bool(existing.spec.suspend) != suspend and not _true_condition(existing, "Complete"):
-        batch.patch_namespaced_job(name, namespace, {"spec": {"suspend": suspend}})
+    _align_suspend(batch, existing, suspend)
     return False
+
+
+def set_suspend(api: kubernetes.client.ApiClient, namespace: str, name: str,
+                suspend: bool) -> None:
+    """Align an existing child Job's `suspend`; a missing one is left missing (never created)."""
+    batch: Any = kubernetes.client.BatchV1Api(api)
+    try:
+        existing = batch.read_namespaced_job(name, namespace)
+    except kubernetes.client.ApiException as error:
+        if error.status == 404:
+            return
+        raise
+    _align_suspend(batch, existing, suspend)
+
+
+def _align_suspend(batch: Any, existing: Any, suspend: bool) -> None:
+    if bool(existing.spec.suspend) != suspend and not _true_condition(existing, "Complete"):
+        batch.patch_namespaced_job(existing.metadata.name, existing.metadata.namespace,
+                                   {"spec": {"suspend": suspend}})
 
 
 def delete_children(api: kubernetes.client.ApiClient, namespace: str, job_name: str) -> int:

@@ -1,4 +1,4 @@
-"""Prometheus metrics: jobs by phase, reconcile errors, reconcile latency.
+"""Prometheus metrics: jobs by phase, reconcile errors and latency, API requests by verb.
 
 Served by `prometheus_client`'s own HTTP server on the metrics port.
 """
@@ -22,6 +22,9 @@ class OperatorMetrics:
         self.reconcile_seconds = Histogram("streamtrain_reconcile_seconds",
                                            "Duration of one reconcile pass",
                                            registry=self.registry)
+        self.api_requests = Counter("streamtrain_api_requests",
+                                    "Kubernetes API requests the operator sent, by HTTP method",
+                                    ["verb"], registry=self.registry)
         self._phases: dict[str, Phase] = {}
         self._publish()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Literal
 
 from streamtrain_operator.builders import ClaimFolder, child_job_name
@@ -34,6 +35,12 @@ MESSAGE_LIMIT = 1024
 
 FIGURE_DIGITS = 4
 """Decimals of the metrics copied into status."""
+
+WAIT_CONDITIONS = frozenset({"KafkaReady", "ModelSourceReady"})
+"""Conditions that, while False, say the job waits for an object it does not own."""
+
+WAIT_RECHECK_S = (2.0, 60.0)
+"""Least and most seconds between two looks at a waiting job."""
 
 EventType = Literal["Normal", "Warning"]
 
@@ -95,6 +102,9 @@ class Plan:
     run: Mode | None = None
     suspend: bool = False
     events: list[Event] = field(default_factory=list)
+    wake_after_s: float | None = None
+    """Seconds until the job must be looked at again without an event (a TTL or a deadline
+    coming due); `None` = only on events."""
 
 
 def failure_text(report_text: str | None, job_message: str = "") -> str:
@@ -269,4 +279,27 @@ def next_plan(spec: StreamingTrainingJobSpec, job_name: str, generation: int,
     if status.phase in TERMINAL:
         status.completion_time = status.completion_time or now
     status.conditions = phase_conditions(spec, status, message, generation, now)
-    return Plan(status, run, spec.run_policy.suspend, events)
+    return Plan(status, run, spec.run_policy.suspend, events,
+                wake_after_s=None if status.phase in TERMINAL else waiting_recheck(status, now))
+
+
+def parse_time(text: str) -> datetime:
+    """An RFC 3339 time as Kubernetes writes it (seconds, UTC)."""
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+def waiting_recheck(status: StreamingTrainingJobStatus, now: str) -> float | None:
+    """Seconds until a job that waits for an object it does not own is looked at again.
+
+    A Strimzi `Kafka` or `KafkaUser`, or the job `model.source` names, are not
+    watched (they may not even have a CRD yet); a waiting job looks again after
+    half the time it has waited so far, within `WAIT_RECHECK_S`.
+    """
+    waiting = [condition for condition in status.conditions
+               if condition.type in WAIT_CONDITIONS and condition.status == "False"]
+    if not waiting:
+        return None
+    waited = max((parse_time(now) - parse_time(condition.last_transition_time)).total_seconds()
+                 for condition in waiting)
+    low, high = WAIT_RECHECK_S
+    return min(max(waited / 2, low), high)

@@ -1,13 +1,15 @@
 """One reconcile pass: parse, resolve Kafka, observe children, plan, act.
 
-Called by the handlers with the object's current body; returns the plan
-whose status the handler writes through the status subresource. Side
-effects (creating or suspending the current phase's Job, topics, clean-up)
-happen here; the decisions come from the pure `status.next_plan`.
+Called by the controller's workers with the job's current body; returns the
+plan whose status the controller writes through the status subresource.
+Side effects (creating or suspending the current phase's Job, topics,
+clean-up after the TTL) happen here; the decisions come from the pure
+`planner.next_plan`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,8 +17,15 @@ from typing import Any
 import kubernetes
 
 from streamtrain_operator import children, sources, strimzi
-from streamtrain_operator.builders import KafkaAccess, build_job_manifest
-from streamtrain_operator.planner import TERMINAL, Event, Plan, invalid_spec, next_plan
+from streamtrain_operator.builders import build_job_manifest, child_job_name
+from streamtrain_operator.planner import (
+    TERMINAL,
+    Event,
+    Plan,
+    invalid_spec,
+    next_plan,
+    parse_time,
+)
 from workload.spec import SpecError, parse_spec
 from workload.status import StreamingTrainingJobStatus
 
@@ -26,23 +35,32 @@ def now_text() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _parse_time(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-
-
 def ttl_expired(status: StreamingTrainingJobStatus, ttl_seconds: int | None, now: str) -> bool:
     """Whether a finished job's children are due for deletion."""
-    if ttl_seconds is None or status.phase not in TERMINAL or not status.completion_time:
-        return False
-    due = _parse_time(status.completion_time) + timedelta(seconds=ttl_seconds)
-    return _parse_time(now) >= due
+    due = _ttl_due(status.phase, status.completion_time, ttl_seconds, now)
+    return due is not None and due <= 0
+
+
+def ttl_due_in(job: Mapping[str, Any], now: str) -> float | None:
+    """Seconds until a finished job's children are due for deletion (<= 0: now), from the raw
+    resource; `None` when the job is not finished or has no TTL."""
+    status = job.get("status") or {}
+    ttl = ((job.get("spec") or {}).get("runPolicy") or {}).get("ttlSecondsAfterFinished")
+    return _ttl_due(status.get("phase"), status.get("completionTime"), ttl, now)
+
+
+def _ttl_due(phase: str | None, completion_time: str | None, ttl_seconds: int | None,
+             now: str) -> float | None:
+    if ttl_seconds is None or phase not in TERMINAL or not completion_time:
+        return None
+    due = parse_time(completion_time) + timedelta(seconds=ttl_seconds)
+    return (due - parse_time(now)).total_seconds()
 
 
 def reconcile(api: kubernetes.client.ApiClient, name: str, namespace: str, uid: str,
               generation: int, spec_body: Mapping[str, Any],
-              status_body: Mapping[str, Any] | None) -> Plan:
+              status_body: Mapping[str, Any] | None, now: str) -> Plan:
     """Bring the children in line with the spec; return the next status and events."""
-    now = now_text()
     current = StreamingTrainingJobStatus.model_validate(dict(status_body or {}))
     try:
         spec = parse_spec(spec_body, in_cluster=True)
@@ -51,9 +69,13 @@ def reconcile(api: kubernetes.client.ApiClient, name: str, namespace: str, uid: 
             return Plan(current)
         return invalid_spec(current, generation, str(error), now)
     if current.phase in TERMINAL:
-        if ttl_expired(current, spec.run_policy.ttl_seconds_after_finished, now):
+        plan = Plan(current.model_copy(update={"observed_generation": generation}))
+        due = _ttl_due(current.phase, current.completion_time,
+                       spec.run_policy.ttl_seconds_after_finished, now)
+        if due is not None and due <= 0:
             children.delete_children(api, namespace, name)
-        return Plan(current.model_copy(update={"observed_generation": generation}))
+            return plan
+        return dataclasses.replace(plan, wake_after_s=due)
     try:
         source = sources.resolve(api, namespace, spec)
     except SpecError as error:
@@ -75,12 +97,13 @@ def reconcile(api: kubernetes.client.ApiClient, name: str, namespace: str, uid: 
         if created:
             plan.events.append(Event("Normal", "JobCreated",
                                      f"created Job {manifest['metadata']['name']}"))
-    elif plan.run is not None and plan.run in observed:
-        # Kafka went away while a phase runs: keep the pods, still honour suspend.
-        manifest = build_job_manifest(name, namespace, uid, plan.run, spec,
-                                      KafkaAccess(""), suspend=plan.suspend, source=folder)
-        try:
-            children.ensure_job(api, manifest, plan.suspend)
-        except children.NameTakenError as error:
-            return invalid_spec(current, generation, str(error), now, reason="JobNameTaken")
-    return plan
+    elif plan.run is not None:
+        # Kafka went away while a phase runs: keep its pods, honour suspend, create nothing.
+        children.set_suspend(api, namespace, child_job_name(name, plan.run), plan.suspend)
+    return _with_ttl(plan, spec.run_policy.ttl_seconds_after_finished, now)
+
+
+def _with_ttl(plan: Plan, ttl_seconds: int | None, now: str) -> Plan:
+    """The plan, told to look again when the TTL of a job it just finished is due."""
+    due = _ttl_due(plan.status.phase, plan.status.completion_time, ttl_seconds, now)
+    return plan if due is None else dataclasses.replace(plan, wake_after_s=max(due, 0.0))

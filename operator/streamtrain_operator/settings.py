@@ -12,7 +12,12 @@ from dataclasses import dataclass
 
 import kopf
 
+from streamtrain_operator.builders import JOB_UID_LABEL
+
 PREFIX = "STREAMTRAIN_OPERATOR_"
+
+CHILD_RESOURCES: tuple[tuple[str, str, str], ...] = (("batch", "v1", "jobs"), ("", "v1", "pods"))
+"""(group, version, plural) of the children whose events move a job on."""
 
 
 class SettingsError(ValueError):
@@ -25,9 +30,13 @@ class OperatorSettings:
 
     namespaces: tuple[str, ...] = ()
     """Namespaces to watch (`NAMESPACES`, comma-separated); empty = the whole cluster."""
-    reconcile_interval_s: float = 5.0
-    """Seconds between reconcile passes of each job (`RECONCILE_INTERVAL_S`): how soon a
-    finished pod moves the job on. Lower it in tests; 5 s is cheap for a handful of jobs."""
+    resync_interval_s: float = 300.0
+    """Seconds between operator-wide resyncs (`RESYNC_INTERVAL_S`): every unfinished job is
+    looked at again, for anything a watch missed. Jobs move on their own events, so this only
+    bounds how long a missed event can go unnoticed; finished jobs are never resynced."""
+    workers: int = 4
+    """Reconcile passes that may run at once (`WORKERS`), each on another job. A pass mostly
+    waits on the API server (5-10 requests); four keep up with hundreds of jobs applied at once."""
     watch_server_timeout_s: int = 300
     """Seconds the API server keeps a watch open (`WATCH_SERVER_TIMEOUT_S`). Without it a
     watch broken by a proxy or load balancer can stall silently for ever."""
@@ -52,7 +61,7 @@ class OperatorSettings:
         env = os.environ if environ is None else environ
         values = {key.removeprefix(PREFIX): value for key, value in env.items()
                   if key.startswith(PREFIX)}
-        known = {"NAMESPACES", "RECONCILE_INTERVAL_S", "WATCH_SERVER_TIMEOUT_S",
+        known = {"NAMESPACES", "RESYNC_INTERVAL_S", "WORKERS", "WATCH_SERVER_TIMEOUT_S",
                  "WATCH_CLIENT_TIMEOUT_S", "CONNECT_TIMEOUT_S", "LIVENESS_PORT",
                  "METRICS_PORT", "BIND_ADDRESS", "PEERING"}
         unknown = sorted(set(values) - known)
@@ -62,8 +71,9 @@ class OperatorSettings:
         settings = cls(
             namespaces=tuple(item.strip() for item in values.get("NAMESPACES", "").split(",")
                              if item.strip()),
-            reconcile_interval_s=_number(values, "RECONCILE_INTERVAL_S",
-                                         defaults.reconcile_interval_s, float),
+            resync_interval_s=_number(values, "RESYNC_INTERVAL_S", defaults.resync_interval_s,
+                                      float),
+            workers=int(_number(values, "WORKERS", defaults.workers, int)),
             watch_server_timeout_s=int(_number(values, "WATCH_SERVER_TIMEOUT_S",
                                                defaults.watch_server_timeout_s, int)),
             watch_client_timeout_s=int(_number(values, "WATCH_CLIENT_TIMEOUT_S",
@@ -80,8 +90,10 @@ class OperatorSettings:
 
     def validate(self) -> None:
         """Reject combinations that cannot work."""
-        if self.reconcile_interval_s <= 0:
-            raise SettingsError(f"{PREFIX}RECONCILE_INTERVAL_S must be > 0")
+        if self.resync_interval_s <= 0:
+            raise SettingsError(f"{PREFIX}RESYNC_INTERVAL_S must be > 0")
+        if self.workers < 1:
+            raise SettingsError(f"{PREFIX}WORKERS must be >= 1")
         if self.watch_client_timeout_s <= self.watch_server_timeout_s:
             raise SettingsError(f"{PREFIX}WATCH_CLIENT_TIMEOUT_S must exceed "
                                 f"{PREFIX}WATCH_SERVER_TIMEOUT_S")
@@ -112,6 +124,10 @@ class OperatorSettings:
         # Watching listed namespaces needs no cluster-wide reads (namespaces, CRDs): a
         # per-namespace Role suffices. The CRD must then exist before the operator starts.
         settings.scanning.disabled = bool(self.namespaces)
+        # Child Jobs and pods are watched through a label selector on the API server: the
+        # operator never receives other Jobs or pods of the cluster.
+        for resource in CHILD_RESOURCES:
+            settings.watching.label_selectors[resource] = JOB_UID_LABEL
         return settings
 
 

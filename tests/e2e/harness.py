@@ -13,7 +13,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -139,13 +139,14 @@ class OperatorProcess:
     process: subprocess.Popen[bytes] | None = None
     metrics_port: int = 0
     liveness_port: int = 0
+    settings: dict[str, str] = field(default_factory=dict)
+    """Extra `STREAMTRAIN_OPERATOR_*` settings (names without the prefix)."""
 
     def start(self) -> OperatorProcess:
         """Start the operator (again, after `kill`)."""
         self.metrics_port, self.liveness_port = free_port(), free_port()
         env = {**os.environ,
                "KUBECONFIG": str(self.kubeconfig),
-               "STREAMTRAIN_OPERATOR_RECONCILE_INTERVAL_S": "0.5",
                "STREAMTRAIN_OPERATOR_WATCH_SERVER_TIMEOUT_S": "60",
                "STREAMTRAIN_OPERATOR_WATCH_CLIENT_TIMEOUT_S": "70",
                "STREAMTRAIN_OPERATOR_BIND_ADDRESS": "127.0.0.1",
@@ -153,6 +154,7 @@ class OperatorProcess:
                "STREAMTRAIN_OPERATOR_LIVENESS_PORT": str(self.liveness_port)}
         if self.namespace:
             env["STREAMTRAIN_OPERATOR_NAMESPACES"] = self.namespace
+        env.update({f"STREAMTRAIN_OPERATOR_{key}": value for key, value in self.settings.items()})
         with self.log.open("ab") as sink:
             self.process = subprocess.Popen(
                 [PYTHON, "-m", "streamtrain_operator"], env=env, cwd=REPO,

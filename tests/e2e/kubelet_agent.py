@@ -9,7 +9,10 @@ Mapping a container onto the host:
 - the command's program (`streamtrain`) is looked up next to the test's
   Python interpreter, i.e. the project's own entry point stands in for the image;
 - each volume mount becomes a temporary folder (Secrets are written out as
-  files); a PersistentVolumeClaim is one folder shared by every pod that
+  files; a projected service-account token is requested from the API
+  server with the pod's service account, audience and expiry, bound to the
+  pod, and written out as the kubelet does); a PersistentVolumeClaim is one
+  folder shared by every pod that
   claims it, and a mount's `subPath` is a folder inside it, created when
   missing (as the kubelet does); `readOnly` is not enforced; environment
   values that name a mounted path, also inside JSON values such as the job
@@ -210,8 +213,24 @@ class KubeletAgent:
                                                           self.namespace)
                 for key, encoded in (secret.data or {}).items():
                     (host / key).write_bytes(base64.b64decode(encoded))
+            if volume is not None and volume.projected is not None:
+                self._project_tokens(pod, volume.projected, host)
             mounts[mount.mount_path] = host
         return mounts
+
+    def _project_tokens(self, pod: Any, projected: Any, host: Path) -> None:
+        """Write each projected service-account token: a TokenRequest bound to the pod."""
+        for source in projected.sources or []:
+            request = source.service_account_token
+            if request is None:
+                continue
+            token = self.core.create_namespaced_service_account_token(
+                pod.spec.service_account_name or "default", self.namespace, {"spec": {
+                    "audiences": [request.audience],
+                    "expirationSeconds": request.expiration_seconds or 3600,
+                    "boundObjectRef": {"apiVersion": "v1", "kind": "Pod",
+                                       "name": pod.metadata.name, "uid": pod.metadata.uid}}})
+            (host / request.path).write_text(token.status.token)
 
     def _start(self, pod: Any) -> None:
         if pod.spec.node_name is None:

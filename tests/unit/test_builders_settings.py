@@ -25,11 +25,15 @@ def test_namespaces_and_peering_are_read_from_the_environment() -> None:
     assert settings.namespaces == ("ml", "ml-staging")
     assert kopf_settings.peering.standalone is False and kopf_settings.peering.name == "streamtrain"
     assert kopf_settings.scanning.disabled is True
+    selectors = {selector.any_name: value
+                 for selector, value in kopf_settings.watching.label_selectors.items()}
+    assert selectors == {"jobs": "streamtrain.dev/job-uid", "pods": "streamtrain.dev/job-uid"}
     assert settings.liveness_endpoint is None
 
 
 @pytest.mark.parametrize(("env", "named"), [
-    ({"STREAMTRAIN_OPERATOR_RECONCILE_INTERVAL_S": "soon"}, "RECONCILE_INTERVAL_S"),
+    ({"STREAMTRAIN_OPERATOR_RESYNC_INTERVAL_S": "soon"}, "RESYNC_INTERVAL_S"),
+    ({"STREAMTRAIN_OPERATOR_WORKERS": "0"}, "WORKERS"),
     ({"STREAMTRAIN_OPERATOR_WATCH_CLIENT_TIMEOUT_S": "10"}, "WATCH_CLIENT_TIMEOUT_S"),
     ({"STREAMTRAIN_OPERATOR_METRICS_PORT": "70000"}, "METRICS_PORT"),
     ({"STREAMTRAIN_OPERATOR_NAMESPACE": "typo"}, "STREAMTRAIN_OPERATOR_NAMESPACE"),

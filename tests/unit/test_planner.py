@@ -174,3 +174,12 @@ def test_waiting_for_the_source_model_creates_nothing_and_says_why() -> None:
     plan = next_plan(spec, "b", 1, again.status, {}, READY, LATER, ready)
     assert (plan.run, plan.status.phase) == ("evaluate", "Evaluating")
     assert _conditions(plan)["ModelSourceReady"] == "True"
+
+
+def test_a_job_waiting_for_kafka_looks_again_sooner_first_then_at_most_every_minute() -> None:
+    waiting = KafkaState(False, "KafkaNotReady", "Kafka my-cluster has no Ready condition")
+    first = _step(StreamingTrainingJobStatus(), {}, kafka=waiting)
+    assert first.wake_after_s == 2.0
+    later = _step(first.status, {}, kafka=waiting, now=LATER)  # waited five minutes
+    assert later.wake_after_s == 60.0
+    assert _step(StreamingTrainingJobStatus(), {}).wake_after_s is None  # nothing to wait for

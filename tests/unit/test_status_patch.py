@@ -1,10 +1,10 @@
-"""What the handler writes to status, when finished children expire, which deletions it keeps."""
+"""What a pass writes to status, and when a finished job's children expire."""
 
 from __future__ import annotations
 
-from streamtrain_operator.handlers import DeletedJobs, status_patch
+from streamtrain_operator.controller import status_patch
 from streamtrain_operator.planner import Plan
-from streamtrain_operator.reconcile import ttl_expired
+from streamtrain_operator.reconcile import ttl_due_in, ttl_expired
 
 from workload.status import StreamingTrainingJobStatus
 
@@ -30,8 +30,9 @@ def test_children_expire_ttl_seconds_after_completion_only_when_finished() -> No
     assert not ttl_expired(running, 0, "2027-01-01T00:00:00Z")
 
 
-def test_deleted_jobs_remember_the_most_recent_uids_only() -> None:
-    deleted = DeletedJobs(capacity=2)
-    for uid in ("a", "b", "c"):
-        deleted.add(uid)
-    assert "a" not in deleted and "b" in deleted and "c" in deleted
+def test_the_ttl_is_read_from_the_raw_resource_for_jobs_found_finished() -> None:
+    job = {"spec": {"runPolicy": {"ttlSecondsAfterFinished": 60}},
+           "status": {"phase": "Failed", "completionTime": "2026-01-01T00:00:00Z"}}
+    assert ttl_due_in(job, "2026-01-01T00:00:45Z") == 15
+    assert ttl_due_in({**job, "spec": {}}, "2026-01-01T00:00:45Z") is None
+    assert ttl_due_in({**job, "status": {"phase": "Training"}}, "2026-01-01T00:00:45Z") is None

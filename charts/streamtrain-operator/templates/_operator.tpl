@@ -17,8 +17,10 @@ watches, how replicas share the work, where its endpoints listen.
   value: {{ .Values.health.port | quote }}
 - name: STREAMTRAIN_OPERATOR_METRICS_PORT
   value: {{ if .Values.metrics.enabled }}{{ .Values.metrics.port | quote }}{{ else }}"0"{{ end }}
-- name: STREAMTRAIN_OPERATOR_RECONCILE_INTERVAL_S
-  value: {{ .Values.operator.reconcileIntervalSeconds | quote }}
+- name: STREAMTRAIN_OPERATOR_RESYNC_INTERVAL_S
+  value: {{ .Values.operator.resyncIntervalSeconds | quote }}
+- name: STREAMTRAIN_OPERATOR_WORKERS
+  value: {{ .Values.operator.workers | quote }}
 {{- with .Values.operator.extraEnv }}
 {{ toYaml . }}
 {{- end }}

@@ -1,0 +1,236 @@
+"""When to look at which job, and one reconcile pass per look.
+
+kopf delivers watch events: of the jobs, and of their child Jobs and pods
+(selected by label on the API server). The handlers hand them to
+`Controller.observe_job` / `observe_child`, which only put the job's key in
+a work queue; worker threads take keys and run one pass each: read the job,
+`reconcile`, write the status patch, post the events and schedule the next
+timed look (a TTL or a progress deadline coming due, a retry after an API
+error). One operator-wide resync queues every unfinished job every
+`resync_interval_s`, for anything a watch missed. A finished job costs
+nothing: its children's events are ignored and it is looked at again only
+when its TTL is due.
+
+A job's own status writes come back as watch events; those with an
+unchanged `metadata.generation` are ignored, so writing status never
+triggers another pass. The one exception: a job that `model.source.job`
+names is watched for its dependants, which are queued on each of its
+events (they wait for it to finish training).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import kubernetes
+
+from streamtrain_operator import events
+from streamtrain_operator.builders import JOB_UID_LABEL
+from streamtrain_operator.metrics import OperatorMetrics
+from streamtrain_operator.planner import Plan
+from streamtrain_operator.reconcile import now_text, reconcile, ttl_due_in
+from streamtrain_operator.settings import OperatorSettings
+from streamtrain_operator.workqueue import WorkQueue
+from workload.contract import API_GROUP, TERMINAL_PHASES
+from workload.spec import API_VERSION, PLURAL
+
+Key = tuple[str, str]
+"""A job by (namespace, name)."""
+
+RETRY_DELAYS_S = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+"""Seconds before a failed pass is retried: the n-th failure in a row waits the n-th value."""
+
+log = logging.getLogger("streamtrain_operator")
+
+
+@dataclass(frozen=True)
+class Known:
+    """What the watch last said about a job."""
+
+    uid: str
+    generation: int
+    finished: bool
+    source: Key | None = None
+    """The job whose model it reads (`model.source.job`), if any."""
+
+
+def _source_of(body: Mapping[str, Any]) -> Key | None:
+    model = (body.get("spec") or {}).get("model") or {}
+    name = (model.get("source") or {}).get("job")
+    return (body["metadata"]["namespace"], name) if name else None
+
+
+def status_patch(old: Mapping[str, Any], plan: Plan) -> dict[str, Any]:
+    """A merge patch from `old` to the plan's status (`None` removes a field); empty if equal."""
+    new = plan.status.model_dump(mode="json", by_alias=True, exclude_none=True)
+    patch: dict[str, Any] = {key: value for key, value in new.items() if old.get(key) != value}
+    for key in old:
+        if key not in new:
+            patch[key] = None
+    return patch
+
+
+def api_message(error: kubernetes.client.ApiException) -> str:
+    """The API server's own message (it names the verb and resource that failed)."""
+    try:
+        return str(json.loads(error.body or "")["message"])
+    except (TypeError, ValueError, KeyError):
+        return str(error.reason)
+
+
+class Controller:
+    """The work queue, its worker threads and the resync, for one operator process."""
+
+    def __init__(self, api: kubernetes.client.ApiClient, settings: OperatorSettings,
+                 metrics: OperatorMetrics) -> None:
+        self.api = api
+        self.settings = settings
+        self.metrics = metrics
+        self.queue: WorkQueue[Key] = WorkQueue()
+        self._known: dict[Key, Known] = {}
+        self._owners: dict[str, Key] = {}
+        self._failures: dict[Key, int] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # ------------------------------------------------------------ life
+
+    def start(self) -> None:
+        """Start the workers and the resync."""
+        for index in range(self.settings.workers):
+            self._threads.append(threading.Thread(target=self._work, name=f"reconcile-{index}",
+                                                  daemon=True))
+        self._threads.append(threading.Thread(target=self._resync, name="resync", daemon=True))
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        """Stop taking work; a pass under way finishes."""
+        self._stop.set()
+        self.queue.close()
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+    # ------------------------------------------------------------ events
+
+    def observe_job(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """A watch event of a job: queue it when it is new or its spec changed."""
+        meta = body["metadata"]
+        key: Key = (meta["namespace"], meta["name"])
+        phase = (body.get("status") or {}).get("phase")
+        if event_type == "DELETED":
+            with self._lock:
+                known = self._known.pop(key, None)
+                if known is not None:
+                    self._owners.pop(known.uid, None)
+            self.metrics.observe_phase(f"{key[0]}/{key[1]}", None)
+            return
+        seen = Known(meta["uid"], int(meta.get("generation") or 0), phase in TERMINAL_PHASES,
+                     _source_of(body))
+        with self._lock:
+            before = self._known.get(key)
+            self._known[key] = seen
+            self._owners[seen.uid] = key
+            waiting = [other for other, known in self._known.items()
+                       if known.source == key and not known.finished]
+        for other in waiting:
+            self.queue.add(other)
+        if phase is not None:
+            self.metrics.observe_phase(f"{key[0]}/{key[1]}", phase)
+        new = before is None or before.uid != seen.uid
+        if not new and before is not None and before.generation == seen.generation:
+            return  # a status write (most often this operator's own)
+        if new and seen.finished:
+            due = ttl_due_in(body, now_text())
+            if due is not None:
+                self.queue.add_after(key, due)
+            return
+        self.queue.add(key)
+
+    def observe_child(self, body: Mapping[str, Any]) -> None:
+        """A watch event of a child Job or pod: queue its job unless that one is finished."""
+        uid = (body["metadata"].get("labels") or {}).get(JOB_UID_LABEL)
+        with self._lock:
+            key = self._owners.get(uid or "")
+            known = self._known.get(key) if key is not None else None
+        if key is not None and known is not None and not known.finished:
+            self.queue.add(key)
+
+    # ------------------------------------------------------------ work
+
+    def _work(self) -> None:
+        while (key := self.queue.get()) is not None:
+            try:
+                self.process(key)
+            finally:
+                self.queue.done(key)
+
+    def _resync(self) -> None:
+        while not self._stop.wait(self.settings.resync_interval_s):
+            with self._lock:
+                unfinished = [key for key, known in self._known.items() if not known.finished]
+            for key in unfinished:
+                self.queue.add(key)
+
+    def process(self, key: Key) -> None:
+        """One pass over one job; errors are counted, logged and retried later."""
+        started = time.monotonic()
+        try:
+            wake = self._pass(key)
+            self._failures.pop(key, None)
+        except Exception as error:
+            self.metrics.reconcile_errors.inc()
+            failures = self._failures[key] = self._failures.get(key, 0) + 1
+            wake = RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S)) - 1]
+            if isinstance(error, kubernetes.client.ApiException):
+                log.warning("%s/%s: API error %s: %s; retrying in %.0f s", *key, error.status,
+                            api_message(error), wake)
+            else:
+                log.exception("%s/%s: reconcile failed; retrying in %.0f s", *key, wake)
+        finally:
+            self.metrics.reconcile_seconds.observe(time.monotonic() - started)
+        if wake is not None:
+            self.queue.add_after(key, wake)
+
+    def _pass(self, key: Key) -> float | None:
+        namespace, name = key
+        custom: Any = kubernetes.client.CustomObjectsApi(self.api)
+        try:
+            body: dict[str, Any] = custom.get_namespaced_custom_object(
+                API_GROUP, API_VERSION, namespace, PLURAL, name)
+        except kubernetes.client.ApiException as error:
+            if error.status == 404:
+                return None  # deleted; its DELETED event forgets it
+            raise
+        meta = body["metadata"]
+        if meta.get("deletionTimestamp"):
+            return None
+        status = body.get("status") or {}
+        now = now_text()
+        plan = reconcile(self.api, name, namespace, meta["uid"], int(meta.get("generation") or 0),
+                         body.get("spec") or {}, status, now)
+        changes = status_patch(status, plan)
+        if changes:
+            custom.patch_namespaced_custom_object_status(API_GROUP, API_VERSION, namespace, PLURAL,
+                                                         name, {"status": changes})
+        for event in plan.events:
+            try:
+                events.post(self.api, body, event, now)
+            except kubernetes.client.ApiException as error:  # the status is the record
+                log.warning("%s/%s: event %s not posted: %s", *key, event.reason,
+                            api_message(error))
+        finished = plan.status.phase in TERMINAL_PHASES
+        with self._lock:
+            known = self._known.get(key)
+            if known is not None and known.uid == meta["uid"]:
+                self._known[key] = dataclasses.replace(known, finished=finished)
+        self.metrics.observe_phase(f"{namespace}/{name}", plan.status.phase)
+        return plan.wake_after_s
