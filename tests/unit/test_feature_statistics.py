@@ -38,6 +38,11 @@ def test_running_statistics_match_the_whole_table_and_sample_uniformly() -> None
     np.testing.assert_allclose(statistics.variance, table.var(axis=0, dtype=np.float64),
                                rtol=1e-5)
     assert statistics.rows == 300_000 and len(statistics.sample) == running.capacity
+    # The same sample whatever order the rows arrive in (partitions read in parallel).
+    shuffled = RunningStatistics(table.shape[1])
+    for start in range(0, len(table), 10_000):
+        shuffled.add(table[::-1][start:start + 10_000])
+    assert np.array_equal(shuffled.result().sample, statistics.sample)
     # A uniform sample: its rows come from the whole table, not its start.
     first_column = statistics.sample[:, 0]
     np.testing.assert_allclose(np.quantile(first_column, [0.1, 0.5, 0.9]),

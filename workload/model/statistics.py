@@ -2,8 +2,11 @@
 
 Statistics are gathered while the training data is read, batch by batch
 (`RunningStatistics`): exact means and variances (float64 sums) and a
-uniform sample of rows (reservoir sampling, seeded, at most `SAMPLE_VALUES`
-numbers) for quantiles and skewness, so nothing needs every record in memory.
+uniform sample of rows for quantiles and skewness (at most `SAMPLE_VALUES`
+numbers), so nothing needs every record in memory. The sample is the rows
+whose content hash is smallest (a bottom-k sample): the same rows in
+whatever order partitions deliver them, so a resumed trainer, which reads
+the data again, chooses the same preprocessing.
 
 `plan_features` turns them into one transform per feature (`robust`
 preprocessing); the model applies it (`workload.model.preprocessing`), so
@@ -43,8 +46,8 @@ SAMPLE_VALUES = 4_000_000
 SAMPLE_ROWS = 100_000
 """Rows kept in the sample at most: quantiles of 0.05 % rest on 50 rows."""
 
-SAMPLE_SEED = 7_919
-"""Seed of the reservoir sample, so a resumed training run builds the same model."""
+HASH_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
+"""Odd 64-bit constant (the golden ratio's) that mixes row bytes into a hash."""
 
 NEAR_CONSTANT_SHARE = 0.99
 """A column with this share of its values equal (or within `NEAR_CONSTANT_RELATIVE` of their
@@ -78,41 +81,60 @@ class FeatureStatistics:
     """A uniform sample of the rows, [rows kept, features]."""
 
 
+def row_hashes(features: npt.NDArray[np.float32]) -> npt.NDArray[np.uint64]:
+    """A 64-bit hash of each row's bytes (equal rows, equal hashes)."""
+    words = np.ascontiguousarray(features, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    hashes = np.full(len(features), np.uint64(len(features[0]) if len(features) else 0))
+    with np.errstate(over="ignore"):
+        for column in words.T:
+            hashes = (hashes ^ column) * HASH_MULTIPLIER
+            hashes ^= hashes >> np.uint64(29)
+    return hashes
+
+
 class RunningStatistics:
     """Means, variances and a row sample of features accumulated batch by batch."""
 
-    def __init__(self, n_features: int, seed: int = SAMPLE_SEED) -> None:
+    def __init__(self, n_features: int) -> None:
         self.rows = 0
         self.total = np.zeros(n_features, np.float64)
         self.total_squares = np.zeros(n_features, np.float64)
         self.capacity = max(1, min(SAMPLE_ROWS, SAMPLE_VALUES // max(n_features, 1)))
-        self._sample = np.zeros((self.capacity, n_features), np.float32)
-        self._rng = np.random.default_rng(seed)
+        self._sample = np.zeros((0, n_features), np.float32)
+        self._hashes = np.zeros(0, np.uint64)
+        self._pending: list[npt.NDArray[np.float32]] = []
+        self._pending_rows = 0
 
     def add(self, features: npt.NDArray[np.float32]) -> None:
         """Account for a batch of rows (float32 [rows, n_features])."""
         values = features.astype(np.float64)
         self.total += values.sum(axis=0)
         self.total_squares += np.square(values).sum(axis=0)
-        # Reservoir sampling (Algorithm R), one batch at a time: row number n replaces a
-        # random slot with probability capacity / (n + 1); later rows win ties, as in order.
-        numbers = self.rows + np.arange(len(features))
-        free = numbers < self.capacity
-        self._sample[numbers[free]] = features[free]
-        slots = (self._rng.random(int((~free).sum())) * (numbers[~free] + 1)).astype(np.int64)
-        keep = slots < self.capacity
-        self._sample[slots[keep]] = features[~free][keep]
         self.rows += len(features)
+        self._pending.append(features.astype(np.float32))
+        self._pending_rows += len(features)
+        if self._pending_rows >= self.capacity:
+            self._keep_smallest()
+
+    def _keep_smallest(self) -> None:
+        """Merge the pending rows into the sample; keep the `capacity` rows of smallest hash, in
+        hash order."""
+        pending = self._pending
+        self._sample = np.concatenate([self._sample, *pending])
+        self._hashes = np.concatenate([self._hashes, *(row_hashes(rows) for rows in pending)])
+        self._pending, self._pending_rows = [], 0
+        order = np.argsort(self._hashes, kind="stable")[:self.capacity]
+        self._sample, self._hashes = self._sample[order], self._hashes[order]
 
     def result(self) -> FeatureStatistics:
         """The statistics so far (zeros and ones when no row was seen)."""
         if self.rows == 0:
             return FeatureStatistics(0, np.zeros_like(self.total), np.ones_like(self.total),
-                                     self._sample[:0])
+                                     self._sample)
+        self._keep_smallest()
         mean = self.total / self.rows
         variance = np.maximum(self.total_squares / self.rows - np.square(mean), 0.0)
-        return FeatureStatistics(self.rows, mean, variance,
-                                 self._sample[:min(self.rows, self.capacity)].copy())
+        return FeatureStatistics(self.rows, mean, variance, self._sample.copy())
 
 
 def feature_statistics(features: npt.NDArray[np.float32]) -> FeatureStatistics:
