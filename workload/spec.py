@@ -28,10 +28,6 @@ PLURAL = "streamingtrainingjobs"
 SINGULAR = "streamingtrainingjob"
 SHORT_NAME = "stj"
 
-DEFAULT_IMAGE = "ghcr.io/streamtrain/streamtrain-workload:0.1.0"
-"""The image trainer and evaluator pods run unless the spec names another (`make image`
-builds it under this name)."""
-
 FOREVER = -1
 """The value of a timeout that never expires."""
 
@@ -361,10 +357,12 @@ class ResourcesSpec(SpecModel):
 class RoleSpec(SpecModel):
     """The pods of one role (trainer or evaluator)."""
 
-    image: str = Field(DEFAULT_IMAGE, min_length=1)
-    """Container image that holds the workload."""
-    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
-    """When the kubelet pulls the image."""
+    image: str | None = Field(None, min_length=1)
+    """Container image that holds the workload; absent = the operator's workload image (set
+    when the operator is installed: the chart's `workloadImage`)."""
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
+    """When the kubelet pulls the image; absent = the operator's setting (`IfNotPresent` unless
+    the chart says otherwise)."""
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     """CPU and memory for the container."""
     replicas: int = Field(1, ge=1, le=1)

@@ -72,6 +72,24 @@ class KafkaAccess:
     """Secret with the cluster CA certificate, mounted for TLS listeners."""
 
 
+WORKLOAD_IMAGE = "ghcr.io/streamtrain/streamtrain-workload:0.1.0"
+"""The workload image of this release, used when neither the operator's settings nor the job
+name one (the chart always sets it, from its `workloadImage` values)."""
+
+
+@dataclass(frozen=True)
+class PodDefaults:
+    """What the operator fills in where a job's pod template is silent (operator settings)."""
+
+    image: str = WORKLOAD_IMAGE
+    """The workload image (`streamtrain run-mode`)."""
+    image_pull_policy: str = "IfNotPresent"
+    """When the kubelet pulls it."""
+
+
+DEFAULT_PODS = PodDefaults()
+
+
 @dataclass(frozen=True)
 class ClaimFolder:
     """A folder inside a PersistentVolumeClaim."""
@@ -202,8 +220,8 @@ def restricted_container_security() -> Manifest:
 
 def build_job_manifest(job_name: str, namespace: str, uid: str, mode: Mode,
                        spec: StreamingTrainingJobSpec, kafka: KafkaAccess,
-                       suspend: bool | None = None,
-                       source: ClaimFolder | None = None) -> Manifest:
+                       suspend: bool | None = None, source: ClaimFolder | None = None,
+                       defaults: PodDefaults = DEFAULT_PODS) -> Manifest:
     """The batch/v1 Job that runs `mode` of the job: `streamtrain run-mode <mode>` in one pod.
 
     `source` is where the model of `model.source` is (resolved by the operator)."""
@@ -217,8 +235,8 @@ def build_job_manifest(job_name: str, namespace: str, uid: str, mode: Mode,
                                        ("limits", role.resources.limits)) if amounts}
     container: Manifest = {
         "name": mode,
-        "image": role.image,
-        "imagePullPolicy": role.image_pull_policy,
+        "image": role.image or defaults.image,
+        "imagePullPolicy": role.image_pull_policy or defaults.image_pull_policy,
         "command": ["streamtrain", "run-mode", mode],
         "env": _environment(job_name, uid, spec, kafka, output, source),
         "resources": resources,

@@ -17,7 +17,12 @@ from typing import Any
 import kubernetes
 
 from streamtrain_operator import children, sources, strimzi
-from streamtrain_operator.builders import build_job_manifest, child_job_name
+from streamtrain_operator.builders import (
+    DEFAULT_PODS,
+    PodDefaults,
+    build_job_manifest,
+    child_job_name,
+)
 from streamtrain_operator.planner import (
     TERMINAL,
     Event,
@@ -59,8 +64,10 @@ def _ttl_due(phase: str | None, completion_time: str | None, ttl_seconds: int | 
 
 def reconcile(api: kubernetes.client.ApiClient, name: str, namespace: str, uid: str,
               generation: int, spec_body: Mapping[str, Any],
-              status_body: Mapping[str, Any] | None, now: str) -> Plan:
-    """Bring the children in line with the spec; return the next status and events."""
+              status_body: Mapping[str, Any] | None, now: str,
+              pods: PodDefaults = DEFAULT_PODS) -> Plan:
+    """Bring the children in line with the spec; return the next status and events (`pods`:
+    the operator's settings for what a job's pod templates leave out)."""
     current = StreamingTrainingJobStatus.model_validate(dict(status_body or {}))
     try:
         spec = parse_spec(spec_body, in_cluster=True)
@@ -89,7 +96,7 @@ def reconcile(api: kubernetes.client.ApiClient, name: str, namespace: str, uid: 
             for topic in strimzi.ensure_topics(api, spec, resolution.strimzi_version, namespace):
                 plan.events.append(Event("Normal", "TopicCreated", f"KafkaTopic {topic}"))
         manifest = build_job_manifest(name, namespace, uid, plan.run, spec, resolution.access,
-                                      suspend=plan.suspend, source=folder)
+                                      suspend=plan.suspend, source=folder, defaults=pods)
         try:
             created = children.ensure_job(api, manifest, plan.suspend)
         except children.NameTakenError as error:

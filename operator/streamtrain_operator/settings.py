@@ -12,9 +12,11 @@ from dataclasses import dataclass
 
 import kopf
 
-from streamtrain_operator.builders import JOB_UID_LABEL
+from streamtrain_operator.builders import JOB_UID_LABEL, WORKLOAD_IMAGE, PodDefaults
 
 PREFIX = "STREAMTRAIN_OPERATOR_"
+
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 
 CHILD_RESOURCES: tuple[tuple[str, str, str], ...] = (("batch", "v1", "jobs"), ("", "v1", "pods"))
 """(group, version, plural) of the children whose events move a job on."""
@@ -51,6 +53,11 @@ class OperatorSettings:
     """Port of the Prometheus `/metrics` endpoint (`METRICS_PORT`); 0 disables it."""
     bind_address: str = "0.0.0.0"
     """Address the liveness and metrics endpoints listen on (`BIND_ADDRESS`)."""
+    workload_image: str = WORKLOAD_IMAGE
+    """The image of trainer, evaluator and online pods whose job names none (`WORKLOAD_IMAGE`);
+    the chart fills it from its `workloadImage` values, so a mirror moves both images."""
+    workload_image_pull_policy: str = "IfNotPresent"
+    """When the kubelet pulls that image (`WORKLOAD_IMAGE_PULL_POLICY`)."""
     peering: str = ""
     """Name of a kopf peering object (`PEERING`) for an active/standby pair; empty = run
     standalone (the peering CRDs are then not needed)."""
@@ -61,7 +68,8 @@ class OperatorSettings:
         env = os.environ if environ is None else environ
         values = {key.removeprefix(PREFIX): value for key, value in env.items()
                   if key.startswith(PREFIX)}
-        known = {"NAMESPACES", "RESYNC_INTERVAL_S", "WORKERS", "WATCH_SERVER_TIMEOUT_S",
+        known = {"NAMESPACES", "RESYNC_INTERVAL_S", "WORKERS", "WORKLOAD_IMAGE",
+                 "WORKLOAD_IMAGE_PULL_POLICY", "WATCH_SERVER_TIMEOUT_S",
                  "WATCH_CLIENT_TIMEOUT_S", "CONNECT_TIMEOUT_S", "LIVENESS_PORT",
                  "METRICS_PORT", "BIND_ADDRESS", "PEERING"}
         unknown = sorted(set(values) - known)
@@ -83,6 +91,9 @@ class OperatorSettings:
             liveness_port=int(_number(values, "LIVENESS_PORT", defaults.liveness_port, int)),
             metrics_port=int(_number(values, "METRICS_PORT", defaults.metrics_port, int)),
             bind_address=values.get("BIND_ADDRESS", defaults.bind_address),
+            workload_image=values.get("WORKLOAD_IMAGE") or defaults.workload_image,
+            workload_image_pull_policy=values.get("WORKLOAD_IMAGE_PULL_POLICY")
+            or defaults.workload_image_pull_policy,
             peering=values.get("PEERING", ""),
         )
         settings.validate()
@@ -97,10 +108,18 @@ class OperatorSettings:
         if self.watch_client_timeout_s <= self.watch_server_timeout_s:
             raise SettingsError(f"{PREFIX}WATCH_CLIENT_TIMEOUT_S must exceed "
                                 f"{PREFIX}WATCH_SERVER_TIMEOUT_S")
+        if self.workload_image_pull_policy not in PULL_POLICIES:
+            raise SettingsError(f"{PREFIX}WORKLOAD_IMAGE_PULL_POLICY must be one of "
+                                f"{', '.join(PULL_POLICIES)}")
         for name, port in (("LIVENESS_PORT", self.liveness_port),
                            ("METRICS_PORT", self.metrics_port)):
             if not 0 <= port <= 65535:
                 raise SettingsError(f"{PREFIX}{name} must be a port number (0 = off)")
+
+    @property
+    def pods(self) -> PodDefaults:
+        """What the operator fills in where a job's pod templates are silent."""
+        return PodDefaults(self.workload_image, self.workload_image_pull_policy)
 
     @property
     def liveness_endpoint(self) -> str | None:

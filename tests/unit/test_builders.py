@@ -11,6 +11,7 @@ from streamtrain_operator.builders import (
     SOURCE_PATH,
     ClaimFolder,
     KafkaAccess,
+    PodDefaults,
     build_job_manifest,
     child_job_name,
 )
@@ -26,7 +27,7 @@ from workload.contract import (
     OUTPUT_URI_ENV,
 )
 from workload.kafka_connection import connection_for
-from workload.spec import parse_spec
+from workload.spec import dump_spec, parse_spec
 
 SPEC = parse_spec({
     "kafka": {"bootstrapServers": "kafka:9092"}, "train": {"topic": "susy-train"}, "evaluate": {"topic": "susy-test"},
@@ -165,3 +166,16 @@ def test_operator_package_never_imports_tensorflow() -> None:
     probe = ("import sys, streamtrain_operator.main, streamtrain_operator.crd; "
              "sys.exit(1 if 'tensorflow' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", probe], check=False, timeout=60).returncode == 0
+
+
+def test_the_workload_image_is_the_operators_unless_the_job_names_one() -> None:
+    defaults = PodDefaults("mirror.example/streamtrain-workload:1.2", "Always")
+    job = build_job_manifest("susy", "ns", "u", "train", SPEC, KafkaAccess("k:9092"),
+                             defaults=defaults)
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert (container["image"], container["imagePullPolicy"]) == (
+        "mirror.example/streamtrain-workload:1.2", "Always")
+    own = parse_spec({**dump_spec(SPEC), "evaluator": {"image": "mine:1", "imagePullPolicy": "Never"}})
+    evaluator = build_job_manifest("susy", "ns", "u", "evaluate", own, KafkaAccess("k:9092"),
+                                   defaults=defaults)["spec"]["template"]["spec"]["containers"][0]
+    assert (evaluator["image"], evaluator["imagePullPolicy"]) == ("mine:1", "Never")

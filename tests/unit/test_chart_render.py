@@ -303,6 +303,22 @@ def test_it_should_pin_the_image_by_digest_when_given() -> None:
     assert container["image"] == f"ghcr.io/streamtrain/streamtrain-operator@{digest}"
 
 
+def test_it_should_set_the_workload_image_apart_from_the_operator_image() -> None:
+    from streamtrain_operator.settings import OperatorSettings
+
+    chart = yaml.safe_load((helm.CHART_DIR / "Chart.yaml").read_text())
+    default = OperatorSettings.from_env(operator_env(render().one("Deployment")))
+    assert default.pods.image == f"ghcr.io/streamtrain/streamtrain-workload:{chart['appVersion']}"
+    digest = "sha256:" + "cd" * 32
+    mirrored = render({"image": {"repository": "mirror.example/op"}, "workloadImage": {
+        "repository": "mirror.example/work", "digest": digest, "pullPolicy": "Always"}})
+    deployment = mirrored.one("Deployment")
+    settings = OperatorSettings.from_env(operator_env(deployment))
+    assert operator_container(deployment)["image"].startswith("mirror.example/op:")
+    assert (settings.pods.image, settings.pods.image_pull_policy) == (
+        f"mirror.example/work@{digest}", "Always")
+
+
 def test_it_should_pass_extra_environment_variables() -> None:
     container = operator_container(render({"operator": {
         "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://p:3128"}],

@@ -64,6 +64,15 @@ app.kubernetes.io/part-of: streamtrain
 {{- end }}
 {{- end }}
 
+{{/* The workload image reference (trainer, evaluator and online pods): repository@digest, or repository:tag (tag defaults to appVersion). */}}
+{{- define "streamtrain-operator.workloadImage" -}}
+{{- if .Values.workloadImage.digest }}
+{{- printf "%s@%s" .Values.workloadImage.repository .Values.workloadImage.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.workloadImage.repository (default .Chart.AppVersion .Values.workloadImage.tag) }}
+{{- end }}
+{{- end }}
+
 {{/* Operator replicas: one unless peering lets several share the work safely. */}}
 {{- define "streamtrain-operator.replicas" -}}
 {{- if .Values.peering.enabled }}{{ .Values.replicaCount }}{{ else }}1{{ end }}

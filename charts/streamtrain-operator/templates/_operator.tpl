@@ -21,6 +21,10 @@ watches, how replicas share the work, where its endpoints listen.
   value: {{ .Values.operator.resyncIntervalSeconds | quote }}
 - name: STREAMTRAIN_OPERATOR_WORKERS
   value: {{ .Values.operator.workers | quote }}
+- name: STREAMTRAIN_OPERATOR_WORKLOAD_IMAGE
+  value: {{ include "streamtrain-operator.workloadImage" . | quote }}
+- name: STREAMTRAIN_OPERATOR_WORKLOAD_IMAGE_PULL_POLICY
+  value: {{ .Values.workloadImage.pullPolicy | quote }}
 {{- with .Values.operator.extraEnv }}
 {{ toYaml . }}
 {{- end }}
