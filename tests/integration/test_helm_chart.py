@@ -170,7 +170,10 @@ def test_it_should_apply_the_plain_install_manifest_through_kustomize(
     documents = [doc for doc in yaml.safe_load_all(rendered) if doc]
     deployment = next(doc for doc in documents if doc["kind"] == "Deployment")
     container = deployment["spec"]["template"]["spec"]["containers"][0]
-    assert container["image"] == "registry.example.com/mirror/streamtrain:0.1.0"
+    assert container["image"] == "registry.example.com/mirror/streamtrain-operator:0.1.0"
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    assert env["STREAMTRAIN_OPERATOR_WORKLOAD_IMAGE"] == (
+        "registry.example.com/mirror/streamtrain-workload:0.1.0")
     assert container["resources"]["limits"]["memory"] == "512Mi"
     result = dry_run(kube, rendered)
     require_lines(result.stdout, [applied_line(doc) for doc in documents
