@@ -1,18 +1,28 @@
 """Evaluation throughput: the tutorial's `KafkaGroupIODataset` pipeline against evaluate mode.
 
-Registers two figures with the benchmark harness (imported by
-`bench.input_pipeline` when present):
-- `seed_eval_rps`: the tutorial's evaluation: `KafkaGroupIODataset` with a
-  fresh consumer group, per-record `decode_csv`, batches of 64, the model
-  scoring each batch. Its stream only ends a stream timeout after the last
-  record, so the clock stops when the last batch has been scored (the
-  tutorial's idle wait is not charged to it).
-- `eval_rps`: `run_evaluate` end to end with a fresh consumer group: model
-  load, exact offset reads, vectorised decoding, scoring, ledger and commits.
+Registers three figures with the benchmark harness (imported by
+`bench.input_pipeline`), all over the same test records (the test topic,
+two partitions):
+- `seed_eval_rps`: the tutorial's evaluation on Kafka 3.9 (the newest its
+  reader can read): `KafkaGroupIODataset` with a fresh consumer group,
+  per-record `decode_csv`, batches of 64, the model scoring each batch. Its
+  stream only ends a stream timeout after the last record, so the clock
+  stops when the last batch has been scored (its idle wait is not charged);
+- `eval_phase_rps`: what a user waits for: `streamtrain run-mode evaluate`
+  in a new process (as in a pod), from its start to its exit: interpreter
+  and TensorFlow start-up, model load, connection check, reads, decoding,
+  scoring, ledger and commits; records over the phase's wall time as its
+  results file reports it (`phaseSeconds`);
+- `eval_rps`: the inner rate of `run_evaluate` in this process, from its call
+  to its return.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -20,20 +30,21 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from bench.harness import BenchContext, measurement
+from bench.compute import BATCH, N_FEATURES
+from bench.harness import TARGETS, BenchContext, Target, measurement
 from workload.artifacts import Artifacts
-from workload.data.kafka_input import group_stream
+from workload.kafka.tfio import group_stream
 from workload.model.build import build_model
 from workload.modes.evaluate import run_evaluate
-from workload.spec import ModelSpec, StreamingTrainingJobSpec
-
-BATCH = 64
-"""The tutorial's batch size."""
-
-N_FEATURES = 18
+from workload.runner import JOB_NAME_ENV, JOB_SPEC_ENV
+from workload.spec import ModelSpec, StreamingTrainingJobSpec, dump_spec
 
 SEED_STREAM_TIMEOUT_MS = 2000
 """Idle time after which the tutorial's stream ends (not counted in its rate)."""
+
+TARGETS.extend([
+    Target("eval_phase_rps", "seed_eval_rps", 10.0),
+])
 
 
 def _model_file(folder: Path) -> Artifacts:
@@ -44,7 +55,16 @@ def _model_file(folder: Path) -> Artifacts:
     return artifacts
 
 
-@measurement("the tutorial's evaluation (KafkaGroupIODataset)")
+def _evaluate_spec(context: BenchContext, folder: Path) -> StreamingTrainingJobSpec:
+    return StreamingTrainingJobSpec.model_validate({
+        "kafka": {"bootstrapServers": context.connection.bootstrap_servers},
+        "evaluate": {"topic": context.test_topic,
+                     "consumerGroup": f"eval-{uuid.uuid4().hex[:8]}", "streamTimeoutMs": 0},
+        "model": {"output": {"path": str(folder)}},
+    })
+
+
+@measurement("the tutorial's evaluation (KafkaGroupIODataset, Kafka 3.9)")
 def seed_eval(context: BenchContext) -> dict[str, float]:
     import keras
 
@@ -55,8 +75,8 @@ def seed_eval(context: BenchContext) -> dict[str, float]:
         columns = tf.io.decode_csv(message, [[0.0] for _ in range(N_FEATURES)])
         return tf.stack(columns), tf.strings.to_number(key)
 
-    stream = group_stream(context.connection, context.topic, f"seed-{uuid.uuid4().hex[:8]}",
-                          SEED_STREAM_TIMEOUT_MS)
+    stream = group_stream(context.compat_connection, context.test_topic,
+                          f"seed-{uuid.uuid4().hex[:8]}", SEED_STREAM_TIMEOUT_MS)
     dataset = stream.map(decode_kafka_test_item).batch(BATCH)
     started = time.perf_counter()
     rows, last = 0, started
@@ -64,24 +84,37 @@ def seed_eval(context: BenchContext) -> dict[str, float]:
         model.test_on_batch(features, labels)
         rows += int(labels.shape[0])
         last = time.perf_counter()
-    if rows == 0:
-        raise RuntimeError("the tutorial's evaluation read no records")
+    if rows != context.test_records:
+        raise RuntimeError(f"the tutorial's evaluation read {rows} of "
+                           f"{context.test_records} records")
     return {"seed_eval_rps": rows / (last - started)}
 
 
-@measurement("streamtrain's exactly-once evaluation")
+@measurement("streamtrain's evaluate phase, in a new process as in a pod")
+def eval_phase(context: BenchContext) -> dict[str, float]:
+    folder = Path(tempfile.mkdtemp(prefix="streamtrain-bench-phase-"))
+    artifacts = _model_file(folder)
+    spec = _evaluate_spec(context, folder)
+    env = {**os.environ, JOB_SPEC_ENV: json.dumps(dump_spec(spec)), JOB_NAME_ENV: "bench"}
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "workload.cli", "run-mode", "evaluate",
+                    "--output-dir", str(folder)], env=env, check=True, capture_output=True)
+    waited = time.perf_counter() - started
+    results = json.loads(artifacts.results("evaluate").read_text())
+    if results["recordsThisRun"] != context.test_records:
+        raise RuntimeError(f"the evaluate phase scored {results['recordsThisRun']} records")
+    return {"eval_phase_rps": results["phaseRecordsPerSecond"],
+            "eval_phase_s": results["phaseSeconds"], "eval_phase_waited_s": waited}
+
+
+@measurement("streamtrain's exactly-once evaluation, inner rate")
 def fast_eval(context: BenchContext) -> dict[str, float]:
     folder = Path(tempfile.mkdtemp(prefix="streamtrain-bench-eval-"))
     artifacts = _model_file(folder)
-    spec = StreamingTrainingJobSpec.model_validate({
-        "kafka": {"bootstrapServers": context.connection.bootstrap_servers},
-        "evaluate": {"topic": context.topic, "consumerGroup": f"eval-{uuid.uuid4().hex[:8]}",
-                     "streamTimeoutMs": 0},
-        "model": {"output": {"path": str(folder)}},
-    })
+    spec = _evaluate_spec(context, folder)
     started = time.perf_counter()
     report = run_evaluate("bench", spec, context.connection, artifacts, progress=False)
     seconds = time.perf_counter() - started
-    if not report.ok or not report.metrics.records_evaluated:
+    if not report.ok or report.metrics.records_evaluated != context.test_records:
         raise RuntimeError(f"evaluation failed: {report.message}")
-    return {"eval_rps": report.metrics.records_evaluated / seconds}
+    return {"eval_rps": context.test_records / seconds}

@@ -7,9 +7,8 @@ meets its goal.
 
 The parent process starts a Kafka broker and a Kubernetes control plane on
 loopback, runs every scenario in a child process against them, then stops
-them: scenarios use tensorflow-io, and a process that has used it crashes
-when its broker goes away while it lives. Scenarios that restart a broker
-start one of their own.
+them (a process that has used tensorflow-io crashes when its broker goes
+away while it lives). Scenarios that restart a broker start one of their own.
 """
 
 from __future__ import annotations
@@ -92,6 +91,13 @@ def _online(servers: Servers) -> list[Figure]:
                                  export_every=LONG_ONLINE_RECORDS // 10, timeout_s=900)
 
 
+def _online_kills(servers: Servers) -> list[Figure]:
+    from tests.faults.online_kills import online_kills_and_rebalances
+
+    return online_kills_and_rebalances(servers.bootstrap, servers.folder("online-kills"),
+                                       kills=5, rebalances=3)
+
+
 def _operator(servers: Servers) -> list[Figure]:
     from tests.faults.operator_faults import operator_killed_through_a_job
 
@@ -117,6 +123,7 @@ SCENARIOS: dict[str, Callable[[Servers], list[Figure]]] = {
     "evaluate": _evaluate,
     "train": _train,
     "online": _online,
+    "online-kills": _online_kills,
     "operator": _operator,
     "bad-records": _bad_records,
     "manifests": _manifests,

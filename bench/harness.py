@@ -1,9 +1,12 @@
-"""The benchmark's frame: one broker, one data set, one topic; measurements register as rows.
+"""The benchmark's frame: two brokers, one data set, two topics; measurements register as rows.
 
-A measurement is a function of the `BenchContext` returning figures by key
-(e.g. `{"input_rps": 123456.0}`). Modules add theirs with `@measurement`;
-`run` executes them in registration order, prints a table, checks the
-targets and writes everything as JSON, whose path it prints last.
+The brokers are the Kafka this project reads by default (4.x) and a Kafka 3.9
+for the tutorial's pipeline, which cannot read Kafka 4: every tutorial
+baseline runs there, on the same rows. A measurement is a function of the
+`BenchContext` returning figures by key (e.g. `{"input_rps": 123456.0}`).
+Modules add theirs with `@measurement`; `run` executes them in registration
+order, prints a table, checks the targets and writes everything as JSON,
+whose path it prints last.
 """
 
 from __future__ import annotations
@@ -23,22 +26,31 @@ from rich.console import Console
 from rich.table import Table
 
 from localparts import kafka as local_kafka
-from workload.data.producer import produce_messages
-from workload.data.records import Message, encode
-from workload.data.synthetic import generate
-from workload.data.table import SusyData
-from workload.kafka_connection import KafkaConnection
+from workload.datagen.produce import produce_split
+from workload.datagen.records import Message, encode
+from workload.datagen.synthetic import generate
+from workload.datagen.table import SusyData, split
+from workload.kafka.connection import KafkaConnection
 
 
 @dataclass
 class BenchContext:
-    """What every measurement shares: the broker, the rows, the topics holding them."""
+    """What every measurement shares: the brokers, the rows, the topics holding them."""
 
     connection: KafkaConnection
+    """The Kafka 4 broker (the default client's)."""
+    compat_connection: KafkaConnection
+    """The Kafka 3.9 broker, where the tutorial's tensorflow-io pipeline runs."""
     data: SusyData
+    """The training rows."""
     messages: list[Message]
+    """The training rows as records."""
     topic: str
-    """The rows in a one-partition topic (the tutorial's train layout)."""
+    """The training rows in a one-partition topic (the tutorial's train layout), on both."""
+    test_topic: str
+    """The test rows in a two-partition topic (the tutorial's test layout), on both."""
+    test_records: int
+    seed: int
     figures: dict[str, float] = field(default_factory=dict)
     """Figures measured so far (later measurements may use earlier ones)."""
 
@@ -48,16 +60,23 @@ Measurement = Callable[[BenchContext], dict[str, float]]
 
 @dataclass(frozen=True)
 class Target:
-    """A figure that must be at least `factor` times another one (or at most, `upper`)."""
+    """A figure that must be at least `factor` times another one (or at most, `upper`); with
+    `reference` None, at least (at most) `factor` itself."""
 
     key: str
-    reference: str
+    reference: str | None
     factor: float
     upper: bool = False
 
     def check(self, figures: dict[str, float]) -> tuple[str, bool] | None:
         """A sentence and whether it holds; `None` when a figure is missing."""
-        if self.key not in figures or self.reference not in figures:
+        if self.key not in figures:
+            return None
+        if self.reference is None:
+            value = figures[self.key]
+            holds = value <= self.factor if self.upper else value >= self.factor
+            return f"{self.key} {'≤' if self.upper else '≥'} {self.factor:,g}: {value:,.0f}", holds
+        if self.reference not in figures:
             return None
         value, reference = figures[self.key], figures[self.reference]
         ratio = value / reference if reference else float("inf")
@@ -80,27 +99,37 @@ def measurement(name: str) -> Callable[[Measurement], Measurement]:
 
 
 @contextmanager
-def broker(bootstrap: str | None) -> Iterator[str]:
-    """The given broker, or a fresh local one for the duration of the run."""
-    if bootstrap:
-        yield bootstrap
-        return
+def brokers() -> Iterator[tuple[str, str]]:
+    """Fresh local brokers, Kafka 4 and Kafka 3.9, for the duration of the run."""
     folder = Path(tempfile.mkdtemp(prefix="streamtrain-bench-"))
-    started = local_kafka.start(folder / "kafka")
+    started = [local_kafka.start(folder / "kafka"),
+               local_kafka.start(folder / "kafka3", version=local_kafka.COMPAT_KAFKA_VERSION)]
     try:
-        yield started.bootstrap_servers
+        yield started[0].bootstrap_servers, started[1].bootstrap_servers
     finally:
-        started.stop()
+        for broker in started:
+            broker.stop()
 
 
-def prepare(bootstrap: str, rows: int, seed: int) -> BenchContext:
-    """Generate `rows` synthetic rows and write them to a new one-partition topic."""
-    connection = KafkaConnection(bootstrap)
-    data = generate(rows, seed=seed)
-    messages = encode(data)
-    topic = f"bench-{os.getpid()}-{int(time.time())}"
-    produce_messages(connection, topic, messages, partitions=1)
-    return BenchContext(connection, data, messages, topic)
+def prepare(bootstrap: str, compat_bootstrap: str, rows: int, test_rows: int,
+            seed: int) -> BenchContext:
+    """Generate `rows` training and `test_rows` test rows and write them to both brokers as
+    `streamtrain produce` does; the first write is timed (`produce_rps`, `produce_send_rps`)."""
+    connection, compat = KafkaConnection(bootstrap), KafkaConnection(compat_bootstrap)
+    data = generate(rows + test_rows, seed=seed)
+    train, _ = split(data, rows)
+    stamp = f"{os.getpid()}-{int(time.time())}"
+    topic, test_topic = f"bench-train-{stamp}", f"bench-test-{stamp}"
+    context = BenchContext(connection, compat, train, encode(train), topic, test_topic,
+                           test_rows, seed)
+    for target in (connection, compat):
+        report = produce_split(target, topic, test_topic, data, train_rows=rows,
+                               progress=False)
+        if target is connection:
+            sending = report.train.seconds + report.test.seconds
+            context.figures.update(produce_rps=report.records_per_second,
+                                   produce_send_rps=report.records / sending)
+    return context
 
 
 def run(context: BenchContext, console: Console) -> dict[str, float]:
@@ -116,7 +145,8 @@ def run(context: BenchContext, console: Console) -> dict[str, float]:
 
 def report(context: BenchContext, console: Console, output: Path) -> Path:
     """Print the table and the targets; write the JSON document; return its path."""
-    table = Table(title=f"streamtrain benchmark: {len(context.messages):,} records")
+    table = Table(title=f"streamtrain benchmark: {len(context.messages):,} training records, "
+                        f"{context.test_records:,} test records")
     table.add_column("figure")
     table.add_column("value", justify="right")
     for key, value in context.figures.items():
@@ -132,6 +162,9 @@ def report(context: BenchContext, console: Console, output: Path) -> Path:
         console.print(("[green]met[/green]  " if holds else "[red]MISSED[/red] ") + sentence)
     document: dict[str, Any] = {
         "records": len(context.messages),
+        "testRecords": context.test_records,
+        "kafka": {"default": local_kafka.KAFKA_VERSION,
+                  "tutorial": local_kafka.COMPAT_KAFKA_VERSION},
         "figures": context.figures,
         "targets": checks,
         "machine": machine(),

@@ -1,30 +1,37 @@
-"""Benchmark: the Kafka tutorial's pipeline against streamtrain's, on the same broker and rows.
+"""Benchmark: the Kafka tutorial's pipeline against streamtrain's, on the same rows.
 
-Run `python -m bench.input_pipeline [--bootstrap HOST:PORT] [--rows N]`
-(`make bench`). Without `--bootstrap` a local broker is started for the run.
-Figures (one process, one topic of one partition, the tutorial's layout):
+Run `python -m bench.input_pipeline [--rows N] [--test-rows N]` (`make
+bench`). Two local brokers are started for the run: Kafka 4 (what the
+default librdkafka client reads) and Kafka 3.9 (the newest the tutorial's
+tensorflow-io reader can read; every `seed_*` figure is measured there).
+Figures (one training topic of one partition, the tutorial's layout):
 
+- `produce_rps`: `streamtrain produce` of every row (train and test topics,
+  topic creation and end-offset verification included); `produce_send_rps`
+  the sending alone;
+- `librdkafka_raw_rps`: the limit: confluent-kafka `consume(num_messages)`
+  of the training topic into a list of values, nothing else;
+  `kafka_python_rps` the same with kafka-python;
+- `seed_input_rps`, `input_rps`: records per second from Kafka to decoded
+  batches, no model (the tutorial's `from_kafka` pipeline; train mode's
+  reader and batch decoding); the better of two passes;
 - `seed_train_epoch_s`: the tutorial's pipeline (`from_kafka` partition 0,
   shuffle 64, per-record `decode_csv`, batch 64), one epoch of the tutorial model;
-- `train_epoch_s`: train mode's pipeline at batch 64 (batch reads of every
-  partition, batch decoding, the in-memory cache, shuffle 64): the wall time
-  of a run of the tutorial's 10 epochs, Kafka read included, divided by 10.
-  The tutorial re-reads Kafka every epoch, so its 10-epoch average is its
-  one epoch. `train_first_epoch_s` (read + one epoch) and
-  `train_cached_epoch_s` show the two parts;
-- `compute_epoch_s`: the same model and batch size on in-memory arrays;
+- `train_epoch_s`: train mode's pipeline at batch 64 (the reader, batch
+  decoding, the in-memory cache, shuffle 64): the wall time of a run of the
+  tutorial's 10 epochs, Kafka read included, divided by 10. The tutorial
+  re-reads Kafka every epoch, so its 10-epoch average is its one epoch.
+  `train_first_epoch_s` (read + one epoch) and `train_cached_epoch_s` show
+  the two parts;
+- `compute_epoch_s`: the same model and batch size on in-memory arrays, in a
+  clean process of its own (`bench.compute`);
   `checkpoint_every_batch_epoch_s` the same with a checkpoint after every
   batch (`train.checkpointEverySeconds: 0`): what a replay of at most one
-  batch after a SIGKILL costs;
-- `seed_input_rps`, `input_rps`: records per second from Kafka to decoded
-  batches, no model; the better of two passes (the first one also pays for
-  building the pipeline and connecting);
-- `raw_consumer_rps`: a plain kafka-python consumer reading and decoding every record.
+  batch after a SIGKILL costs.
 
 Every model is built the same way and its training step compiled before the
-clock starts, so only the epoch is timed. Other modules add rows with
-`bench.harness.measurement` (evaluation figures live in `bench.eval_pipeline`
-when it exists).
+clock starts, so only the epoch is timed. Evaluation figures come from
+`bench.eval_pipeline`.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ tflog.quiet()
 import argparse  # noqa: E402
 import importlib  # noqa: E402
 import importlib.util  # noqa: E402
+import json  # noqa: E402
 import os  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
@@ -52,29 +60,35 @@ from collections.abc import Callable  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from confluent_kafka import Consumer  # noqa: E402
+from confluent_kafka import TopicPartition as LibrdkafkaPartition  # noqa: E402
 from kafka import KafkaConsumer, TopicPartition  # noqa: E402
 from rich.console import Console  # noqa: E402
 
+from bench.compute import BATCH, N_FEATURES, tutorial_model  # noqa: E402
 from bench.harness import (  # noqa: E402
     TARGETS,
     BenchContext,
     Target,
-    broker,
+    brokers,
     measurement,
     prepare,
     report,
     run,
 )
 from workload.data.decode import decode_batch_tensors  # noqa: E402
-from workload.data.kafka_input import partition_offsets, replay_dataset, tutorial_dataset  # noqa: E402
-from workload.model.build import build_model  # noqa: E402
+from workload.kafka.bounds import partition_bounds  # noqa: E402
+from workload.kafka.tfio import tutorial_dataset  # noqa: E402
 from workload.modes.checkpoint import Checkpointer, TrainState  # noqa: E402
-from workload.modes.train import ReadSummary, epoch_dataset, read_all, training_rows  # noqa: E402
+from workload.modes.train import (  # noqa: E402
+    ReadSummary,
+    epoch_dataset,
+    raw_batches,
+    read_all,
+    training_rows,
+)
 from workload.modes.train_progress import TrainProgress  # noqa: E402
-from workload.spec import DataSpec, ModelSpec, StreamingTrainingJobSpec  # noqa: E402
-
-BATCH = 64
-"""The tutorial's batch size and shuffle buffer."""
+from workload.spec import DataSpec, StreamingTrainingJobSpec  # noqa: E402
 
 EPOCHS = 10
 """The tutorial's epochs."""
@@ -82,26 +96,18 @@ EPOCHS = 10
 PASSES = 2
 """Passes over the topic per input measurement; the fastest counts."""
 
-N_FEATURES = 18
+RAW_BATCH = 10_000
+"""Records per `consume` call of the raw baselines."""
 
 EXTRA_MODULES = ("bench.eval_pipeline",)
 """Modules that register more measurements, imported when present."""
 
 TARGETS.extend([
+    Target("produce_rps", None, 100_000),
     Target("train_epoch_s", "compute_epoch_s", 1.25, upper=True),
     Target("input_rps", "seed_input_rps", 30.0),
-    Target("input_rps", "raw_consumer_rps", 0.5),
-    Target("eval_rps", "seed_eval_rps", 20.0),
+    Target("input_rps", "librdkafka_raw_rps", 0.7),
 ])
-
-
-def tutorial_model() -> keras.Model:
-    """The tutorial's MLP (its loss bug fixed), compiled, with its training step traced."""
-    model = build_model(ModelSpec.model_validate({"preprocessing": "none"}), N_FEATURES)
-    warm = tf.data.Dataset.from_tensor_slices(
-        (np.zeros((2 * BATCH, N_FEATURES), np.float32), np.zeros(2 * BATCH, np.float32)))
-    model.fit(warm.batch(BATCH), epochs=1, verbose=0)
-    return model
 
 
 def timed_fit(model: keras.Model, dataset: tf.data.Dataset) -> float:
@@ -118,7 +124,7 @@ def tutorial_pipeline(context: BenchContext) -> tf.data.Dataset:
         columns = tf.io.decode_csv(item.message, [[0.0] for _ in range(N_FEATURES)])
         return tf.stack(columns), tf.strings.to_number(item.key)
 
-    dataset = tutorial_dataset(context.connection, context.topic)
+    dataset = tutorial_dataset(context.compat_connection, context.topic)
     return dataset.shuffle(BATCH).map(decode_kafka_item).batch(BATCH)
 
 
@@ -127,54 +133,70 @@ def count_records(dataset: tf.data.Dataset) -> int:
     return sum(int(element[0].shape[0]) for element in dataset)
 
 
-def best_rate(make: Callable[[], tf.data.Dataset]) -> float:
-    """Records per second of the fastest of `PASSES` passes, each building its pipeline anew."""
+def best_rate(count: Callable[[], int]) -> float:
+    """Records per second of the fastest of `PASSES` passes, each building its reader anew."""
     rates = []
     for _ in range(PASSES):
         started = time.perf_counter()
-        rows = count_records(make())
+        rows = count()
         rates.append(rows / (time.perf_counter() - started))
     return max(rates)
 
 
-@measurement("the tutorial's input pipeline")
+@measurement("the tutorial's input pipeline (Kafka 3.9)")
 def seed_input(context: BenchContext) -> dict[str, float]:
-    return {"seed_input_rps": best_rate(lambda: tutorial_pipeline(context))}
+    return {"seed_input_rps": best_rate(lambda: count_records(tutorial_pipeline(context)))}
 
 
 @measurement("streamtrain's input pipeline")
 def fast_input(context: BenchContext) -> dict[str, float]:
     data = DataSpec()
-    offsets = partition_offsets(context.connection, context.topic)
+    offsets = partition_bounds(context.connection, context.topic)
 
-    def decoded() -> tf.data.Dataset:
-        return replay_dataset(context.connection, context.topic, offsets).map(
+    def decoded() -> int:
+        return count_records(raw_batches(context.connection, context.topic, offsets).map(
             lambda keys, values: decode_batch_tensors(keys, values, data),
-            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True))
 
     return {"input_rps": best_rate(decoded)}
 
 
-@measurement("a plain kafka-python consumer")
-def raw_consumer(context: BenchContext) -> dict[str, float]:
-    started = time.perf_counter()
-    consumer = KafkaConsumer(**context.connection.kafka_python_settings(),
-                             enable_auto_commit=False, max_poll_records=5000)
-    partitions = [TopicPartition(context.topic, p)
-                  for p in sorted(consumer.partitions_for_topic(context.topic) or [])]
-    consumer.assign(partitions)
-    consumer.seek_to_beginning(*partitions)
-    remaining = sum(consumer.end_offsets(partitions).values())
-    rows: list[list[float]] = []
-    labels: list[int] = []
-    while remaining > 0:
-        for records in consumer.poll(timeout_ms=1000).values():
-            for record in records:
-                rows.append([float(field) for field in record.value.split(b",")])
-                labels.append(int(record.key))
-            remaining -= len(records)
-    consumer.close()
-    return {"raw_consumer_rps": len(rows) / (time.perf_counter() - started)}
+@measurement("librdkafka alone: consume(num_messages) into a list")
+def librdkafka_raw(context: BenchContext) -> dict[str, float]:
+    wanted = len(context.messages)
+
+    def consume() -> int:
+        consumer = Consumer(context.connection.librdkafka_config(
+            owned={"group.id": "bench-raw", "enable.auto.commit": False}))
+        consumer.assign([LibrdkafkaPartition(context.topic, 0, 0)])
+        values: list[bytes | None] = []
+        while len(values) < wanted:
+            values += [message.value() for message in
+                       consumer.consume(num_messages=RAW_BATCH, timeout=1.0)]
+        consumer.close()
+        return len(values)
+
+    return {"librdkafka_raw_rps": best_rate(consume)}
+
+
+@measurement("kafka-python alone: poll into a list")
+def kafka_python_raw(context: BenchContext) -> dict[str, float]:
+    wanted = len(context.messages)
+
+    def consume() -> int:
+        consumer = KafkaConsumer(**context.connection.kafka_python_settings(),
+                                 enable_auto_commit=False, max_poll_records=RAW_BATCH)
+        partition = TopicPartition(context.topic, 0)
+        consumer.assign([partition])
+        consumer.seek_to_beginning(partition)
+        values: list[bytes] = []
+        while len(values) < wanted:
+            for records in consumer.poll(timeout_ms=1000).values():
+                values += [record.value for record in records]
+        consumer.close()
+        return len(values)
+
+    return {"kafka_python_rps": best_rate(consume)}
 
 
 @measurement("the tutorial's training epoch")
@@ -190,7 +212,7 @@ def fast_train(context: BenchContext) -> dict[str, float]:
         "train": {"topic": context.topic, "batchSize": BATCH, "shuffleBuffer": BATCH},
     })
     model = tutorial_model()
-    offsets = partition_offsets(context.connection, context.topic)
+    offsets = partition_bounds(context.connection, context.topic)
     started = time.perf_counter()
     with TrainProgress(False) as display:
         summary: ReadSummary = read_all(
@@ -205,14 +227,15 @@ def fast_train(context: BenchContext) -> dict[str, float]:
             "train_cached_epoch_s": sum(later) / len(later)}
 
 
-@measurement("the model on in-memory arrays")
+@measurement("the model on in-memory arrays, in a clean process")
 def compute(context: BenchContext) -> dict[str, float]:
-    model = tutorial_model()
-    features = context.data.features.astype(np.float32)
-    labels = context.data.labels.astype(np.float32)
-    started = time.perf_counter()
-    model.fit(features, labels, batch_size=BATCH, epochs=1, shuffle=True, verbose=0)
-    return {"compute_epoch_s": time.perf_counter() - started}
+    rows = len(context.messages)
+    output = subprocess.run(
+        [sys.executable, "-m", "bench.compute", str(rows), str(rows + context.test_records),
+         str(context.seed)],
+        check=True, capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
+    figures: dict[str, float] = json.loads(output.stdout.strip().splitlines()[-1])
+    return figures
 
 
 @measurement("the model on in-memory arrays, checkpoint after every batch")
@@ -233,8 +256,12 @@ def checkpointed_compute(context: BenchContext) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bootstrap", help="Kafka address (default: start a local broker)")
-    parser.add_argument("--rows", type=int, default=60_000, help="records (tutorial: 60,000)")
+    parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
+    parser.add_argument("--compat-bootstrap", help=argparse.SUPPRESS)
+    parser.add_argument("--rows", type=int, default=60_000,
+                        help="training records (tutorial: 60,000)")
+    parser.add_argument("--test-rows", type=int, default=200_000,
+                        help="test records (the evaluation figures)")
     parser.add_argument("--seed", type=int, default=0, help="synthetic data seed")
     parser.add_argument("--output", type=Path, default=Path("bench-results.json"),
                         help="where to write the JSON figures")
@@ -245,8 +272,10 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     if arguments.bootstrap is None:
         return measure_on_own_broker(argv or sys.argv[1:], arguments.output, console)
-    console.print(f"writing {arguments.rows:,} rows to Kafka at {arguments.bootstrap} ...")
-    context = prepare(arguments.bootstrap, arguments.rows, arguments.seed)
+    console.print(f"writing {arguments.rows:,} + {arguments.test_rows:,} rows to Kafka at "
+                  f"{arguments.bootstrap} and {arguments.compat_bootstrap} ...")
+    context = prepare(arguments.bootstrap, arguments.compat_bootstrap, arguments.rows,
+                      arguments.test_rows, arguments.seed)
     run(context, console)
     path = report(context, console, arguments.output)
     console.print(str(path.resolve()))
@@ -254,16 +283,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def measure_on_own_broker(argv: list[str], output: Path, console: Console) -> int:
-    """Start a broker, measure in a child process against it, stop the broker.
+    """Start the brokers, measure in a child process against them, stop the brokers.
 
     tensorflow-io's Kafka readers crash their process when their broker goes
     away, so the process that reads (the child, which runs every measurement)
-    exits while the broker still runs, and this one stops the broker after.
+    exits while the brokers still run, and this one stops them after.
     """
-    with broker(None) as bootstrap:
+    with brokers() as (bootstrap, compat):
         code = subprocess.call(
-            [sys.executable, "-m", "bench.input_pipeline", *argv,
-             "--bootstrap", bootstrap, "--output", str(output.resolve())],
+            [sys.executable, "-m", "bench.input_pipeline", *argv, "--bootstrap", bootstrap,
+             "--compat-bootstrap", compat, "--output", str(output.resolve())],
             cwd=Path(__file__).resolve().parent.parent)
     if code == 0:
         console.print(str(output.resolve()))

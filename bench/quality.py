@@ -45,9 +45,9 @@ from rich.table import Table  # noqa: E402
 
 from bench.harness import broker, machine  # noqa: E402
 from workload.artifacts import Artifacts  # noqa: E402
-from workload.data.producer import produce_split  # noqa: E402
 from workload.datagen.families import FAMILIES, Family  # noqa: E402
-from workload.kafka_connection import KafkaConnection  # noqa: E402
+from workload.datagen.produce import produce_split  # noqa: E402
+from workload.kafka.connection import KafkaConnection  # noqa: E402
 from workload.runner import run_phases  # noqa: E402
 from workload.spec import DataSpec, parse_spec  # noqa: E402
 

@@ -21,6 +21,8 @@ def _install(only_kafka: bool) -> None:
     print(f"Kafka {kafka.KAFKA_VERSION} jars: {kafka.install()}", flush=True)
     if only_kafka:
         return
+    compat = kafka.COMPAT_KAFKA_VERSION
+    print(f"Kafka {compat} jars (tensorflow-io tests): {kafka.install(compat)}", flush=True)
     print(f"Kubernetes {kube_build.KUBERNETES_VERSION} binaries (first build takes a while): ",
           end="", flush=True)
     print(kube_build.build())

@@ -1,24 +1,22 @@
 """A real Apache Kafka broker on 127.0.0.1: KRaft, one node, jars from Maven Central.
 
-The broker is the one Strimzi runs (Kafka 4.x), not a stand-in. Its jars are
-resolved once by Maven into ``<cache>/kafka/<version>/lib``; each start formats
-a fresh data directory, picks a free port, and waits until the broker logs
-that it has started and accepts connections.
-
-Why 3.9 and not 4.x: tensorflow-io 0.37.1 bundles librdkafka 1.5.0, and
-against Kafka 4.1.1 its offset look-up fails: `IODataset.from_kafka` raises
-"failed to consume tail message: Local: Required feature not supported by
-broker" and the broker drops the connection ("Disconnected ... after 220ms in
-state UP"). Kafka 4.0 removed old protocol versions (KIP-896) that this client
-still needs. Kafka 3.9 is the newest line that serves it, and the one Strimzi
-0.45-0.47 run. The integration tests read topics through all three
-tensorflow-io Kafka datasets against this broker, so a regression fails there.
+The broker is the one Strimzi runs, not a stand-in: Kafka 4.3.1 (Strimzi 1.2's
+default) unless told otherwise. Kafka 3.9.2 is kept for the tensorflow-io
+reader, whose bundled librdkafka 1.5.0 cannot read Kafka 4: Kafka 4.0 removed
+old protocol versions (KIP-896: ListOffsets v0, Fetch v0-3, OffsetCommit v0-1,
+...), so `IODataset.from_kafka` fails there ("failed to consume tail message:
+Local: Required feature not supported by broker") and its consumer-group
+datasets hang. Jars are resolved once by Maven into
+``<cache>/kafka/<version>/lib``; each start formats a fresh data directory,
+picks free ports, and waits until the broker logs that it has started and
+accepts connections.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import uuid
 from collections.abc import Mapping, Sequence
@@ -30,11 +28,61 @@ from localparts.errors import LocalPartError
 from localparts.ports import LOOPBACK, free_port, port_open
 from localparts.process import ServerProcess, spawn, wait_until
 
-KAFKA_VERSION = "3.9.1"
-"""Apache Kafka release (Scala 2.13 build); see the module docstring for why not 4.x."""
+KAFKA_VERSION = "4.3.1"
+"""Apache Kafka release (Scala 2.13 build) of the tests, the demo and the benchmarks."""
 
-SLF4J_BACKEND = ("org.slf4j", "slf4j-reload4j", "1.7.36")
-"""Logging backend: Kafka 3.9 declares only the slf4j 1.7 API, the backend is ours to add."""
+COMPAT_KAFKA_VERSION = "3.9.2"
+"""The Kafka 3.x release kept for the tensorflow-io reader (3.9.2, not 3.9.1: CVE fixes)."""
+
+
+@dataclass(frozen=True)
+class Logging:
+    """How one Kafka line logs: the slf4j backend jars to add and the config file they read."""
+
+    backends: tuple[tuple[str, str, str], ...]
+    config_name: str
+    config_text: str
+    jvm_flag: str
+
+
+LOG4J1 = Logging(
+    # Kafka 3.x declares only the slf4j 1.7 API; the backend is ours to add.
+    backends=(("org.slf4j", "slf4j-reload4j", "1.7.36"),),
+    config_name="log4j.properties",
+    config_text="""log4j.rootLogger=INFO, stdout
+log4j.appender.stdout=org.apache.log4j.ConsoleAppender
+log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
+log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.org.apache=WARN
+log4j.logger.kafka.server.KafkaRaftServer=INFO
+""",
+    jvm_flag="-Dlog4j.configuration=file:{path}",
+)
+
+LOG4J2 = Logging(
+    # Kafka 4.x logs through log4j2 behind the slf4j 1.7 API; again the backend is ours to add.
+    backends=(("org.apache.logging.log4j", "log4j-slf4j-impl", "2.25.3"),
+              ("org.apache.logging.log4j", "log4j-core", "2.25.3")),
+    config_name="log4j2.properties",
+    config_text="""status = warn
+appender.stdout.type = Console
+appender.stdout.name = STDOUT
+appender.stdout.layout.type = PatternLayout
+appender.stdout.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.stdout.ref = STDOUT
+logger.apache.name = org.apache
+logger.apache.level = WARN
+logger.raft.name = kafka.server.KafkaRaftServer
+logger.raft.level = INFO
+""",
+    jvm_flag="-Dlog4j2.configurationFile=file:{path}",
+)
+
+
+def logging_of(version: str) -> Logging:
+    """Kafka 4 moved from log4j 1 (reload4j) to log4j2."""
+    return LOG4J2 if int(version.split(".")[0]) >= 4 else LOG4J1
 
 START_TIMEOUT_S = 90.0
 """How long a cold broker start may take (JVM start, storage format, KRaft election)."""
@@ -50,17 +98,8 @@ POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
   <packaging>pom</packaging>
   <dependencies>
     <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>{kafka}</version></dependency>
-    <dependency><groupId>{backend[0]}</groupId><artifactId>{backend[1]}</artifactId><version>{backend[2]}</version></dependency>
-  </dependencies>
+{backends}  </dependencies>
 </project>
-"""
-
-LOG4J_CONFIG = """log4j.rootLogger=INFO, stdout
-log4j.appender.stdout=org.apache.log4j.ConsoleAppender
-log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
-log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
-log4j.logger.org.apache=WARN
-log4j.logger.kafka.server.KafkaRaftServer=INFO
 """
 
 READY_LINE = "Kafka Server started"
@@ -70,16 +109,25 @@ def install(version: str = KAFKA_VERSION) -> Path:
     """Resolve the broker's jars (cached); return the directory that holds them."""
     home = cache_root() / "kafka" / version
     lib = home / "lib"
-    if (lib / f"kafka_2.13-{version}.jar").exists():
+    backends = logging_of(version).backends
+    wanted = [f"kafka_2.13-{version}.jar",
+              *(f"{artifact}-{release}.jar" for _, artifact, release in backends)]
+    if all((lib / jar).exists() for jar in wanted):
         return lib
     require_tool("java", JAVA_HINT)
     mvn = require_tool("mvn", MAVEN_HINT)
     home.mkdir(parents=True, exist_ok=True)
-    (home / "pom.xml").write_text(POM.format(kafka=version, backend=SLF4J_BACKEND))
+    dependencies = "".join(
+        f"    <dependency><groupId>{group}</groupId><artifactId>{artifact}</artifactId>"
+        f"<version>{release}</version></dependency>\n"
+        for group, artifact, release in backends)
+    (home / "pom.xml").write_text(POM.format(kafka=version, backends=dependencies))
     partial = home / "lib.partial"
+    shutil.rmtree(partial, ignore_errors=True)
     run([mvn, "-q", "-B", "dependency:copy-dependencies", f"-DoutputDirectory={partial}",
          "-DincludeScope=runtime"],
         cwd=home, what=f"resolving Apache Kafka {version} from Maven Central")
+    shutil.rmtree(lib, ignore_errors=True)
     partial.rename(lib)
     return lib
 
@@ -91,6 +139,8 @@ class KafkaBroker:
     process: ServerProcess
     bootstrap_servers: str
     data_dir: Path
+    version: str = KAFKA_VERSION
+    """The Apache Kafka release it runs."""
     listener_ports: dict[str, int] = field(default_factory=dict)
     """Port of each extra listener (e.g. `SASL_PLAINTEXT`), by listener name."""
 
@@ -134,8 +184,12 @@ def _jvm(data_dir: Path, version: str) -> list[str]:
     """The java command line (classpath and logging) every broker tool and the broker share."""
     lib = install(version)
     java = require_tool("java", JAVA_HINT)
+    logging = logging_of(version)
+    config = data_dir / logging.config_name
+    if not config.exists():
+        config.write_text(logging.config_text)
     return [java, "-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-Djava.awt.headless=true",
-            f"-Dlog4j.configuration=file:{data_dir / 'log4j.properties'}", "-cp", f"{lib}/*"]
+            logging.jvm_flag.format(path=config), "-cp", f"{lib}/*"]
 
 
 def _launch(jvm: list[str], data_dir: Path, port: int, *other_ports: int) -> ServerProcess:
@@ -179,7 +233,6 @@ def start(data_dir: Path, *, version: str = KAFKA_VERSION,
     SCRAM-SHA-512 credentials when the storage is formatted (KRaft keeps them in its log).
     """
     data_dir.mkdir(parents=True, exist_ok=True)
-    (data_dir / "log4j.properties").write_text(LOG4J_CONFIG)
     jvm = _jvm(data_dir, version)
     scram = [argument for name, password in (scram_users or {}).items()
              for argument in ("--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]")]
@@ -204,12 +257,12 @@ def start(data_dir: Path, *, version: str = KAFKA_VERSION,
                 continue  # lost a race for the port: try other ports
             raise
         extra = {name: port for name, port in ports.items() if name != "PLAINTEXT"}
-        return KafkaBroker(process, f"{LOOPBACK}:{ports['PLAINTEXT']}", data_dir, extra)
+        return KafkaBroker(process, f"{LOOPBACK}:{ports['PLAINTEXT']}", data_dir, version, extra)
     assert last_error is not None
     raise last_error
 
 
-def restart(broker: KafkaBroker, *, hard: bool = False, version: str = KAFKA_VERSION) -> None:
+def restart(broker: KafkaBroker, *, hard: bool = False) -> None:
     """Stop ``broker`` and start it again on the same ports and data (no reformat).
 
     For fault tests: clients see the broker go away and come back at the same
@@ -222,7 +275,7 @@ def restart(broker: KafkaBroker, *, hard: bool = False, version: str = KAFKA_VER
             os.killpg(broker.process.pid, signal.SIGKILL)
     broker.stop()
     port = int(broker.bootstrap_servers.rsplit(":", 1)[1])
-    broker.process = _launch(_jvm(broker.data_dir, version), broker.data_dir, port,
+    broker.process = _launch(_jvm(broker.data_dir, broker.version), broker.data_dir, port,
                              *broker.listener_ports.values())
 
 

@@ -25,8 +25,8 @@ from kafka.admin import NewTopic
 
 from localparts import controlplane, kube_build
 from localparts import kafka as local_kafka
-from workload.data import producer
-from workload.kafka_connection import KafkaConnection
+from workload.kafka.bounds import end_offsets
+from workload.kafka.connection import KafkaConnection
 
 
 @dataclass
@@ -51,11 +51,11 @@ class KafkaHandle:
 
     def end_offsets(self, topic: str) -> dict[int, int]:
         """Each partition's end offset (the count of records written to it)."""
-        return producer.end_offsets(KafkaConnection(self.bootstrap_servers), topic)
+        return end_offsets(KafkaConnection(self.bootstrap_servers), topic)
 
     def committed(self, group: str) -> dict[tuple[str, int], int]:
         """A consumer group's committed offsets, by (topic, partition)."""
-        offsets = self.admin.list_consumer_group_offsets(group)
+        offsets = self.admin.list_group_offsets(group)[group]
         return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()}
 
 
@@ -65,7 +65,7 @@ _exit_status: list[int] = []
 
 @pytest.fixture(scope="session")
 def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> local_kafka.KafkaBroker:
-    """A real Apache Kafka broker (KRaft, one node) on 127.0.0.1, for the whole session.
+    """A real Apache Kafka broker (KRaft, one node, Kafka 4.x) on 127.0.0.1, for the session.
 
     It is stopped only as this process exits (see `pytest_unconfigure`):
     tensorflow-io never frees its librdkafka handles, and when their broker
@@ -73,6 +73,16 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> local_kafka.KafkaB
     crash the process.
     """
     broker = local_kafka.start(tmp_path_factory.mktemp("kafka"))
+    _brokers_to_stop_at_exit.append(broker)
+    return broker
+
+
+@pytest.fixture(scope="session")
+def kafka3_broker(tmp_path_factory: pytest.TempPathFactory) -> local_kafka.KafkaBroker:
+    """A Kafka 3.x broker (`COMPAT_KAFKA_VERSION`), for the tensorflow-io client's tests; started
+    only when a test asks for it, stopped like `kafka_broker`."""
+    broker = local_kafka.start(tmp_path_factory.mktemp("kafka3"),
+                               version=local_kafka.COMPAT_KAFKA_VERSION)
     _brokers_to_stop_at_exit.append(broker)
     return broker
 
@@ -93,25 +103,41 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     os._exit(_exit_status[-1] if _exit_status else 1)
 
 
+@contextlib.contextmanager
+def _handle(broker: local_kafka.KafkaBroker) -> Iterator[KafkaHandle]:
+    if not broker.process.alive():
+        pytest.fail(f"the Kafka broker died; log tail:\n{broker.process.log()}")
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
+    try:
+        yield KafkaHandle(broker.bootstrap_servers, admin, broker)
+    finally:
+        admin.close()
+
+
 @pytest.fixture(scope="session")
 def kafka(kafka_broker: local_kafka.KafkaBroker) -> Iterator[KafkaHandle]:
     """The session's broker with an admin client and topic helpers."""
-    if not kafka_broker.process.alive():
-        pytest.fail(f"the Kafka broker died; log tail:\n{kafka_broker.process.log()}")
-    admin = KafkaAdminClient(bootstrap_servers=kafka_broker.bootstrap_servers)
-    handle = KafkaHandle(kafka_broker.bootstrap_servers, admin, kafka_broker)
-    yield handle
-    admin.close()
+    with _handle(kafka_broker) as handle:
+        yield handle
+
+
+@pytest.fixture(scope="session")
+def kafka3(kafka3_broker: local_kafka.KafkaBroker) -> Iterator[KafkaHandle]:
+    """The Kafka 3.x broker with an admin client and topic helpers."""
+    with _handle(kafka3_broker) as handle:
+        yield handle
 
 
 @pytest.fixture(autouse=True)
 def _broker_alive_after(request: pytest.FixtureRequest) -> Iterator[None]:
-    """A test that used the broker fails with the broker's log tail if the broker crashed."""
+    """A test that used a broker fails with the broker's log tail if the broker crashed."""
     yield
-    if "kafka" in request.fixturenames or "kafka_broker" in request.fixturenames:
-        broker: local_kafka.KafkaBroker = request.getfixturevalue("kafka_broker")
-        if not broker.process.alive():
-            pytest.fail(f"the Kafka broker crashed; log tail:\n{broker.process.log()}")
+    for uses, fixture in ((("kafka", "kafka_broker"), "kafka_broker"),
+                          (("kafka3", "kafka3_broker"), "kafka3_broker")):
+        if any(name in request.fixturenames for name in uses):
+            broker: local_kafka.KafkaBroker = request.getfixturevalue(fixture)
+            if not broker.process.alive():
+                pytest.fail(f"the Kafka broker crashed; log tail:\n{broker.process.log()}")
 
 
 @dataclass

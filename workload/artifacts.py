@@ -107,6 +107,14 @@ class Artifacts:
         return self
 
 
+def read_json(path: Path) -> Any:
+    """The JSON document at `path`, or None when there is no such file."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+
+
 def write_json_atomic(path: Path, document: Any) -> None:
     """Write JSON so a reader (or a restarted process) sees the old or the new file, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from workload.artifacts import write_json_atomic
 from workload.contract import MODES
-from workload.kafka_connection import KafkaConnection, connection_for
+from workload.kafka.connection import KafkaConnection, connection_for
 from workload.spec import SpecError, load_job_file
 from workload.status import PodReport
 
@@ -107,12 +107,12 @@ def command_run_mode(arguments: argparse.Namespace) -> int:
 
 def command_produce(arguments: argparse.Namespace) -> int:
     """Write a train/test split into two topics."""
-    from workload.data.producer import produce_split
+    from workload.datagen.produce import produce_split
     from workload.spec import DataSpec
 
     bootstrap = arguments.bootstrap_servers or _local_bootstrap()
     if arguments.susy:
-        from workload.data.susy import load_susy
+        from workload.datagen.susy import load_susy
 
         data = load_susy(Path(arguments.susy), rows=arguments.rows)
     else:

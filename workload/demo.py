@@ -20,7 +20,7 @@ import yaml
 from rich.console import Console
 
 from workload.artifacts import Artifacts, write_json_atomic
-from workload.kafka_connection import KafkaConnection
+from workload.kafka.connection import KafkaConnection
 from workload.spec import load_job_file
 
 ONLINE_ROWS = 20_000
@@ -86,9 +86,10 @@ def run_demo(output: Path, rows: int = 100_000, bootstrap_servers: str | None = 
 
 def _demo(console: Console, output: Path, rows: int, bootstrap_servers: str,
           started: float) -> bool:
-    from workload.data.producer import produce_messages, produce_split
-    from workload.data.records import encode
-    from workload.data.synthetic import bayes_optimal_accuracy, generate
+    from workload.datagen.produce import produce_split
+    from workload.datagen.records import encode
+    from workload.datagen.synthetic import bayes_optimal_accuracy, generate
+    from workload.kafka.producer import produce_messages
     from workload.report_table import render_reports
     from workload.runner import results_document, run_phases
 

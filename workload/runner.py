@@ -11,15 +11,16 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from workload import tflog
-from workload.artifacts import Artifacts
+from workload.artifacts import Artifacts, read_json, write_json_atomic
 from workload.contract import JOB_NAME_ENV, JOB_SPEC_ENV, MODEL_SOURCE_ENV, OUTPUT_URI_ENV, Mode
-from workload.data.kafka_login import login_refusal
-from workload.kafka_connection import KafkaConnection
+from workload.kafka.connection import KafkaConnection
+from workload.kafka.probe import connection_refusal, tensorflow_io_refusal
 from workload.spec import StreamingTrainingJobSpec, parse_spec
 from workload.status import PodReport
 
@@ -37,15 +38,28 @@ def run_mode(
     progress: bool = True,
     stop_event: threading.Event | None = None,
     job_uid: str | None = None,
+    first_phase: bool = True,
 ) -> PodReport:
     """Run one phase; errors the phase anticipates come back as a failed report.
 
     `job_uid` is the job's uid in a cluster (`None` locally): only checkpoints and ledgers
-    of that job are resumed from.
+    of that job are resumed from. The phase's wall time goes into its results file as
+    `phaseSeconds`: what a user waits for, counted from the process's start for the first
+    phase of a process (a pod: interpreter, imports, model load, group join included),
+    else from this call.
     """
+    started = process_started() if first_phase else time.monotonic()
+    report = _run_mode(mode, name, spec, connection, artifacts, progress, stop_event, job_uid)
+    record_phase_time(artifacts.results(mode), time.monotonic() - started)
+    return report
+
+
+def _run_mode(mode: Mode, name: str, spec: StreamingTrainingJobSpec,
+              connection: KafkaConnection, artifacts: Artifacts, progress: bool,
+              stop_event: threading.Event | None, job_uid: str | None) -> PodReport:
     tflog.quiet()
     artifacts.prepare()
-    refused = login_refusal(connection)
+    refused = kafka_refusal(spec, connection)
     if refused is not None:
         return PodReport(mode=mode, ok=False, message=refused)
     if mode == "train":
@@ -60,7 +74,41 @@ def run_mode(
     from workload.modes.online import run_online
 
     return run_online(name, spec, connection, artifacts, progress=progress,
-                      stop_event=stop_event)
+                      stop_event=stop_event, job_uid=job_uid)
+
+
+def process_started() -> float:
+    """`time.monotonic()` at which this process started (Linux; else now)."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, IndexError, ValueError):
+        return time.monotonic()
+    age = uptime - ticks / os.sysconf("SC_CLK_TCK")
+    return time.monotonic() - max(age, 0.0)
+
+
+def record_phase_time(results: Path, seconds: float) -> None:
+    """Add the phase's wall time (and records per second of it) to its results file."""
+    document = read_json(results)
+    if not isinstance(document, dict):
+        return
+    records = document.get("recordsThisRun")
+    document["phaseSeconds"] = round(seconds, 3)
+    if isinstance(records, int) and seconds > 0:
+        document["phaseRecordsPerSecond"] = round(records / seconds, 1)
+    write_json_atomic(results, document)
+
+
+def kafka_refusal(spec: StreamingTrainingJobSpec, connection: KafkaConnection) -> str | None:
+    """Why this job cannot use its brokers (unreachable, a refused login, a client that cannot
+    read them), or `None`: checked before a phase starts, so none hangs or dies obscurely."""
+    refused = connection_refusal(connection)
+    if refused is not None:
+        return refused
+    if spec.kafka.client == "tensorflow-io":
+        return tensorflow_io_refusal(connection)
+    return None
 
 
 def run_phases(
@@ -74,8 +122,9 @@ def run_phases(
 ) -> list[PodReport]:
     """Run train -> evaluate -> online as the spec asks; stop at the first failed phase."""
     reports: list[PodReport] = []
-    for mode in spec.phases:
-        report = run_mode(mode, name, spec, connection, artifacts, progress=progress)
+    for index, mode in enumerate(spec.phases):
+        report = run_mode(mode, name, spec, connection, artifacts, progress=progress,
+                          first_phase=index == 0)
         reports.append(report)
         if on_report is not None:
             on_report(report)

@@ -112,9 +112,17 @@ class UserRef(SpecModel):
     """Name of the `KafkaUser` (and of the Secret its User Operator writes)."""
 
 
+KafkaClient = Literal["librdkafka", "tensorflow-io"]
+"""The libraries a job may read Kafka with."""
+
+
 class KafkaSpec(SpecModel):
     """Where the job's Kafka is and how to talk to it: a Strimzi cluster or a plain address."""
 
+    client: KafkaClient = "librdkafka"
+    """What reads Kafka: `librdkafka` (librdkafka 2.x through confluent-kafka; reads every Kafka
+    from 0.10 to 4.x) or `tensorflow-io` (tensorflow-io's datasets, as in TensorFlow's tutorial;
+    its librdkafka 1.5.0 reads Kafka 3.x and older only)."""
     cluster_ref: ClusterRef | None = None
     """A Strimzi `Kafka` resource; the bootstrap address is read from its status. Exclusive with `bootstrapServers`."""
     bootstrap_servers: str | None = Field(None, pattern=r"^[^,\s]+:\d+(,[^,\s]+:\d+)*$")

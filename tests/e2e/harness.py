@@ -23,9 +23,9 @@ import pytest
 import yaml
 
 from localparts.ports import free_port
-from workload.data.producer import produce_split
-from workload.data.synthetic import generate
-from workload.kafka_connection import KafkaConnection
+from workload.datagen.produce import produce_split
+from workload.datagen.synthetic import generate
+from workload.kafka.connection import KafkaConnection
 from workload.spec import API_GROUP, API_VERSION, PLURAL
 
 REPO = Path(__file__).resolve().parents[2]

@@ -20,8 +20,8 @@ from kafka import KafkaConsumer
 from tests.faults.figures import Figure, figure
 from tests.integration.modes_support import fill_topic, job_spec, save_tiny_model
 from workload.artifacts import Artifacts
-from workload.data.dead_letter import REASON_HEADER
-from workload.kafka_connection import KafkaConnection
+from workload.kafka.connection import KafkaConnection
+from workload.kafka.dead_letter import REASON_HEADER
 from workload.modes.evaluate import run_evaluate
 from workload.modes.train import run_train
 from workload.spec import StreamingTrainingJobSpec

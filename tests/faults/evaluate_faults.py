@@ -30,8 +30,8 @@ from tests.faults import processes
 from tests.faults.figures import Figure, figure
 from tests.integration.modes_support import fill_topic, job_spec, save_tiny_model
 from workload.artifacts import Artifacts
-from workload.data.producer import end_offsets
-from workload.kafka_connection import KafkaConnection
+from workload.kafka.bounds import end_offsets
+from workload.kafka.connection import KafkaConnection
 from workload.modes.ledger import Ledger
 
 SCENARIO = "evaluate: SIGKILLs + broker restart"
@@ -94,7 +94,7 @@ def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
     """The consumer group's committed offsets on `topic`, as the broker holds them."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
-        offsets = admin.list_consumer_group_offsets(group)
+        offsets = admin.list_group_offsets(group)[group]
     finally:
         admin.close()
     return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}

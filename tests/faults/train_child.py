@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
 
 from workload.artifacts import Artifacts
-from workload.kafka_connection import connection_for
+from workload.kafka.connection import connection_for
 from workload.modes.train import run_train
 from workload.spec import parse_spec
 

@@ -30,8 +30,8 @@ from tests.faults import processes
 from tests.faults.figures import Figure, figure
 from tests.integration.modes_support import fill_topic, job_spec, predict
 from workload.artifacts import Artifacts
-from workload.data.synthetic import generate
-from workload.kafka_connection import KafkaConnection
+from workload.datagen.synthetic import generate
+from workload.kafka.connection import KafkaConnection
 from workload.modes.train import run_train
 from workload.spec import StreamingTrainingJobSpec
 

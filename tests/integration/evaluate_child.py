@@ -14,7 +14,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from workload.artifacts import Artifacts
-from workload.kafka_connection import connection_for
+from workload.kafka.connection import connection_for
 from workload.modes.evaluate import run_evaluate
 from workload.spec import parse_spec
 

@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from workload.data.producer import produce_messages
-from workload.data.records import Message, corrupt, encode
-from workload.data.synthetic import generate
-from workload.data.table import SusyData
-from workload.kafka_connection import KafkaConnection
+from workload.datagen.records import Message, corrupt, encode
+from workload.datagen.synthetic import generate
+from workload.datagen.table import SusyData
+from workload.kafka.connection import KafkaConnection
+from workload.kafka.producer import produce_messages
 from workload.spec import StreamingTrainingJobSpec, parse_spec
 
 

@@ -28,7 +28,7 @@ import numpy.typing as npt
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from workload.artifacts import Artifacts
-from workload.kafka_connection import connection_for
+from workload.kafka.connection import connection_for
 from workload.modes.online import run_online
 from workload.spec import parse_spec
 

@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import KafkaHandle
 from tests.integration.modes_support import fill_topic, job_spec, save_tiny_model
 from workload.artifacts import Artifacts
-from workload.kafka_connection import KafkaConnection
+from workload.kafka.connection import KafkaConnection
 from workload.modes.evaluate import run_evaluate
 from workload.modes.ledger import Ledger
 from workload.spec import dump_spec

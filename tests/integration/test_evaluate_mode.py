@@ -13,8 +13,8 @@ from kafka import KafkaConsumer
 from tests.conftest import KafkaHandle
 from tests.integration.modes_support import fill_topic, job_spec, predict, save_tiny_model
 from workload.artifacts import Artifacts
-from workload.data.dead_letter import REASON_HEADER
-from workload.kafka_connection import KafkaConnection
+from workload.kafka.connection import KafkaConnection
+from workload.kafka.dead_letter import REASON_HEADER
 from workload.modes.evaluate import run_evaluate
 
 

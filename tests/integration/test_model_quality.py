@@ -6,9 +6,9 @@ from pathlib import Path
 
 from tests.conftest import KafkaHandle
 from workload.artifacts import Artifacts
-from workload.data.producer import produce_split
-from workload.data.synthetic import bayes_optimal_accuracy, generate
-from workload.kafka_connection import KafkaConnection
+from workload.datagen.produce import produce_split
+from workload.datagen.synthetic import bayes_optimal_accuracy, generate
+from workload.kafka.connection import KafkaConnection
 from workload.runner import run_phases
 from workload.spec import parse_spec
 

@@ -14,7 +14,7 @@ from typing import Any
 from tests.conftest import KafkaHandle
 from tests.integration.modes_support import fill_topic, job_spec, save_tiny_model
 from workload.artifacts import Artifacts
-from workload.kafka_connection import KafkaConnection
+from workload.kafka.connection import KafkaConnection
 from workload.modes.online import run_online
 from workload.spec import dump_spec
 

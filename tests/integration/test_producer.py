@@ -9,14 +9,12 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from tests.conftest import KafkaHandle
-from workload.data import synthetic
-from workload.data.producer import (
-    TopicLayoutError,
-    produce_messages,
-    produce_split,
-)
-from workload.data.records import Message, corrupt, encode
-from workload.kafka_connection import KafkaConnection
+from workload.datagen import synthetic
+from workload.datagen.produce import produce_split
+from workload.datagen.records import Message, corrupt, encode
+from workload.kafka.admin import TopicLayoutError
+from workload.kafka.connection import KafkaConnection
+from workload.kafka.producer import produce_messages
 
 
 def read_all(kafka: KafkaHandle, topic: str) -> dict[int, list[Message]]:

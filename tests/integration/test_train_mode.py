@@ -19,11 +19,11 @@ from kafka import KafkaConsumer  # noqa: E402
 
 from tests.conftest import KafkaHandle  # noqa: E402
 from workload.artifacts import Artifacts  # noqa: E402
-from workload.data.dead_letter import REASON_HEADER  # noqa: E402
-from workload.data.producer import produce_messages  # noqa: E402
-from workload.data.records import corrupt, encode  # noqa: E402
-from workload.data.synthetic import generate  # noqa: E402
-from workload.kafka_connection import KafkaConnection  # noqa: E402
+from workload.datagen.records import corrupt, encode  # noqa: E402
+from workload.datagen.synthetic import generate  # noqa: E402
+from workload.kafka.connection import KafkaConnection  # noqa: E402
+from workload.kafka.dead_letter import REASON_HEADER  # noqa: E402
+from workload.kafka.producer import produce_messages  # noqa: E402
 from workload.modes.train import run_train  # noqa: E402
 from workload.spec import StreamingTrainingJobSpec  # noqa: E402
 

@@ -11,17 +11,18 @@ import json
 import sys
 
 from workload import tflog
-from workload.kafka_connection import connection_for
+from workload.kafka.connection import connection_for
 from workload.spec import KafkaSpec
 
 
 def main(bootstrap_servers: str, topic: str) -> int:
     """Replay every record of `topic` once; print how many arrived."""
     tflog.quiet()
-    from workload.data.kafka_input import partition_offsets, record_count, replay_dataset
+    from workload.kafka.bounds import partition_bounds, record_count
+    from workload.kafka.tfio import replay_dataset
 
     connection = connection_for(KafkaSpec.model_validate({"bootstrapServers": bootstrap_servers}))
-    offsets = partition_offsets(connection, topic)
+    offsets = partition_bounds(connection, topic)
     records = sum(int(keys.shape[0]) for keys, _ in replay_dataset(connection, topic, offsets))
     print(json.dumps({"records": records, "expected": record_count(offsets)}))
     return 0

@@ -8,18 +8,19 @@ import time
 from pathlib import Path
 
 from tests.security.conftest import TRAIN_ROWS, ScramKafka
-from workload.data.kafka_input import partition_offsets
-from workload.data.kafka_login import login_refusal
-from workload.kafka_connection import (
+from workload.kafka.bounds import partition_bounds
+from workload.kafka.connection import (
     CREDENTIALS_ENV,
     SASL_USERNAME_ENV,
     KafkaConnection,
     connection_for,
 )
+from workload.kafka.probe import connection_refusal
+from workload.kafka.ranges import read_ranges
 from workload.spec import KafkaSpec
 
 REFUSAL_BOUND_S = 5.0
-"""A refused login must be reported this fast (kafka-python alone would retry forever)."""
+"""A refused login must be reported this fast (a client left to itself retries forever)."""
 
 
 def scram_connection(kafka: ScramKafka, folder: Path, password: str) -> KafkaConnection:
@@ -36,15 +37,18 @@ def test_kafka_user_secret_becomes_scram_settings_that_read_the_topic(
     assert connection.settings == {
         "security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "SCRAM-SHA-512",
         "sasl.username": scram_kafka.username, "sasl.password": scram_kafka.password}
-    assert login_refusal(connection) is None
-    assert partition_offsets(connection, scram_kafka.train_topic) == {0: (0, TRAIN_ROWS)}
+    assert connection_refusal(connection) is None
+    bounds = partition_bounds(connection, scram_kafka.train_topic)
+    assert bounds == {0: (0, TRAIN_ROWS)}
+    assert sum(len(batch) for batch in read_ranges(connection, scram_kafka.train_topic,
+                                                   bounds)) == TRAIN_ROWS
 
 
 def test_wrong_password_is_refused_at_once_naming_the_user_not_the_password(
         scram_kafka: ScramKafka, tmp_path: Path) -> None:
     connection = scram_connection(scram_kafka, tmp_path / "user", scram_kafka.wrong_password)
     started = time.monotonic()
-    refusal = login_refusal(connection)
+    refusal = connection_refusal(connection)
     assert time.monotonic() - started < REFUSAL_BOUND_S
     assert refusal is not None
     assert "refused the SCRAM-SHA-512 login of user 'trainer'" in refusal
@@ -56,5 +60,5 @@ def test_scram_listener_refuses_an_unknown_user(scram_kafka: ScramKafka) -> None
     anonymous = KafkaConnection(scram_kafka.broker.scram_servers, {
         "security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "SCRAM-SHA-512",
         "sasl.username": "nobody", "sasl.password": "guess"})
-    refusal = login_refusal(anonymous)
+    refusal = connection_refusal(anonymous)
     assert refusal is not None and "user 'nobody'" in refusal

@@ -1,6 +1,7 @@
 """TLS listeners, as Strimzi serves `tls: true`: the cluster CA Secret plus a tls KafkaUser's
 certificate (mutual TLS), or plus a SCRAM password (SASL_SSL), let the workload read through
-kafka-python and tensorflow-io's librdkafka alike; a wrong password over TLS is refused clearly.
+librdkafka 2.x (the default client) and tensorflow-io's librdkafka 1.5 (whose range reader still
+reads Kafka 4) alike; a wrong password over TLS is refused clearly.
 """
 
 from __future__ import annotations
@@ -14,15 +15,16 @@ from pathlib import Path
 import pytest
 
 from tests.security.conftest import TRAIN_ROWS, TlsKafka
-from workload.data.kafka_input import partition_offsets
-from workload.data.kafka_login import login_refusal
-from workload.kafka_connection import (
+from workload.kafka.bounds import partition_bounds
+from workload.kafka.connection import (
     CLUSTER_CA_ENV,
     CREDENTIALS_ENV,
     SASL_USERNAME_ENV,
     KafkaConnection,
     connection_for,
 )
+from workload.kafka.probe import connection_refusal
+from workload.kafka.ranges import read_ranges
 from workload.spec import KafkaSpec
 
 CHILD_TIMEOUT_S = 120.0
@@ -50,13 +52,15 @@ def connection(kafka: TlsKafka, kind: str, folder: Path, password: str) -> Kafka
 
 
 @pytest.mark.parametrize("kind", ["mtls", "scram"])
-def test_tls_user_secrets_read_the_topic_with_kafka_python(
+def test_tls_user_secrets_read_the_topic_with_librdkafka(
         tls_kafka: TlsKafka, tmp_path: Path, kind: str) -> None:
     settings = connection(tls_kafka, kind, tmp_path, tls_kafka.password)
     assert settings.settings["ssl.ca.location"].endswith("ca.crt")
     assert settings.settings["security.protocol"] == ("SSL" if kind == "mtls" else "SASL_SSL")
-    assert login_refusal(settings) is None
-    assert partition_offsets(settings, tls_kafka.topic) == {0: (0, TRAIN_ROWS)}
+    assert connection_refusal(settings) is None
+    bounds = partition_bounds(settings, tls_kafka.topic)
+    assert bounds == {0: (0, TRAIN_ROWS)}
+    assert sum(len(batch) for batch in read_ranges(settings, tls_kafka.topic, bounds)) == TRAIN_ROWS
 
 
 def test_tls_user_secrets_replay_through_tensorflow_io(
@@ -80,6 +84,6 @@ def test_tls_user_secrets_replay_through_tensorflow_io(
 def test_wrong_password_over_tls_is_refused_naming_the_user(
         tls_kafka: TlsKafka, tmp_path: Path) -> None:
     wrong = connection(tls_kafka, "scram", tmp_path, "not-the-password")
-    refusal = login_refusal(wrong)
+    refusal = connection_refusal(wrong)
     assert refusal is not None and "login of user 'trainer'" in refusal
     assert "not-the-password" not in refusal

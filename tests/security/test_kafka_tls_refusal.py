@@ -2,11 +2,10 @@
 
 A client certificate the broker does not trust, a key that does not match its
 certificate, a cluster CA that does not verify the broker, a SCRAM user on the
-mutual-TLS listener: each comes back from `login_refusal` as a message (the
-checks before it only looked at SASL, so a wrong certificate hung the pod until
-its deadline). Every call gets a generous `timeout_s`; a refusal is the answer
-the broker gives, not the end of waiting. A broker that is down or silent is
-not a refusal.
+mutual-TLS listener: each comes back from `connection_refusal` as a message at
+once. Every call gets a generous `timeout_s`; a refusal is the answer the broker
+gives, not the end of waiting. A broker that is down or silent is reported as
+unreachable once the timeout passes, never blamed on the credentials.
 """
 
 from __future__ import annotations
@@ -15,26 +14,26 @@ import json
 import os
 import shutil
 import socket
-import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from confluent_kafka import KafkaError
 
 from tests.security import tls_broker
 from tests.security.conftest import TlsKafka
 from workload.artifacts import Artifacts
 from workload.contract import JOB_NAME_ENV, JOB_SPEC_ENV, TERMINATION_LOG_ENV
-from workload.data.kafka_login import login_refusal, tls_refusal
-from workload.kafka_connection import (
+from workload.kafka.connection import (
     CLUSTER_CA_ENV,
     CREDENTIALS_ENV,
     SASL_USERNAME_ENV,
     KafkaConnection,
     connection_for,
 )
+from workload.kafka.probe import connection_refusal, decisive, explain_refusal
 from workload.runner import run_mode
 from workload.spec import KafkaSpec, dump_spec, parse_spec
 from workload.status import PodReport
@@ -81,17 +80,17 @@ def assert_no_key_material(message: str, *folders: Path) -> None:
 def test_a_client_certificate_from_another_ca_is_refused_naming_the_address_and_user(
         tls_kafka: TlsKafka, foreign: Path) -> None:
     connection = mounted(tls_kafka, tls_kafka.broker.mtls_servers, foreign)
-    refusal = login_refusal(connection, timeout_s=PATIENT_S)
+    refusal = connection_refusal(connection, timeout_s=PATIENT_S)
     assert refusal is not None
     assert f"Kafka at {tls_kafka.broker.mtls_servers} rejected the TLS client certificate" in refusal
-    assert "certificate unknown" in refusal
+    assert "TLS alert: bad certificate" in refusal
     assert USER_HINT in refusal
     assert_no_key_material(refusal, foreign, tls_kafka.broker.user)
 
 
 def test_the_right_client_certificate_is_accepted(tls_kafka: TlsKafka) -> None:
     connection = mounted(tls_kafka, tls_kafka.broker.mtls_servers, tls_kafka.broker.user)
-    assert login_refusal(connection, timeout_s=PATIENT_S) is None
+    assert connection_refusal(connection, timeout_s=PATIENT_S) is None
 
 
 def test_a_key_that_does_not_match_the_certificate_is_named_as_such(
@@ -100,7 +99,7 @@ def test_a_key_that_does_not_match_the_certificate_is_named_as_such(
     mixed.mkdir()
     shutil.copy(tls_kafka.broker.user / "user.crt", mixed / "user.crt")
     shutil.copy(foreign / "user.key", mixed / "user.key")
-    refusal = login_refusal(mounted(tls_kafka, tls_kafka.broker.mtls_servers, mixed),
+    refusal = connection_refusal(mounted(tls_kafka, tls_kafka.broker.mtls_servers, mixed),
                             timeout_s=PATIENT_S)
     assert refusal is not None
     assert "the TLS client certificate and key cannot be used (KEY_VALUES_MISMATCH)" in refusal
@@ -117,11 +116,11 @@ def test_a_cluster_ca_that_does_not_verify_the_broker_is_refused_naming_the_ca_s
         servers, credentials = tls_kafka.broker.scram_tls_servers, tmp_path / "user"
         credentials.mkdir()
         (credentials / "password").write_text(tls_kafka.password)
-    refusal = login_refusal(mounted(tls_kafka, servers, credentials, cluster_ca=foreign),
+    refusal = connection_refusal(mounted(tls_kafka, servers, credentials, cluster_ca=foreign),
                             timeout_s=PATIENT_S)
     assert refusal is not None
     assert f"Kafka at {servers} presented a certificate the configured cluster CA" in refusal
-    assert "unable to get local issuer certificate" in refusal
+    assert "broker certificate could not be verified" in refusal
     assert "cluster CA Secret (ca.crt)" in refusal
     assert tls_kafka.password not in refusal
 
@@ -133,7 +132,7 @@ def test_a_scram_user_on_the_mutual_tls_listener_is_told_a_certificate_is_requir
     (credentials / "password").write_text(tls_kafka.password)
     connection = mounted(tls_kafka, tls_kafka.broker.mtls_servers, credentials)
     assert connection.settings["security.protocol"] == "SASL_SSL"
-    refusal = login_refusal(connection, timeout_s=PATIENT_S)
+    refusal = connection_refusal(connection, timeout_s=PATIENT_S)
     assert refusal is not None
     assert "requires a TLS client certificate and the connection sends none" in refusal
     assert "KafkaUser of type tls" in refusal and tls_kafka.password not in refusal
@@ -151,12 +150,14 @@ def unused_address() -> str:
         return f"127.0.0.1:{server.getsockname()[1]}"
 
 
-def test_a_down_or_silent_broker_is_not_a_refusal(
+def test_a_down_or_silent_broker_is_unreachable_not_a_credentials_problem(
         tls_kafka: TlsKafka, silent_listener: str) -> None:
     for servers in (unused_address(), silent_listener):
         connection = mounted(tls_kafka, servers, tls_kafka.broker.user)
         assert connection.settings["security.protocol"] == "SSL"
-        assert login_refusal(connection, timeout_s=1.0) is None, servers
+        refusal = connection_refusal(connection, timeout_s=2.0)
+        assert refusal is not None and refusal.startswith(f"cannot reach Kafka at {servers}")
+        assert "certificate" not in refusal and "KafkaUser" not in refusal
 
 
 def test_run_mode_reports_a_foreign_certificate_as_a_failed_phase(
@@ -198,25 +199,17 @@ MTLS_SETTINGS = {"security.protocol": "SSL", "ssl.certificate.location": "/user/
                  "ssl.key.location": "/user/user.key"}
 
 
-def openssl_error(code: int, text: str, reason: str | None) -> ssl.SSLError:
-    """An `ssl.SSLError` as Python's ssl module raises it (with OpenSSL's reason, if any)."""
-    error = ssl.SSLError(code, text)
-    if reason is not None:
-        error.reason = reason
-    return error
-
-
 def test_a_handshake_alert_not_about_certificates_is_not_blamed_on_the_certificate() -> None:
-    error = openssl_error(1, "[SSL: SSLV3_ALERT_HANDSHAKE_FAILURE] sslv3 alert handshake "
-                          "failure (_ssl.c:1)", "SSLV3_ALERT_HANDSHAKE_FAILURE")
-    refusal = tls_refusal(KafkaConnection("kafka:9093", MTLS_SETTINGS), error)
-    assert refusal.startswith("Kafka at kafka:9093: TLS handshake failed "
-                              "(SSLV3_ALERT_HANDSHAKE_FAILURE)")
-    assert "rejected the TLS client certificate" not in refusal
+    error = KafkaError(KafkaError._TRANSPORT, "ssl://kafka:9093/bootstrap: Receive failed: "
+                       "error:0A000410:SSL routines::sslv3 alert handshake failure: SSL alert "
+                       "number 40 (after 3ms in state APIVERSION_QUERY)")
+    assert decisive(error)
+    refusal = explain_refusal(KafkaConnection("kafka:9093", MTLS_SETTINGS), error)
+    assert refusal.startswith("Kafka at kafka:9093: TLS handshake failed (Receive failed:")
+    assert "rejected the TLS client certificate" not in refusal and "after 3ms" not in refusal
 
 
-def test_an_unreadable_pem_file_is_named_from_openssls_text() -> None:
-    error = openssl_error(9, "[SSL] PEM lib (_ssl.c:3905)", None)
-    refusal = tls_refusal(KafkaConnection("kafka:9093", MTLS_SETTINGS), error)
-    assert "the TLS client certificate and key cannot be used (PEM lib)" in refusal
-    assert USER_HINT in refusal and "_ssl.c" not in refusal
+def test_a_refused_connection_is_not_decisive() -> None:
+    error = KafkaError(KafkaError._TRANSPORT, "kafka:9093/bootstrap: Connect to ipv4#10.0.0.1:9093 "
+                       "failed: Connection refused (after 0ms in state CONNECT)")
+    assert not decisive(error)

@@ -3,7 +3,7 @@
 `streamtrain run-mode train` runs as a pod would (spec in the environment, the
 KafkaUser Secret as a mounted folder, the termination log a file), once with
 the right password and once with a wrong one, in child processes (in parallel:
-each pays TensorFlow's start-up). The right one trains through tensorflow-io
+each pays TensorFlow's start-up). The right one trains through librdkafka
 over SCRAM; the wrong one fails at once with a message naming the login.
 Every byte they leave behind is then searched for both passwords.
 """
@@ -22,8 +22,14 @@ import pytest
 
 from tests.security.conftest import ScramKafka
 from workload.artifacts import Artifacts
-from workload.contract import CREDENTIALS_ENV, JOB_NAME_ENV, JOB_SPEC_ENV, SASL_USERNAME_ENV, TERMINATION_LOG_ENV
-from workload.kafka_connection import KafkaConnection
+from workload.contract import (
+    CREDENTIALS_ENV,
+    JOB_NAME_ENV,
+    JOB_SPEC_ENV,
+    SASL_USERNAME_ENV,
+    TERMINATION_LOG_ENV,
+)
+from workload.kafka.connection import KafkaConnection
 from workload.spec import dump_spec, parse_spec
 from workload.status import PodReport
 
@@ -92,7 +98,7 @@ def _report(run: PodRun) -> PodReport:
     return report
 
 
-def test_right_password_trains_through_tensorflow_io_over_scram(
+def test_right_password_trains_through_librdkafka_over_scram(
         pod_runs: dict[str, PodRun]) -> None:
     run = pod_runs["right"]
     report = _report(run)

@@ -26,7 +26,7 @@ from workload.contract import (
     MODEL_SOURCE_ENV,
     OUTPUT_URI_ENV,
 )
-from workload.kafka_connection import connection_for
+from workload.kafka.connection import connection_for
 from workload.spec import dump_spec, parse_spec
 
 SPEC = parse_spec({

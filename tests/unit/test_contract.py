@@ -7,7 +7,7 @@ from typing import get_args
 from streamtrain_operator.builders import KafkaAccess, build_job_manifest
 
 from workload.contract import JOB_NAME_ENV, MODE_TABLE, MODES, Mode
-from workload.kafka_connection import connection_for
+from workload.kafka.connection import connection_for
 from workload.runner import spec_from_environment
 from workload.spec import StreamingTrainingJobSpec, parse_spec
 from workload.status import Condition, StreamingTrainingJobStatus

@@ -16,15 +16,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from workload.data import synthetic
-from workload.data.records import (
+from workload.datagen import synthetic
+from workload.datagen.records import (
     BAD_RECORD_REASONS,
     Message,
     applicable_reasons,
     corrupt,
     encode,
 )
-from workload.data.table import SUSY_COLUMNS, SUSY_LABEL, SusyData
+from workload.datagen.table import SUSY_COLUMNS, SUSY_LABEL, SusyData
 from workload.spec import DataSpec
 
 Parsed = tuple[int | None, list[float]]

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from workload.data import synthetic
-from workload.data.susy import load_susy
-from workload.data.table import SUSY_COLUMNS
+from workload.datagen import synthetic
+from workload.datagen.susy import load_susy
+from workload.datagen.table import SUSY_COLUMNS
 
 
 def susy_text(rows: int, seed: int = 1) -> tuple[str, synthetic.SusyData]:

@@ -9,8 +9,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from workload.data import synthetic
-from workload.data.table import SUSY_COLUMNS, split
+from workload.datagen import synthetic
+from workload.datagen.table import SUSY_COLUMNS, split
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ Defaults tuned on one dataset prove little; these families bring what real
 tabular streams bring, so `make quality` can show whether the default model
 holds up:
 
-- `tutorial`: the SUSY-like rows of the demo (`workload.data.synthetic`);
+- `tutorial`: the SUSY-like rows of the demo (`workload.datagen.synthetic`);
 - `heavy-tailed`: log-normal and Pareto features, some with infinite
   variance, and two signed ones with heavy tails on both sides;
 - `wide-range`: features whose values span 6 orders of magnitude each, at
@@ -33,8 +33,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from workload.data import synthetic
-from workload.data.table import SUSY_COLUMNS, SusyData
+from workload.datagen import synthetic
+from workload.datagen.table import SUSY_COLUMNS, SusyData
 
 Floats = npt.NDArray[np.float64]
 
@@ -168,7 +168,7 @@ class LatentFamily:
 
 @dataclass(frozen=True)
 class TutorialFamily:
-    """The demo's SUSY-like rows (`workload.data.synthetic`)."""
+    """The demo's SUSY-like rows (`workload.datagen.synthetic`)."""
 
     name: str = "tutorial"
     description: str = "SUSY-like kinematics and derived features, 46 % positives (the demo's data)"

@@ -131,26 +131,31 @@ def restore_checkpoint(folder: Path, state: TrainState, model: keras.Model) -> b
     """Load the checkpoint `state` names into `model`; False when the state names none."""
     if state.weights_file is None:
         return False
+    load_variables(folder / state.weights_file, model, folder)
+    return True
+
+
+def load_variables(path: Path, model: keras.Model, folder: Path) -> None:
+    """Assign the weights and optimizer state saved in `path` to `model` (`folder`: what to remove
+    to start over, named in the error when they do not fit)."""
     variables = _variables(model)
-    with np.load(folder / state.weights_file) as saved:
+    with np.load(path) as saved:
         if set(saved.files) != set(variables):
             raise CheckpointMismatch(
-                f"checkpoint {state.weights_file} holds {sorted(saved.files)}, the model of "
+                f"checkpoint {path.name} holds {sorted(saved.files)}, the model of "
                 f"spec.model has {sorted(variables)}: restore the spec it was trained with, "
                 f"or remove {folder} to start over")
         for name, variable in variables.items():
             if tuple(saved[name].shape) != tuple(variable.shape):
                 raise CheckpointMismatch(
-                    f"checkpoint {state.weights_file}: {name} has shape {saved[name].shape}, "
+                    f"checkpoint {path.name}: {name} has shape {saved[name].shape}, "
                     f"the model of spec.model has {tuple(variable.shape)}")
             variable.assign(saved[name])
-    return True
 
 
-def save_checkpoint(folder: Path, model: keras.Model, state: TrainState) -> None:
-    """Write the weights, then the state that names them; remove the previous weights."""
+def save_variables(folder: Path, name: str, model: keras.Model) -> None:
+    """Write the model's weights and optimizer state to `folder/name` (atomically, synced)."""
     folder.mkdir(parents=True, exist_ok=True)
-    name = f"epoch-{state.epochs_done:05d}-batch-{state.batches_done:07d}.npz"
     temporary = folder / f".{uuid.uuid4().hex}.partial.npz"
     try:
         with temporary.open("wb") as file:
@@ -160,6 +165,12 @@ def save_checkpoint(folder: Path, model: keras.Model, state: TrainState) -> None
         os.replace(temporary, folder / name)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def save_checkpoint(folder: Path, model: keras.Model, state: TrainState) -> None:
+    """Write the weights, then the state that names them; remove the previous weights."""
+    name = f"epoch-{state.epochs_done:05d}-batch-{state.batches_done:07d}.npz"
+    save_variables(folder, name, model)
     previous, state.weights_file = state.weights_file, name
     write_json_atomic(folder / STATE_FILE, state.to_json())
     if previous is not None and previous != name:

@@ -13,7 +13,7 @@ How exactly-once is kept here:
   the next offset they cover, in one file replaced atomically.
 - At start the evaluator captures each partition's end offset, then resumes
   from the ledger's offsets (or the start of the topic when there is none).
-- It reads exact offset ranges (`workload.modes.offset_reader`) in chunks of
+- It reads exact offset ranges (`workload.kafka.ranges`) in chunks of
   `chunk_records` per partition (a chunk that comes back short fails the run
   rather than being counted as covered); after each chunk it saves the ledger, THEN
   commits the same offsets to the consumer group. The group's committed
@@ -54,8 +54,9 @@ from typing import Any
 
 from workload.artifacts import Artifacts, write_json_atomic
 from workload.identity import RunIdentity
-from workload.kafka_connection import KafkaConnection
-from workload.modes.group_cursor import GroupCursor, TopicMissing
+from workload.kafka.admin import TopicMissing
+from workload.kafka.connection import KafkaConnection
+from workload.kafka.group_cursor import GroupCursor
 from workload.modes.ledger import Ledger, LedgerMismatch, Tally
 from workload.modes.signals import stop_on_sigterm
 from workload.spec import FOREVER, StreamingTrainingJobSpec
@@ -136,9 +137,9 @@ def _evaluate(name: str, spec: StreamingTrainingJobSpec, identity: RunIdentity,
         bounds = cursor.bounds()
         position = _resume_positions(ledger, bounds)
         ends = {p: end for p, (_, end) in bounds.items()}
-        first_offsets = {p: start for p, (start, _) in bounds.items()}
-        scorer = Scorer(model, spec.data, connection, evaluate.topic,
-                        sorted(bounds), evaluate.batch_size, dead_letter_sink(spec, connection))
+        scorer = Scorer(model, spec.data, connection, evaluate.topic, bounds,
+                        position, evaluate.batch_size, spec.kafka.client,
+                        dead_letter_sink(spec, connection))
         bar = _ProgressBar(progress, sum(ends[p] - position[p] for p in ends))
         last_arrival = time.monotonic()
         try:
@@ -147,7 +148,7 @@ def _evaluate(name: str, spec: StreamingTrainingJobSpec, identity: RunIdentity,
                     ranges = {p: (position[p], min(ends[p], position[p] + chunk_records))
                               for p in ends}
                     try:
-                        chunk = scorer.score(ranges, first_offsets)
+                        chunk = scorer.score(ranges)
                     except ScoringError as error:
                         raise EvaluationFailed(str(error)) from None
                     scored_now += chunk.records + chunk.bad_records
@@ -177,7 +178,7 @@ def dead_letter_sink(spec: StreamingTrainingJobSpec,
     topic = spec.data.dead_letter_topic
     if topic is None or spec.evaluate is None:
         return None
-    from workload.data.dead_letter import send_dead_letters
+    from workload.kafka.dead_letter import send_dead_letters
 
     source = spec.evaluate.topic
 

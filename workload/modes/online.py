@@ -1,15 +1,27 @@
 """Online mode: learn from a topic as records arrive, test-then-train, exporting as it goes.
 
-Records come from tensorflow-io's `KafkaBatchIODataset` (one small dataset
-per poll) with the spec's consumer group. Each mini-batch is decoded (bad
-records counted by reason, sent to the dead-letter topic if one is set, never
-trained on), scored with the current model BEFORE the model trains on it
-(prequential accuracy: every record is a test record first), then trained on.
+Records come from the spec's consumer group, a mini-batch at a time. Each is
+decoded (bad records counted by reason, sent to the dead-letter topic if one
+is set, never trained on), scored with the current model BEFORE the model
+trains on it (prequential accuracy: every record is a test record first),
+then trained on.
 
-The model starts from the job's trained one (`Artifacts.keras_model`) when
-it exists, else from the model `spec.model.source` names; otherwise a fresh
-model from `spec.model` is built at the first good batch, its normalisation
-taken from that batch.
+The model starts from the learner's own checkpoint when there is one, else
+from the job's trained one (`Artifacts.keras_model`) when it exists, else
+from the model `spec.model.source` names; otherwise a fresh model from
+`spec.model` is built at the first good batch, its normalisation taken from
+that batch.
+
+Exactly once (`client: librdkafka`, the default): the group's offsets are
+committed after each mini-batch is learned (never before), checkpoints hold
+the model with the offsets it has learned up to (at every export, before
+partitions are taken away by a rebalance, and at the end), and a restarted
+learner resumes from its checkpoint's offsets. A record is therefore learned
+once by the model that is saved, across rebalances, broker restarts and
+kills (`workload.kafka.group_reader`, `online_learner`). With
+`client: tensorflow-io` the tutorial's `KafkaBatchIODataset` reads instead:
+it commits as it reads, so a restart or a rebalance may learn again what was
+learned since the last commit (at-least-once).
 
 Exports go to `Artifacts.online` (Keras file and `state.json`, each written
 atomically) every `exportEveryRecords` records or `exportEverySeconds`
@@ -17,13 +29,13 @@ seconds, and at the end (then also a SavedModel).
 
 Stopping:
 - `streamTimeoutMs`: the run ends when no record has arrived for that long,
-  counted from the last record (or from when the group join must have
-  completed); `-1` runs until stopped. The dataset itself is opened with
-  `-1` (which `kafka_input` turns into a long finite timeout: tensorflow-io's
-  own -1 ends the stream at once) and idleness is measured here.
-- SIGTERM (or `stop_event`): the current poll's records are finished, a
-  final export is written, and the run ends cleanly (ok). The dataset polls
-  every `POLL_MS`, so a stop is noticed within that time even when idle.
+  counted from the last record or from the group's first assignment (a join
+  that never completes is given `JOIN_ALLOWANCE_S` more); `-1` runs until
+  stopped.
+- SIGTERM (or `stop_event`): the current batch is finished, a final
+  checkpoint and export are written, and the run ends cleanly (ok). The
+  reader polls every `POLL_S`, so a stop is noticed within that time even
+  when idle.
 
 Observing: `on_batch`, when given, is called with each batch's raw keys and
 values right after the learner has taken it (e.g. to log which records were
@@ -43,16 +55,24 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from workload.artifacts import Artifacts, write_json_atomic
-from workload.kafka_connection import KafkaConnection
+from workload.identity import RunIdentity
+from workload.kafka.connection import KafkaConnection
 from workload.modes.signals import stop_on_sigterm
-from workload.spec import FOREVER, StreamingTrainingJobSpec
+from workload.spec import FOREVER, OnlineSpec, StreamingTrainingJobSpec
 from workload.status import Metrics, PodReport
 
 if TYPE_CHECKING:
     import tensorflow as tf
 
 POLL_MS = 1000
-"""`message_poll_timeout` of the stream: how often an idle stream hands control back."""
+"""`message_poll_timeout` of the tensorflow-io stream: how often an idle stream hands control back."""
+
+POLL_S = 0.5
+"""Seconds one poll of the consumer group may wait for records."""
+
+JOIN_ALLOWANCE_S = 60.0
+"""Seconds a group join may take before idleness is counted anyway (librdkafka's default
+`session.timeout.ms` is 45 s: a join waits up to that long for a member that left)."""
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +90,12 @@ class BatchObserver(Protocol):
 def run_online(name: str, spec: StreamingTrainingJobSpec, connection: KafkaConnection,
                artifacts: Artifacts, progress: bool = True,
                stop_event: threading.Event | None = None,
-               on_batch: BatchObserver | None = None) -> PodReport:
+               on_batch: BatchObserver | None = None,
+               job_uid: str | None = None) -> PodReport:
     """Learn from `spec.online.topic` until the stream times out or a stop is asked.
 
     `on_batch`, when given, sees every batch after it was learned (see `BatchObserver`).
+    `job_uid` is the job's uid (`None` for a local run): only its own checkpoint is resumed.
     """
     if spec.online is None:
         return PodReport(mode="online", ok=False, message="spec.online is not set")
@@ -81,18 +103,72 @@ def run_online(name: str, spec: StreamingTrainingJobSpec, connection: KafkaConne
     with stop_on_sigterm(stop):
         from workload.modes.online_learner import OnlineLearner
 
-        learner = OnlineLearner(spec, connection, artifacts)
+        learner = OnlineLearner(spec, connection, artifacts, RunIdentity.of(name, spec, job_uid))
         started = time.monotonic()
         _learn(spec, connection, learner, stop, progress, on_batch)
         learner.export(final=True)
         elapsed = time.monotonic() - started
-    return _report(name, spec, artifacts, learner.state(), elapsed)
+    return _report(name, spec, artifacts, learner.state(), elapsed, learner.resume_ignored)
 
 
 def _learn(spec: StreamingTrainingJobSpec, connection: KafkaConnection, learner: Any,
            stop: threading.Event, progress: bool, on_batch: BatchObserver | None) -> None:
     """Consume the stream into `learner` until idle for `streamTimeoutMs` or stopped."""
-    from workload.data.kafka_input import batch_stream, poll_timeout_ms
+    if spec.kafka.client == "tensorflow-io":
+        _learn_tensorflow_io(spec, connection, learner, stop, progress, on_batch)
+    else:
+        _learn_group(spec, connection, learner, stop, progress, on_batch)
+
+
+def _idle(online: OnlineSpec, last_record: float, now: float) -> bool:
+    return (online.stream_timeout_ms != FOREVER
+            and (now - last_record) * 1000 >= online.stream_timeout_ms)
+
+
+def _learn_group(spec: StreamingTrainingJobSpec, connection: KafkaConnection, learner: Any,
+                 stop: threading.Event, progress: bool, on_batch: BatchObserver | None) -> None:
+    """librdkafka: learn each polled batch, then commit it; checkpoint before a revoke."""
+    import tensorflow as tf
+
+    from workload.kafka.group_reader import GroupReader
+
+    online = spec.online
+    assert online is not None
+    reader = GroupReader(connection, online.topic, online.consumer_group,
+                         resume_from=learner.resume_positions, before_revoke=learner.checkpoint,
+                         on_assign=learner.ensure_checkpoint)
+    joined = False
+    last_record = time.monotonic() + JOIN_ALLOWANCE_S
+    try:
+        with _status(progress) as show:
+            while not stop.is_set():
+                batch = reader.poll(online.batch_size, POLL_S)
+                now = time.monotonic()
+                if not joined and reader.generations:
+                    joined, last_record = True, min(last_record, now)
+                if len(batch):
+                    keys, values = tf.constant(batch.keys, tf.string), tf.constant(batch.values,
+                                                                                  tf.string)
+                    learner.learn(keys, values)
+                    # A lineage's first commit never comes before its first checkpoint.
+                    learner.ensure_checkpoint({**reader.positions, **batch.positions})
+                    reader.done(batch)
+                    if on_batch is not None:
+                        on_batch(keys, values)
+                    learner.export_if_due(reader.positions)
+                    last_record = now
+                    show(learner.state())
+                elif _idle(online, last_record, now):
+                    break
+    finally:
+        reader.close()  # a revoke: the learner checkpoints, the offsets are committed
+
+
+def _learn_tensorflow_io(spec: StreamingTrainingJobSpec, connection: KafkaConnection,
+                         learner: Any, stop: threading.Event, progress: bool,
+                         on_batch: BatchObserver | None) -> None:
+    """tensorflow-io: `KafkaBatchIODataset`, which commits as it reads (at-least-once)."""
+    from workload.kafka.tfio import batch_stream, poll_timeout_ms
 
     online = spec.online
     assert online is not None
@@ -107,20 +183,17 @@ def _learn(spec: StreamingTrainingJobSpec, connection: KafkaConnection, learner:
                 arrived += learner.learn(keys, values)
                 if on_batch is not None:
                     on_batch(keys, values)
-                learner.export_if_due()
+                learner.export_if_due({})
             now = time.monotonic()
             if arrived:
                 last_record = now
                 show(learner.state())
-            if stop.is_set():
-                break
-            idle_ms = (now - last_record) * 1000
-            if online.stream_timeout_ms != FOREVER and idle_ms >= online.stream_timeout_ms:
+            if stop.is_set() or _idle(online, last_record, now):
                 break
 
 
 def _report(name: str, spec: StreamingTrainingJobSpec, artifacts: Artifacts,
-            state: dict[str, Any], elapsed: float) -> PodReport:
+            state: dict[str, Any], elapsed: float, ignored: str | None) -> PodReport:
     """Write the results JSON; fail when malformed records exceed `data.maxBadRecordsRatio`."""
     records, bad = state["recordsOnline"], state["badRecords"]
     total = records + bad
@@ -139,11 +212,12 @@ def _report(name: str, spec: StreamingTrainingJobSpec, artifacts: Artifacts,
         "topic": spec.online.topic if spec.online else None,
         "consumerGroup": spec.online.consumer_group if spec.online else None,
         "model": str(model_path), "state": state, "seconds": elapsed,
-        "recordsPerSecond": rate,
+        "recordsPerSecond": rate, "resumeIgnored": ignored,
         "metrics": metrics.model_dump(mode="json", by_alias=True, exclude_none=True),
     })
     return PodReport(mode="online", ok=ok, message=message, metrics=metrics,
-                     model_uri=artifacts.uri(model_path), records_per_second=rate)
+                     model_uri=artifacts.uri(model_path), records_per_second=rate,
+                     resume_ignored=ignored)
 
 
 @contextlib.contextmanager

@@ -1,17 +1,28 @@
-"""The model side of online mode: test-then-train on each batch, counters, periodic exports.
+"""The model side of online mode: test-then-train on each batch, counters, checkpoints, exports.
 
 Kept apart from the stream loop (`online`) so the loop stays readable and
 this part holds everything TensorFlow. State is a handful of counters, so
 memory does not grow with the stream. Predicting and training are compiled
 once with a fixed input signature: Keras' `train_on_batch` kept about 4 KB
 per call (measured: 16 MiB per 4,000 batches; the compiled step, flat).
+
+A checkpoint (`online/checkpoint/`) is the model file plus `state.json`,
+which names it and holds the counters and, per partition, the offset of the
+next record the model has not learned. The model file is written first under
+a new name, then `state.json` replaces the previous one atomically: a learner
+killed at any moment restarts from a model and offsets that belong together,
+so the records it learned after that checkpoint are learned again by a model
+that never saw them (none twice, none skipped). A checkpoint of another topic
+or consumer group is ignored.
 """
 
 from __future__ import annotations
 
 import datetime
+import logging
 import os
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -19,33 +30,54 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from workload.artifacts import Artifacts, write_json_atomic
+from workload.artifacts import Artifacts, read_json, write_json_atomic
 from workload.data.decode import count_reasons, decode_batch_tensors
-from workload.kafka_connection import KafkaConnection
+from workload.identity import RunIdentity
+from workload.kafka.connection import KafkaConnection
 from workload.model.build import build_model, compile_model, load_model
 from workload.model.export import write_keras_atomic, write_saved_model_atomic
 from workload.model.statistics import feature_statistics
 from workload.spec import StreamingTrainingJobSpec
 
+log = logging.getLogger(__name__)
+
+CHECKPOINT_STATE = "state.json"
+"""The checkpoint's index inside `online/checkpoint/`."""
+
 
 class OnlineLearner:
-    """A model that scores each batch before training on it, and exports itself when due."""
+    """A model that scores each batch before training on it, and checkpoints and exports itself."""
 
     def __init__(self, spec: StreamingTrainingJobSpec, connection: KafkaConnection,
-                 artifacts: Artifacts) -> None:
+                 artifacts: Artifacts, identity: RunIdentity) -> None:
         assert spec.online is not None
         self._spec = spec
         self._online = spec.online
         self._connection = connection
         self._artifacts = artifacts
+        self._identity = identity
+        self.resume_ignored: str | None = None
+        """Why a checkpoint found in the folder was not resumed from (another job's, or
+        other settings), if one was."""
         self._width = len(spec.data.feature_names)
         self._model: keras.Model | None = None
         self.started_from = "fresh"
-        for start in (artifacts.keras_model, artifacts.source_model):
-            if start is not None and start.exists():
-                self._use(load_model(start))
-                self.started_from = str(start)
-                break
+        self.records = 0
+        self.correct = 0
+        self.bad_by_reason: dict[str, int] = {}
+        self.exports = 0
+        self.resume_positions: dict[int, int] = {}
+        """Per partition, where the restored checkpoint's model stopped learning (empty: none)."""
+        self._checkpoint_model: str | None = None
+        saved = self._own_checkpoint()
+        if saved is not None:
+            self._resume(saved)
+        else:
+            for start in (artifacts.keras_model, artifacts.source_model):
+                if start is not None and start.exists():
+                    self._use(load_model(start))
+                    self.started_from = str(start)
+                    break
         data = spec.data
 
         def decode(keys: tf.Tensor, values: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
@@ -53,12 +85,40 @@ class OnlineLearner:
 
         self._decode = tf.function(
             decode, input_signature=[tf.TensorSpec([None], tf.string)] * 2, autograph=False)
-        self.records = 0
-        self.correct = 0
-        self.bad_by_reason: dict[str, int] = {}
-        self.exports = 0
-        self._records_at_export = 0
+        self._records_at_export = self.records
         self._time_at_export = time.monotonic()
+
+    @property
+    def _checkpoints(self) -> Path:
+        return self._artifacts.online / "checkpoint"
+
+    def _own_checkpoint(self) -> dict[str, Any] | None:
+        """The checkpoint's state when this job wrote it, with these settings, for this topic
+        and consumer group (see `workload.identity`); anything else is ignored with a warning."""
+        state: dict[str, Any] | None = read_json(self._checkpoints / CHECKPOINT_STATE)
+        if state is None:
+            return None
+        why = self._identity.mismatch(state.get("jobUid"), state.get("specDigest"))
+        if why is None and (state.get("topic"), state.get("consumerGroup")) != (
+                self._online.topic, self._online.consumer_group):
+            why = (f"it is of topic {state.get('topic')!r} and consumer group "
+                   f"{state.get('consumerGroup')!r}")
+        if why is None:
+            return state
+        self.resume_ignored = (f"ignored the online checkpoint in {self._checkpoints}: {why}; "
+                               "learning starts from the trained model")
+        log.warning(self.resume_ignored)
+        return None
+
+    def _resume(self, state: dict[str, Any]) -> None:
+        """Continue from a checkpoint: its model, counters and offsets."""
+        self._checkpoint_model = str(state["model"])
+        self._use(load_model(self._checkpoints / self._checkpoint_model))
+        self.records, self.correct = int(state["recordsOnline"]), int(state["correct"])
+        self.bad_by_reason = {str(k): int(v) for k, v in state["badRecordsByReason"].items()}
+        self.exports = int(state["exports"])
+        self.resume_positions = {int(p): int(o) for p, o in state["positions"].items()}
+        self.started_from = f"checkpoint {self._checkpoint_model}"
 
     def _use(self, model: keras.Model) -> None:
         compile_model(model, self._spec.model)
@@ -106,26 +166,51 @@ class OnlineLearner:
         topic = self._spec.data.dead_letter_topic
         if topic is None:
             return
-        from workload.data.dead_letter import send_dead_letters
+        from workload.kafka.dead_letter import send_dead_letters
 
         mask = reasons.numpy() != b""
         send_dead_letters(self._connection, topic, self._online.topic, [
             (bytes(k), bytes(v), bytes(r).decode()) for k, v, r in
             zip(keys.numpy()[mask], values.numpy()[mask], reasons.numpy()[mask], strict=True)])
 
-    def export_if_due(self) -> None:
+    def export_if_due(self, positions: dict[int, int]) -> None:
         """Export when `exportEveryRecords` records or `exportEverySeconds` seconds have passed."""
         every_records = self._online.export_every_records
         every_seconds = self._online.export_every_seconds
         due_records = every_records and self.records - self._records_at_export >= every_records
         due_time = every_seconds and time.monotonic() - self._time_at_export >= every_seconds
         if (due_records or due_time) and self._model is not None:
-            self.export(final=False)
+            self.export(final=False, positions=positions)
 
-    def export(self, final: bool) -> None:
-        """Write the model (Keras file; SavedModel too when final) and `state.json` atomically."""
+    def ensure_checkpoint(self, positions: dict[int, int]) -> None:
+        """Write a first checkpoint (once there is a model) if this lineage has none: a
+        restart then always finds the model and offsets to resume from."""
+        if self._checkpoint_model is None:
+            self.checkpoint(positions)
+
+    def checkpoint(self, positions: dict[int, int]) -> None:
+        """Save the model with the offsets it has learned up to (see the module docstring)."""
+        if self._model is None:
+            return  # nothing learned yet: the group's committed offsets say where to start
+        name = f"model-{uuid.uuid4().hex[:12]}.keras"
+        write_keras_atomic(self._model, self._checkpoints / name)
+        previous, self._checkpoint_model = self._checkpoint_model, name
+        write_json_atomic(self._checkpoints / CHECKPOINT_STATE, {
+            **self.state(), "correct": self.correct, "model": self._checkpoint_model,
+            "topic": self._online.topic, "consumerGroup": self._online.consumer_group,
+            "jobUid": self._identity.job_uid, "specDigest": self._identity.spec_digest,
+            "positions": {str(p): offset for p, offset in sorted(positions.items())},
+        })
+        if previous is not None and previous != self._checkpoint_model:
+            (self._checkpoints / previous).unlink(missing_ok=True)
+
+    def export(self, final: bool, positions: dict[int, int] | None = None) -> None:
+        """Checkpoint (when `positions` are known), then write the Keras file (SavedModel too
+        when final) and `state.json`, each atomically."""
         folder = self._artifacts.online
         if self._model is not None:
+            if positions is not None:
+                self.checkpoint(positions)
             write_keras_atomic(self._model, folder / "model.keras")
             if final:
                 write_saved_model_atomic(self._model, folder / "saved_model")

@@ -1,8 +1,9 @@
 """Score exact offset ranges of a topic with a trained model into a `Tally` (evaluate's engine).
 
-Records come from `offset_reader` (exact `[start, stop)` ranges, one reader
-per partition kept for the whole run, partitions read in parallel), are
-decoded in one compiled call per chunk with the vectorised
+Records come from exact `[start, stop)` ranges, one reader per partition
+kept for the whole run (`workload.kafka.ranges` through librdkafka, or
+tensorflow-io's reader with `client: tensorflow-io`), partitions read in
+parallel threads; they are decoded in compiled calls with the vectorised
 decoder (bad records set aside with their reason), and the good ones are
 scored by the Keras model in a compiled function. Nothing here touches the
 ledger or the consumer group: `evaluate` decides when a chunk's tally
@@ -23,11 +24,11 @@ import numpy as np
 import tensorflow as tf
 
 from workload.data.decode import count_reasons, decode_batch_tensors
-from workload.kafka_connection import KafkaConnection
+from workload.kafka.connection import KafkaConnection
+from workload.kafka.ranges import KafkaReadError, PartitionReader
 from workload.model.build import load_model
 from workload.modes.ledger import Tally
-from workload.modes.offset_reader import open_readers
-from workload.spec import DataSpec
+from workload.spec import DataSpec, KafkaClient
 
 BadRecordSink = Callable[[Any, Any, Any], None]
 """Receives the keys, values and reasons of a batch's bad records (e.g. a dead-letter sender)."""
@@ -41,16 +42,62 @@ class ScoringError(RuntimeError):
     """A range could not be read as its offsets promised."""
 
 
+class RangeReads:
+    """Reads `[start, stop)` of any partition: one librdkafka reader per partition, each
+    continuing where its last range ended."""
+
+    def __init__(self, connection: KafkaConnection, topic: str,
+                 positions: dict[int, int]) -> None:
+        self._readers = {p: PartitionReader(connection, topic, p, start)
+                         for p, start in positions.items()}
+
+    def read(self, partition: int, start: int, stop: int) -> tuple[tf.Tensor, tf.Tensor]:
+        """Keys and values of the range (which must start where the last one stopped)."""
+        reader = self._readers[partition]
+        if reader.position != start:
+            raise ValueError(f"partition {partition} is at offset {reader.position}, not {start}")
+        keys: list[bytes] = []
+        values: list[bytes] = []
+        for batch in reader.read(stop):
+            keys += batch.keys
+            values += batch.values
+        return tf.constant(keys, tf.string), tf.constant(values, tf.string)
+
+
+class TensorflowIoRangeReads:
+    """Reads `[start, stop)` of any partition through tensorflow-io's reader."""
+
+    def __init__(self, connection: KafkaConnection, topic: str,
+                 first_offsets: dict[int, int]) -> None:
+        from workload.kafka.tfio_ranges import open_readers
+
+        self._readers = open_readers(connection, topic, sorted(first_offsets))
+        self._first_offsets = first_offsets
+
+    def read(self, partition: int, start: int, stop: int) -> tuple[tf.Tensor, tf.Tensor]:
+        """Keys and values of the range; a short read (its reader cannot tell) fails."""
+        keys, values = self._readers[partition].read(start, stop, self._first_offsets[partition])
+        if int(tf.size(values)) != stop - start:
+            raise KafkaReadError(
+                f"partition {partition} offsets {start}..{stop - 1}: read {int(tf.size(values))} "
+                f"records, expected {stop - start} (broker unavailable, or records deleted)")
+        return keys, values
+
+
 class Scorer:
-    """A loaded model plus the decoding of one topic's records."""
+    """A loaded model plus the reading and decoding of one topic's records."""
 
     def __init__(self, model_path: Path, data: DataSpec, connection: KafkaConnection,
-                 topic: str, partitions: list[int], batch_size: int,
+                 topic: str, bounds: dict[int, tuple[int, int]], positions: dict[int, int],
+                 batch_size: int, client: KafkaClient = "librdkafka",
                  bad_record_sink: BadRecordSink | None = None) -> None:
         self._data = data
         self._topic = topic
-        self._readers = open_readers(connection, topic, partitions)
-        self._pool = ThreadPoolExecutor(max_workers=max(2, len(partitions), os.cpu_count() or 1))
+        self._reads: RangeReads | TensorflowIoRangeReads = (
+            RangeReads(connection, topic, positions) if client == "librdkafka"
+            else TensorflowIoRangeReads(connection, topic,
+                                        {p: start for p, (start, _) in bounds.items()}))
+        self._pool = ThreadPoolExecutor(max_workers=max(2, len(bounds), os.cpu_count() or 1))
         self._batch_size = batch_size
         self._sink = bad_record_sink
         model = load_model(model_path)
@@ -68,28 +115,23 @@ class Scorer:
         self._decode = tf.function(
             decode, input_signature=[tf.TensorSpec([None], tf.string)] * 2, autograph=False)
 
-    def score(self, ranges: dict[int, tuple[int, int]], first_offsets: dict[int, int]) -> Tally:
+    def score(self, ranges: dict[int, tuple[int, int]]) -> Tally:
         """The tally of every record in `ranges` (per partition `[start, stop)`).
 
         Each partition's range is read in one call (partitions in parallel),
         then decoded and scored in parallel pieces (the model sees batches of
-        `batch_size`). `first_offsets` holds each
-        partition's first record (see `PartitionReader.read`).
+        `batch_size`).
         """
         wanted = {p: r for p, r in ranges.items() if r[1] > r[0]}
         try:
             parts = list(self._pool.map(
-                lambda p: self._readers[p].read(*wanted[p], first_offsets[p]), sorted(wanted)))
-        except (tf.errors.OpError, TimeoutError) as error:
+                lambda p: self._reads.read(p, *wanted[p]), sorted(wanted)))
+        except (tf.errors.OpError, TimeoutError, KafkaReadError) as error:
             where = f"topic {self._topic!r}, offsets {ranges}"
             raise ScoringError(f"{where}: {error}") from None
-        keys = tf.concat([k for k, _ in parts], axis=0)
-        values = tf.concat([v for _, v in parts], axis=0)
-        expected = sum(stop - start for start, stop in wanted.values())
-        if int(tf.size(values)) != expected:
-            raise ScoringError(
-                f"topic {self._topic!r}, offsets {ranges}: read {int(tf.size(values))} records, "
-                f"expected {expected} (broker unavailable, or records deleted or missing)")
+        keys = tf.concat([k for k, _ in parts], axis=0) if parts else tf.constant([], tf.string)
+        values = tf.concat([v for _, v in parts], axis=0) if parts else tf.constant([], tf.string)
+        expected = int(tf.size(values))
         pieces = [(first, min(first + PIECE_RECORDS, expected))
                   for first in range(0, expected, PIECE_RECORDS)]
         scored = list(self._pool.map(

@@ -3,8 +3,10 @@
 1. Capture each partition's (start, end) offsets; an epoch is exactly those
    records, however the topic grows meanwhile. A restart resumes with the
    offsets of its checkpoint.
-2. Read every partition once through the fast pipeline (`replay_dataset`:
-   chunked reads of all partitions in parallel, batch decoding): bad records
+2. Read every partition once through the fast pipeline (`raw_batches`:
+   librdkafka batches of each partition's exact range, in a fixed order, or
+   tensorflow-io's reader with `client: tensorflow-io`; batch decoding in
+   parallel with the reading): bad records
    are counted per reason, sent to the dead-letter topic when one is set, and
    the run fails when their share is above `data.maxBadRecordsRatio`. With
    `train.cache` the decoded records stay in memory for the epochs; without
@@ -25,7 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,16 +37,13 @@ import numpy.typing as npt
 import tensorflow as tf
 
 from workload.artifacts import Artifacts, write_json_atomic
-from workload.data.dead_letter import DeadLetter, send_dead_letters
 from workload.data.decode import count_reasons, decode_batch_tensors
-from workload.data.kafka_input import (
-    KafkaInputError,
-    partition_offsets,
-    record_count,
-    replay_dataset,
-)
 from workload.identity import RunIdentity
-from workload.kafka_connection import KafkaConnection
+from workload.kafka.admin import TopicMissing
+from workload.kafka.bounds import partition_bounds, record_count
+from workload.kafka.connection import KafkaConnection
+from workload.kafka.dead_letter import DeadLetter, send_dead_letters
+from workload.kafka.ranges import KafkaReadError, read_ranges
 from workload.model.build import (
     build_model,
     describe_preprocessing,
@@ -63,7 +62,7 @@ from workload.modes.checkpoint import (
 from workload.modes.signals import stop_on_sigterm
 from workload.modes.train_progress import TrainProgress
 from workload.plots import training_curve
-from workload.spec import DataSpec, StreamingTrainingJobSpec
+from workload.spec import DataSpec, KafkaClient, StreamingTrainingJobSpec
 from workload.status import Metrics, PodReport
 
 log = logging.getLogger(__name__)
@@ -97,12 +96,30 @@ class ReadSummary:
         return sum(self.bad_by_reason.values())
 
 
+def raw_batches(connection: KafkaConnection, topic: str, offsets: dict[int, tuple[int, int]],
+                client: KafkaClient = "librdkafka") -> tf.data.Dataset:
+    """`(keys, values)` string batches of every record in `offsets`, in the same order on every
+    iteration (partitions in id order, each in offset order)."""
+    if record_count(offsets) == 0:
+        raise KafkaReadError(f"topic {topic!r} has no records in offsets {offsets}")
+    if client == "tensorflow-io":
+        from workload.kafka.tfio import replay_dataset
+
+        return replay_dataset(connection, topic, offsets)
+
+    def batches() -> Iterator[tuple[list[bytes], list[bytes]]]:
+        for batch in read_ranges(connection, topic, offsets):
+            yield batch.keys, batch.values
+
+    return tf.data.Dataset.from_generator(
+        batches, output_signature=(tf.TensorSpec([None], tf.string),) * 2)
+
+
 def decoded_dataset(connection: KafkaConnection, topic: str,
                     offsets: dict[int, tuple[int, int]], data: DataSpec,
-                    read_batch: int | None = None) -> tf.data.Dataset:
+                    client: KafkaClient = "librdkafka") -> tf.data.Dataset:
     """Kafka to decoded batches: (features, labels, reasons, bad keys, bad values)."""
-    raw = (replay_dataset(connection, topic, offsets) if read_batch is None
-           else replay_dataset(connection, topic, offsets, read_batch))
+    raw = raw_batches(connection, topic, offsets, client)
 
     def decode(keys: tf.Tensor, values: tf.Tensor) -> tuple[tf.Tensor, ...]:
         features, labels, reasons = decode_batch_tensors(keys, values, data)
@@ -115,21 +132,22 @@ def decoded_dataset(connection: KafkaConnection, topic: str,
 
 
 def read_all(connection: KafkaConnection, topic: str, offsets: dict[int, tuple[int, int]],
-             data: DataSpec, keep: bool, display: TrainProgress) -> ReadSummary:
+             data: DataSpec, keep: bool, display: TrainProgress,
+             client: KafkaClient = "librdkafka") -> ReadSummary:
     """One pass: count good and bad records, keep them in memory when `keep`."""
     summary = ReadSummary()
     statistics = RunningStatistics(len(data.feature_names))
     expected = record_count(offsets)
     task = display.task("reading Kafka", expected)
     started = time.perf_counter()
-    batches = iter(decoded_dataset(connection, topic, offsets, data))
+    batches = iter(decoded_dataset(connection, topic, offsets, data, client))
     while True:
         try:
             features, labels, reasons, bad_keys, bad_values = next(batches)
         except StopIteration:
             break
         except tf.errors.OpError as error:
-            raise KafkaInputError(f"reading topic {topic!r} failed: {error.message}") from error
+            raise KafkaReadError(f"reading topic {topic!r} failed: {error.message}") from error
         feature_array = features.numpy()
         summary.good += len(feature_array)
         summary.records += len(feature_array) + int(reasons.shape[0])
@@ -147,9 +165,6 @@ def read_all(connection: KafkaConnection, topic: str, offsets: dict[int, tuple[i
     display.update(task, summary.records, started, force=True)
     summary.seconds = time.perf_counter() - started
     summary.statistics = statistics.result()
-    if summary.records != expected:
-        raise KafkaInputError(f"read {summary.records} records of topic {topic!r}, "
-                              f"its offsets {offsets} hold {expected}")
     return summary
 
 
@@ -180,7 +195,7 @@ def epoch_dataset(source: tf.data.Dataset, spec: StreamingTrainingJobSpec, epoch
 
 def training_rows(summary: ReadSummary, connection: KafkaConnection, topic: str,
                   offsets: dict[int, tuple[int, int]], data: DataSpec,
-                  cache: bool) -> tf.data.Dataset:
+                  cache: bool, client: KafkaClient = "librdkafka") -> tf.data.Dataset:
     """(features, labels) rows: from memory when cached, else read from Kafka each epoch."""
     if cache:
         features = np.concatenate(summary.features) if summary.features else np.zeros(
@@ -188,7 +203,7 @@ def training_rows(summary: ReadSummary, connection: KafkaConnection, topic: str,
         labels = np.concatenate(summary.labels) if summary.labels else np.zeros(0, np.float32)
         summary.features, summary.labels = [], []
         return tf.data.Dataset.from_tensor_slices((features, labels))
-    rows = decoded_dataset(connection, topic, offsets, data).map(
+    rows = decoded_dataset(connection, topic, offsets, data, client).map(
         lambda features, labels, *_: (features, labels)).unbatch()
     # Kafka reads have no known length; stating it lets Keras count steps (and fails loudly
     # should an epoch's read find another number of good records).
@@ -213,7 +228,7 @@ def run_train(name: str, spec: StreamingTrainingJobSpec, connection: KafkaConnec
     identity = RunIdentity.of(name, spec, job_uid)
     try:
         report = _train(spec, identity, connection, artifacts, progress, results, callbacks)
-    except (TrainError, KafkaInputError, CheckpointMismatch) as error:
+    except (TrainError, KafkaReadError, TopicMissing, CheckpointMismatch) as error:
         log.error("training failed: %s", error)
         report = PodReport(mode="train", ok=False, message=str(error))
     results["report"] = report.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -230,17 +245,20 @@ def _train(spec: StreamingTrainingJobSpec, identity: RunIdentity, connection: Ka
     if ignored is not None:
         results["resumeIgnored"] = ignored
     if state is None:
-        state = TrainState(train.topic, partition_offsets(connection, train.topic),
+        state = TrainState(train.topic, partition_bounds(connection, train.topic),
                            job_uid=identity.job_uid, spec_digest=identity.spec_digest)
     if record_count(state.offsets) == 0:
         raise TrainError(f"topic {train.topic!r} has no records to train on "
                          f"(offsets {state.offsets})")
     results["offsets"] = {str(p): list(span) for p, span in sorted(state.offsets.items())}
     with TrainProgress(progress) as display:
-        summary = read_all(connection, train.topic, state.offsets, data, train.cache, display)
+        client = spec.kafka.client
+        summary = read_all(connection, train.topic, state.offsets, data, train.cache, display,
+                           client)
         if summary.dead_letters and data.dead_letter_topic is not None:
             send_dead_letters(connection, data.dead_letter_topic, train.topic,
                               summary.dead_letters)
+        results["recordsThisRun"] = summary.records
         results["read"] = {"records": summary.records, "seconds": round(summary.seconds, 3),
                            "recordsPerSecond": round(summary.records / max(summary.seconds, 1e-9))}
         check_bad_records(summary, train.topic, data)
@@ -252,7 +270,8 @@ def _train(spec: StreamingTrainingJobSpec, identity: RunIdentity, connection: Ka
         results["modelSummary"] = model_summary(model)
         restore_checkpoint(artifacts.checkpoints, state, model)
         resumed_at = (state.epochs_done, state.batches_done)
-        rows = training_rows(summary, connection, train.topic, state.offsets, data, train.cache)
+        rows = training_rows(summary, connection, train.topic, state.offsets, data, train.cache,
+                             client)
         stop = threading.Event()
         checkpointer = Checkpointer(artifacts.checkpoints, state, train.checkpoint_every_seconds,
                                     -(-summary.good // train.batch_size), stop)

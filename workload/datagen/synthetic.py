@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from workload.data.table import SUSY_COLUMNS, SusyData, split
+from workload.datagen.table import SUSY_COLUMNS, SusyData, split
 
 __all__ = [
     "SIGNAL_FRACTION",

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import tensorflow as tf
 from tensorflow_io.python.ops import core_ops
 
-from workload.kafka_connection import KafkaConnection
+from workload.kafka.connection import KafkaConnection
 
 READER_DEFAULTS = {"fetch.wait.max.ms": "10"}
 """librdkafka settings of the readers unless the job sets them: every read seeks, and a seek

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from workload.data.table import SusyData
+from workload.datagen.table import SusyData
 from workload.spec import DataSpec
 
 BAD_RECORD_REASONS: tuple[str, ...] = (

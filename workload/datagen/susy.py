@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from workload.data.table import SUSY_COLUMNS, SusyData
+from workload.datagen.table import SUSY_COLUMNS, SusyData
 
 log = logging.getLogger(__name__)
 

@@ -2,13 +2,15 @@
 
 The operator resolves the address (from a Strimzi `Kafka` status or the
 spec) and mounts the `KafkaUser` Secret; a pod builds its `KafkaConnection`
-from the environment. Settings stay a mapping; `librdkafka_pairs()` turns
-them into the `key=value` strings tensorflow-io wants only at that call, and
-`kafka_python_settings()` into kafka-python's keyword arguments.
+from the environment. Settings stay a mapping until a client is made:
+`librdkafka_config()` is confluent-kafka's configuration dict,
+`librdkafka_pairs()` the `key=value` strings tensorflow-io wants, and
+`kafka_python_settings()` kafka-python's keyword arguments.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,12 +24,23 @@ __all__ = ["BOOTSTRAP_ENV", "CLUSTER_CA_ENV", "CREDENTIALS_ENV", "SASL_USERNAME_
            "KafkaConnection", "connection_for", "credential_settings"]
 
 
+LIBRDKAFKA_LOG = logging.getLogger("librdkafka")
+"""Where librdkafka's own log lines go (instead of straight to stderr)."""
+
+
 @dataclass(frozen=True)
 class KafkaConnection:
     """A Kafka address and the librdkafka settings to use with it."""
 
     bootstrap_servers: str
     settings: Mapping[str, str] = field(default_factory=dict)
+
+    def librdkafka_config(self, owned: Mapping[str, Any] | None = None,
+                          defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """confluent-kafka's configuration: `defaults`, overridden by the job's settings,
+        overridden by `owned` (what the calling code depends on, e.g. manual commits)."""
+        return {"bootstrap.servers": self.bootstrap_servers, "logger": LIBRDKAFKA_LOG,
+                **(defaults or {}), **self.settings, **(owned or {})}
 
     def librdkafka_pairs(self, extra: Mapping[str, str] | None = None) -> list[str]:
         """`key=value` strings for tensorflow-io's `configuration` argument."""

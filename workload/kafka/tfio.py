@@ -1,11 +1,18 @@
-"""Kafka into `tf.data`: fixed offset ranges for training, consumer-group streams for the rest.
+"""tensorflow-io's Kafka datasets, for `client: tensorflow-io` (Kafka 3.x) and the tutorial's path.
+
+tensorflow-io 0.37.1 is its last release and bundles librdkafka 1.5.0, which
+cannot read Kafka 4 (KIP-896 removed protocol versions it needs): the default
+client is librdkafka 2.x (`workload.kafka.ranges`, `group_reader`); these
+readers serve clusters still on Kafka 3.x, and the tutorial's own reader is
+kept as the benchmark's baseline.
 
 Training replays every partition of a topic between the offsets captured at
 start. TensorFlow's Kafka tutorial reads partition 0 only, one record per
 dataset element, and decodes record by record; here each partition is read
-sequentially by its own librdkafka consumer, 1,024 records per tensorflow-io
-op (so records arrive already batched, ready for `decode_batch`), partitions
-are read in parallel and the next batches are prefetched.
+sequentially by its own consumer, 1,024 records per tensorflow-io op (so
+records arrive already batched, ready for `decode_batch`), partitions one
+after another (the same order as the librdkafka reader), and the next
+batches are prefetched.
 
 tensorflow-io traps this module avoids (tensorflow-io 0.37.1):
 - `IODataset.from_kafka(topic, partition, start, stop, ...)` ignores `start`:
@@ -37,14 +44,11 @@ from typing import Any
 
 import tensorflow as tf
 import tensorflow_io as tfio
-from kafka import KafkaConsumer, TopicPartition
 from tensorflow_io.python.ops import core_ops
 
-from workload.kafka_connection import KafkaConnection
+from workload.kafka.connection import KafkaConnection
+from workload.kafka.ranges import KafkaReadError
 from workload.spec import FOREVER
-
-PartitionOffsets = dict[int, tuple[int, int]]
-"""Per partition: (first offset to read, end offset = one past the last record)."""
 
 NEXT_RECORDS = 1024
 """Records one `io_kafka_readable_next` op returns (fixed by tensorflow-io) unless at the end."""
@@ -64,29 +68,7 @@ JOIN_MARGIN_MS = 2_000
 """Added to the session timeout: a join waits up to one session timeout for a departed member."""
 
 
-class KafkaInputError(RuntimeError):
-    """The topic cannot be read as the offsets promised (missing topic, short read)."""
 
-
-def partition_offsets(connection: KafkaConnection, topic: str) -> PartitionOffsets:
-    """Each partition's (low watermark, end offset), captured now: the range an epoch replays."""
-    consumer = KafkaConsumer(**connection.kafka_python_settings(), enable_auto_commit=False)
-    try:
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            raise KafkaInputError(
-                f"topic {topic!r} does not exist on {connection.bootstrap_servers}")
-        assigned = [TopicPartition(topic, partition) for partition in sorted(partitions)]
-        starts = consumer.beginning_offsets(assigned)
-        ends = consumer.end_offsets(assigned)
-        return {tp.partition: (int(starts[tp]), int(ends[tp])) for tp in assigned}
-    finally:
-        consumer.close()
-
-
-def record_count(offsets: Mapping[int, tuple[int, int]]) -> int:
-    """Records in the offset ranges."""
-    return sum(max(0, stop - start) for start, stop in offsets.values())
 
 
 def replay_dataset(
@@ -97,31 +79,25 @@ def replay_dataset(
 ) -> tf.data.Dataset:
     """Raw `(keys, values)` batches (1-D strings, ≤ `read_batch` each) of every partition's range.
 
-    Partitions are read in parallel, so a batch may mix partitions, but the
-    order is fixed (each partition's chunks in turn): every run of the same
-    ranges yields the same records in the same order, which lets a resumed
-    trainer skip exactly the batches it has trained. Every iteration (epoch)
-    reads anew. Raises `KafkaInputError` now when the ranges hold no record,
+    Partitions are read one after another, in id order: every run of the
+    same ranges yields the same records in the same order (as the librdkafka
+    reader does), which lets a resumed trainer skip exactly the batches it
+    has trained. Every iteration (epoch)
+    reads anew. Raises `KafkaReadError` now when the ranges hold no record,
     and the dataset fails with `tf.errors.InvalidArgumentError` when a read
     comes back short.
     """
     ranges = sorted((p, start, stop) for p, (start, stop) in offsets.items() if stop > start)
     if not ranges:
-        raise KafkaInputError(f"topic {topic!r} has no records in offsets {dict(offsets)}")
+        raise KafkaReadError(f"topic {topic!r} has no records in offsets {dict(offsets)}")
     configuration = _replay_configuration(connection)
     readers = [
         _partition_batches(topic, partition, start, stop, configuration)
         for partition, start, stop in ranges
     ]
-    nested = tf.data.Dataset.from_tensors(readers[0])
+    merged = readers[0]
     for reader in readers[1:]:
-        nested = nested.concatenate(tf.data.Dataset.from_tensors(reader))
-    merged = nested.interleave(
-        lambda reader: reader,
-        cycle_length=len(readers),
-        num_parallel_calls=len(readers),
-        deterministic=True,
-    )
+        merged = merged.concatenate(reader)
     if read_batch != NEXT_RECORDS:
         merged = merged.rebatch(read_batch)
     return merged.prefetch(tf.data.AUTOTUNE)
