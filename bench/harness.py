@@ -99,6 +99,20 @@ def measurement(name: str) -> Callable[[Measurement], Measurement]:
 
 
 @contextmanager
+def broker(bootstrap: str | None) -> Iterator[str]:
+    """The given broker, or a fresh local Kafka 4 broker for the duration of the run."""
+    if bootstrap:
+        yield bootstrap
+        return
+    folder = Path(tempfile.mkdtemp(prefix="streamtrain-bench-"))
+    started = local_kafka.start(folder / "kafka")
+    try:
+        yield started.bootstrap_servers
+    finally:
+        started.stop()
+
+
+@contextmanager
 def brokers() -> Iterator[tuple[str, str]]:
     """Fresh local brokers, Kafka 4 and Kafka 3.9, for the duration of the run."""
     folder = Path(tempfile.mkdtemp(prefix="streamtrain-bench-"))
