@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # e.g. IMAGE_ARGS="--engine docker --base python:3.11-slim-bookworm" (default: any engine, a local base)
 IMAGE_ARGS ?=
 
-.PHONY: help setup kafka-jars parts demo test unit security lint crds bench faults quality image clean-cache
+.PHONY: help setup kafka-jars parts demo test unit security lint crds bench faults quality image image-test clean-cache
 
 help:  ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -66,6 +66,9 @@ faults: parts  ## Fault scenarios: kills, broker restarts, bad input; prints a t
 
 image:  ## Operator and workload images from the Dockerfile (docker, podman or buildah) -> dist/*.tar
 	$(PYTHON) -m localparts.image $(IMAGE_ARGS)
+
+image-test: image parts  ## Run the images: entry points, a job in the workload image, the operator image, one e2e job
+	$(PY) -m pytest tests/image $(PYTEST_ARGS)
 
 clean-cache:  ## Forget every cached download and build
 	rm -rf $(CACHE)

@@ -22,6 +22,15 @@ Mapping a container onto the host:
   container's log tail becomes the message.
 A pod deleted while it runs (suspend, backoff, garbage collection) has its
 process killed and is then removed, as a kubelet confirms a graceful delete.
+
+With `STREAMTRAIN_TEST_PODS=image` (or `in_image=True`) each container runs
+in its real image instead (`podman run`, see `localparts.containers`): the
+pod's image from local storage (the workload archive `make image` wrote is
+loaded first), host network, the pod's environment unchanged, its volumes
+bound at their mount paths and handed to its user, the termination log bound
+at its `terminationMessagePath`, its `runAsUser`/`runAsGroup`, and a read-only
+root filesystem with only /tmp writable. The default stays local processes,
+which start in a fraction of the time.
 This module is never shipped.
 """
 
@@ -42,13 +51,16 @@ from typing import Any
 
 import kubernetes
 
-from workload.contract import TERMINATION_LOG_ENV
+from localparts import containers, image
+from workload.contract import TERMINATION_LOG, TERMINATION_LOG_ENV
 
 NODE_NAME = "streamtrain-local-node"
 POLL_S = 0.3
 HEARTBEAT_S = 10.0
 LOG_TAIL_BYTES = 2048
 """Bytes of a failed container's log that `FallbackToLogsOnError` keeps (as the kubelet: 2 KiB)."""
+PODS_ENV = "STREAMTRAIN_TEST_PODS"
+"""`image` runs every pod in its real image; anything else, local processes."""
 
 
 def _now() -> str:
@@ -68,6 +80,8 @@ class RunningPod:
     termination_log: Path
     fallback_to_logs: bool
     started_at: str
+    container_id: str | None = None
+    """The podman container's name when the pod runs in its image."""
 
 
 def translate(value: Any, mounts: dict[str, Path]) -> Any:
@@ -98,11 +112,14 @@ class KubeletAgent:
     """Plays the kubelet for one namespace until stopped."""
 
     def __init__(self, api: kubernetes.client.ApiClient, namespace: str, workdir: Path,
-                 extra_env: dict[str, str] | None = None) -> None:
+                 extra_env: dict[str, str] | None = None, in_image: bool | None = None) -> None:
         self.core: Any = kubernetes.client.CoreV1Api(api)
         self.namespace = namespace
         self.workdir = workdir
         self.extra_env = extra_env or {}
+        self.in_image = os.environ.get(PODS_ENV) == "image" if in_image is None else in_image
+        self.images_run: list[str] = []
+        """The image of each pod started in its image, in start order."""
         self.running: dict[str, RunningPod] = {}
         self.finished: set[str] = set()
         self.errors: list[str] = []
@@ -112,6 +129,8 @@ class KubeletAgent:
 
     def start(self) -> KubeletAgent:
         """Register the node and start serving pods."""
+        if self.in_image and not containers.podman().has_image(image.image_name("workload")):
+            containers.load(image.archive_path("workload"))
         self._ensure_node()
         self._thread.start()
         return self
@@ -124,6 +143,8 @@ class KubeletAgent:
             if pod.process.poll() is None:
                 pod.process.kill()
                 pod.process.wait(timeout=10)
+            if pod.container_id is not None:
+                containers.remove(pod.container_id)
 
     def claim_folder(self, claim: str) -> Path:
         """The host folder that stands for a PersistentVolumeClaim."""
@@ -241,27 +262,67 @@ class KubeletAgent:
         mounts = self._volumes(pod, folder)
         termination_log = folder / "termination-log"
         termination_log.write_text("")
-        env = {"PATH": os.environ.get("PATH", ""), **self.extra_env}
-        for item in container.env or []:
-            if item.value is not None:
-                env[item.name] = translate_env_value(item.value, mounts)
-        env[TERMINATION_LOG_ENV] = str(termination_log)
         command = [*(container.command or []), *(container.args or [])]
-        program = shutil.which(command[0], path=str(Path(sys.executable).parent)) or command[0]
         log = folder / "container.log"
+        container_id = None
         with log.open("wb") as sink:
-            process = subprocess.Popen([program, *command[1:]], env=env, cwd=folder,
-                                       stdout=sink, stderr=subprocess.STDOUT)
+            if self.in_image:
+                container_id = f"{self.namespace}-{pod.metadata.name}"
+                argv = self._image_command(pod, mounts, termination_log, command, container_id)
+                process = subprocess.Popen(argv, env=containers.environment(), stdout=sink,
+                                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                self.images_run.append(container.image)
+            else:
+                env = {"PATH": os.environ.get("PATH", ""), **self.extra_env}
+                for item in container.env or []:
+                    if item.value is not None:
+                        env[item.name] = translate_env_value(item.value, mounts)
+                env[TERMINATION_LOG_ENV] = str(termination_log)
+                program = (shutil.which(command[0], path=str(Path(sys.executable).parent))
+                           or command[0])
+                process = subprocess.Popen([program, *command[1:]], env=env, cwd=folder,
+                                           stdout=sink, stderr=subprocess.STDOUT)
         started = _now()
         self.running[pod.metadata.name] = RunningPod(
             pod.metadata.name, container.name, container.image, process, folder, log,
             termination_log, container.termination_message_policy == "FallbackToLogsOnError",
-            started)
+            started, container_id)
         self._patch_status(pod.metadata.name, {
             "phase": "Running", "startTime": started,
             "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": started}],
             "containerStatuses": [self._container_status(
                 container.name, container.image, {"running": {"startedAt": started}})]})
+
+    def _image_command(self, pod: Any, mounts: dict[str, Path], termination_log: Path,
+                       command: list[str], container_id: str) -> list[str]:
+        """`podman run` for the pod's container: its image, environment and user, its volumes
+        at their mount paths (owned by its user, as `fsGroup` makes them writable)."""
+        container = pod.spec.containers[0]
+
+        def security(field: str) -> Any:
+            """A securityContext field: the container's, else the pod's."""
+            for context in (container.security_context, pod.spec.security_context):
+                value = getattr(context, field, None)
+                if value is not None:
+                    return value
+            return None
+
+        uid, gid = security("run_as_user"), security("run_as_group")
+        owner = (uid or 0, security("fs_group") or gid or uid or 0)
+        read_only = {mount.mount_path: bool(mount.read_only)
+                     for mount in container.volume_mounts or []}
+        binds = [containers.Mount(host, path, read_only[path]) for path, host in mounts.items()]
+        binds.append(containers.Mount(
+            termination_log, container.termination_message_path or TERMINATION_LOG))
+        for bind in binds:
+            for path in (bind.host, *bind.host.rglob("*")):
+                os.chown(path, *owner)
+        env = {**self.extra_env,
+               **{item.name: item.value for item in container.env or [] if item.value is not None}}
+        return containers.run_command(
+            container.image, command, name=container_id, env=env, mounts=binds,
+            user=None if uid is None else f"{uid}:{gid if gid is not None else uid}",
+            read_only=bool(security("read_only_root_filesystem")))
 
     @staticmethod
     def _container_status(name: str, image: str, state: dict[str, Any]) -> dict[str, Any]:
@@ -293,12 +354,14 @@ class KubeletAgent:
     @staticmethod
     def _kill(running: RunningPod) -> None:
         if running.process.poll() is None:
-            running.process.terminate()
+            running.process.terminate()  # podman passes the signal on to the container
             try:
                 running.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 running.process.kill()
                 running.process.wait(timeout=10)
+        if running.container_id is not None:
+            containers.remove(running.container_id)
 
     def _kill_and_remove(self, pod: Any) -> None:
         running = self.running.pop(pod.metadata.name, None)

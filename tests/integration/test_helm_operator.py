@@ -9,6 +9,7 @@ changed, to keep the endpoints on 127.0.0.1.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -71,45 +72,54 @@ def service_account_kubeconfig(kube: Kube, account: str, path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def chart_operator(kube: Kube, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path,
-                                                                  dict[str, Any]]]:
-    """The chart installed for this namespace only, and its operator running as its pod would."""
+@contextlib.contextmanager
+def chart_release(kube: Kube, health_port: int, metrics_port: int) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The chart installed for this namespace only; yields the operator's ServiceAccount and
+    the Deployment's pod template spec, and uninstalls the release at the end."""
     namespace = kube.namespace
     release = f"run-{namespace[-6:]}"
     account = f"{release}-streamtrain-operator"
     adopt_for_helm(kube, (STJ_CRD, *PEERING_CRDS), release, namespace)
-    health_port, metrics_port = free_port(), free_port()
     completed = helm.helm(
         "install", release, helm.CHART_DIR, "--namespace", namespace,
         "--set", "watch.clusterWide=false", "--set", f"watch.namespaces={{{namespace}}}",
         "--set", f"health.port={health_port}", "--set", f"metrics.port={metrics_port}",
         kubeconfig=kube.cluster.kubeconfig)
     assert completed.returncode == 0, completed.stderr
-    wait_established(kube.cluster, [STJ_CRD])
-    deployment = json.loads(kube.cluster.kubectl(
-        "get", "deployment", account, "-n", namespace, "-o", "json").stdout)
-    container = deployment["spec"]["template"]["spec"]["containers"][0]
-    env = {item["name"]: item["value"] for item in container["env"]}
-    env |= {"KUBECONFIG": str(service_account_kubeconfig(kube, account, tmp_path / "sa.yaml")),
-            "STREAMTRAIN_OPERATOR_BIND_ADDRESS": "127.0.0.1",
-            "PATH": str(Path(sys.executable).parent), "HOME": str(tmp_path)}
-    log = tmp_path / "operator.log"
-    command = [str(Path(sys.executable).parent / container["command"][0])]
-    with log.open("wb") as sink:
-        process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT,
-                                   cwd=tmp_path)
     try:
-        yield process, log, container
+        wait_established(kube.cluster, [STJ_CRD])
+        deployment = json.loads(kube.cluster.kubectl(
+            "get", "deployment", account, "-n", namespace, "-o", "json").stdout)
+        yield account, deployment["spec"]["template"]["spec"]
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
         helm.helm("uninstall", release, "--namespace", namespace,
                   kubeconfig=kube.cluster.kubeconfig)
+
+
+@pytest.fixture
+def chart_operator(kube: Kube, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path,
+                                                                  dict[str, Any]]]:
+    """The chart installed for this namespace only, and its operator running as its pod would."""
+    with chart_release(kube, free_port(), free_port()) as (account, pod):
+        container = pod["containers"][0]
+        env = {item["name"]: item["value"] for item in container["env"]}
+        env |= {"KUBECONFIG": str(service_account_kubeconfig(kube, account, tmp_path / "sa.yaml")),
+                "STREAMTRAIN_OPERATOR_BIND_ADDRESS": "127.0.0.1",
+                "PATH": str(Path(sys.executable).parent), "HOME": str(tmp_path)}
+        log = tmp_path / "operator.log"
+        command = [str(Path(sys.executable).parent / container["command"][0])]
+        with log.open("wb") as sink:
+            process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT,
+                                       cwd=tmp_path)
+        try:
+            yield process, log, container
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
 
 
 def test_it_should_answer_the_probes_and_run_jobs_with_only_the_charts_grants(

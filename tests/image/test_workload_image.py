@@ -1,0 +1,65 @@
+"""The workload image: TensorFlow and the Kafka clients load, and a train + evaluate job runs
+against the real local broker as uid 65532 with a read-only root filesystem."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from streamtrain_operator.builders import RUN_AS_USER
+
+from localparts import containers
+from tests.conftest import KafkaHandle
+from tests.image.conftest import Image
+
+IMPORTS = "import tensorflow, tensorflow_io, kafka, workload.cli; print(tensorflow.__version__)"
+"""TensorFlow, its Kafka datasets, the Kafka client and the `streamtrain` command."""
+
+
+def test_it_should_load_tensorflow_and_the_kafka_clients(workload_image: Image) -> None:
+    completed = workload_image.run("python3", "-c", IMPORTS)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert completed.stdout.strip().startswith("2.16.")
+
+
+def test_it_should_run_a_train_and_evaluate_job_read_only_as_65532(
+    workload_image: Image, kafka: KafkaHandle, tmp_path: Path,
+) -> None:
+    train_topic, test_topic = kafka.create_topic("img-train", 1), kafka.create_topic("img-test", 2)
+    produced = subprocess.run(
+        [sys.executable, "-m", "workload.cli", "produce", "--bootstrap-servers",
+         kafka.bootstrap_servers, "--rows", "2000", "--train-topic", train_topic,
+         "--test-topic", test_topic, "--quiet"], capture_output=True, text=True, timeout=300,
+        check=False)
+    assert produced.returncode == 0, produced.stderr
+    job, out = tmp_path / "job", tmp_path / "out"
+    job.mkdir()
+    out.mkdir()
+    os.chown(out, RUN_AS_USER, RUN_AS_USER)  # as a kubelet hands a volume to the pod's fsGroup
+    (job / "job.yaml").write_text(f"""\
+apiVersion: streamtrain.dev/v1alpha1
+kind: StreamingTrainingJob
+metadata: {{name: image}}
+spec:
+  kafka: {{bootstrapServers: "{kafka.bootstrap_servers}"}}
+  train: {{topic: {train_topic}, epochs: 2}}
+  evaluate: {{topic: {test_topic}, consumerGroup: image-eval, streamTimeoutMs: 0}}
+  model:
+    layers: [{{dense: 16}}]
+    output: {{path: /models/image, volumeClaim: models}}
+""")
+    completed = workload_image.run(
+        "sh", "-c", "id -u && ! touch /opt/x 2>/dev/null && "
+        "streamtrain run /job/job.yaml --output-dir /out --quiet",
+        user=f"{RUN_AS_USER}:{RUN_AS_USER}", mounts=[containers.Mount(job, "/job", read_only=True),
+                             containers.Mount(out, "/out")])
+    assert completed.stdout.splitlines()[:1] == [str(RUN_AS_USER)]
+    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-3000:]
+    document = json.loads((out / "results.json").read_text())
+    assert document["ok"] is True
+    assert [phase["mode"] for phase in document["phases"]] == ["train", "evaluate"]
+    assert document["phases"][1]["metrics"]["recordsEvaluated"] == 800
+    assert (out / "model.keras").stat().st_uid == RUN_AS_USER
