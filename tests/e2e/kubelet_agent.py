@@ -14,7 +14,7 @@ Mapping a container onto the host:
   pod, and written out as the kubelet does); a PersistentVolumeClaim is one
   folder shared by every pod that
   claims it, and a mount's `subPath` is a folder inside it, created when
-  missing (as the kubelet does); `readOnly` is not enforced; environment
+  missing (as the kubelet does); `readOnly` is enforced only in image mode; environment
   values that name a mounted path, also inside JSON values such as the job
   spec, are rewritten to that folder;
 - the termination log is a temporary file named by

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from streamtrain_operator.builders import WORKLOAD_IMAGE
+
 from tests.conftest import KafkaHandle, Kube
 from tests.e2e import test_operator_e2e as e2e
 from tests.e2e.harness import OperatorProcess, install_streamtrain_crd
 from tests.e2e.kubelet_agent import KubeletAgent
 from tests.image.conftest import Image
-from workload.spec import DEFAULT_IMAGE
 
 
 def test_the_minimal_example_succeeds_with_its_pods_in_the_workload_image(
     kube: Kube, kafka: KafkaHandle, tmp_path: Path, workload_image: Image,
 ) -> None:
-    assert workload_image.name == DEFAULT_IMAGE, "pods name the image `make image` built"
+    assert workload_image.name == WORKLOAD_IMAGE, "pods name the image `make image` built"
     install_streamtrain_crd(kube.cluster.api)
     operator = OperatorProcess(kube.cluster.kubeconfig, kube.namespace,
                                tmp_path / "operator.log").start()
@@ -32,4 +33,4 @@ def test_the_minimal_example_succeeds_with_its_pods_in_the_workload_image(
     finally:
         agent.stop()
         operator.stop()
-    assert agent.images_run == [DEFAULT_IMAGE, DEFAULT_IMAGE], "trainer and evaluator"
+    assert agent.images_run == [WORKLOAD_IMAGE, WORKLOAD_IMAGE], "trainer and evaluator"
