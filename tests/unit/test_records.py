@@ -114,7 +114,7 @@ def test_json_with_label_key_round_trips(data: SusyData) -> None:
 
 def test_csv_matches_the_tutorial_layout() -> None:
     data = SusyData(np.array([[0.5, -1.25, 1e-05]], np.float32), np.array([1]), ("a", "b", "c"))
-    assert encode(data, DataSpec(features=3)) == [Message(b"1", b"0.5,-1.25,9.99999975e-06")]
+    assert encode(data, DataSpec(features=3)) == [Message(b"1", b"0.5,-1.25,0.00001")]
 
 
 def test_json_names_every_column_including_the_label_field() -> None:

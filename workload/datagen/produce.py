@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from workload.datagen.records import encode
+from workload.datagen.records import Message, encode
 from workload.datagen.table import SusyData, split
 from workload.kafka.admin import delete_topic, ensure_topic
 from workload.kafka.connection import KafkaConnection
-from workload.kafka.producer import TopicReport, produce_messages
+from workload.kafka.producer import TopicReport, produce_chunks
 from workload.spec import DataSpec
+
+CHUNK_ROWS = 20_000
+"""Rows encoded and handed to the producer at a time."""
 
 
 @dataclass(frozen=True)
@@ -63,8 +68,25 @@ def produce_split(
         delete_topic(connection, test_topic)
     ensure_topic(connection, train_topic, train_partitions)
     ensure_topic(connection, test_topic, test_partitions)
-    train_report = produce_messages(
-        connection, train_topic, encode(train, spec), train_partitions, progress)
-    test_report = produce_messages(
-        connection, test_topic, encode(test, spec), test_partitions, progress)
+    train_report = produce_chunks(connection, train_topic, encoded_chunks(train, spec),
+                                  train.rows, train_partitions, progress)
+    test_report = produce_chunks(connection, test_topic, encoded_chunks(test, spec),
+                                 test.rows, test_partitions, progress)
     return ProduceReport(train_report, test_report, time.perf_counter() - started)
+
+
+def encoded_chunks(data: SusyData, spec: DataSpec,
+                   rows: int = CHUNK_ROWS) -> Iterator[list[Message]]:
+    """`data` as messages, `rows` at a time; the next chunk is encoded (in a thread: Arrow's
+    kernels release the GIL) while the caller sends the current one."""
+    starts = range(0, data.rows, rows)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        upcoming = [pool.submit(encode, data.slice(start, min(start + rows, data.rows)), spec)
+                    for start in starts[:2]]
+        for index in range(len(starts)):
+            chunk = upcoming.pop(0).result()
+            if index + 2 < len(starts):
+                start = starts[index + 2]
+                upcoming.append(pool.submit(encode, data.slice(start, min(start + rows,
+                                                                          data.rows)), spec))
+            yield chunk

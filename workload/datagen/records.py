@@ -3,8 +3,9 @@
 CSV (the tutorial's layout): the value is the record's columns joined by
 commas, the key is the label (`b"0"` or `b"1"`) when `label: key`. JSON: the
 value is an object with one field per column of `DataSpec.columns`. Floats
-are written with 9 significant digits, which round-trips every float32
-exactly.
+are written as the shortest text that reads back as the same float32.
+Values are formatted column by column with Arrow's compute kernels (no
+Python call per number): `streamtrain produce` is as fast as its producer.
 
 `corrupt` swaps a fraction of good messages for malformed ones, one reason
 per message from `BAD_RECORD_REASONS` (the names the decoder counts by), and
@@ -18,6 +19,8 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from workload.datagen.table import SusyData
 from workload.spec import DataSpec
@@ -28,9 +31,6 @@ BAD_RECORD_REASONS: tuple[str, ...] = (
 """Why a record is malformed: wrong number of fields (a missing field in JSON), a value that is
 not a number, an empty value, a value longer than `maxRecordBytes`, a label (the message key or
 the label column) other than `0`/`1`."""
-
-FLOAT_FORMAT = "%.9g"
-"""Nine significant digits: enough to read back the exact float32."""
 
 NON_NUMERIC = "n/a"
 """What a `non_numeric` corruption writes in place of a number."""
@@ -63,31 +63,36 @@ def _check_width(data: SusyData, spec: DataSpec) -> None:
         )
 
 
-def _template(spec: DataSpec) -> str:
-    """A %-format string for one record value; the label column (if any) takes `%d`."""
-    columns = spec.record_columns
-    formats = ["%d" if name == spec.label else FLOAT_FORMAT for name in columns]
+def _column_texts(data: SusyData, spec: DataSpec) -> list[pa.Array]:
+    """Each record column as text, in `record_columns` order (the label, if a column, as 0/1)."""
+    features = iter(range(data.features.shape[1]))
+    texts = []
+    for name in spec.record_columns:
+        column = (data.labels.astype(np.int8) if name == spec.label
+                  else data.features[:, next(features)].astype(np.float32))
+        texts.append(pc.cast(pa.array(column), pa.string()))
+    return texts
+
+
+def _values(data: SusyData, spec: DataSpec) -> list[bytes]:
+    """Every row's message value: the columns joined as CSV or as a JSON object."""
+    texts = _column_texts(data, spec)
     if spec.format == "csv":
-        return ",".join(formats)
-    fields = (f"{json.dumps(name)}: {fmt}" for name, fmt in zip(columns, formats, strict=True))
-    return "{" + ", ".join(fields) + "}"
-
-
-def _value_table(data: SusyData, spec: DataSpec) -> list[list[float]]:
-    """Rows of record values in `record_columns` order, the label inserted where it is a column."""
-    if spec.label == "key":
-        return data.features.tolist()  # type: ignore[no-any-return]
-    at = spec.record_columns.index(spec.label)
-    with_label = np.insert(data.features.astype(np.float64), at, data.labels, axis=1)
-    return with_label.tolist()  # type: ignore[no-any-return]
+        joined = pc.binary_join_element_wise(*texts, ",")
+    else:
+        pieces: list[pa.Array | str] = []
+        for index, (name, text) in enumerate(zip(spec.record_columns, texts, strict=True)):
+            pieces += [("{" if index == 0 else ", ") + f"{json.dumps(name)}: ", text]
+        joined = pc.binary_join_element_wise(*pieces, "}", "")
+    values: list[bytes] = pc.cast(joined, pa.binary()).to_pylist()
+    return values
 
 
 def encode(data: SusyData, spec: DataSpec | None = None) -> list[Message]:
     """Every row of `data` as a message laid out as `spec` says (the tutorial's CSV by default)."""
     spec = spec or DataSpec()
     _check_width(data, spec)
-    template = _template(spec)
-    values = [(template % tuple(row)).encode("ascii") for row in _value_table(data, spec)]
+    values = _values(data, spec)
     if spec.label != "key":
         return [Message(None, value) for value in values]
     keys = (b"0", b"1")

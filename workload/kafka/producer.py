@@ -1,9 +1,12 @@
 """Write messages into a topic fast, and prove the topic holds exactly what was sent.
 
-Through librdkafka's producer (confluent-kafka): messages are queued in
-large batches (`PRODUCER_SETTINGS`) and sent by librdkafka's own threads, so
-the Python side only queues. Idempotence is on, so a retried batch is never
-written twice, and only failed deliveries call back into Python.
+Through librdkafka's producer (confluent-kafka): messages are handed over a
+partition's share of a chunk at a time (`produce_batch`, one call for
+thousands of messages), batched on the wire (`PRODUCER_SETTINGS`) and sent
+by librdkafka's own threads, so the Python side only queues. Idempotence is
+on, so a retried batch is never written twice, and only failed deliveries
+call back into Python. Messages may come in chunks made while the previous
+chunk is sent (`produce_chunks`).
 
 Partitions are assigned explicitly, round-robin by message index: the key of
 a tutorial record is its label, so Kafka's key hashing would put every
@@ -15,7 +18,7 @@ records sent to it.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -44,9 +47,6 @@ no duplicates on retry, and delivery reports only for failures (no Python call p
 
 FLUSH_TIMEOUT_S = 60.0
 """Seconds the final flush may take before the run fails."""
-
-PROGRESS_EVERY = 20_000
-"""Messages between progress refreshes (and between serving the producer's callbacks)."""
 
 
 class ProduceError(RuntimeError):
@@ -95,6 +95,19 @@ class BatchProducer:
             except BufferError:
                 self._producer.poll(0.05)
 
+    def send_batch(self, topic: str, partition: int,
+                   messages: Sequence[tuple[bytes | None, bytes]]) -> None:
+        """Queue `messages` (key, value) for one partition in one call; waits for room."""
+        pending = [{"key": key, "value": value} for key, value in messages]
+        while pending:
+            queued = self._producer.produce_batch(topic, pending, partition=partition)
+            if queued == len(pending):
+                return
+            pending = [message for message in pending if "_error" in message]
+            for message in pending:
+                del message["_error"]
+            self._producer.poll(0.05)
+
     def serve(self) -> None:
         """Run pending delivery callbacks without waiting."""
         self._producer.poll(0)
@@ -140,29 +153,47 @@ def produce_messages(
     one must have that many). The run fails with `ProduceError` unless each
     partition's end offset grew by exactly the records sent to it.
     """
+    return produce_chunks(connection, topic, [messages], len(messages), partitions, progress)
+
+
+def produce_chunks(
+    connection: KafkaConnection,
+    topic: str,
+    chunks: Iterable[Sequence[tuple[bytes | None, bytes]]],
+    total: int,
+    partitions: int = 1,
+    progress: bool = False,
+) -> TopicReport:
+    """`produce_messages` for messages that arrive in chunks (`total` in all), e.g. encoded
+    while the previous chunk is sent; message `i` of the whole goes to partition
+    `i % partitions`."""
     ensure_topic(connection, topic, partitions)
     before = end_offsets(connection, topic)
     producer = BatchProducer(connection)
     started = time.perf_counter()
+    sent = dict.fromkeys(range(partitions), 0)
+    written = value_bytes = 0
     with _progress_bar(progress) as bar:
-        task = bar.add_task(topic, total=len(messages), rate=0.0) if bar is not None else None
-        for index, (key, value) in enumerate(messages):
-            producer.send(topic, key, value, index % partitions)
-            if index % PROGRESS_EVERY == 0:
-                producer.serve()
-                if bar is not None and task is not None:
-                    rate = index / max(time.perf_counter() - started, 1e-9)
-                    bar.update(task, completed=index, rate=rate)
+        task = bar.add_task(topic, total=total, rate=0.0) if bar is not None else None
+        for chunk in chunks:
+            for partition in range(partitions):
+                share = chunk[(partition - written) % partitions::partitions]
+                producer.send_batch(topic, partition, share)
+                sent[partition] += len(share)
+            written += len(chunk)
+            value_bytes += sum(len(value) for _, value in chunk)
+            producer.serve()
+            if bar is not None and task is not None:
+                rate = written / max(time.perf_counter() - started, 1e-9)
+                bar.update(task, completed=written, rate=rate)
         producer.flush(f"topic {topic!r}")
         seconds = time.perf_counter() - started
-        if bar is not None and task is not None:
-            bar.update(task, completed=len(messages), rate=len(messages) / max(seconds, 1e-9))
-    sent = {p: len(range(p, len(messages), partitions)) for p in range(partitions)}
+    if written != total:
+        raise ProduceError(f"topic {topic!r}: {written} messages were given, {total} expected")
     after = end_offsets(connection, topic)
     grown = {p: after.get(p, 0) - before.get(p, 0) for p in range(partitions)}
     if grown != sent:
         raise ProduceError(
             f"topic {topic!r}: sent {sent} records per partition, but end offsets grew by {grown}"
         )
-    return TopicReport(topic, len(messages), sent, after,
-                       sum(len(value) for _, value in messages), seconds)
+    return TopicReport(topic, written, sent, after, value_bytes, seconds)
