@@ -1,4 +1,4 @@
-"""Keep TensorFlow's and tensorflow-io's routine chatter out of the user's face.
+"""Keep TensorFlow's, tensorflow-io's and librdkafka's routine chatter out of the user's face.
 
 TensorFlow prints start-up notices (CPU instructions, oneDNN, CUDA factory
 registration) and tensorflow-io's Kafka readers log routine events (end of
@@ -61,6 +61,9 @@ def quiet() -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module="keras")
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     logging.getLogger("kafka").setLevel(logging.ERROR)
+    # librdkafka warns of what it retries by itself (e.g. a producer id while a new broker's
+    # transaction coordinator loads); what fails a phase is reported in one sentence anyway.
+    logging.getLogger("librdkafka").setLevel(logging.ERROR)
 
 
 def filter_routine_stderr() -> subprocess.Popen[bytes]:
