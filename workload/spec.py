@@ -206,6 +206,17 @@ class DataSpec(SpecModel):
 
 # ---------------------------------------------------------------- modes
 
+class EarlyStoppingSpec(SpecModel):
+    """Stop when the validation loss stops improving; export the best epoch's weights."""
+
+    patience: int = Field(3, ge=0, le=10000)
+    """Epochs without a better validation loss before training stops (0 = run every epoch)."""
+    min_delta: float = Field(0.0, ge=0.0)
+    """How much lower the validation loss must be to count as better."""
+    restore_best_weights: bool = True
+    """Export the weights of the epoch with the lowest validation loss, not the last epoch's."""
+
+
 class TrainSpec(SpecModel):
     """Batch training: replay a fixed offset range of the topic every epoch."""
 
@@ -227,6 +238,13 @@ class TrainSpec(SpecModel):
     per batch)."""
     partitions: int = Field(1, ge=1, le=10000)
     """Partitions to create the topic with when `kafka.manageTopics` is set."""
+    validation_fraction: float = Field(0.1, ge=0.0, le=0.5)
+    """Share of each partition's range held out at its end (the same records on every run) to
+    validate after each epoch; 0 = no validation, and no early stopping."""
+    early_stopping: EarlyStoppingSpec = Field(default_factory=EarlyStoppingSpec)
+    """When to stop before `epochs` and which epoch's weights to export (needs validation)."""
+    learning_rate_schedule: Literal["constant", "cosine"] = "constant"
+    """`cosine`: the step size decays from `model.learningRate` to 0 over the planned epochs."""
 
 
 class EvaluateSpec(SpecModel):

@@ -33,9 +33,13 @@ class Metrics(StatusModel):
     """Model quality and data figures, as the pods reported them."""
 
     train_loss: float | None = None
-    """Training loss of the last epoch."""
+    """Training loss of the exported epoch (the last, or the best with early stopping)."""
     train_accuracy: float | None = None
-    """Training accuracy of the last epoch (0-1)."""
+    """Training accuracy of the exported epoch (0-1)."""
+    validation_loss: float | None = None
+    """Loss on the held-out validation slice, at the exported epoch."""
+    validation_accuracy: float | None = None
+    """Accuracy on the held-out validation slice, at the exported epoch (0-1)."""
     eval_loss: float | None = None
     """Binary cross-entropy on the evaluation topic."""
     eval_accuracy: float | None = None

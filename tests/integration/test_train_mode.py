@@ -30,12 +30,15 @@ from workload.spec import StreamingTrainingJobSpec  # noqa: E402
 ROWS = 2000
 
 
-def job(kafka: KafkaHandle, topic: str, epochs: int, **data: Any) -> StreamingTrainingJobSpec:
-    """A small training job: the tutorial's layout and model, a few epochs, no evaluation."""
+def job(kafka: KafkaHandle, topic: str, epochs: int, train: dict[str, Any] | None = None,
+        **data: Any) -> StreamingTrainingJobSpec:
+    """A small training job: the tutorial's layout and model, a few epochs, no evaluation, no
+    validation slice unless `train` asks (so every record is trained on)."""
     return StreamingTrainingJobSpec.model_validate({
         "kafka": {"bootstrapServers": kafka.bootstrap_servers},
         "data": data,
-        "train": {"topic": topic, "epochs": epochs, "batchSize": 64, "shuffleBuffer": 256},
+        "train": {"topic": topic, "epochs": epochs, "batchSize": 64, "shuffleBuffer": 256,
+                  "validationFraction": 0.0, **(train or {})},
         "evaluate": None,
         "model": {"layers": [{"dense": 32}, {"dropout": 0.1}, {"dense": 16}]},
     })
@@ -217,3 +220,44 @@ def test_a_checkpoint_of_another_job_or_model_is_ignored_and_training_starts_ove
     assert "other data, train or model settings" in str(report.resume_ignored)
     state = json.loads((artifacts.checkpoints / "state.json").read_text())
     assert (state["jobUid"], state["epochsDone"]) == ("uid-b", 2)
+
+
+def test_a_validation_tail_is_held_out_and_early_stopping_exports_the_best_epoch(
+        kafka: KafkaHandle, clean_topic: str, tmp_path: Path) -> None:
+    connection = KafkaConnection(kafka.bootstrap_servers)
+    artifacts = Artifacts(tmp_path)
+    # No epoch after the first can be better by 10: training stops after epoch 1 + patience.
+    spec = job(kafka, clean_topic, epochs=6, train={
+        "validationFraction": 0.2, "learningRateSchedule": "cosine",
+        "earlyStopping": {"patience": 2, "minDelta": 10.0}})
+    report = run_train("susy", spec, connection, artifacts, progress=False)
+
+    results = json.loads(artifacts.results("train").read_text())
+    assert report.ok, report.message
+    assert results["validationOffsets"] == {"0": [800, 1000], "1": [800, 1000]}
+    assert report.metrics.records_trained is not None
+    assert 1600 - 20 <= report.metrics.records_trained < 1600  # the held-out 400 are not
+    history = results["history"]
+    assert len(history["loss"]) == len(history["val_loss"]) == len(history["val_accuracy"]) == 3
+    assert (results["stoppedEarly"], results["bestEpoch"], results["exportedEpoch"]) == (
+        True, 1, 1)
+    assert report.epoch == 3
+    assert report.metrics.validation_loss == history["val_loss"][0]
+    assert report.metrics.train_loss == history["loss"][0]
+    assert any((artifacts.tensorboard / "validation").rglob("*tfevents*"))
+    # The exported model holds the best epoch's weights, not the last one's.
+    state = json.loads((artifacts.checkpoints / "state.json").read_text())
+    assert state["bestWeightsFile"] == "best-00001.npz"
+    exported = keras.models.load_model(artifacts.keras_model).weights
+    with np.load(artifacts.checkpoints / "best-00001.npz") as best, np.load(
+            artifacts.checkpoints / state["weightsFile"]) as last:
+        for variable in exported:
+            np.testing.assert_array_equal(variable.numpy(), best[f"model:{variable.path}"])
+        assert any(not np.array_equal(variable.numpy(), last[f"model:{variable.path}"])
+                   for variable in exported)
+
+    # A restart finds training finished early and exports the same epoch again.
+    again = run_train("susy", spec, connection, artifacts, progress=False)
+    results = json.loads(artifacts.results("train").read_text())
+    assert again.ok and results["epochsRun"] == 0 and results["exportedEpoch"] == 1
+    assert again.metrics.validation_loss == report.metrics.validation_loss

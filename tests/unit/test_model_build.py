@@ -113,3 +113,13 @@ def test_an_export_interrupted_between_renames_is_recovered(tmp_path: Path) -> N
     recover_saved_model(target)
     assert (target / "saved_model.pb").read_bytes() == b"previous"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["saved_model"]
+
+
+def test_a_cosine_schedule_decays_the_step_size_to_zero_over_the_planned_steps() -> None:
+    model = build_model(SMALL, 2, decay_steps=100)
+    schedule = model.optimizer.learning_rate
+    assert float(schedule) == pytest.approx(0.05)
+    model.optimizer.iterations.assign(50)
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.025, rel=1e-3)
+    model.optimizer.iterations.assign(100)
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-6)

@@ -66,12 +66,12 @@ def describe_preprocessing(spec: ModelSpec, plan: FeaturePlan | None,
 
 
 def build_model(spec: ModelSpec, n_features: int, statistics: FeatureStatistics | None = None,
-                plan: FeaturePlan | None = None) -> keras.Model:
+                plan: FeaturePlan | None = None, decay_steps: int | None = None) -> keras.Model:
     """A compiled model for `n_features` raw inputs.
 
     `statistics` (of the training features) set the preprocessing; without
     them `standardize` is the identity. `plan` is the robust preprocessing
-    when already chosen (`feature_plan`).
+    when already chosen (`feature_plan`); `decay_steps` see `compile_model`.
     """
     inputs = keras.Input(shape=(n_features,), name=INPUT_NAME, dtype="float32")
     hidden = inputs
@@ -94,7 +94,7 @@ def build_model(spec: ModelSpec, n_features: int, statistics: FeatureStatistics 
             hidden = keras.layers.Dropout(layer.dropout or 0.0, name=f"dropout_{index}")(hidden)
     outputs = keras.layers.Dense(1, activation="sigmoid", name="probability")(hidden)
     model = keras.Model(inputs, outputs, name="streamtrain_classifier")
-    compile_model(model, spec)
+    compile_model(model, spec, decay_steps)
     return model
 
 
@@ -110,10 +110,15 @@ def model_summary(model: keras.Model) -> str:
     return "\n".join(lines)
 
 
-def compile_model(model: keras.Model, spec: ModelSpec) -> None:
-    """Attach the spec's optimizer, the probability loss and accuracy/AUC metrics."""
+def compile_model(model: keras.Model, spec: ModelSpec, decay_steps: int | None = None) -> None:
+    """Attach the spec's optimizer, the probability loss and accuracy/AUC metrics; with
+    `decay_steps`, the step size follows a cosine from `learningRate` to 0 over that many
+    steps (a function of the optimizer's step count, so a resumed run follows it exactly)."""
+    rate: float | keras.optimizers.schedules.LearningRateSchedule = spec.learning_rate
+    if decay_steps:
+        rate = keras.optimizers.schedules.CosineDecay(spec.learning_rate, decay_steps)
     model.compile(
-        optimizer=OPTIMIZERS[spec.optimizer](learning_rate=spec.learning_rate),
+        optimizer=OPTIMIZERS[spec.optimizer](learning_rate=rate),
         loss=keras.losses.BinaryCrossentropy(from_logits=False),
         metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
     )

@@ -18,6 +18,12 @@ since its last checkpoint (with 0, at most the one whose checkpoint was
 being written); one stopped with SIGTERM replays none. A resumed epoch's
 loss and accuracy in the history cover the batches trained after the resume.
 
+Early stopping lives here too, so it survives a restart: after each epoch
+with a validation loss, the state records the best epoch so far (and, to
+restore them at the end, its weights in `best-<epoch>.npz`, written before
+the state that names it), or marks training stopped once the best epoch is
+`train.earlyStopping.patience` epochs old.
+
 A checkpoint is resumed from only when it carries this job's uid and spec
 digest (`workload.identity`); any other found in the folder is ignored with
 a warning and training starts at epoch 1. On resume the model is rebuilt
@@ -42,6 +48,7 @@ import numpy as np
 
 from workload.artifacts import write_json_atomic
 from workload.identity import RunIdentity
+from workload.spec import EarlyStoppingSpec
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +75,14 @@ class TrainState:
     """The job that wrote it (see `workload.identity`); empty in old checkpoints."""
     spec_digest: str = ""
     """Digest of the spec's data, train and model settings it was written with."""
+    best_epoch: int = 0
+    """The epoch (from 1) with the lowest validation loss so far; 0 = none yet."""
+    best_loss: float | None = None
+    """That epoch's validation loss."""
+    best_weights_file: str | None = None
+    """That epoch's weights, when `train.earlyStopping.restoreBestWeights`."""
+    stopped_early: bool = False
+    """Training ended before `train.epochs`: the validation loss stopped improving."""
 
     def to_json(self) -> dict[str, Any]:
         """The state as JSON (partitions as string keys)."""
@@ -80,6 +95,10 @@ class TrainState:
             "weightsFile": self.weights_file,
             "jobUid": self.job_uid,
             "specDigest": self.spec_digest,
+            "bestEpoch": self.best_epoch,
+            "bestLoss": self.best_loss,
+            "bestWeightsFile": self.best_weights_file,
+            "stoppedEarly": self.stopped_early,
         }
 
     @classmethod
@@ -94,6 +113,10 @@ class TrainState:
             weights_file=document.get("weightsFile"),
             job_uid=str(document.get("jobUid") or ""),
             spec_digest=str(document.get("specDigest") or ""),
+            best_epoch=int(document.get("bestEpoch") or 0),
+            best_loss=document.get("bestLoss"),
+            best_weights_file=document.get("bestWeightsFile"),
+            stopped_early=bool(document.get("stoppedEarly")),
         )
 
 
@@ -167,24 +190,39 @@ def save_variables(folder: Path, name: str, model: keras.Model) -> None:
         temporary.unlink(missing_ok=True)
 
 
-def save_checkpoint(folder: Path, model: keras.Model, state: TrainState) -> None:
-    """Write the weights, then the state that names them; remove the previous weights."""
+def save_checkpoint(folder: Path, model: keras.Model, state: TrainState,
+                    obsolete: tuple[str | None, ...] = ()) -> None:
+    """Write the weights, then the state that names them; then remove the previous weights
+    (and the `obsolete` files the new state no longer names)."""
     name = f"epoch-{state.epochs_done:05d}-batch-{state.batches_done:07d}.npz"
     save_variables(folder, name, model)
     previous, state.weights_file = state.weights_file, name
     write_json_atomic(folder / STATE_FILE, state.to_json())
-    if previous is not None and previous != name:
-        (folder / previous).unlink(missing_ok=True)
+    for old in (previous, *obsolete):
+        if old is not None and old not in (name, state.best_weights_file):
+            (folder / old).unlink(missing_ok=True)
+
+
+def restore_best(folder: Path, state: TrainState, model: keras.Model) -> bool:
+    """Load the best epoch's weights into `model`; False when the state names none."""
+    if state.best_weights_file is None:
+        return False
+    load_variables(folder / state.best_weights_file, model, folder)
+    return True
 
 
 class Checkpointer(keras.callbacks.Callback):  # type: ignore[misc]
-    """Keras callback: checkpoint on time, at epoch ends and where a stop is requested."""
+    """Keras callback: checkpoint on time, at epoch ends and where a stop is requested; with
+    `early` (and a validation loss in the epoch's logs), keep the best epoch and stop once it
+    is `early.patience` epochs old. Everything it decides is in the state, so a resumed run
+    judges as an uninterrupted one."""
 
     def __init__(self, folder: Path, state: TrainState, every_seconds: float,
-                 batches_per_epoch: int, stop: threading.Event) -> None:
+                 batches_per_epoch: int, stop: threading.Event,
+                 early: EarlyStoppingSpec | None = None) -> None:
         super().__init__()
         self.folder, self.state, self.every_seconds = folder, state, every_seconds
-        self.batches_per_epoch, self.stop = batches_per_epoch, stop
+        self.batches_per_epoch, self.stop, self.early = batches_per_epoch, stop, early
         self.skipped = 0
         self.stopped = False
         self.saved_at = time.monotonic()
@@ -211,8 +249,27 @@ class Checkpointer(keras.callbacks.Callback):  # type: ignore[misc]
         for key, value in (logs or {}).items():
             self.state.history.setdefault(key, []).append(float(value))
         self.state.epochs_done, self.state.batches_done = epoch + 1, 0
-        self._save()
+        obsolete = None
+        if self.early is not None and logs and "val_loss" in logs:
+            obsolete = self._judge(epoch + 1, float(logs["val_loss"]))
+        self._save(obsolete)
 
-    def _save(self) -> None:
-        save_checkpoint(self.folder, self.model, self.state)
+    def _judge(self, epoch: int, loss: float) -> str | None:
+        """Record a better epoch (its weights too) or stop once the best is too old; returns a
+        weights file the state no longer names."""
+        assert self.early is not None
+        state = self.state
+        if state.best_loss is None or loss < state.best_loss - self.early.min_delta:
+            state.best_epoch, state.best_loss = epoch, loss
+            if self.early.restore_best_weights:
+                previous, state.best_weights_file = state.best_weights_file, f"best-{epoch:05d}.npz"
+                save_variables(self.folder, state.best_weights_file, self.model)
+                return previous
+        elif self.early.patience and epoch - state.best_epoch >= self.early.patience:
+            state.stopped_early = True
+            self.model.stop_training = True
+        return None
+
+    def _save(self, obsolete: str | None = None) -> None:
+        save_checkpoint(self.folder, self.model, self.state, (obsolete,))
         self.saved_at = time.monotonic()

@@ -11,14 +11,19 @@
    the run fails when their share is above `data.maxBadRecordsRatio`. With
    `train.cache` the decoded records stay in memory for the epochs; without
    it each epoch reads Kafka again.
+   The last `train.validationFraction` of each partition's range is held
+   out (the same records on every run) and kept in memory for validation.
 3. Epochs: shuffle (`train.shuffleBuffer`, seeded by the epoch number, so
    a resumed epoch sees the same order), batch (`train.batchSize`),
-   prefetch; checkpoints inside and after each epoch
+   prefetch; validation loss, accuracy and AUC after each epoch (in the
+   history, the training curve and TensorBoard); early stopping on the
+   validation loss (`train.earlyStopping`); checkpoints inside and after each epoch
    (`workload.modes.checkpoint`) and TensorBoard logs. A restart skips the
    batches its checkpoint says are done (only a checkpoint of this job with
    the same data and model settings, see `workload.identity`); SIGTERM
    stops at the next batch with a checkpoint.
-4. Export the model (Keras file + SavedModel), draw the training curve, write
+4. Restore the best epoch's weights (`earlyStopping.restoreBestWeights`),
+   export the model (Keras file + SavedModel), draw the training curve, write
    `results-train.json` and return the pod's report.
 """
 
@@ -57,6 +62,7 @@ from workload.modes.checkpoint import (
     CheckpointMismatch,
     TrainState,
     load_own_state,
+    restore_best,
     restore_checkpoint,
 )
 from workload.modes.signals import stop_on_sigterm
@@ -168,6 +174,28 @@ def read_all(connection: KafkaConnection, topic: str, offsets: dict[int, tuple[i
     return summary
 
 
+def split_validation(offsets: dict[int, tuple[int, int]], fraction: float
+                     ) -> tuple[dict[int, tuple[int, int]], dict[int, tuple[int, int]]]:
+    """(training, validation) ranges: the last `fraction` of each partition's range validates."""
+    training, validation = {}, {}
+    for partition, (start, end) in offsets.items():
+        held = int((end - start) * fraction)
+        training[partition] = (start, end - held)
+        if held:
+            validation[partition] = (end - held, end)
+    return training, validation
+
+
+def merged(first: ReadSummary, second: ReadSummary) -> ReadSummary:
+    """Counts of both reads (for the bad-record check and the report); `first`'s rows."""
+    bad = dict(first.bad_by_reason)
+    for reason, count in second.bad_by_reason.items():
+        bad[reason] = bad.get(reason, 0) + count
+    return ReadSummary(first.records + second.records, first.good + second.good, bad,
+                       first.seconds + second.seconds,
+                       dead_letters=first.dead_letters + second.dead_letters)
+
+
 def check_bad_records(summary: ReadSummary, topic: str, data: DataSpec) -> None:
     """Fail when malformed records exceed the allowed share, saying how many and why."""
     if summary.records == 0:
@@ -251,30 +279,40 @@ def _train(spec: StreamingTrainingJobSpec, identity: RunIdentity, connection: Ka
         raise TrainError(f"topic {train.topic!r} has no records to train on "
                          f"(offsets {state.offsets})")
     results["offsets"] = {str(p): list(span) for p, span in sorted(state.offsets.items())}
+    training, validation = split_validation(state.offsets, train.validation_fraction)
     with TrainProgress(progress) as display:
         client = spec.kafka.client
-        summary = read_all(connection, train.topic, state.offsets, data, train.cache, display,
+        summary = read_all(connection, train.topic, training, data, train.cache, display,
                            client)
-        if summary.dead_letters and data.dead_letter_topic is not None:
-            send_dead_letters(connection, data.dead_letter_topic, train.topic,
-                              summary.dead_letters)
-        results["recordsThisRun"] = summary.records
-        results["read"] = {"records": summary.records, "seconds": round(summary.seconds, 3),
-                           "recordsPerSecond": round(summary.records / max(summary.seconds, 1e-9))}
-        check_bad_records(summary, train.topic, data)
+        held_out = (read_all(connection, train.topic, validation, data, True, display, client)
+                    if validation else ReadSummary())
+        both = merged(summary, held_out)
+        if both.dead_letters and data.dead_letter_topic is not None:
+            send_dead_letters(connection, data.dead_letter_topic, train.topic, both.dead_letters)
+        results["recordsThisRun"] = both.records
+        results["read"] = {"records": both.records, "seconds": round(both.seconds, 3),
+                           "recordsPerSecond": round(both.records / max(both.seconds, 1e-9))}
+        results["validationOffsets"] = {str(p): list(span) for p, span in sorted(validation.items())}
+        check_bad_records(both, train.topic, data)
 
         plan = feature_plan(spec.model, summary.statistics)
-        model = build_model(spec.model, len(data.feature_names), summary.statistics, plan)
+        batches_per_epoch = -(-summary.good // train.batch_size)
+        decay_steps = (train.epochs * batches_per_epoch
+                       if train.learning_rate_schedule == "cosine" else None)
+        model = build_model(spec.model, len(data.feature_names), summary.statistics, plan,
+                            decay_steps)
         preprocessing = describe_preprocessing(spec.model, plan, data.feature_names)
         results["preprocessing"] = preprocessing
         results["modelSummary"] = model_summary(model)
         restore_checkpoint(artifacts.checkpoints, state, model)
         resumed_at = (state.epochs_done, state.batches_done)
-        rows = training_rows(summary, connection, train.topic, state.offsets, data, train.cache,
+        rows = training_rows(summary, connection, train.topic, training, data, train.cache,
                              client)
+        checks = validation_rows(held_out)
         stop = threading.Event()
         checkpointer = Checkpointer(artifacts.checkpoints, state, train.checkpoint_every_seconds,
-                                    -(-summary.good // train.batch_size), stop)
+                                    batches_per_epoch, stop,
+                                    train.early_stopping if checks is not None else None)
         callbacks: list[keras.callbacks.Callback] = [
             *extra_callbacks, checkpointer,
             keras.callbacks.TensorBoard(log_dir=str(artifacts.tensorboard), write_graph=False),
@@ -283,18 +321,22 @@ def _train(spec: StreamingTrainingJobSpec, identity: RunIdentity, connection: Ka
             callbacks.append(display.keras_callback(summary.good, train.batch_size, train.epochs))
         started = time.perf_counter()
         with stop_on_sigterm(stop):
-            _fit_epochs(model, rows, spec, state, checkpointer, callbacks)
+            _fit_epochs(model, rows, checks, spec, state, checkpointer, callbacks)
         fit_seconds = time.perf_counter() - started
 
     results.update(history=state.history, resumedAtEpoch=resumed_at[0],
                    resumedAtBatch=resumed_at[1], epochsRun=state.epochs_done - resumed_at[0],
-                   fitSeconds=round(fit_seconds, 3))
-    if state.epochs_done < train.epochs:
+                   fitSeconds=round(fit_seconds, 3), bestEpoch=state.best_epoch or None,
+                   stoppedEarly=state.stopped_early)
+    if state.epochs_done < train.epochs and not state.stopped_early:
         return PodReport(
             mode="train", ok=False, epoch=state.epochs_done, resume_ignored=ignored,
             message=(f"stopped (SIGTERM) in epoch {state.epochs_done + 1} after batch "
                      f"{state.batches_done}; the checkpoint is written and a restart with "
                      "this output folder resumes there"))
+    exported = restore_best(artifacts.checkpoints, state, model) and state.best_epoch
+    epoch_of_model = exported or state.epochs_done
+    results["exportedEpoch"] = epoch_of_model
     export_model(model, artifacts.keras_model, artifacts.saved_model)
     training_curve(state.history, artifacts.training_curve, f"{train.topic}: training")
     epochs_run = results["epochsRun"]
@@ -302,11 +344,13 @@ def _train(spec: StreamingTrainingJobSpec, identity: RunIdentity, connection: Ka
     return PodReport(
         mode="train", ok=True,
         metrics=Metrics(
-            train_loss=_last(state.history, "loss"),
-            train_accuracy=_last(state.history, "accuracy"),
+            train_loss=_at(state.history, "loss", epoch_of_model),
+            train_accuracy=_at(state.history, "accuracy", epoch_of_model),
+            validation_loss=_at(state.history, "val_loss", epoch_of_model),
+            validation_accuracy=_at(state.history, "val_accuracy", epoch_of_model),
             records_trained=summary.good,
-            bad_records=summary.bad,
-            bad_records_by_reason=dict(sorted(summary.bad_by_reason.items())),
+            bad_records=both.bad,
+            bad_records_by_reason=dict(sorted(both.bad_by_reason.items())),
         ),
         model_uri=artifacts.uri(artifacts.keras_model),
         epoch=state.epochs_done,
@@ -316,19 +360,35 @@ def _train(spec: StreamingTrainingJobSpec, identity: RunIdentity, connection: Ka
     )
 
 
-def _fit_epochs(model: keras.Model, rows: tf.data.Dataset, spec: StreamingTrainingJobSpec,
-                state: TrainState, checkpointer: Checkpointer,
+VALIDATION_BATCH = 4096
+"""Rows per step when validating (memory, not learning: any size gives the same figures)."""
+
+
+def validation_rows(held_out: ReadSummary) -> tf.data.Dataset | None:
+    """Batches of the held-out (features, labels), or `None` when nothing is held out."""
+    if not held_out.good:
+        return None
+    return tf.data.Dataset.from_tensor_slices(
+        (np.concatenate(held_out.features), np.concatenate(held_out.labels))
+    ).batch(VALIDATION_BATCH).cache()
+
+
+def _fit_epochs(model: keras.Model, rows: tf.data.Dataset, checks: tf.data.Dataset | None,
+                spec: StreamingTrainingJobSpec, state: TrainState, checkpointer: Checkpointer,
                 callbacks: list[keras.callbacks.Callback]) -> None:
-    """Train from where `state` stands to the last epoch, or until a stop is requested."""
+    """Train from where `state` stands to the last epoch, until early stopping says enough, or
+    until a stop is requested; validate on `checks` after each epoch."""
     assert spec.train is not None
     for epoch in range(state.epochs_done, spec.train.epochs):
-        if checkpointer.stop.is_set():
+        if checkpointer.stop.is_set() or state.stopped_early:
             return
         checkpointer.begin_epoch(state.batches_done)
         model.fit(epoch_dataset(rows, spec, epoch, state.batches_done), initial_epoch=epoch,
-                  epochs=epoch + 1, callbacks=callbacks, shuffle=False, verbose=0)
+                  epochs=epoch + 1, callbacks=callbacks, shuffle=False, verbose=0,
+                  validation_data=checks)
 
 
-def _last(history: dict[str, list[float]], key: str) -> float | None:
+def _at(history: dict[str, list[float]], key: str, epoch: int) -> float | None:
+    """`key`'s figure of epoch `epoch` (from 1), or `None`."""
     values = history.get(key)
-    return values[-1] if values else None
+    return values[epoch - 1] if values and len(values) >= epoch else None
