@@ -334,8 +334,9 @@ def _train(spec: StreamingTrainingJobSpec, identity: RunIdentity, connection: Ka
             message=(f"stopped (SIGTERM) in epoch {state.epochs_done + 1} after batch "
                      f"{state.batches_done}; the checkpoint is written and a restart with "
                      "this output folder resumes there"))
-    exported = restore_best(artifacts.checkpoints, state, model) and state.best_epoch
-    epoch_of_model = exported or state.epochs_done
+    epoch_of_model = state.epochs_done
+    if restore_best(artifacts.checkpoints, state, model):
+        epoch_of_model = state.best_epoch
     results["exportedEpoch"] = epoch_of_model
     export_model(model, artifacts.keras_model, artifacts.saved_model)
     training_curve(state.history, artifacts.training_curve, f"{train.topic}: training")
