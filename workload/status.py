@@ -50,6 +50,8 @@ class Metrics(StatusModel):
     """Prequential (test-then-train) accuracy of online learning (0-1)."""
     records_trained: int | None = None
     """Distinct records the trainer learned from (one epoch's worth)."""
+    records_validated: int | None = None
+    """Distinct records held out for validation (read, never trained on)."""
     records_evaluated: int | None = None
     """Records scored, each exactly once."""
     records_online: int | None = None

@@ -83,8 +83,9 @@ def _tolerated(mode: str, report: PodReport, expected: dict[str, int], rows: int
     bad = sum(expected.values())
     delivered = PodReport.from_message(report.to_message())  # what the operator reads
     counted = (delivered.metrics.bad_records_by_reason if delivered else None) or {}
-    used = (report.metrics.records_trained if mode == "train"
-            else report.metrics.records_evaluated)
+    metrics = report.metrics
+    used = ((metrics.records_trained or 0) + (metrics.records_validated or 0) if mode == "train"
+            else metrics.records_evaluated)
     name = f"{mode}, 1% malformed ({bad} of {rows})"
     dead_by_reason = dict(sorted(dead.items()))
     return [
@@ -93,7 +94,7 @@ def _tolerated(mode: str, report: PodReport, expected: dict[str, int], rows: int
         figure(SCENARIO, f"{name}: bad records by reason in the termination message",
                str(expected),
                counted, counted == expected),
-        figure(SCENARIO, f"{name}: records {'trained on' if mode == 'train' else 'scored'}",
+        figure(SCENARIO, f"{name}: records {'trained on or validated' if mode == 'train' else 'scored'}",
                f"{rows - bad} (none malformed)", used, used == rows - bad),
         figure(SCENARIO, f"{name}: dead-letter topic by reason", str(expected), dead_by_reason,
                dead_by_reason == expected),

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from localparts.kafka import COMPAT_KAFKA_VERSION
 from tests.e2e import scram_broker
 from tests.e2e.harness import fresh_split
 from tests.security import tls_broker
@@ -67,6 +68,19 @@ def tls_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsKafka]:
     broker = tls_broker.start(tmp_path_factory.mktemp("tls-kafka"), username, password)
     try:
         train, _ = fresh_split(broker.plain_servers, TRAIN_ROWS, TEST_ROWS, seed=12)
+        yield TlsKafka(broker, username, password, train)
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="module")
+def tls_kafka3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsKafka]:
+    """The same listeners on Kafka 3.9, the last Kafka that tensorflow-io's client reads."""
+    username, password = "trainer", f"Right-{uuid.uuid4().hex}"
+    broker = tls_broker.start(tmp_path_factory.mktemp("tls-kafka3"), username, password,
+                              version=COMPAT_KAFKA_VERSION)
+    try:
+        train, _ = fresh_split(broker.plain_servers, TRAIN_ROWS, TEST_ROWS, seed=13)
         yield TlsKafka(broker, username, password, train)
     finally:
         broker.stop()

@@ -1,7 +1,8 @@
 """TLS listeners, as Strimzi serves `tls: true`: the cluster CA Secret plus a tls KafkaUser's
 certificate (mutual TLS), or plus a SCRAM password (SASL_SSL), let the workload read through
-librdkafka 2.x (the default client) and tensorflow-io's librdkafka 1.5 (whose range reader still
-reads Kafka 4) alike; a wrong password over TLS is refused clearly.
+librdkafka 2.x (the default client) on Kafka 4, and tensorflow-io's librdkafka 1.5 on Kafka 3.9
+(on Kafka 4 that client is refused before it starts: its SCRAM login fails there too); a wrong
+password over TLS is refused clearly.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from workload.kafka.connection import (
     KafkaConnection,
     connection_for,
 )
-from workload.kafka.probe import connection_refusal
+from workload.kafka.probe import connection_refusal, tensorflow_io_refusal
 from workload.kafka.ranges import read_ranges
 from workload.spec import KafkaSpec
 
@@ -63,22 +64,30 @@ def test_tls_user_secrets_read_the_topic_with_librdkafka(
     assert sum(len(batch) for batch in read_ranges(settings, tls_kafka.topic, bounds)) == TRAIN_ROWS
 
 
-def test_tls_user_secrets_replay_through_tensorflow_io(
-        tls_kafka: TlsKafka, tmp_path: Path) -> None:
+def test_tls_user_secrets_replay_through_tensorflow_io_on_kafka_3(
+        tls_kafka3: TlsKafka, tmp_path: Path) -> None:
     children = {}
     for kind in ("mtls", "scram"):
-        env = {**os.environ, **pod_environment(tls_kafka, kind, tmp_path / kind,
-                                               tls_kafka.password)}
+        env = {**os.environ, **pod_environment(tls_kafka3, kind, tmp_path / kind,
+                                               tls_kafka3.password)}
         children[kind] = subprocess.Popen(
-            [sys.executable, "-m", "tests.security.replay_child", servers(tls_kafka, kind),
-             tls_kafka.topic], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            [sys.executable, "-m", "tests.security.replay_child", servers(tls_kafka3, kind),
+             tls_kafka3.topic], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True)
     for kind, child in children.items():
         stdout, stderr = child.communicate(timeout=CHILD_TIMEOUT_S)
         assert child.returncode == 0, f"{kind}: {stderr[-3000:]}"
         counted = json.loads(stdout.strip().splitlines()[-1])
         assert counted == {"records": TRAIN_ROWS, "expected": TRAIN_ROWS}, kind
-        assert tls_kafka.password not in stdout + stderr
+        assert tls_kafka3.password not in stdout + stderr
+
+
+@pytest.mark.parametrize("kind", ["mtls", "scram"])
+def test_tensorflow_io_over_tls_on_kafka_4_is_refused_before_it_starts(
+        tls_kafka: TlsKafka, tmp_path: Path, kind: str) -> None:
+    refusal = tensorflow_io_refusal(connection(tls_kafka, kind, tmp_path, tls_kafka.password))
+    assert refusal is not None and "spec.kafka.client: librdkafka" in refusal
+    assert tls_kafka.password not in refusal
 
 
 def test_wrong_password_over_tls_is_refused_naming_the_user(

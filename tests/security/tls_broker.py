@@ -72,11 +72,13 @@ def _certificates(folder: Path, username: str) -> tuple[Path, Path, Path]:
     return ca_dir, user_dir, keystore
 
 
-def start(data_dir: Path, username: str, password: str) -> TlsBroker:
+def start(data_dir: Path, username: str, password: str,
+          version: str = local_kafka.KAFKA_VERSION) -> TlsBroker:
     """Start the broker; `username` may log in by certificate or by SCRAM with `password`."""
     ca_dir, user_dir, keystore = _certificates(data_dir / "certificates", username)
     broker = local_kafka.start(
         data_dir,
+        version=version,
         extra_listeners=["SSL", "SASL_SSL"],
         extra_properties={
             "ssl.keystore.type": "PKCS12",

@@ -350,6 +350,7 @@ def _train(spec: StreamingTrainingJobSpec, identity: RunIdentity, connection: Ka
             validation_loss=_at(state.history, "val_loss", epoch_of_model),
             validation_accuracy=_at(state.history, "val_accuracy", epoch_of_model),
             records_trained=summary.good,
+            records_validated=held_out.good,
             bad_records=both.bad,
             bad_records_by_reason=dict(sorted(both.bad_by_reason.items())),
         ),
