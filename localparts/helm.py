@@ -113,7 +113,7 @@ CHART_CRDS_DIR = CHART_DIR / "files" / "crds"
 """The chart's copy of ``crds/``, which its CRD template reads."""
 RBAC_DIR = REPO_ROOT / "operator" / "rbac"
 """The operator's least-privilege RBAC: the one source of the chart's rules."""
-RBAC_FILES = ("clusterrole.yaml", "role.yaml")
+RBAC_FILES = ("clusterrole.yaml", "role.yaml", "tokenreview.yaml")
 """The files of ``operator/rbac/`` whose rules the chart grants."""
 CHART_RBAC_DIR = CHART_DIR / "files" / "rbac"
 """The chart's copy of those files, which its RBAC template reads."""

@@ -7,7 +7,8 @@
     streamtrain run-mode MODE              one phase inside a pod (spec from the environment)
     streamtrain demo                       the Kafka tutorial end to end on a local broker
 
-Exit code 0 on success, 1 when a phase fails, 2 for a bad spec or arguments.
+Exit code 0 on success, 1 when a phase fails, 2 for a bad spec or arguments, 3 when Kafka
+cannot be reached or refuses the login (`run-mode`: the operator then retries no pod).
 """
 
 from __future__ import annotations
@@ -18,12 +19,10 @@ import sys
 from pathlib import Path
 
 from workload.artifacts import write_json_atomic
-from workload.contract import MODES
+from workload.contract import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_KAFKA, EXIT_OK, KAFKA_FAILURES, MODES
 from workload.kafka.connection import KafkaConnection, connection_for
 from workload.spec import SpecError, load_job_file
 from workload.status import PodReport
-
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
 def _finish(code: int) -> int:
@@ -86,6 +85,7 @@ def command_run(arguments: argparse.Namespace) -> int:
 def command_run_mode(arguments: argparse.Namespace) -> int:
     """Run one phase in a pod: spec from the environment, report to the termination log."""
     from workload.contract import JOB_UID_ENV
+    from workload.progress import channel as live_progress
     from workload.runner import output_folder, run_mode, spec_from_environment
     from workload.termination import write_termination_message
 
@@ -98,11 +98,14 @@ def command_run_mode(arguments: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     artifacts = output_folder(spec, Path(arguments.output_dir) if arguments.output_dir else None)
-    report = run_mode(arguments.mode, name, spec, connection, artifacts, progress=False,
-                      job_uid=os.environ.get(JOB_UID_ENV) or None)
+    with live_progress(arguments.mode):
+        report = run_mode(arguments.mode, name, spec, connection, artifacts, progress=False,
+                          job_uid=os.environ.get(JOB_UID_ENV) or None)
     write_termination_message(report)
     print(report.to_message())
-    return EXIT_OK if report.ok else EXIT_FAILED
+    if report.ok:
+        return EXIT_OK
+    return EXIT_KAFKA if report.reason in KAFKA_FAILURES else EXIT_FAILED
 
 
 def command_produce(arguments: argparse.Namespace) -> int:

@@ -124,6 +124,21 @@ PROGRESS_TOKEN_FILE = "token"
 TERMINATION_LOG = "/dev/termination-log"
 """Kubernetes' default `terminationMessagePath`, where a pod leaves its final report."""
 
+# ---------------------------------------------------------------- how a pod ends
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_KAFKA = 0, 1, 2, 3
+"""Exit codes of `streamtrain`: success; the phase failed (a retry may help); the spec or the
+environment is wrong; Kafka cannot be reached or refused the login (`KAFKA_FAILURES`)."""
+
+NOT_RETRIED_EXIT_CODES = (EXIT_BAD_INPUT, EXIT_KAFKA)
+"""Exit codes after which the child Job fails at once instead of starting another pod (its
+`podFailurePolicy`): another pod would meet the same spec or the same Kafka."""
+
+KAFKA_FAILURES = ("KafkaUnreachable", "KafkaLoginRefused")
+"""`PodReport.reason` values that say the pod could not work with Kafka (nothing answered at the
+address; the brokers refused the login, the TLS handshake or the client): the operator then sets
+`KafkaReady=False` with that reason, and the pod exits with `EXIT_KAFKA`."""
+
 # ---------------------------------------------------------------- progress channel
 
 PROGRESS_MIN_INTERVAL_S = 2.0

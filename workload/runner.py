@@ -61,7 +61,7 @@ def _run_mode(mode: Mode, name: str, spec: StreamingTrainingJobSpec,
     artifacts.prepare()
     refused = kafka_refusal(spec, connection)
     if refused is not None:
-        return PodReport(mode=mode, ok=False, message=refused)
+        return PodReport(mode=mode, ok=False, message=refused, reason=_kafka_reason(refused))
     if mode == "train":
         from workload.modes.train import run_train
 
@@ -98,6 +98,11 @@ def record_phase_time(results: Path, seconds: float) -> None:
     if isinstance(records, int) and seconds > 0:
         document["phaseRecordsPerSecond"] = round(records / seconds, 1)
     write_json_atomic(results, document)
+
+
+def _kafka_reason(refusal: str) -> str:
+    """The `PodReport.reason` of a refusal from `kafka_refusal` (one of `KAFKA_FAILURES`)."""
+    return "KafkaUnreachable" if refusal.startswith("cannot reach Kafka") else "KafkaLoginRefused"
 
 
 def kafka_refusal(spec: StreamingTrainingJobSpec, connection: KafkaConnection) -> str | None:

@@ -408,6 +408,12 @@ class RunPolicy(SpecModel):
     """Seconds after the job finishes before its child Jobs and pods are deleted (none = keep)."""
     suspend: bool = False
     """While true, no pods run; setting it back to false resumes the current phase."""
+    progress_deadline_seconds: int | None = Field(900, ge=1)
+    """Seconds a running phase may go without progress (its records not growing, as its pods
+    report them live) before its pods are stopped and the job fails with reason
+    ProgressDeadlineExceeded; null = no deadline. A phase that streams with streamTimeoutMs -1
+    is exempt. 900 s: well above the longest quiet stretch of a healthy phase (a model load,
+    a checkpoint, a consumer group's rebalance), short enough that a stuck job is noticed."""
 
 
 MUTABLE_FIELDS = frozenset({"run_policy", "trainer", "evaluator"})

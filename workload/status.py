@@ -70,7 +70,9 @@ class PodReport(StatusModel):
     ok: bool
     """Whether the phase completed."""
     message: str = ""
-    """Why it failed (empty on success)."""
+    """Why it failed, in one sentence (empty on success); the traceback stays in the log."""
+    reason: str | None = None
+    """A CamelCase cause when the failure has a known one (`contract.KAFKA_FAILURES`)."""
     metrics: Metrics = Field(default_factory=Metrics)
     """Figures of this phase."""
     model_uri: str | None = None
@@ -136,15 +138,46 @@ class RoleStatus(StatusModel):
     """Pods that failed."""
 
 
-class Progress(StatusModel):
-    """Where the job is."""
+class ProgressReport(StatusModel):
+    """What a pod posts to the operator's progress endpoint while its phase runs."""
 
-    epoch: int | None = None
-    """Epochs completed."""
-    records_consumed: int | None = None
-    """Records read so far."""
-    lag: int | None = None
-    """Records the evaluation or online consumer group has yet to read."""
+    mode: Mode
+    """The phase the pod runs."""
+    records: int = Field(ge=0)
+    """Records done in this phase (train: over every epoch so far)."""
+    records_total: int | None = Field(None, ge=0)
+    """Records the phase will have done when it ends (absent when unbounded: online)."""
+    epoch: int | None = Field(None, ge=0)
+    """Epochs completed (train)."""
+    epochs: int | None = Field(None, ge=1)
+    """Epochs the phase runs (train)."""
+    records_per_second: float | None = Field(None, ge=0)
+    """Recent throughput."""
+    percent: float | None = Field(None, ge=0, le=100)
+    """Share of `recordsTotal` done (0-100)."""
+    eta_seconds: int | None = Field(None, ge=0)
+    """Seconds left at the recent throughput."""
+    loss: float | None = None
+    """Running loss (train, evaluate)."""
+    accuracy: float | None = None
+    """Running accuracy (0-1); online: prequential (test-then-train)."""
+    auc: float | None = None
+    """Running ROC AUC (0-1; evaluate)."""
+
+
+class Progress(ProgressReport):
+    """Where the running phase is, as its pod last reported (while it runs; final when it ends)."""
+
+    mode: Mode | None = None  # type: ignore[assignment]
+    """The phase the figures are of."""
+    records: int | None = None  # type: ignore[assignment]
+    """Records done in this phase (train: over every epoch so far)."""
+
+    last_update_time: str | None = None
+    """When the pod last reported (RFC 3339)."""
+    last_progress_time: str | None = None
+    """When the records or the epoch last grew (RFC 3339): what
+    `runPolicy.progressDeadlineSeconds` measures."""
 
 
 class ModelStatus(StatusModel):
@@ -163,6 +196,10 @@ class StreamingTrainingJobStatus(StatusModel):
 
     phase: Phase = "Pending"
     """Where the job is in its life: Pending, Training, Evaluating, Online, Succeeded, Failed or Suspended."""
+    reason: str | None = None
+    """Why, in one CamelCase word, when the phase needs one: the failure's reason while Failed
+    (e.g. `BackoffLimitExceeded`, `ProgressDeadlineExceeded`, `KafkaUnreachable`), what the job
+    waits for while Pending (e.g. `KafkaNotReady`)."""
     conditions: list[Condition] = Field(default_factory=list)
     """Latest observations, one per type."""
     observed_generation: int | None = None

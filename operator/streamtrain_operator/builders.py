@@ -31,12 +31,20 @@ from workload.contract import (
     JOB_UID_ENV,
     MODE,
     MODEL_SOURCE_ENV,
+    NOT_RETRIED_EXIT_CODES,
     OUTPUT_URI_ENV,
+    PROGRESS_TOKEN_DIR,
+    PROGRESS_TOKEN_ENV,
+    PROGRESS_TOKEN_FILE,
+    PROGRESS_TOKEN_SECONDS,
+    PROGRESS_URL_ENV,
     SASL_USERNAME_ENV,
     SCRATCH_PATH,
     SOURCE_PATH,
     TERMINATION_LOG,
     Mode,
+    progress_audience,
+    progress_path,
 )
 from workload.spec import API_GROUP, API_VERSION, KIND, RoleSpec, StreamingTrainingJobSpec, dump_spec
 
@@ -85,6 +93,8 @@ class PodDefaults:
     """The workload image (`streamtrain run-mode`)."""
     image_pull_policy: str = "IfNotPresent"
     """When the kubelet pulls it."""
+    progress_url: str = ""
+    """Base URL of the operator's progress endpoint as pods reach it; empty = no live progress."""
 
 
 DEFAULT_PODS = PodDefaults()
@@ -206,6 +216,23 @@ def _volumes(spec: StreamingTrainingJobSpec, kafka: KafkaAccess, output: ClaimFo
     return volumes, mounts
 
 
+def progress_channel(job_name: str, namespace: str, uid: str,
+                     base_url: str) -> tuple[Manifest, Manifest, list[Manifest]]:
+    """The projected token volume, its mount and the environment of the progress channel.
+
+    The token is the pod's service account's, with the job's own audience: the operator's
+    endpoint accepts it for that job only, and the API server not at all.
+    """
+    volume = {"name": "progress-token", "projected": {"sources": [{"serviceAccountToken": {
+        "audience": progress_audience(namespace, job_name, uid),
+        "expirationSeconds": PROGRESS_TOKEN_SECONDS, "path": PROGRESS_TOKEN_FILE}}]}}
+    mount = {"name": "progress-token", "mountPath": PROGRESS_TOKEN_DIR, "readOnly": True}
+    env = [{"name": PROGRESS_URL_ENV, "value": base_url.rstrip("/") + progress_path(namespace,
+                                                                                    job_name)},
+           {"name": PROGRESS_TOKEN_ENV, "value": f"{PROGRESS_TOKEN_DIR}/{PROGRESS_TOKEN_FILE}"}]
+    return volume, mount, env
+
+
 def restricted_container_security() -> Manifest:
     """The container securityContext of Pod Security's `restricted` level."""
     return {
@@ -230,6 +257,12 @@ def build_job_manifest(job_name: str, namespace: str, uid: str, mode: Mode,
     labels = job_labels(job_name, uid, mode)
     output = output_folder(namespace, job_name, uid, spec)
     volumes, mounts = _volumes(spec, kafka, output, source)
+    env = _environment(job_name, uid, spec, kafka, output, source)
+    if defaults.progress_url:
+        volume, mount, channel = progress_channel(job_name, namespace, uid, defaults.progress_url)
+        volumes.append(volume)
+        mounts.append(mount)
+        env.extend(channel)
     resources = {kind: {name: str(amount) for name, amount in amounts.items()}
                  for kind, amounts in (("requests", role.resources.requests),
                                        ("limits", role.resources.limits)) if amounts}
@@ -238,7 +271,7 @@ def build_job_manifest(job_name: str, namespace: str, uid: str, mode: Mode,
         "image": role.image or defaults.image,
         "imagePullPolicy": role.image_pull_policy or defaults.image_pull_policy,
         "command": ["streamtrain", "run-mode", mode],
-        "env": _environment(job_name, uid, spec, kafka, output, source),
+        "env": env,
         "resources": resources,
         "volumeMounts": mounts,
         "securityContext": restricted_container_security(),
@@ -265,6 +298,10 @@ def build_job_manifest(job_name: str, namespace: str, uid: str, mode: Mode,
         "completions": role.replicas,
         "parallelism": role.replicas,
         "suspend": policy.suspend if suspend is None else suspend,
+        # A pod that exits saying the spec or Kafka is wrong fails the Job at once: another pod
+        # would meet the same spec or the same Kafka.
+        "podFailurePolicy": {"rules": [{"action": "FailJob", "onExitCodes": {
+            "containerName": mode, "operator": "In", "values": list(NOT_RETRIED_EXIT_CODES)}}]},
         "template": {"metadata": {"labels": labels}, "spec": pod_spec},
     }
     if policy.active_deadline_seconds is not None:

@@ -11,7 +11,8 @@ from typing import Any
 import kubernetes
 
 from streamtrain_operator.builders import JOB_LABEL, MODE_LABEL, Manifest, bounded_name
-from streamtrain_operator.planner import ChildObservation, failure_text
+from streamtrain_operator.failures import failure_text
+from streamtrain_operator.planner import ChildObservation
 from workload.contract import MODES, Mode
 from workload.status import PodReport
 
@@ -48,6 +49,8 @@ def observe(job: Any, pods: list[Any]) -> ChildObservation:
     successes = [message for _, code, message in terminations if code == 0]
     failures = [message for _, code, message in terminations if code != 0]
     report = PodReport.from_message(successes[-1]) if successes else None
+    failed_report = PodReport.from_message(failures[-1]) if failures else None
+    started = status.start_time if status else None
     return ChildObservation(
         active=int(status.active or 0) if status else 0,
         succeeded=int(status.succeeded or 0) if status else 0,
@@ -57,6 +60,8 @@ def observe(job: Any, pods: list[Any]) -> ChildObservation:
         failure_reason=str(failed.reason or "") if failed is not None else "",
         failure_message=failure_text(failures[-1] if failures else None,
                                      str(failed.message or "") if failed is not None else ""),
+        failure_cause=(failed_report.reason or "") if failed_report is not None else "",
+        started_at=started.strftime("%Y-%m-%dT%H:%M:%SZ") if started is not None else None,
         report=report,
     )
 

@@ -33,9 +33,10 @@ import kubernetes
 
 from streamtrain_operator import events
 from streamtrain_operator.builders import JOB_UID_LABEL
+from streamtrain_operator.clock import now_text
 from streamtrain_operator.metrics import OperatorMetrics
 from streamtrain_operator.planner import Plan
-from streamtrain_operator.reconcile import now_text, reconcile, ttl_due_in
+from streamtrain_operator.reconcile import reconcile, ttl_due_in
 from streamtrain_operator.settings import OperatorSettings
 from streamtrain_operator.workqueue import WorkQueue
 from workload.contract import API_GROUP, TERMINAL_PHASES
@@ -56,9 +57,14 @@ class Known:
 
     uid: str
     generation: int
-    finished: bool
+    phase: str | None
     source: Key | None = None
     """The job whose model it reads (`model.source.job`), if any."""
+
+    @property
+    def finished(self) -> bool:
+        """Whether the job reached Succeeded or Failed."""
+        return self.phase in TERMINAL_PHASES
 
 
 def _source_of(body: Mapping[str, Any]) -> Key | None:
@@ -119,6 +125,11 @@ class Controller:
         for thread in self._threads:
             thread.join(timeout=30)
 
+    def known(self, key: Key) -> Known | None:
+        """What the operator last saw of a job (`None`: no such job)."""
+        with self._lock:
+            return self._known.get(key)
+
     # ------------------------------------------------------------ events
 
     def observe_job(self, event_type: str | None, body: Mapping[str, Any]) -> None:
@@ -133,8 +144,7 @@ class Controller:
                     self._owners.pop(known.uid, None)
             self.metrics.observe_phase(f"{key[0]}/{key[1]}", None)
             return
-        seen = Known(meta["uid"], int(meta.get("generation") or 0), phase in TERMINAL_PHASES,
-                     _source_of(body))
+        seen = Known(meta["uid"], int(meta.get("generation") or 0), phase, _source_of(body))
         with self._lock:
             before = self._known.get(key)
             self._known[key] = seen
@@ -227,10 +237,9 @@ class Controller:
             except kubernetes.client.ApiException as error:  # the status is the record
                 log.warning("%s/%s: event %s not posted: %s", *key, event.reason,
                             api_message(error))
-        finished = plan.status.phase in TERMINAL_PHASES
         with self._lock:
             known = self._known.get(key)
             if known is not None and known.uid == meta["uid"]:
-                self._known[key] = dataclasses.replace(known, finished=finished)
+                self._known[key] = dataclasses.replace(known, phase=plan.status.phase)
         self.metrics.observe_phase(f"{namespace}/{name}", plan.status.phase)
         return plan.wake_after_s

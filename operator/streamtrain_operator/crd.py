@@ -99,6 +99,12 @@ def immutability_rules() -> list[Schema]:
 
 PRINTER_COLUMNS: list[Schema] = [
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+    {"name": "Reason", "type": "string", "jsonPath": ".status.reason",
+     "description": "Why the job failed, or what it waits for."},
+    {"name": "Progress", "type": "number", "jsonPath": ".status.progress.percent",
+     "description": "Percent of the running phase done (as its pods last reported)."},
+    {"name": "ETA", "type": "integer", "jsonPath": ".status.progress.etaSeconds",
+     "description": "Seconds the running phase has left at its recent throughput."},
     {"name": "Accuracy", "type": "number", "jsonPath": ".status.metrics.evalAccuracy",
      "description": "Accuracy on the evaluation topic (0-1)."},
     {"name": "AUC", "type": "number", "jsonPath": ".status.metrics.evalAuc",

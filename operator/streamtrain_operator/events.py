@@ -12,7 +12,8 @@ from typing import Any
 
 import kubernetes
 
-from streamtrain_operator.planner import MESSAGE_LIMIT, Event
+from streamtrain_operator.failures import MESSAGE_LIMIT
+from streamtrain_operator.planner import Event
 from workload.contract import API_GROUP
 from workload.spec import API_VERSION, KIND
 

@@ -2,7 +2,8 @@
 
 Jobs, their child Jobs and their pods are watched (the children by label,
 selected on the API server); each event only tells the controller which job
-to look at (`controller.py` decides when and runs the passes). No timers,
+to look at (`controller.py` decides when and runs the passes). The progress
+endpoint (`progress.py`) serves on kopf's event loop. No timers,
 no finalizers, no annotations: the operator writes only `status`, through
 the status subresource, so jobs stay deletable while it is down. The API
 client and the controller live in kopf's `memo`.
@@ -18,6 +19,7 @@ from streamtrain_operator.api import counting_client
 from streamtrain_operator.builders import JOB_UID_LABEL
 from streamtrain_operator.controller import Controller
 from streamtrain_operator.metrics import OperatorMetrics
+from streamtrain_operator.progress import ProgressEndpoint
 from streamtrain_operator.settings import CHILD_RESOURCES, OperatorSettings
 from workload.contract import API_GROUP
 from workload.spec import API_VERSION, PLURAL
@@ -32,13 +34,17 @@ def register(settings: OperatorSettings, metrics: OperatorMetrics,
         return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
     @kopf.on.startup(registry=registry)
-    def start(memo: kopf.Memo, **_: Any) -> None:
+    async def start(memo: kopf.Memo, **_: Any) -> None:
         memo.api = counting_client(metrics)
         memo.controller = Controller(memo.api, settings, metrics)
         memo.controller.start()
+        memo.progress = ProgressEndpoint(memo.api, memo.controller)
+        if settings.progress_port:
+            await memo.progress.start(settings.bind_address, settings.progress_port)
 
     @kopf.on.cleanup(registry=registry)
-    def stop(memo: kopf.Memo, **_: Any) -> None:
+    async def stop(memo: kopf.Memo, **_: Any) -> None:
+        await memo.progress.stop()
         memo.controller.stop()
 
     @kopf.on.event(API_GROUP, API_VERSION, PLURAL, registry=registry)

@@ -12,11 +12,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Literal
 
 from streamtrain_operator.builders import ClaimFolder, child_job_name
-from workload.contract import MODE, MODE_TABLE, TERMINAL_PHASES, Mode, Phase
+from streamtrain_operator.clock import seconds_between
+from streamtrain_operator.failures import (
+    DEADLINE_REASON,
+    MESSAGE_LIMIT,
+    deadline_message,
+    failure_message,
+    seconds_left,
+)
+from workload.contract import KAFKA_FAILURES, MODE, MODE_TABLE, TERMINAL_PHASES, Mode, Phase
 from workload.spec import StreamingTrainingJobSpec
 from workload.status import (
     Condition,
@@ -29,9 +36,6 @@ from workload.status import (
 )
 
 TERMINAL = TERMINAL_PHASES
-
-MESSAGE_LIMIT = 1024
-"""Characters of a pod's failure text copied into conditions and events."""
 
 FIGURE_DIGITS = 4
 """Decimals of the metrics copied into status."""
@@ -59,7 +63,13 @@ class ChildObservation:
     failure_reason: str = ""
     """The Job's `Failed` condition reason, e.g. `BackoffLimitExceeded`."""
     failure_message: str = ""
-    """Why: the failed pod's report message, its termination text, or the Job's condition."""
+    """Why, in one sentence: the failed pod's report message, the gist of its termination text,
+    or the Job's condition."""
+    failure_cause: str = ""
+    """The failed pod's report `reason`, when it named one (e.g. `KafkaUnreachable`)."""
+    started_at: str | None = None
+    """When the Job started its (current run of) pods (RFC 3339): a progress deadline counts
+    from here until the first post."""
     report: PodReport | None = None
     """The report of the pod that completed."""
 
@@ -107,15 +117,6 @@ class Plan:
     coming due); `None` = only on events."""
 
 
-def failure_text(report_text: str | None, job_message: str = "") -> str:
-    """A failed pod's reason: its report's message, else its termination text, else the Job's."""
-    if report_text:
-        report = PodReport.from_message(report_text)
-        text = report.message if report is not None and report.message else report_text.strip()
-        return text[-MESSAGE_LIMIT:]
-    return job_message[-MESSAGE_LIMIT:]
-
-
 def done_modes(status: StreamingTrainingJobStatus) -> set[Mode]:
     """Modes whose child Job has completed, according to the status."""
     done: set[Mode] = set()
@@ -158,11 +159,12 @@ def phase_conditions(spec: StreamingTrainingJobSpec | None, status: StreamingTra
     """Every phase-derived condition, consistent with `status.phase` by construction."""
     phase = status.phase
     done = done_modes(status)
+    failed = phase == "Failed"
     wanted = [
         _condition("Ready", phase == "Succeeded", "Succeeded" if phase == "Succeeded" else phase,
                    message, generation, now),
-        _condition("Failed", phase == "Failed", "Failed" if phase == "Failed" else "NotFailed",
-                   message if phase == "Failed" else "", generation, now),
+        _condition("Failed", failed, (status.reason or "Failed") if failed else "NotFailed",
+                   message if failed else "", generation, now),
         _condition("Suspended", phase == "Suspended",
                    "Suspended" if phase == "Suspended" else "NotSuspended", "", generation, now),
     ]
@@ -182,8 +184,12 @@ def _merge_report(status: StreamingTrainingJobStatus, report: PodReport, now: st
     figures = {key: round(value, FIGURE_DIGITS) if isinstance(value, float) else value
                for key, value in report.metrics.model_dump(exclude_none=True).items()}
     status.metrics = (status.metrics or Metrics()).model_copy(update=figures)
-    if report.epoch is not None:
-        status.progress = (status.progress or Progress()).model_copy(update={"epoch": report.epoch})
+    # The phase is done: its last live figures stand, completed.
+    last = status.progress if status.progress is not None and status.progress.mode == report.mode \
+        else Progress(mode=report.mode)
+    status.progress = last.model_copy(update={
+        "percent": 100.0, "eta_seconds": 0, "last_update_time": now,
+        **({"epoch": report.epoch} if report.epoch is not None else {})})
     if report.model_uri:
         kept = status.model.preprocessing if status.model is not None else None
         status.model = ModelStatus(uri=report.model_uri, saved_at=now,
@@ -204,11 +210,10 @@ def invalid_spec(current: StreamingTrainingJobStatus, generation: int, message: 
     status = current.model_copy(deep=True)
     events: list[Event] = []
     status.observed_generation = generation
+    status.reason = reason
     _transition(status, "Failed", message, events)
     status.completion_time = status.completion_time or now
     status.conditions = phase_conditions(None, status, message, generation, now)
-    status.conditions = set_condition(status.conditions, _condition(
-        "Failed", True, reason, message, generation, now))
     return Plan(status, events=events)
 
 
@@ -225,9 +230,11 @@ def _readiness(status: StreamingTrainingJobStatus, current: StreamingTrainingJob
 
 def next_plan(spec: StreamingTrainingJobSpec, job_name: str, generation: int,
               current: StreamingTrainingJobStatus, children: Mapping[Mode, ChildObservation],
-              kafka: KafkaState, now: str, source: SourceState | None = None) -> Plan:
+              kafka: KafkaState, now: str, source: SourceState | None = None,
+              watch_progress: bool = False) -> Plan:
     """The next status of the job and the child Job that should exist (`source`: the state of
-    `model.source`, when the job names one)."""
+    `model.source`, when the job names one; `watch_progress`: pods post live progress, so
+    `runPolicy.progressDeadlineSeconds` applies)."""
     status = current.model_copy(deep=True)
     status.observed_generation = generation
     if current.phase in TERMINAL:
@@ -240,13 +247,18 @@ def next_plan(spec: StreamingTrainingJobSpec, job_name: str, generation: int,
         _readiness(status, current, "ModelSourceReady", source.ready, source.reason,
                    source.message, generation, now, events)
     blocked = not kafka.ready or (source is not None and not source.ready)
+    status.reason = (kafka.reason if not kafka.ready else
+                     source.reason if source is not None and not source.ready else None)
     if kafka.bootstrap_servers:
         status.bootstrap_servers = kafka.bootstrap_servers
     run: Mode | None = None
+    stop = False
+    deadline: float | None = None
     mode = current_mode(spec, status)
     while mode is not None:
         child = children.get(mode)
-        role = RoleStatus(job=child_job_name(job_name, mode))
+        name = child_job_name(job_name, mode)
+        role = RoleStatus(job=name)
         if child is not None:
             role = role.model_copy(update={"active": child.active, "succeeded": child.succeeded,
                                            "failed": child.failed})
@@ -260,32 +272,39 @@ def next_plan(spec: StreamingTrainingJobSpec, job_name: str, generation: int,
                                         child.report.resume_ignored[-MESSAGE_LIMIT:]))
             mode = current_mode(spec, status)
             continue
+        setattr(status, MODE[mode].status_field, role)
         if child is not None and child.failed_for_good:
-            setattr(status, MODE[mode].status_field, role)
-            message = (f"{mode} failed ({child.failure_reason or 'Failed'}): "
-                       f"{child.failure_message}").rstrip(": ")
+            status.reason = child.failure_cause or child.failure_reason or "Failed"
+            message = failure_message(mode, status.reason, child.failure_message, name)
+            if child.failure_cause in KAFKA_FAILURES:
+                status.conditions = set_condition(status.conditions, _condition(
+                    "KafkaReady", False, child.failure_cause, child.failure_message,
+                    generation, now))
             _transition(status, "Failed", message, events)
             break
         if child is None and blocked:
             break  # no pods until Kafka and the source are known; running pods keep theirs
-        setattr(status, MODE[mode].status_field, role)
         run = mode
+        status.start_time = status.start_time or now
+        left = seconds_left(spec, mode, child.started_at if child is not None else None,
+                            status.progress, now) if watch_progress else None
+        if left is not None and left <= 0:
+            status.reason, stop = DEADLINE_REASON, True  # suspending the child stops its pods
+            message = deadline_message(mode, spec, name)
+            _transition(status, "Failed", message, events)
+            break
+        deadline = left
         _transition(status, "Suspended" if spec.run_policy.suspend else MODE[mode].phase,
                     "", events)
-        status.start_time = status.start_time or now
         break
     if mode is None:
         _transition(status, "Succeeded", "every phase completed", events)
     if status.phase in TERMINAL:
         status.completion_time = status.completion_time or now
     status.conditions = phase_conditions(spec, status, message, generation, now)
-    return Plan(status, run, spec.run_policy.suspend, events,
-                wake_after_s=None if status.phase in TERMINAL else waiting_recheck(status, now))
-
-
-def parse_time(text: str) -> datetime:
-    """An RFC 3339 time as Kubernetes writes it (seconds, UTC)."""
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    looks = [wake for wake in (deadline, waiting_recheck(status, now)) if wake is not None]
+    return Plan(status, run, spec.run_policy.suspend or stop, events,
+                wake_after_s=min(looks) if looks and status.phase not in TERMINAL else None)
 
 
 def waiting_recheck(status: StreamingTrainingJobStatus, now: str) -> float | None:
@@ -299,7 +318,6 @@ def waiting_recheck(status: StreamingTrainingJobStatus, now: str) -> float | Non
                if condition.type in WAIT_CONDITIONS and condition.status == "False"]
     if not waiting:
         return None
-    waited = max((parse_time(now) - parse_time(condition.last_transition_time)).total_seconds()
-                 for condition in waiting)
+    waited = max(seconds_between(condition.last_transition_time, now) for condition in waiting)
     low, high = WAIT_RECHECK_S
     return min(max(waited / 2, low), high)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import kubernetes
@@ -23,21 +23,16 @@ from streamtrain_operator.builders import (
     build_job_manifest,
     child_job_name,
 )
+from streamtrain_operator.clock import parse_time
 from streamtrain_operator.planner import (
     TERMINAL,
     Event,
     Plan,
     invalid_spec,
     next_plan,
-    parse_time,
 )
 from workload.spec import SpecError, parse_spec
 from workload.status import StreamingTrainingJobStatus
-
-
-def now_text() -> str:
-    """The current time in RFC 3339 (seconds, UTC), as Kubernetes writes it."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def ttl_expired(status: StreamingTrainingJobStatus, ttl_seconds: int | None, now: str) -> bool:
@@ -90,7 +85,8 @@ def reconcile(api: kubernetes.client.ApiClient, name: str, namespace: str, uid: 
     folder = source.folder if source is not None else None
     resolution = strimzi.resolve(api, namespace, spec.kafka)
     observed = children.observe_children(api, namespace, name)
-    plan = next_plan(spec, name, generation, current, observed, resolution.state, now, source)
+    plan = next_plan(spec, name, generation, current, observed, resolution.state, now, source,
+                     watch_progress=bool(pods.progress_url))
     if plan.run is not None and resolution.access is not None:
         if spec.kafka.manage_topics and resolution.strimzi_version is not None:
             for topic in strimzi.ensure_topics(api, spec, resolution.strimzi_version, namespace):

@@ -51,6 +51,13 @@ class OperatorSettings:
     """Port of the `/healthz` liveness endpoint (`LIVENESS_PORT`); 0 disables it."""
     metrics_port: int = 9090
     """Port of the Prometheus `/metrics` endpoint (`METRICS_PORT`); 0 disables it."""
+    progress_port: int = 8081
+    """Port of the progress endpoint pods post their live figures to (`PROGRESS_PORT`); 0
+    disables it (and `runPolicy.progressDeadlineSeconds`, which measures those figures)."""
+    progress_url: str = ""
+    """The progress endpoint's base URL as pods reach it (`PROGRESS_URL`), e.g. the operator
+    Service `http://streamtrain-operator.streamtrain-system.svc:8081` (the chart sets it);
+    empty = pods get no channel."""
     bind_address: str = "0.0.0.0"
     """Address the liveness and metrics endpoints listen on (`BIND_ADDRESS`)."""
     workload_image: str = WORKLOAD_IMAGE
@@ -68,7 +75,8 @@ class OperatorSettings:
         env = os.environ if environ is None else environ
         values = {key.removeprefix(PREFIX): value for key, value in env.items()
                   if key.startswith(PREFIX)}
-        known = {"NAMESPACES", "RESYNC_INTERVAL_S", "WORKERS", "WORKLOAD_IMAGE",
+        known = {"NAMESPACES", "RESYNC_INTERVAL_S", "WORKERS", "WORKLOAD_IMAGE", "PROGRESS_PORT",
+                 "PROGRESS_URL",
                  "WORKLOAD_IMAGE_PULL_POLICY", "WATCH_SERVER_TIMEOUT_S",
                  "WATCH_CLIENT_TIMEOUT_S", "CONNECT_TIMEOUT_S", "LIVENESS_PORT",
                  "METRICS_PORT", "BIND_ADDRESS", "PEERING"}
@@ -90,6 +98,8 @@ class OperatorSettings:
                                           defaults.connect_timeout_s, int)),
             liveness_port=int(_number(values, "LIVENESS_PORT", defaults.liveness_port, int)),
             metrics_port=int(_number(values, "METRICS_PORT", defaults.metrics_port, int)),
+            progress_port=int(_number(values, "PROGRESS_PORT", defaults.progress_port, int)),
+            progress_url=values.get("PROGRESS_URL", ""),
             bind_address=values.get("BIND_ADDRESS", defaults.bind_address),
             workload_image=values.get("WORKLOAD_IMAGE") or defaults.workload_image,
             workload_image_pull_policy=values.get("WORKLOAD_IMAGE_PULL_POLICY")
@@ -111,15 +121,19 @@ class OperatorSettings:
         if self.workload_image_pull_policy not in PULL_POLICIES:
             raise SettingsError(f"{PREFIX}WORKLOAD_IMAGE_PULL_POLICY must be one of "
                                 f"{', '.join(PULL_POLICIES)}")
+        if self.progress_url and not self.progress_url.startswith(("http://", "https://")):
+            raise SettingsError(f"{PREFIX}PROGRESS_URL must be an http(s) URL")
         for name, port in (("LIVENESS_PORT", self.liveness_port),
-                           ("METRICS_PORT", self.metrics_port)):
+                           ("METRICS_PORT", self.metrics_port),
+                           ("PROGRESS_PORT", self.progress_port)):
             if not 0 <= port <= 65535:
                 raise SettingsError(f"{PREFIX}{name} must be a port number (0 = off)")
 
     @property
     def pods(self) -> PodDefaults:
         """What the operator fills in where a job's pod templates are silent."""
-        return PodDefaults(self.workload_image, self.workload_image_pull_policy)
+        return PodDefaults(self.workload_image, self.workload_image_pull_policy,
+                           self.progress_url if self.progress_port else "")
 
     @property
     def liveness_endpoint(self) -> str | None:

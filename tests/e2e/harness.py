@@ -139,19 +139,23 @@ class OperatorProcess:
     process: subprocess.Popen[bytes] | None = None
     metrics_port: int = 0
     liveness_port: int = 0
+    progress_port: int = 0
     settings: dict[str, str] = field(default_factory=dict)
     """Extra `STREAMTRAIN_OPERATOR_*` settings (names without the prefix)."""
 
     def start(self) -> OperatorProcess:
         """Start the operator (again, after `kill`)."""
         self.metrics_port, self.liveness_port = free_port(), free_port()
+        self.progress_port = free_port()
         env = {**os.environ,
                "KUBECONFIG": str(self.kubeconfig),
                "STREAMTRAIN_OPERATOR_WATCH_SERVER_TIMEOUT_S": "60",
                "STREAMTRAIN_OPERATOR_WATCH_CLIENT_TIMEOUT_S": "70",
                "STREAMTRAIN_OPERATOR_BIND_ADDRESS": "127.0.0.1",
                "STREAMTRAIN_OPERATOR_METRICS_PORT": str(self.metrics_port),
-               "STREAMTRAIN_OPERATOR_LIVENESS_PORT": str(self.liveness_port)}
+               "STREAMTRAIN_OPERATOR_LIVENESS_PORT": str(self.liveness_port),
+               "STREAMTRAIN_OPERATOR_PROGRESS_PORT": str(self.progress_port),
+               "STREAMTRAIN_OPERATOR_PROGRESS_URL": f"http://127.0.0.1:{self.progress_port}"}
         if self.namespace:
             env["STREAMTRAIN_OPERATOR_NAMESPACES"] = self.namespace
         env.update({f"STREAMTRAIN_OPERATOR_{key}": value for key, value in self.settings.items()})

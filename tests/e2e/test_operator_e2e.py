@@ -7,6 +7,7 @@ The operator and the pods run as local processes; `KubeletAgent` plays the kubel
 from __future__ import annotations
 
 import json
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ import kubernetes
 import pytest
 import yaml
 
+from localparts import kube_build
 from tests.conftest import KafkaHandle, Kube
 from tests.e2e import scram_broker
 from tests.e2e.harness import (
@@ -33,6 +35,8 @@ from tests.e2e.kubelet_agent import KubeletAgent
 
 EXAMPLE = REPO / "examples" / "01-minimal" / "job.yaml"
 TRAIN_ROWS, TEST_ROWS = 3000, 1000
+PROGRESS_TRAIN_ROWS, PROGRESS_EPOCHS = 12000, 4
+"""Enough training (about 10 s here) for several live progress posts, 2 s apart."""
 @pytest.fixture
 def cluster(kube: Kube, tmp_path: Path) -> Iterator[tuple[OperatorProcess, KubeletAgent]]:
     """The CRD, the operator and the kubelet agent, all serving the test's namespace."""
@@ -80,13 +84,46 @@ def _succeeded(jobs: Jobs, name: str, diagnose: Callable[[], str]) -> dict[str, 
     return status
 
 
-def test_applied_example_trains_evaluates_and_reports_accuracy(
-        kube: Kube, kafka: KafkaHandle, cluster: tuple[OperatorProcess, KubeletAgent]) -> None:
-    train, test = fresh_split(kafka.bootstrap_servers, TRAIN_ROWS, TEST_ROWS, seed=7)
-    manifest = _example_for(kafka.bootstrap_servers, train, test)
-    jobs = _apply(kube, manifest)
-    name = manifest["metadata"]["name"]
-    status = _succeeded(jobs, name, _diagnosis(jobs, name, cluster))
+def _watch_table(kube: Kube, log: Path) -> subprocess.Popen[bytes]:
+    """`kubectl get stj -w`, its lines written to `log`, as a user would watch the job."""
+    command = [str(kube_build.binary_dir() / "kubectl"), "--kubeconfig",
+               str(kube.cluster.kubeconfig), "get", "stj", "-n", kube.namespace, "-w"]
+    with log.open("wb") as sink:
+        return subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
+
+
+def _progress_rows(log: Path, name: str) -> list[tuple[float, int | None]]:
+    """(PROGRESS, ETA) of each Training row `kubectl get stj -w` printed.
+
+    kubectl leaves empty cells blank; while a job trains, REASON, ACCURACY, AUC and RECORDS
+    are empty, so such a row reads NAME PHASE [PROGRESS [ETA]] AGE.
+    """
+    rows: list[tuple[float, int | None]] = []
+    for line in log.read_text().splitlines():
+        cells = line.split()
+        if cells[:2] == [name, "Training"] and len(cells) >= 4:
+            rows.append((float(cells[2]), int(cells[3]) if len(cells) == 5 else None))
+    return rows
+
+
+def test_applied_example_trains_evaluates_and_reports_progress_and_accuracy(
+        kube: Kube, kafka: KafkaHandle, cluster: tuple[OperatorProcess, KubeletAgent],
+        tmp_path: Path) -> None:
+    train, test = fresh_split(kafka.bootstrap_servers, PROGRESS_TRAIN_ROWS, TEST_ROWS, seed=7)
+    manifest = _example_for(kafka.bootstrap_servers, train, test, epochs=PROGRESS_EPOCHS)
+    watch = _watch_table(kube, tmp_path / "watch.txt")
+    try:
+        jobs = _apply(kube, manifest)
+        name = manifest["metadata"]["name"]
+        status = _succeeded(jobs, name, _diagnosis(jobs, name, cluster))
+    finally:
+        watch.terminate()
+        watch.wait(timeout=10)
+    rows = _progress_rows(tmp_path / "watch.txt", name)
+    percents = [percent for percent, _ in rows]
+    assert len(set(percents)) >= 2 and percents == sorted(percents), rows  # it rose
+    assert any(eta is not None and eta > 0 for _, eta in rows), rows
+    assert status["progress"]["percent"] == 100.0 and status["progress"]["mode"] == "evaluate"
     metrics = status["metrics"]
     assert metrics["recordsEvaluated"] == TEST_ROWS
     assert 0.6 < metrics["evalAccuracy"] <= 1.0
@@ -107,8 +144,10 @@ def test_trainer_failing_for_real_fails_the_job_with_the_pods_message(
     eventually(lambda: jobs.phase("susy") == "Failed", 120, "the job to fail",
                _diagnosis(jobs, "susy", cluster))
     failed = jobs.condition("susy", "Failed")
-    assert failed is not None and failed["reason"] == "Failed"
+    assert failed is not None and failed["reason"] == "BackoffLimitExceeded"
+    assert jobs.status("susy")["reason"] == "BackoffLimitExceeded"
     assert "train failed (BackoffLimitExceeded)" in failed["message"]
+    assert "Traceback" not in failed["message"]
     assert empty_train in failed["message"]  # the workload's own words, via the termination log
     assert jobs.status("susy")["trainer"]["failed"] == 1
 

@@ -148,6 +148,20 @@ def test_it_should_install_upgrade_and_uninstall_with_helm(kube: Kube) -> None:
     assert exists(kube, "kopfpeerings.kopf.dev", "streamtrain", "-n", namespace)
     assert can_i(kube, account, "patch", "kopfpeerings.kopf.dev", namespace)
 
+    # a second release for another team's namespace: the CRD belongs to the first one
+    other = f"{namespace}-b"
+    kube.cluster.kubectl("create", "namespace", other)
+    try:
+        second = ["install", f"{release}-b", str(helm.CHART_DIR), "--namespace", other,
+                  "--set", "watch.clusterWide=false", "--set", f"watch.namespaces={{{other}}}"]
+        refused = helm.helm(*second, kubeconfig=kube.cluster.kubeconfig)
+        assert refused.returncode != 0 and "invalid ownership metadata" in refused.stderr
+        run_helm(kube, *second, "--set", "crds.enabled=false")
+        assert exists(kube, "role", f"{release}-b-streamtrain-operator", "-n", other)
+        run_helm(kube, "uninstall", f"{release}-b", "--namespace", other, "--wait")
+    finally:
+        kube.cluster.kubectl("delete", "namespace", other, "--wait=false", check=False)
+
     # uninstall: the operator goes, the CRD and so every job stays
     run_helm(kube, "uninstall", release, "--namespace", namespace, "--wait")
     assert not exists(kube, "deployment", account, "-n", namespace)

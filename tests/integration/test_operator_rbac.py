@@ -55,9 +55,9 @@ def _grant(kube: Kube, variant: str, suffix: str) -> None:
     subject = {"kind": "ServiceAccount", "name": "streamtrain-operator",
                "namespace": kube.namespace}
     if variant == "clusterrole":
-        files = ["clusterrole.yaml", "clusterrolebinding.yaml"]
+        files = ["clusterrole.yaml", "clusterrolebinding.yaml", "tokenreview.yaml"]
     else:
-        files = ["role.yaml", "rolebinding.yaml"]
+        files = ["role.yaml", "rolebinding.yaml", "tokenreview.yaml"]
     for name in files:
         for document in _documents(name):
             metadata = document["metadata"]
@@ -82,7 +82,8 @@ def restricted_operator(request: pytest.FixtureRequest, kube: Kube,
     yield process
     process.stop()
     kube.cluster.kubectl("delete", "clusterrole,clusterrolebinding",
-                         f"streamtrain-operator-{suffix}", "--ignore-not-found", check=False)
+                         f"streamtrain-operator-{suffix}", f"streamtrain-operator-tokenreview-{suffix}",
+                         "--ignore-not-found", check=False)
 
 
 def test_operator_runs_a_job_to_the_end_with_only_the_shipped_rbac(

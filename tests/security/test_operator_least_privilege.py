@@ -5,7 +5,8 @@ do. Its rules, minus what every authenticated account gets, must equal the
 table below: a new verb, resource or wildcard in `operator/rbac/` fails here
 until the table (and so the review) agrees. Single `can-i` questions then pin
 what must stay impossible: any Secrets access, writing a job's spec, anything
-cluster-scoped beyond reading namespaces and CRDs, and (for the per-namespace
+cluster-scoped beyond reading namespaces and CRDs and TokenReviews (the
+progress endpoint's check of a pod's token), and (for the per-namespace
 Role) anything outside the watched namespace. The Helm chart reads its rules from a copy of
 the same files (`charts/streamtrain-operator/files/rbac/`, kept equal by a unit test), so
 these checks hold for a chart install too.
@@ -43,6 +44,9 @@ NAMESPACED_RULES: frozenset[Rule] = frozenset({
 })
 """Everything the operator may do in a namespace it watches (both variants)."""
 
+TOKEN_REVIEWS: frozenset[Rule] = frozenset({("tokenreviews.authentication.k8s.io", "create")})
+"""Checking a pod's progress token: cluster-scoped, so in both variants, and reading nothing."""
+
 CLUSTER_READ_RULES: frozenset[Rule] = frozenset({
     *(("customresourcedefinitions.apiextensions.k8s.io", verb)
       for verb in ("get", "list", "watch")),
@@ -51,8 +55,8 @@ CLUSTER_READ_RULES: frozenset[Rule] = frozenset({
 """The cluster-wide variant's extra: noticing CRDs and namespaces that appear while it runs."""
 
 EXPECTED: dict[str, frozenset[Rule]] = {
-    "clusterrole": NAMESPACED_RULES | CLUSTER_READ_RULES,
-    "role": NAMESPACED_RULES,
+    "clusterrole": NAMESPACED_RULES | CLUSTER_READ_RULES | TOKEN_REVIEWS,
+    "role": NAMESPACED_RULES | TOKEN_REVIEWS,
 }
 
 SECRET_VERBS = ("get", "list", "watch", "create", "update", "patch", "delete",
@@ -105,7 +109,7 @@ def granted(request: pytest.FixtureRequest, kube: Kube) -> Iterator[str]:
     bare_account(kube)
     yield str(request.param)
     kube.cluster.kubectl("delete", "clusterrole,clusterrolebinding", f"{ACCOUNT}-{suffix}",
-                         "--ignore-not-found", check=False)
+                         f"{ACCOUNT}-tokenreview-{suffix}", "--ignore-not-found", check=False)
 
 
 def test_operator_account_has_exactly_the_least_privilege_rules(
@@ -121,7 +125,7 @@ def test_per_namespace_role_grants_nothing_outside_its_namespace(kube: Kube) -> 
     bare_account(kube)
     for elsewhere in ("default", "kube-system"):
         assert (listed_rules(kube, ACCOUNT, elsewhere)
-                == listed_rules(kube, BARE_ACCOUNT, elsewhere))
+                == listed_rules(kube, BARE_ACCOUNT, elsewhere) | TOKEN_REVIEWS)
     assert not can_i(kube, ACCOUNT, "list", "namespaces", kube.namespace)
     assert not can_i(kube, ACCOUNT, "list", "customresourcedefinitions.apiextensions.k8s.io",
                      kube.namespace)

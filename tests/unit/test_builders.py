@@ -25,6 +25,10 @@ from workload.contract import (
     JOB_UID_ENV,
     MODEL_SOURCE_ENV,
     OUTPUT_URI_ENV,
+    PROGRESS_TOKEN_DIR,
+    PROGRESS_TOKEN_ENV,
+    PROGRESS_URL_ENV,
+    progress_audience,
 )
 from workload.kafka.connection import connection_for
 from workload.spec import dump_spec, parse_spec
@@ -179,3 +183,27 @@ def test_the_workload_image_is_the_operators_unless_the_job_names_one() -> None:
     evaluator = build_job_manifest("susy", "ns", "u", "evaluate", own, KafkaAccess("k:9092"),
                                    defaults=defaults)["spec"]["template"]["spec"]["containers"][0]
     assert (evaluator["image"], evaluator["imagePullPolicy"]) == ("mine:1", "Never")
+
+
+def test_pods_get_a_job_scoped_progress_token_and_no_api_token() -> None:
+    defaults = PodDefaults(progress_url="http://operator.system.svc:8081/")
+    job = build_job_manifest("susy", "ns", "uid-7", "train", SPEC, KafkaAccess("k:9092"),
+                             defaults=defaults)
+    pod = job["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    projected = next(v for v in pod["volumes"] if v["name"] == "progress-token")["projected"]
+    token = projected["sources"][0]["serviceAccountToken"]
+    assert token["audience"] == progress_audience("ns", "susy", "uid-7")
+    assert token["audience"] == "streamtrain.dev/progress/ns/susy/uid-7"
+    env = _env(job)
+    assert env[PROGRESS_URL_ENV] == "http://operator.system.svc:8081/progress/ns/susy"
+    assert env[PROGRESS_TOKEN_ENV].startswith(PROGRESS_TOKEN_DIR)
+    assert "progress-token" not in str(build_job_manifest(
+        "susy", "ns", "u", "train", SPEC, KafkaAccess("k:9092")))  # no URL, no channel
+
+
+def test_a_pod_that_says_the_spec_or_kafka_is_wrong_fails_the_job_without_retries() -> None:
+    job = build_job_manifest("susy", "ns", "u", "evaluate", SPEC, KafkaAccess("k:9092"))
+    rule = job["spec"]["podFailurePolicy"]["rules"][0]
+    assert rule == {"action": "FailJob", "onExitCodes": {
+        "containerName": "evaluate", "operator": "In", "values": [2, 3]}}

@@ -54,10 +54,9 @@ def test_it_should_pass_helm_lint_strict() -> None:
         ({"image": {"tags": "1.0"}}, "additional properties 'tags' not allowed"),
         ({"securityContext": {"runAsNonroot": True}}, "additional properties 'runAsNonroot'"),
         ({"health": {"port": 80800}}, "port"),
-        ({"replicaCount": 2}, "replicaCount"),
         ({"watch": {"clusterWide": False}}, "namespaces"),
     ],
-    ids=["top-level", "nested", "image", "security-context", "port", "replicas-without-peering",
+    ids=["top-level", "nested", "image", "security-context", "port",
          "namespaced-without-namespaces"],
 )
 def test_it_should_refuse_a_mistyped_or_unsafe_value(
@@ -66,6 +65,13 @@ def test_it_should_refuse_a_mistyped_or_unsafe_value(
     with pytest.raises(LocalPartError, match="values don't meet the specifications") as refused:
         render(values)
     assert complaint in str(refused.value)
+
+
+def test_it_should_refuse_several_replicas_without_peering_and_say_why() -> None:
+    with pytest.raises(LocalPartError) as refused:
+        render({"replicaCount": 2})
+    assert ("replicaCount must be 1 unless peering.enabled=true: two operators without peering "
+            "would both act on every job") in str(refused.value)
 
 
 def test_it_should_document_every_value_with_a_comment() -> None:
@@ -180,10 +186,10 @@ def test_it_should_install_the_peering_crds_only_with_peering() -> None:
 def test_it_should_bind_one_cluster_role_when_watching_every_namespace() -> None:
     rendered = render()
     assert rendered.all("Role") == [] and rendered.all("RoleBinding") == []
-    role = rendered.one("ClusterRole")
+    role = rendered.one("ClusterRole", "streamtrain-operator")
     assert {"streamingtrainingjobs", "streamingtrainingjobs/status", "jobs", "pods"} <= \
         rule_resources(role["rules"])
-    binding = rendered.one("ClusterRoleBinding")
+    binding = rendered.one("ClusterRoleBinding", "streamtrain-operator")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "streamtrain-operator",
                                     "namespace": "streamtrain-system"}]
@@ -197,17 +203,22 @@ def test_it_should_grant_roles_only_in_the_watched_namespaces() -> None:
     assert "streamingtrainingjobs" in rule_resources(roles[0]["rules"])
     bindings = rendered.all("RoleBinding")
     assert sorted(binding["metadata"]["namespace"] for binding in bindings) == ["ml", "research"]
-    assert rendered.all("ClusterRole") == [] and rendered.all("ClusterRoleBinding") == [], (
-        "nothing is granted cluster-wide"
-    )
+    cluster_roles = rendered.all("ClusterRole")
+    assert [role["metadata"]["name"] for role in cluster_roles] == [
+        "streamtrain-operator-tokenreview"], "cluster-wide: only TokenReviews"
+    assert cluster_roles[0]["rules"] == [{"apiGroups": ["authentication.k8s.io"],
+                                          "resources": ["tokenreviews"], "verbs": ["create"]}]
     env = operator_env(rendered.one("Deployment"))
     assert env["STREAMTRAIN_OPERATOR_NAMESPACES"] == "ml,research"
 
 
 def test_it_should_grant_exactly_the_rules_of_the_operators_own_rbac(repo_root: Path) -> None:
     rbac = repo_root / "operator" / "rbac"
-    cluster_wide = render()
-    assert cluster_wide.one("ClusterRole")["rules"] == rules_of(rbac / "clusterrole.yaml")
+    cluster_wide = {role["metadata"]["name"]: role["rules"]
+                    for role in render().all("ClusterRole")}
+    assert cluster_wide == {"streamtrain-operator": rules_of(rbac / "clusterrole.yaml"),
+                            "streamtrain-operator-tokenreview": rules_of(
+                                rbac / "tokenreview.yaml")}
     namespaced = render({"watch": {"clusterWide": False, "namespaces": ["ml"]}})
     assert namespaced.one("Role")["rules"] == rules_of(rbac / "role.yaml")
 
@@ -280,7 +291,7 @@ def test_it_should_run_several_replicas_with_peering() -> None:
     assert operator_env(deployment)["STREAMTRAIN_OPERATOR_PEERING"] == "ml-ops"
     peering = rendered.one("ClusterKopfPeering", "ml-ops")
     assert peering["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
-    assert "clusterkopfpeerings" in rule_resources(rendered.one("ClusterRole")["rules"])
+    assert "clusterkopfpeerings" in rule_resources(rendered.one("ClusterRole", "streamtrain-operator")["rules"])
 
 
 def test_it_should_create_a_peering_object_in_each_watched_namespace() -> None:
@@ -335,16 +346,17 @@ def test_it_should_create_a_service_monitor_only_when_asked() -> None:
     monitor = rendered.one("ServiceMonitor")
     assert monitor["metadata"]["labels"]["release"] == "prom"
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
-    service = rendered.one("Service")
+    service = rendered.one("Service", "streamtrain-operator-metrics")
     selected = monitor["spec"]["selector"]["matchLabels"]
     assert selected.items() <= service["metadata"]["labels"].items()
 
 
 def test_it_should_drop_the_metrics_port_and_service_when_metrics_are_off() -> None:
     rendered = render({"metrics": {"enabled": False}})
-    assert rendered.all("Service") == []
+    assert [service["metadata"]["name"] for service in rendered.all("Service")] == [
+        "streamtrain-operator-progress"]
     ports = operator_container(rendered.one("Deployment"))["ports"]
-    assert [port["name"] for port in ports] == ["health"]
+    assert [port["name"] for port in ports] == ["health", "progress"]
     assert operator_env(rendered.one("Deployment"))["STREAMTRAIN_OPERATOR_METRICS_PORT"] == "0"
 
 
@@ -354,6 +366,25 @@ def test_it_should_limit_traffic_with_a_network_policy_when_asked() -> None:
     assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
     egress_ports = {port["port"] for rule in policy["spec"]["egress"] for port in rule["ports"]}
     assert egress_ports == {53, 443, 6443}
+    progress = next(rule for rule in policy["spec"]["ingress"]
+                    if rule["ports"] == [{"port": "progress", "protocol": "TCP"}])
+    assert progress["from"] == [{"namespaceSelector": {}, "podSelector": {"matchLabels": {
+        "app.kubernetes.io/managed-by": "streamtrain-operator"}}}]
+
+
+def test_it_should_serve_progress_behind_a_service_the_pods_are_told_about() -> None:
+    from streamtrain_operator.settings import OperatorSettings
+
+    rendered = render()
+    service = rendered.one("Service", "streamtrain-operator-progress")
+    assert service["spec"]["ports"] == [{"name": "progress", "port": 8081,
+                                         "targetPort": "progress", "protocol": "TCP"}]
+    settings = OperatorSettings.from_env(operator_env(rendered.one("Deployment")))
+    assert settings.pods.progress_url == (
+        "http://streamtrain-operator-progress.streamtrain-system.svc:8081")
+    off = OperatorSettings.from_env(operator_env(render({"progress": {"enabled": False}}).one(
+        "Deployment")))
+    assert (off.progress_port, off.pods.progress_url) == (0, "")
 
 
 def test_it_should_create_a_disruption_budget_when_asked() -> None:

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 from streamtrain_operator.builders import ClaimFolder
+from streamtrain_operator.failures import failure_text, one_sentence
 from streamtrain_operator.planner import (
     ChildObservation,
     KafkaState,
     Plan,
     SourceState,
     current_mode,
-    failure_text,
     invalid_spec,
     next_plan,
 )
 
 from workload.spec import parse_spec
-from workload.status import Metrics, PodReport, StreamingTrainingJobStatus
+from workload.status import Metrics, PodReport, Progress, StreamingTrainingJobStatus
 
 SPEC = parse_spec({"kafka": {"bootstrapServers": "kafka:9092"}, "train": {"topic": "susy-train"},
     "evaluate": {"topic": "susy-test"}})
@@ -183,3 +183,66 @@ def test_a_job_waiting_for_kafka_looks_again_sooner_first_then_at_most_every_min
     later = _step(first.status, {}, kafka=waiting, now=LATER)  # waited five minutes
     assert later.wake_after_s == 60.0
     assert _step(StreamingTrainingJobStatus(), {}).wake_after_s is None  # nothing to wait for
+
+
+def test_a_pod_that_cannot_reach_kafka_sets_kafka_ready_false_with_its_reason() -> None:
+    running = _step(StreamingTrainingJobStatus(), {})
+    failed = _step(running.status, {"train": ChildObservation(
+        failed=1, failed_for_good=True, failure_reason="PodFailurePolicy",
+        failure_cause="KafkaUnreachable",
+        failure_message="no broker answered at kafka:9092 within 60 s")})
+    conditions = {c.type: c for c in failed.status.conditions}
+    assert (conditions["KafkaReady"].status, conditions["KafkaReady"].reason) == (
+        "False", "KafkaUnreachable")
+    assert failed.status.reason == conditions["Failed"].reason == "KafkaUnreachable"
+    assert conditions["Failed"].message.startswith(
+        "train failed (KafkaUnreachable): no broker answered at kafka:9092 within 60 s; ")
+    _assert_consistent(failed)
+
+
+def test_a_phase_without_progress_past_its_deadline_fails_and_its_pods_stop() -> None:
+    running = _step(StreamingTrainingJobStatus(), {})
+    started = ChildObservation(active=1, started_at=NOW)
+    within = next_plan(SPEC, "susy", 1, running.status, {"train": started}, READY,
+                       "2026-01-01T00:10:00Z", watch_progress=True)
+    assert within.status.phase == "Training" and within.wake_after_s == 300
+    progressed = within.status.model_copy(update={"progress": Progress(
+        mode="train", records=10, last_progress_time="2026-01-01T00:10:00Z")})
+    still = next_plan(SPEC, "susy", 1, progressed, {"train": started}, READY,
+                      "2026-01-01T00:20:00Z", watch_progress=True)
+    assert still.status.phase == "Training" and still.wake_after_s == 300
+    stuck = next_plan(SPEC, "susy", 1, progressed, {"train": started}, READY,
+                      "2026-01-01T00:25:00Z", watch_progress=True)
+    assert (stuck.status.phase, stuck.status.reason) == ("Failed", "ProgressDeadlineExceeded")
+    assert (stuck.run, stuck.suspend) == ("train", True)
+    assert "made no progress for 900 s" in stuck.events[-1].message
+    _assert_consistent(stuck)
+
+
+def test_no_deadline_without_a_progress_channel_or_for_a_stream_without_timeout() -> None:
+    started = {"online": ChildObservation(active=1, started_at=NOW)}
+    forever = parse_spec({"kafka": {"bootstrapServers": "k:1"},
+                          "online": {"topic": "t", "streamTimeoutMs": -1}})
+    late = "2026-01-02T00:00:00Z"
+    assert next_plan(forever, "o", 1, StreamingTrainingJobStatus(), started, READY, late,
+                     watch_progress=True).status.phase == "Online"
+    bounded = parse_spec({"kafka": {"bootstrapServers": "k:1"}, "online": {"topic": "t"}})
+    assert next_plan(bounded, "o", 1, StreamingTrainingJobStatus(), started, READY, late,
+                     watch_progress=False).status.phase == "Online"
+
+
+def test_a_crash_reads_as_its_exception_line_not_its_traceback() -> None:
+    log = ("Traceback (most recent call last):\n  File \"x.py\", line 3, in <module>\n"
+           "    connect()\n    ^^^^^^^^^\nkafka.errors.NoBrokersAvailable: NoBrokersAvailable\n")
+    assert one_sentence(log) == "kafka.errors.NoBrokersAvailable: NoBrokersAvailable"
+    assert failure_text(log) == "kafka.errors.NoBrokersAvailable: NoBrokersAvailable"
+
+
+def test_a_finished_phase_shows_its_progress_complete() -> None:
+    live = StreamingTrainingJobStatus(phase="Training", progress=Progress(
+        mode="train", records=500, records_total=1000, percent=50.0, eta_seconds=30))
+    done = _step(live, {"train": ChildObservation(succeeded=1, complete=True,
+                                                  report=TRAIN_REPORT)})
+    assert done.status.progress is not None
+    assert (done.status.progress.percent, done.status.progress.eta_seconds,
+            done.status.progress.epoch) == (100.0, 0, 10)

@@ -52,6 +52,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from workload import progress as live
 from workload.artifacts import Artifacts, write_json_atomic
 from workload.identity import RunIdentity
 from workload.kafka.admin import TopicMissing
@@ -156,7 +157,8 @@ def _evaluate(name: str, spec: StreamingTrainingJobSpec, identity: RunIdentity,
                     ledger = ledger.advanced(chunk, position)
                     ledger.save(ledger_path)  # first the figures with their offsets ...
                     cursor.commit(position)   # ... then the public cursor
-                    bar.advance(sum(stop - start for start, stop in ranges.values()))
+                    bar.advance(sum(stop - start for start, stop in ranges.values()),
+                                ledger.tally.summary())
                 grown, last_arrival = _wait_for_records(
                     cursor, ends, last_arrival, evaluate.stream_timeout_ms, stop_event, bar)
                 if grown is None:
@@ -275,10 +277,12 @@ def _finite(value: float) -> float | None:
 
 
 class _ProgressBar:
-    """A rich progress bar over records to score (silent when disabled)."""
+    """A rich progress bar over records to score (silent when disabled); its figures also go to
+    the live progress channel (`workload.progress`)."""
 
     def __init__(self, enabled: bool, total: int) -> None:
         self._progress: Any = None
+        self._done, self._total = 0, total
         if enabled:
             from rich.progress import Progress
 
@@ -286,14 +290,18 @@ class _ProgressBar:
             self._progress.start()
             self._task = self._progress.add_task("evaluating", total=total)
 
-    def advance(self, records: int) -> None:
+    def advance(self, records: int, figures: dict[str, Any]) -> None:
+        self._done += records
+        live.report(records=self._done, records_total=self._total, loss=figures["loss"],
+                    accuracy=figures["accuracy"], auc=figures["auc"])
         if self._progress is not None:
             self._progress.advance(self._task, records)
 
     def grow(self, records: int) -> None:
+        self._total += records
+        live.report(records_total=self._total)
         if self._progress is not None:
-            total = self._progress.tasks[0].total or 0
-            self._progress.update(self._task, total=total + records)
+            self._progress.update(self._task, total=self._total)
 
     def close(self) -> None:
         if self._progress is not None:

@@ -54,6 +54,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
+from workload import progress as live
 from workload.artifacts import Artifacts, write_json_atomic
 from workload.identity import RunIdentity
 from workload.kafka.connection import KafkaConnection
@@ -220,11 +221,16 @@ def _report(name: str, spec: StreamingTrainingJobSpec, artifacts: Artifacts,
                      resume_ignored=ignored)
 
 
+def _report_live(state: dict[str, Any]) -> None:
+    live.report(records=state["recordsOnline"], accuracy=state["onlineAccuracy"])
+
+
 @contextlib.contextmanager
 def _status(enabled: bool) -> Iterator[Any]:
-    """A one-line live status (records, prequential accuracy) when enabled."""
+    """A one-line live status (records, prequential accuracy) when enabled; the live progress
+    channel (`workload.progress`) gets the same figures."""
     if not enabled:
-        yield lambda _state: None
+        yield _report_live
         return
     from rich.progress import Progress, TextColumn
 
@@ -232,6 +238,7 @@ def _status(enabled: bool) -> Iterator[Any]:
         task = bar.add_task("online: waiting for records")
 
         def show(state: dict[str, Any]) -> None:
+            _report_live(state)
             accuracy = state["onlineAccuracy"]
             figure = f"{accuracy:.4f}" if accuracy is not None else "-"
             bar.update(task, description=f"online: {state['recordsOnline']} records, "

@@ -317,8 +317,7 @@ def _train(spec: StreamingTrainingJobSpec, identity: RunIdentity, connection: Ka
             *extra_callbacks, checkpointer,
             keras.callbacks.TensorBoard(log_dir=str(artifacts.tensorboard), write_graph=False),
         ]
-        if progress:
-            callbacks.append(display.keras_callback(summary.good, train.batch_size, train.epochs))
+        callbacks.append(display.keras_callback(summary.good, train.batch_size, train.epochs))
         started = time.perf_counter()
         with stop_on_sigterm(stop):
             _fit_epochs(model, rows, checks, spec, state, checkpointer, callbacks)

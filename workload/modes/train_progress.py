@@ -1,8 +1,9 @@
 """A live display of training: records read, then records trained per epoch, with rates.
 
 Rich draws it on a terminal; with `enabled=False` (pods, tests) nothing is
-drawn and the callbacks cost nothing. Updates are throttled so a fast epoch
-is not slowed by redrawing.
+drawn. Updates are throttled so a fast epoch is not slowed by redrawing.
+The epoch callback also hands its figures to the live progress channel
+(`workload.progress`: a no-op outside a pod).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+
+from workload import progress as live
 
 REFRESH_S = 0.25
 """Seconds between two updates of the display."""
@@ -82,14 +85,21 @@ class _EpochProgress(keras.callbacks.Callback):  # type: ignore[misc]
             display, records, batch_size, epochs)
         self.task: TaskID | None = None
         self.started = time.perf_counter()
+        self.epoch = 0
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
         self.task = self.display.task(f"epoch {epoch + 1}/{self.epochs}", self.records)
         self.started = time.perf_counter()
+        self.epoch = epoch
 
     def on_train_batch_end(self, batch: int, logs: dict[str, float] | None = None) -> None:
         done = min(self.records, (batch + 1) * self.batch_size)
         self.display.update(self.task, done, self.started)
+        figures = logs or {}
+        live.report(records=self.epoch * self.records + done,
+                    records_total=self.epochs * self.records, epoch=self.epoch,
+                    epochs=self.epochs, loss=figures.get("loss"),
+                    accuracy=figures.get("accuracy"))
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
         figures = logs or {}

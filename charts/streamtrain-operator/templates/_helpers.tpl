@@ -75,6 +75,9 @@ app.kubernetes.io/part-of: streamtrain
 
 {{/* Operator replicas: one unless peering lets several share the work safely. */}}
 {{- define "streamtrain-operator.replicas" -}}
+{{- if and (gt (int .Values.replicaCount) 1) (not .Values.peering.enabled) }}
+{{- fail "replicaCount must be 1 unless peering.enabled=true: two operators without peering would both act on every job (duplicate pods, conflicting status); set peering.enabled=true for an active/standby pair" }}
+{{- end }}
 {{- if .Values.peering.enabled }}{{ .Values.replicaCount }}{{ else }}1{{ end }}
 {{- end }}
 

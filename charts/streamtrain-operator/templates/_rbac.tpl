@@ -21,6 +21,11 @@ which the plain manifests do not use, are the chart's own.
 {{- include "streamtrain-operator.rulesOf" (dict "context" . "path" "files/rbac/role.yaml") }}
 {{- end }}
 
+{{/* TokenReviews of the pods' progress tokens: cluster-scoped, granted in both variants. */}}
+{{- define "streamtrain-operator.tokenReviewRules" -}}
+{{- include "streamtrain-operator.rulesOf" (dict "context" . "path" "files/rbac/tokenreview.yaml") }}
+{{- end }}
+
 {{/* kopf peering among replicas watching every namespace. */}}
 {{- define "streamtrain-operator.clusterPeeringRules" -}}
 - apiGroups: ["kopf.dev"]

@@ -1,0 +1,26 @@
+"""What the progress endpoint writes: the pod's figures, and when work last moved on."""
+
+from __future__ import annotations
+
+from streamtrain_operator.progress import progress_status
+
+from workload.status import Progress, ProgressReport
+
+T0, T1 = "2026-01-01T00:00:00Z", "2026-01-01T00:00:05Z"
+
+
+def test_the_first_report_starts_the_progress_clock() -> None:
+    report = ProgressReport(mode="train", records=10, records_total=100, percent=10.0)
+    progress = progress_status(report, None, T0)
+    assert (progress.mode, progress.records, progress.percent) == ("train", 10, 10.0)
+    assert progress.last_update_time == progress.last_progress_time == T0
+
+
+def test_only_growing_records_move_the_progress_clock() -> None:
+    before = Progress(mode="evaluate", records=10, last_update_time=T0, last_progress_time=T0)
+    same = progress_status(ProgressReport(mode="evaluate", records=10), before, T1)
+    assert (same.last_update_time, same.last_progress_time) == (T1, T0)
+    grown = progress_status(ProgressReport(mode="evaluate", records=11), before, T1)
+    assert grown.last_progress_time == T1
+    next_phase = progress_status(ProgressReport(mode="online", records=0), before, T1)
+    assert next_phase.last_progress_time == T1
