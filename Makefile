@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # e.g. IMAGE_ARGS="--engine docker --base python:3.11-slim-bookworm" (default: any engine, a local base)
 IMAGE_ARGS ?=
 
-.PHONY: help setup kafka-jars parts demo test unit security lint crds bench faults quality image image-test clean-cache
+.PHONY: help setup kafka-jars parts demo test unit security lint crds bench bench-operator faults quality image image-test clean-cache
 
 help:  ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -60,6 +60,9 @@ bench: parts  ## Input pipeline and evaluation benchmarks (prints a table, write
 
 quality: kafka-jars  ## The default model on every generated data family vs its Bayes-optimal accuracy (table, JSON)
 	$(PY) -m bench.quality
+
+bench-operator: parts  ## The operator with 200 jobs on the real control plane: latency, CPU, memory, idle API requests (table + JSON)
+	$(PY) -m bench.operator_scale
 
 faults: parts  ## Fault scenarios: kills, broker restarts, bad input; prints a table of figures, writes JSON
 	$(PY) -m bench.faults_report

@@ -52,6 +52,8 @@ class Metrics(StatusModel):
     """Distinct records the trainer learned from (one epoch's worth)."""
     records_validated: int | None = None
     """Distinct records held out for validation (read, never trained on)."""
+    epochs_trained: int | None = None
+    """Epochs the trainer completed."""
     records_evaluated: int | None = None
     """Records scored, each exactly once."""
     records_online: int | None = None

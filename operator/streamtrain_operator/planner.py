@@ -183,6 +183,8 @@ def _merge_report(status: StreamingTrainingJobStatus, report: PodReport, now: st
     # Four decimals are what `kubectl get stj` should show; the pods' artefacts keep the rest.
     figures = {key: round(value, FIGURE_DIGITS) if isinstance(value, float) else value
                for key, value in report.metrics.model_dump(exclude_none=True).items()}
+    if report.mode == "train" and report.epoch is not None:
+        figures["epochs_trained"] = report.epoch
     status.metrics = (status.metrics or Metrics()).model_copy(update=figures)
     # The phase is done: its last live figures stand, completed.
     last = status.progress if status.progress is not None and status.progress.mode == report.mode \

@@ -247,7 +247,8 @@ def test_jobs_sharing_a_claim_keep_their_own_results_one_after_another_and_at_on
               for name in ("share-a", "other", "evaluate-a")}
     status["first-try"] = first
 
-    epochs = {name: status[name]["progress"]["epoch"] for name in ("first-try", "share-a", "other")}
+    epochs = {name: status[name]["metrics"]["epochsTrained"]
+              for name in ("first-try", "share-a", "other")}
     assert epochs == {"first-try": 3, "share-a": 2, "other": 1}
     losses = {status[name]["metrics"]["trainLoss"] for name in epochs}
     assert len(losses) == 3

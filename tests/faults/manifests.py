@@ -83,6 +83,14 @@ SCHEMA_CASES: list[tuple[str, str, Any]] = [
     ("rule across fields", "spec.data.columns", ["a", "a", "b"]),
 ]
 
+# (category, field the message must name, spec) - specs no single field makes wrong.
+WHOLE_SPEC_CASES: list[tuple[str, str, dict[str, Any]]] = [
+    ("a phase that can never work", "spec.evaluate",
+     {"kafka": VALID["kafka"], "evaluate": {"topic": "susy-test"}}),  # no model to score
+    ("a phase that can never work", "spec.model.source",
+     {**VALID, "model": {"source": {"job": "elsewhere"}, "output": {"volumeClaim": "m"}}}),
+]
+
 # (field, JSON patch) - each changes, adds or removes a section that defines the work.
 IMMUTABLE_EDITS: list[tuple[str, list[dict[str, Any]]]] = [
     ("spec.train", [{"op": "replace", "path": "/spec/train/topic", "value": "elsewhere"}]),
@@ -128,6 +136,10 @@ def invalid_manifests(api: kubernetes.client.ApiClient, kubeconfig: Path, namesp
     accepted = _created(jobs, manifest(VALID, "valid"))
     for category, path, value in SCHEMA_CASES:
         message = _rejection(jobs, manifest(with_value(path, value)))
+        outcomes.append((category, path, message is not None and path in message,
+                         message or "accepted"))
+    for category, path, spec in WHOLE_SPEC_CASES:
+        message = _rejection(jobs, manifest(spec))
         outcomes.append((category, path, message is not None and path in message,
                          message or "accepted"))
     for path, patch in IMMUTABLE_EDITS:

@@ -87,7 +87,8 @@ def test_defaults_are_filled_in_by_the_api_server(jobs: Jobs) -> None:
     spec = jobs.create("defaults", VALID)["spec"]
     assert spec["train"]["epochs"] == 10 and spec["evaluate"]["topic"] == "susy-test"
     assert spec["model"]["layers"][0] == {"dense": 128}
-    assert spec["runPolicy"] == {"backoffLimit": 3, "suspend": False}
+    assert spec["runPolicy"] == {"backoffLimit": 3, "suspend": False,
+                                 "progressDeadlineSeconds": 900}
 
 
 def _json_patch_rejection(jobs: Jobs, name: str, operations: list[dict[str, Any]]) -> str:

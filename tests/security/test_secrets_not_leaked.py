@@ -24,6 +24,7 @@ from tests.security.conftest import ScramKafka
 from workload.artifacts import Artifacts
 from workload.contract import (
     CREDENTIALS_ENV,
+    EXIT_KAFKA,
     JOB_NAME_ENV,
     JOB_SPEC_ENV,
     SASL_USERNAME_ENV,
@@ -112,7 +113,8 @@ def test_wrong_password_fails_the_pod_at_once_with_a_clear_message(
         pod_runs: dict[str, PodRun]) -> None:
     run = pod_runs["wrong"]
     report = _report(run)
-    assert run.returncode == 1 and not report.ok
+    assert run.returncode == EXIT_KAFKA and not report.ok  # no other pod is tried
+    assert report.reason == "KafkaLoginRefused"
     assert "refused the SCRAM-SHA-512 login of user 'trainer'" in report.message
     assert "spec.kafka.userRef" in report.message
 
