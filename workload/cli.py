@@ -8,7 +8,8 @@
     streamtrain demo                       the Kafka tutorial end to end on a local broker
 
 Exit code 0 on success, 1 when a phase fails, 2 for a bad spec or arguments, 3 when Kafka
-cannot be reached or refuses the login (`run-mode`: the operator then retries no pod).
+cannot be reached, refuses the login or cannot be read by `spec.kafka.client` (`run-mode`:
+the operator then retries no pod).
 """
 
 from __future__ import annotations

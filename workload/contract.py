@@ -128,16 +128,17 @@ TERMINATION_LOG = "/dev/termination-log"
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_KAFKA = 0, 1, 2, 3
 """Exit codes of `streamtrain`: success; the phase failed (a retry may help); the spec or the
-environment is wrong; Kafka cannot be reached or refused the login (`KAFKA_FAILURES`)."""
+environment is wrong; the pod cannot work with Kafka (`KAFKA_FAILURES`)."""
 
 NOT_RETRIED_EXIT_CODES = (EXIT_BAD_INPUT, EXIT_KAFKA)
 """Exit codes after which the child Job fails at once instead of starting another pod (its
 `podFailurePolicy`): another pod would meet the same spec or the same Kafka."""
 
-KAFKA_FAILURES = ("KafkaUnreachable", "KafkaLoginRefused")
+KAFKA_FAILURES = ("KafkaUnreachable", "KafkaLoginRefused", "KafkaClientUnsupported")
 """`PodReport.reason` values that say the pod could not work with Kafka (nothing answered at the
-address; the brokers refused the login, the TLS handshake or the client): the operator then sets
-`KafkaReady=False` with that reason, and the pod exits with `EXIT_KAFKA`."""
+address; the brokers refused the login or the TLS handshake; `spec.kafka.client` cannot read
+these brokers): the operator then sets `KafkaReady=False` with that reason, and the pod exits
+with `EXIT_KAFKA`."""
 
 # ---------------------------------------------------------------- progress channel
 

@@ -20,7 +20,7 @@ from workload import tflog
 from workload.artifacts import Artifacts, read_json, write_json_atomic
 from workload.contract import JOB_NAME_ENV, JOB_SPEC_ENV, MODEL_SOURCE_ENV, OUTPUT_URI_ENV, Mode
 from workload.kafka.connection import KafkaConnection
-from workload.kafka.probe import connection_refusal, tensorflow_io_refusal
+from workload.kafka.probe import UNREACHABLE, connection_refusal, tensorflow_io_refusal
 from workload.spec import StreamingTrainingJobSpec, parse_spec
 from workload.status import PodReport
 
@@ -61,7 +61,8 @@ def _run_mode(mode: Mode, name: str, spec: StreamingTrainingJobSpec,
     artifacts.prepare()
     refused = kafka_refusal(spec, connection)
     if refused is not None:
-        return PodReport(mode=mode, ok=False, message=refused, reason=_kafka_reason(refused))
+        reason, message = refused
+        return PodReport(mode=mode, ok=False, message=message, reason=reason)
     if mode == "train":
         from workload.modes.train import run_train
 
@@ -100,19 +101,20 @@ def record_phase_time(results: Path, seconds: float) -> None:
     write_json_atomic(results, document)
 
 
-def _kafka_reason(refusal: str) -> str:
-    """The `PodReport.reason` of a refusal from `kafka_refusal` (one of `KAFKA_FAILURES`)."""
-    return "KafkaUnreachable" if refusal.startswith("cannot reach Kafka") else "KafkaLoginRefused"
-
-
-def kafka_refusal(spec: StreamingTrainingJobSpec, connection: KafkaConnection) -> str | None:
-    """Why this job cannot use its brokers (unreachable, a refused login, a client that cannot
-    read them), or `None`: checked before a phase starts, so none hangs or dies obscurely."""
+def kafka_refusal(spec: StreamingTrainingJobSpec,
+                  connection: KafkaConnection) -> tuple[str, str] | None:
+    """Why this job cannot use its brokers, as (reason, one sentence), or `None`: checked before
+    a phase starts, so none hangs or dies obscurely. The reason is one of
+    `contract.KAFKA_FAILURES`: unreachable, a refused login (or TLS handshake), a client that
+    cannot read these brokers."""
     refused = connection_refusal(connection)
     if refused is not None:
-        return refused
+        unreachable = refused.startswith(UNREACHABLE)
+        return ("KafkaUnreachable" if unreachable else "KafkaLoginRefused"), refused
     if spec.kafka.client == "tensorflow-io":
-        return tensorflow_io_refusal(connection)
+        unsupported = tensorflow_io_refusal(connection)
+        if unsupported is not None:
+            return "KafkaClientUnsupported", unsupported
     return None
 
 

@@ -41,6 +41,10 @@ CA_HINT = "check the cluster CA Secret (ca.crt) the job mounts and the bootstrap
 ADDRESS_HINT = ("check spec.kafka.bootstrapServers (or the listener of spec.kafka.clusterRef) "
                 "and that the brokers are up and reachable from the pod")
 
+UNREACHABLE = "cannot reach Kafka"
+"""How the sentence for brokers that never answered starts (the other refusals name a login, a
+certificate or the client): `workload.runner` tells the two apart by it."""
+
 DECISIVE = {KafkaError._AUTHENTICATION, KafkaError._SSL, KafkaError.SASL_AUTHENTICATION_FAILED}
 """Errors a retry will not heal: the probe reports them at once (as it does a TLS alert from
 the broker, which librdkafka reports as a transport error)."""
@@ -95,7 +99,7 @@ def _unreachable(connection: KafkaConnection, errors: list[KafkaError], waited_s
               if error.code() not in (KafkaError._TIMED_OUT, KafkaError._ALL_BROKERS_DOWN)
               and "Failed to get metadata" not in error.str()]
     cause = f" (last error: {causes[-1]})" if causes else " (no answer)"
-    return (f"cannot reach Kafka at {connection.bootstrap_servers}: connecting and asking for "
+    return (f"{UNREACHABLE} at {connection.bootstrap_servers}: connecting and asking for "
             f"metadata failed for {waited_s:.0f} s{cause}; {ADDRESS_HINT}")
 
 
