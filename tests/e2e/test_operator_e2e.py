@@ -7,6 +7,7 @@ The operator and the pods run as local processes; `KubeletAgent` plays the kubel
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -150,6 +151,23 @@ def test_trainer_failing_for_real_fails_the_job_with_the_pods_message(
     assert "Traceback" not in failed["message"]
     assert empty_train in failed["message"]  # the workload's own words, via the termination log
     assert jobs.status("susy")["trainer"]["failed"] == 1
+
+
+def test_unreachable_brokers_fail_the_job_within_a_minute_naming_the_address(
+        kube: Kube, cluster: tuple[OperatorProcess, KubeletAgent]) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:  # a port nothing listens on after
+        servers = f"127.0.0.1:{server.getsockname()[1]}"
+    jobs = _apply(kube, _example_for(servers, "ux-train", "ux-test"))
+    eventually(lambda: jobs.phase("susy") == "Failed", 60, "the job to fail within 60 s",
+               _diagnosis(jobs, "susy", cluster))
+    failed, kafka_ready = jobs.condition("susy", "Failed"), jobs.condition("susy", "KafkaReady")
+    assert failed is not None and failed["reason"] == "KafkaUnreachable"
+    assert f"cannot reach Kafka at {servers}" in failed["message"]
+    assert "Traceback" not in failed["message"]
+    assert kafka_ready is not None
+    assert (kafka_ready["status"], kafka_ready["reason"]) == ("False", "KafkaUnreachable")
+    assert jobs.status("susy")["reason"] == "KafkaUnreachable"
+    assert jobs.status("susy")["trainer"]["failed"] == 1  # exit 3: the Job tried no other pod
 
 
 def test_suspending_a_running_trainer_kills_its_pod_and_resume_finishes_the_job(
