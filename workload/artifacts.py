@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from workload.contract import MODES
+
 MODEL_FILE = "model.keras"
 """File name of a trained model in an output folder (and in a source folder)."""
 
@@ -96,8 +98,7 @@ class Artifacts:
             ("checkpoints", self.checkpoints), ("evaluation ledgers", self.root / "evaluate"),
             ("online exports", self.online), ("TensorBoard logs", self.tensorboard),
             ("training curve", self.training_curve), ("results", self.summary),
-            *((f"results of {mode}", self.results(mode))
-              for mode in ("train", "evaluate", "online")),
+            *((f"results of {mode}", self.results(mode)) for mode in MODES),
         ]
         return [(what, path) for what, path in entries if path.exists()]
 
