@@ -40,6 +40,7 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import kubernetes
+import urllib3
 from rich.console import Console
 from rich.table import Table
 
@@ -123,8 +124,11 @@ class JobWatch:
     def _run(self) -> None:
         events = self._watch.stream(  # type: ignore[no-untyped-call]
             self.batch.list_namespaced_job, self.namespace, timeout_seconds=3600)
-        for event in events:
-            self.seen.setdefault(event["object"].metadata.name, time.monotonic())
+        try:
+            for event in events:
+                self.seen.setdefault(event["object"].metadata.name, time.monotonic())
+        except urllib3.exceptions.ProtocolError:
+            pass  # the control plane stopped under the stream: the figures are taken by then
 
 
 def scale_spec(index: int) -> dict[str, Any]:
