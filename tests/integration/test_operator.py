@@ -329,3 +329,16 @@ def test_progress_is_accepted_only_with_a_token_of_the_jobs_audience_bound_to_it
     assert progress["lastProgressTime"] == progress["lastUpdateTime"]
     row = kube.cluster.kubectl("get", "stj", "watched", "-n", kube.namespace).stdout
     assert "10" in row.splitlines()[1] and "18" in row.splitlines()[1]
+
+
+def test_a_phase_without_progress_fails_at_its_deadline_and_its_job_is_suspended(
+        jobs: Jobs, operator: OperatorProcess) -> None:
+    jobs.create("stuck", {**SPEC, "runPolicy": {"progressDeadlineSeconds": 3}})
+    _pod_of(jobs, "stuck-train", operator)  # its pod never reports progress
+    status = _wait_phase(jobs, operator, "stuck", "Failed")
+    failed = jobs.condition("stuck", "Failed")
+    assert status["reason"] == "ProgressDeadlineExceeded"
+    assert failed is not None and failed["reason"] == "ProgressDeadlineExceeded"
+    assert "made no progress for 3 s" in failed["message"]
+    child = jobs.batch.read_namespaced_job("stuck-train", jobs.namespace)
+    assert child.spec.suspend is True  # which stops its pods
