@@ -152,6 +152,11 @@ class Reporter:
 _current: Reporter | None = None
 
 
+def active() -> bool:
+    """Whether this process reports live progress (a pod with a channel)."""
+    return _current is not None
+
+
 def report(**figures: Any) -> None:
     """Hand the current phase's figures to the reporter, if this process has one."""
     reporter = _current

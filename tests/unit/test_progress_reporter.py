@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from workload.contract import PROGRESS_TOKEN_ENV, PROGRESS_URL_ENV
-from workload.progress import Reporter, channel, report
+from workload.progress import Reporter, active, channel, report
 
 
 class Clock:
@@ -66,7 +66,7 @@ def test_an_unreachable_endpoint_is_reported_not_raised(tmp_path: Path) -> None:
 
 def test_outside_a_pod_report_does_nothing(tmp_path: Path) -> None:
     with channel("online", environ={}) as reporter:
-        assert reporter is None
+        assert reporter is None and not active()  # so training adds no per-batch callback
         report(records=3)  # no channel: a no-op
 
 
@@ -76,5 +76,7 @@ def test_in_a_pod_the_displays_reach_the_reporter(tmp_path: Path) -> None:
     token.write_text("t")
     environ = {PROGRESS_URL_ENV: "http://operator/progress/ns/job", PROGRESS_TOKEN_ENV: str(token)}
     with channel("online", environ, send=lambda url, bearer, body: sent.append(body)):
+        assert active()
         report(records=42, accuracy=0.5)
+    assert not active()
     assert json.loads(sent[-1]) == {"mode": "online", "records": 42, "accuracy": 0.5}

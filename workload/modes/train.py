@@ -41,6 +41,7 @@ import numpy as np
 import numpy.typing as npt
 import tensorflow as tf
 
+from workload import progress as live
 from workload.artifacts import Artifacts, write_json_atomic
 from workload.data.decode import count_reasons, decode_batch_tensors
 from workload.identity import RunIdentity
@@ -317,7 +318,8 @@ def _train(spec: StreamingTrainingJobSpec, identity: RunIdentity, connection: Ka
             *extra_callbacks, checkpointer,
             keras.callbacks.TensorBoard(log_dir=str(artifacts.tensorboard), write_graph=False),
         ]
-        callbacks.append(display.keras_callback(summary.good, train.batch_size, train.epochs))
+        if progress or live.active():  # a per-batch callback makes Keras fetch every batch's logs
+            callbacks.append(display.keras_callback(summary.good, train.batch_size, train.epochs))
         started = time.perf_counter()
         with stop_on_sigterm(stop):
             _fit_epochs(model, rows, checks, spec, state, checkpointer, callbacks)
