@@ -14,7 +14,8 @@ Figures (one training topic of one partition, the tutorial's layout):
   `kafka_python_rps` the same with kafka-python;
 - `seed_input_rps`, `input_rps`: records per second from Kafka to decoded
   batches, no model (the tutorial's `from_kafka` pipeline; train mode's
-  reader and batch decoding); the better of two passes;
+  reader and batch decoding); the better of two passes (`json_input_rps`,
+  the same rows as JSON, and the decoders alone come from `bench.decoding`);
 - `seed_train_epoch_s`: the tutorial's pipeline (`from_kafka` partition 0,
   shuffle 64, per-record `decode_csv`, batch 64), one epoch of the tutorial model;
 - `train_epoch_s`: train mode's pipeline at batch 64 (the reader, batch
@@ -55,7 +56,6 @@ import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -70,20 +70,20 @@ from bench.harness import (  # noqa: E402
     TARGETS,
     BenchContext,
     Target,
+    best_rate,
     brokers,
     measurement,
     prepare,
     report,
     run,
 )
-from workload.data.decode import decode_batch_tensors  # noqa: E402
 from workload.kafka.bounds import partition_bounds  # noqa: E402
 from workload.kafka.tfio import tutorial_dataset  # noqa: E402
 from workload.modes.checkpoint import Checkpointer, TrainState  # noqa: E402
 from workload.modes.train import (  # noqa: E402
     ReadSummary,
+    decoded_batches,
     epoch_dataset,
-    raw_batches,
     read_all,
     training_rows,
 )
@@ -93,13 +93,10 @@ from workload.spec import DataSpec, StreamingTrainingJobSpec  # noqa: E402
 EPOCHS = 10
 """The tutorial's epochs."""
 
-PASSES = 2
-"""Passes over the topic per input measurement; the fastest counts."""
-
 RAW_BATCH = 10_000
 """Records per `consume` call of the raw baselines."""
 
-EXTRA_MODULES = ("bench.eval_pipeline",)
+EXTRA_MODULES = ("bench.eval_pipeline", "bench.decoding")
 """Modules that register more measurements, imported when present."""
 
 TARGETS.extend([
@@ -133,16 +130,6 @@ def count_records(dataset: tf.data.Dataset) -> int:
     return sum(int(element[0].shape[0]) for element in dataset)
 
 
-def best_rate(count: Callable[[], int]) -> float:
-    """Records per second of the fastest of `PASSES` passes, each building its reader anew."""
-    rates = []
-    for _ in range(PASSES):
-        started = time.perf_counter()
-        rows = count()
-        rates.append(rows / (time.perf_counter() - started))
-    return max(rates)
-
-
 @measurement("the tutorial's input pipeline (Kafka 3.9)")
 def seed_input(context: BenchContext) -> dict[str, float]:
     return {"seed_input_rps": best_rate(lambda: count_records(tutorial_pipeline(context)))}
@@ -154,9 +141,8 @@ def fast_input(context: BenchContext) -> dict[str, float]:
     offsets = partition_bounds(context.connection, context.topic)
 
     def decoded() -> int:
-        return count_records(raw_batches(context.connection, context.topic, offsets).map(
-            lambda keys, values: decode_batch_tensors(keys, values, data),
-            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True))
+        return sum(len(batch.labels) for _, _, batch in
+                   decoded_batches(context.connection, context.topic, offsets, data))
 
     return {"input_rps": best_rate(decoded)}
 

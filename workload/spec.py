@@ -164,7 +164,9 @@ class DataSpec(SpecModel):
     """Number of feature columns (CSV without names). Ignored when `columns` is set."""
     columns: list[str] | None = Field(None, min_length=1, max_length=4096,
                                       json_schema_extra={"x-kubernetes-list-type": "set"})
-    """Column names in record order (CSV) or the JSON fields to read; includes the label unless `label` is `key`."""
+    """Column names in record order (CSV) or the JSON fields to read; includes the label unless `label` is `key`.
+    A JSON field inside nested objects is named by its path with dots: `features.momentum` reads
+    `{"features": {"momentum": 1.5}}` (so a column cannot also be a path under another column)."""
     label: str = Field("key", min_length=1)
     """`key`: the label is the message key (`0` or `1`), as in the tutorial; else a column or JSON field name."""
     max_record_bytes: int = Field(65536, ge=16, le=16 * 1024 * 1024)
@@ -189,6 +191,13 @@ class DataSpec(SpecModel):
         # The CRD says the same with `x-kubernetes-list-type: set`.
         if columns is not None and len(set(columns)) != len(columns):
             raise ValueError("columns must be unique")
+        # Checked here only (a CEL rule comparing every pair of up to 4,096 names is too costly).
+        parts = [name.split(".") for name in columns or ()]
+        under = {".".join(path[:end]) for path in parts for end in range(1, len(path))}
+        clash = sorted(under.intersection(columns or ()))
+        if clash:
+            raise ValueError(f"column {clash[0]!r} is also the path of other columns "
+                             f"({clash[0]}.*): a JSON field cannot be a number and an object")
         return columns
 
     @property

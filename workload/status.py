@@ -61,7 +61,7 @@ class Metrics(StatusModel):
     bad_records: int | None = None
     """Malformed records set aside (not scored, not trained on)."""
     bad_records_by_reason: dict[str, int] | None = None
-    """Malformed records by reason (`field_count`, `non_numeric`, `empty`, `oversized`, `bad_key`)."""
+    """Malformed records by reason (as in their dead letters' `streamtrain.reason`), e.g. `{"empty": 3}`."""
 
 
 class PodReport(StatusModel):

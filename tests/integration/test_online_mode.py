@@ -9,7 +9,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 from tests.conftest import KafkaHandle
 from tests.integration.modes_support import fill_topic, job_spec, save_tiny_model
@@ -124,8 +123,8 @@ def test_a_stopped_learner_has_committed_only_records_it_learned(
     stop = threading.Event()
     learned: dict[int, set[int]] = {0: set(), 1: set()}
 
-    def stop_after_some(keys: Any, values: Any) -> None:
-        for value in values.numpy():
+    def stop_after_some(keys: list[bytes], values: list[bytes]) -> None:
+        for value in values:
             partition, offset = where[value]
             learned[partition].add(offset)
         stop.set()

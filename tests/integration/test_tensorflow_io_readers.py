@@ -12,12 +12,12 @@ import tensorflow as tf  # noqa: E402
 
 from tests.conftest import KafkaHandle  # noqa: E402
 from tests.integration.kafka_fill import fill  # noqa: E402
-from workload.data.decode import decode_batch_tensors  # noqa: E402
 from workload.kafka.bounds import partition_bounds  # noqa: E402
 from workload.kafka.connection import KafkaConnection  # noqa: E402
 from workload.kafka.probe import tensorflow_io_refusal  # noqa: E402
 from workload.kafka.ranges import KafkaReadError  # noqa: E402
 from workload.kafka.tfio import batch_stream, replay_dataset  # noqa: E402
+from workload.modes.train import decoded_batches  # noqa: E402
 from workload.spec import DataSpec  # noqa: E402
 
 
@@ -72,11 +72,10 @@ def test_replay_feeds_batch_decoding(kafka3: KafkaHandle, three_partitions: str)
     connection = KafkaConnection(kafka3.bootstrap_servers)
     data = DataSpec.model_validate({"features": 2})
     offsets = partition_bounds(connection, three_partitions)
-    decoded = replay_dataset(connection, three_partitions, offsets, read_batch=64).map(
-        lambda keys, values: decode_batch_tensors(keys, values, data))
-    rows = sum(int(features.shape[0]) for features, _, _ in decoded)
-    labels = sum(float(tf.reduce_sum(labels)) for _, labels, _ in decoded)
-    assert rows == 300 and labels == 150
+    decoded = [batch for _, _, batch in decoded_batches(connection, three_partitions, offsets,
+                                                        data, "tensorflow-io")]
+    assert sum(len(batch.labels) for batch in decoded) == 300
+    assert sum(float(batch.labels.sum()) for batch in decoded) == 150
 
 
 def test_a_range_beyond_the_records_fails_instead_of_shortening_the_epoch(

@@ -1,4 +1,8 @@
-"""Batch decoding of raw Kafka records: every layout, every bad-record reason, never a crash."""
+"""Batch decoding of raw Kafka records: every layout, every bad-record reason, never a crash.
+
+JSON decoding is checked record by record against the standard library's `json` in
+`test_json_decode.py`.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,16 @@ tflog.quiet()
 import numpy as np  # noqa: E402
 import numpy.typing as npt  # noqa: E402
 import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from workload.data.decode import BAD_REASONS, count_reasons, decode_batch  # noqa: E402
+from workload.data.decode import (  # noqa: E402
+    BAD_REASONS,
+    FORMAT_REASONS,
+    Decoded,
+    Decoder,
+    make_decoder,
+)
 from workload.spec import DataSpec  # noqa: E402
 
 KEY_CSV = DataSpec.model_validate({"features": 3, "max_record_bytes": 40})
@@ -25,12 +34,27 @@ JSON_WITH_LABEL = DataSpec.model_validate(
 Array = npt.NDArray[np.float32]
 
 
+def names(decoded: Decoded) -> list[str]:
+    """Each record's reason as text (`""` for a good record)."""
+    return [BAD_REASONS[code - 1] if code else "" for code in decoded.reasons.tolist()]
+
+
+DECODERS: dict[str, Decoder] = {}
+"""Decoders by spec (a CSV decoder compiles a TensorFlow function: built once per spec)."""
+
+
+def decoder(data: DataSpec) -> Decoder:
+    key = data.model_dump_json()
+    if key not in DECODERS:
+        DECODERS[key] = make_decoder(data)
+    return DECODERS[key]
+
+
 def decode(keys: list[bytes], values: list[bytes], data: DataSpec = KEY_CSV) -> tuple[
         Array, Array, list[str]]:
     """Decode and return numpy features, labels and the reasons as text."""
-    batch = decode_batch(tf.constant(keys, tf.string), tf.constant(values, tf.string), data)
-    reasons = [reason.decode() for reason in batch.reasons.numpy()]
-    return batch.features.numpy(), batch.labels.numpy(), reasons
+    decoded = decoder(data)(keys, values)
+    return decoded.features, decoded.labels, names(decoded)
 
 
 def test_tutorial_layout_decodes_label_from_key_and_features_from_csv() -> None:
@@ -92,14 +116,25 @@ def test_json_records_are_read_by_field_name_in_any_order() -> None:
 @pytest.mark.parametrize(
     ("value", "reason"),
     [
-        (b'{"a": 1, "y": 1}', "field_count"),
-        (b"not json", "field_count"),
-        (b'{"a": {"nested": 1}, "b": 2, "y": 1}', "field_count"),
+        (b'{"a": 1, "y": 1}', "missing_field"),
+        (b"not json", "invalid_json"),
+        (b"{not json", "invalid_json"),
+        (b"[1, 2, 3]", "invalid_json"),
+        (b'{"a": 1, "b": 2, "y": 1} x', "invalid_json"),
+        (b'{"a": NaN, "b": 2, "y": 1}', "invalid_json"),
+        (b'{"a": {"nested": 1}, "b": 2, "y": 1}', "non_numeric"),
         (b'{"a": "x", "b": 2, "y": 1}', "non_numeric"),
+        (b'{"a": "1", "b": 2, "y": 1}', "non_numeric"),
+        (b'{"a": true, "b": 2, "y": 1}', "non_numeric"),
         (b'{"a": null, "b": 2, "y": 1}', "non_numeric"),
+        (b'{"a": 1e39, "b": 2, "y": 1}', "non_numeric"),
+        (b'{"a": 1e400, "b": 2, "y": 1}', "non_numeric"),
         (b'{"a": 1, "b": 2, "y": 2}', "bad_key"),
+        (b'{"a": 1, "b": 2, "y": true}', "non_numeric"),
         (b"", "empty"),
+        (b" \n ", "empty"),
         (b'{"a": 1, "b": 2, "y": 1, "pad": "' + b"x" * 80 + b'"}', "oversized"),
+        (b'{"a": 1, "b": 2, "y": 1, "z": "\xff"}', "invalid_json"),
     ],
 )
 def test_malformed_json_record_is_set_aside_with_its_reason(value: bytes, reason: str) -> None:
@@ -107,6 +142,33 @@ def test_malformed_json_record_is_set_aside_with_its_reason(value: bytes, reason
     _, labels, reasons = decode([b"", b"", b""], [good, value, good], JSON_WITH_LABEL)
     assert reasons == ["", reason, ""]
     assert labels.shape == (2,)
+
+
+def test_json_numbers_json_allows_and_fast_parsers_may_not_are_read_as_json_reads_them() -> None:
+    values = [b'{"a": 100000000000000000000000, "b": 2.5E-3, "y": 1, "s": "\\ud800"}',
+              b'{"a": -0, "b": 1e-400, "y": 0.0, "a": 7}']
+    features, labels, reasons = decode([b"", b""], values, JSON_WITH_LABEL)
+    assert reasons == ["", ""]
+    np.testing.assert_array_equal(features, np.array([[1e23, 2.5e-3], [7, 0]], np.float32))
+    np.testing.assert_array_equal(labels, [1, 0])
+
+
+def test_nested_columns_are_paths_and_the_first_missing_one_is_named() -> None:
+    data = DataSpec.model_validate({"format": "json", "label": "y",
+                                    "columns": ["e.p.x", "y", "e.q", "e.p.z"]})
+    values = [b'{"y": 1, "e": {"q": 2, "p": {"z": 3, "x": 1}}}',
+              b'{"y": 1, "e": {"q": 2, "p": {"x": 1}}}',
+              b'{"y": 1, "e": {"q": 2, "p": 5}}',
+              b'{"y": 1, "e": null}',
+              b'{"y": 1, "e": {"q": 2, "p": {"z": 3, "x": [1]}}}']
+    decoded = make_decoder(data)([b""] * len(values), values)
+    assert names(decoded) == ["", "missing_field", "missing_field", "missing_field", "non_numeric"]
+    assert decoded.missing == {1: "e.p.z", 2: "e.p.x", 3: "e.p.x"}
+    np.testing.assert_array_equal(decoded.features, [[1, 2, 3]])
+    bad = list(decoded.bad_records([b"k"] * len(values), values))
+    assert [(record.value, record.reason, record.field) for record in bad[:2]] == [
+        (values[1], "missing_field", "e.p.z"), (values[2], "missing_field", "e.p.x")]
+    assert bad[-1].field is None and bad[-1].key == b"k"
 
 
 def test_json_with_label_in_the_key() -> None:
@@ -131,21 +193,17 @@ def test_an_empty_batch_gives_empty_tensors_of_the_right_shape() -> None:
     assert features.shape == (0, 3) and labels.shape == (0,) and reasons == []
 
 
-def test_decoding_runs_inside_a_dataset_map() -> None:
-    from workload.data.decode import decode_batch_tensors
-
-    dataset = tf.data.Dataset.from_tensor_slices(
-        (tf.constant([b"1", b"0", b"1"]), tf.constant([b"1,2,3", b"a,b,c", b"4,5,6"]))).batch(3)
-    decoded = dataset.map(lambda k, v: decode_batch_tensors(k, v, KEY_CSV))
-    features, labels, reasons = next(iter(decoded))
-    assert features.shape == (2, 3) and labels.shape == (2,)
-    assert count_reasons(reasons) == {"non_numeric": 1}
+def test_counts_name_each_reason_and_leave_good_records_out() -> None:
+    decoded = Decoded(np.zeros((2, 3), np.float32), np.zeros(2, np.float32),
+                      np.array([0, 4, 5, 4, 0, 6, 1], np.uint8))
+    assert decoded.counts() == {BAD_REASONS[3]: 2, BAD_REASONS[4]: 1, BAD_REASONS[5]: 1,
+                                BAD_REASONS[0]: 1}
 
 
-def test_count_reasons_counts_each_reason_and_ignores_good_records() -> None:
-    counts = count_reasons(tf.constant(["", "empty", "bad_key", "empty", ""]))
-    assert counts == {"empty": 2, "bad_key": 1}
-    assert set(counts) <= set(BAD_REASONS)
+def test_every_reason_is_one_of_the_bad_reasons_and_each_format_gives_its_own() -> None:
+    assert set(BAD_REASONS) == set(FORMAT_REASONS["csv"]) | set(FORMAT_REASONS["json"])
+    assert "field_count" not in FORMAT_REASONS["json"]
+    assert {"invalid_json", "missing_field"}.isdisjoint(FORMAT_REASONS["csv"])
 
 
 record_bytes = st.one_of(
@@ -163,10 +221,9 @@ def test_decode_never_raises_and_accounts_for_every_record(
         records: list[tuple[bytes, bytes]]) -> None:
     keys = [key for key, _ in records]
     values = [value for _, value in records]
-    batch = decode_batch(tf.constant(keys, tf.string), tf.constant(values, tf.string), KEY_CSV)
-    good = int(tf.reduce_sum(tf.cast(batch.good, tf.int32)))
-    bad = sum(count_reasons(batch.reasons).values())
-    assert good + bad == len(records)
-    assert batch.features.shape == (good, 3) and batch.labels.shape == (good,)
-    assert bool(tf.reduce_all(tf.math.is_finite(batch.features)))
-    assert set(count_reasons(batch.reasons)) <= set(BAD_REASONS)
+    decoded = decoder(KEY_CSV)(keys, values)
+    good = int(decoded.good.sum())
+    assert good + sum(decoded.counts().values()) == len(records)
+    assert decoded.features.shape == (good, 3) and decoded.labels.shape == (good,)
+    assert np.isfinite(decoded.features).all()
+    assert set(decoded.counts()) <= set(FORMAT_REASONS["csv"])

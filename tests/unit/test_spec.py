@@ -50,6 +50,8 @@ def test_defaults_reproduce_the_tutorial() -> None:
         (with_(model={"optimizer": "adamw2"}), "spec.model.optimizer"),
         (with_(data={"label": "class"}), "spec.data.label: label must be 'key' or one of columns"),
         (with_(data={"format": "json"}), "format json needs columns"),
+        (with_(data={"format": "json", "columns": ["e.p.x", "e.p", "y"], "label": "y"}),
+         "spec.data.columns: column 'e.p' is also the path of other columns"),
         (with_(data={"maxBadRecordsRatio": 2}), "spec.data.maxBadRecordsRatio"),
         (with_(runPolicy={"backoffLimit": -1}), "spec.runPolicy.backoffLimit"),
         (with_(model={"source": {"job": "a"}}), "model.source is for jobs that do not train"),

@@ -2,35 +2,30 @@
 
 CSV (the tutorial's layout): the value is the record's columns joined by
 commas, the key is the label (`b"0"` or `b"1"`) when `label: key`. JSON: the
-value is an object with one field per column of `DataSpec.columns`. Floats
-are written as the shortest text that reads back as the same float32.
+value is an object with one field per column of `DataSpec.columns`, a dotted
+column (`features.pt`) written inside a nested object. Floats are written as
+the shortest text that reads back as the same float32.
 Values are formatted column by column with Arrow's compute kernels (no
 Python call per number): `streamtrain produce` is as fast as its producer.
 
 `corrupt` swaps a fraction of good messages for malformed ones, one reason
-per message from `BAD_RECORD_REASONS` (the names the decoder counts by), and
-returns how many of each it made.
+per message from the decoder's reasons for the layout
+(`workload.data.decode.FORMAT_REASONS`), and returns how many of each it made.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from workload.data.decode import FORMAT_REASONS
 from workload.datagen.table import SusyData
 from workload.spec import DataSpec
-
-BAD_RECORD_REASONS: tuple[str, ...] = (
-    "field_count", "non_numeric", "empty", "oversized", "bad_key",
-)
-"""Why a record is malformed: wrong number of fields (a missing field in JSON), a value that is
-not a number, an empty value, a value longer than `maxRecordBytes`, a label (the message key or
-the label column) other than `0`/`1`."""
 
 NON_NUMERIC = "n/a"
 """What a `non_numeric` corruption writes in place of a number."""
@@ -40,6 +35,9 @@ BAD_KEYS: tuple[bytes, ...] = (b"2", b"x", b"")
 
 BAD_LABELS: tuple[int | float, ...] = (2, -1, 0.5)
 """Numbers a `bad_key` corruption cycles through when the label is a column."""
+
+NOT_JSON: tuple[bytes, ...] = (b"{not json", b"[1, 2, 3]", b'{"unterminated": "')
+"""Values an `invalid_json` corruption cycles through: not JSON, JSON but not an object."""
 
 
 class Message(NamedTuple):
@@ -80,12 +78,30 @@ def _values(data: SusyData, spec: DataSpec) -> list[bytes]:
     if spec.format == "csv":
         joined = pc.binary_join_element_wise(*texts, ",")
     else:
-        pieces: list[pa.Array | str] = []
-        for index, (name, text) in enumerate(zip(spec.record_columns, texts, strict=True)):
-            pieces += [("{" if index == 0 else ", ") + f"{json.dumps(name)}: ", text]
-        joined = pc.binary_join_element_wise(*pieces, "}", "")
+        joined = pc.binary_join_element_wise(*_json_pieces(spec.record_columns, texts), "")
     values: list[bytes] = pc.cast(joined, pa.binary()).to_pylist()
     return values
+
+
+def _json_pieces(columns: list[str], texts: list[pa.Array]) -> list[pa.Array | str]:
+    """A JSON object's text as literal pieces and column texts to join: one field per column,
+    a dotted column inside nested objects (`a.b` -> `{"a": {"b": ...}}`)."""
+    tree: dict[str, Any] = {}
+    for name, text in zip(columns, texts, strict=True):
+        *parents, leaf = name.split(".")
+        node = tree
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = text
+
+    def render(node: dict[str, Any]) -> list[pa.Array | str]:
+        pieces: list[pa.Array | str] = []
+        for index, (key, child) in enumerate(node.items()):
+            pieces.append(("{" if index == 0 else ", ") + f"{json.dumps(key)}: ")
+            pieces += render(child) if isinstance(child, dict) else [child]
+        return [*pieces, "}"]
+
+    return render(tree)
 
 
 def encode(data: SusyData, spec: DataSpec | None = None) -> list[Message]:
@@ -104,8 +120,8 @@ def encode(data: SusyData, spec: DataSpec | None = None) -> list[Message]:
 
 
 def applicable_reasons(spec: DataSpec) -> tuple[str, ...]:
-    """The malformations `corrupt` makes in this layout (all of them, in every layout)."""
-    return BAD_RECORD_REASONS
+    """The malformations `corrupt` makes in this layout: every reason its decoder gives."""
+    return FORMAT_REASONS[spec.format]
 
 
 def _pad_number(field: bytes, width: int) -> bytes:
@@ -124,14 +140,16 @@ def _malform(message: Message, reason: str, spec: DataSpec, serial: int) -> Mess
         return Message(BAD_KEYS[serial % len(BAD_KEYS)], value)
     bad_label = BAD_LABELS[serial % len(BAD_LABELS)]
     if spec.format == "json":
+        if reason == "invalid_json":
+            return Message(key, NOT_JSON[serial % len(NOT_JSON)])
         record = json.loads(value)
-        first = next(iter(record))
         if reason == "bad_key":
-            record[spec.label] = bad_label
-        elif reason == "field_count":
-            record.pop(spec.record_columns[-1])
+            _set_path(record, spec.label, bad_label)
+        elif reason == "missing_field":
+            *parents, leaf = spec.record_columns[-1].split(".")
+            _at_path(record, parents).pop(leaf)
         elif reason == "non_numeric":
-            record[first] = NON_NUMERIC
+            _set_path(record, spec.record_columns[0], NON_NUMERIC)
         else:  # oversized: whitespace is valid JSON, so only the size is wrong
             text = json.dumps(record)
             return Message(key, ("{" + " " * (spec.max_record_bytes + 1) + text[1:]).encode())
@@ -149,13 +167,26 @@ def _malform(message: Message, reason: str, spec: DataSpec, serial: int) -> Mess
     return Message(key, b",".join(fields))
 
 
+def _at_path(record: dict[str, Any], keys: list[str]) -> dict[str, Any]:
+    """The object `keys` leads to inside `record`."""
+    for key in keys:
+        record = record[key]
+    return record
+
+
+def _set_path(record: dict[str, Any], column: str, value: object) -> None:
+    """Set the field a (possibly dotted) column names."""
+    *parents, leaf = column.split(".")
+    _at_path(record, parents)[leaf] = value
+
+
 def corrupt(
     messages: Sequence[Message], fraction: float, seed: int, spec: DataSpec | None = None
 ) -> tuple[list[Message], dict[str, int]]:
     """A copy of `messages` with `fraction` of them malformed, and the count made per reason.
 
     The malformed messages are picked at random (seeded) and cycle through
-    `BAD_RECORD_REASONS`, so every reason appears once enough messages are
+    `applicable_reasons(spec)`, so every reason appears once enough messages are
     corrupted; each has exactly one thing wrong. The counts name every
     reason, zeros included.
     """

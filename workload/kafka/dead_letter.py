@@ -1,7 +1,8 @@
 """Send malformed records, with why they were refused, to a dead-letter topic.
 
 Each record keeps its original key and value; the reason (one of
-`decode.BAD_REASONS`) travels in the `streamtrain.reason` header and the
+`decode.BAD_REASONS`) travels in the `streamtrain.reason` header, the first
+missing column of a `missing_field` record in `streamtrain.field`, and the
 topic it came from in `streamtrain.source`, so a person or a repair job can
 find, fix and replay it. Writing is at-least-once: a run that restarts may
 send the same bad record again.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from workload.data.decode import BadRecord
 from workload.kafka.admin import ensure_topic
 from workload.kafka.connection import KafkaConnection
 from workload.kafka.producer import BatchProducer
@@ -18,15 +20,15 @@ from workload.kafka.producer import BatchProducer
 REASON_HEADER = "streamtrain.reason"
 """Header with the reason a record was refused."""
 
+FIELD_HEADER = "streamtrain.field"
+"""Header with the first missing column (`missing_field` records only)."""
+
 SOURCE_HEADER = "streamtrain.source"
 """Header with the topic the record was read from."""
 
-DeadLetter = tuple[bytes, bytes, str]
-"""A refused record: (key, value, reason)."""
-
 
 def send_dead_letters(
-    connection: KafkaConnection, topic: str, source_topic: str, records: Iterable[DeadLetter]
+    connection: KafkaConnection, topic: str, source_topic: str, records: Iterable[BadRecord]
 ) -> int:
     """Write `records` to `topic` (created with one partition if missing) and wait until the
     broker has them all.
@@ -40,8 +42,11 @@ def send_dead_letters(
     ensure_topic(connection, topic, 1)
     producer = BatchProducer(connection)
     source = source_topic.encode()
-    for key, value, reason in batch:
-        producer.send(topic, key or None, value,
-                      headers=[(REASON_HEADER, reason.encode()), (SOURCE_HEADER, source)])
+    for key, value, reason, field in batch:
+        headers: list[tuple[str, str | bytes | None]] = [(REASON_HEADER, reason.encode()),
+                                                         (SOURCE_HEADER, source)]
+        if field is not None:
+            headers.append((FIELD_HEADER, field.encode()))
+        producer.send(topic, key or None, value, headers=headers)
     producer.flush(f"dead-letter topic {topic!r}")
     return len(batch)

@@ -10,7 +10,7 @@ Training replays every partition of a topic between the offsets captured at
 start. TensorFlow's Kafka tutorial reads partition 0 only, one record per
 dataset element, and decodes record by record; here each partition is read
 sequentially by its own consumer, 1,024 records per tensorflow-io op (so
-records arrive already batched, ready for `decode_batch`), partitions one
+records arrive already batched, ready for the batch decoder), partitions one
 after another (the same order as the librdkafka reader), and the next
 batches are prefetched.
 
@@ -211,7 +211,7 @@ def batch_stream(
 
     `stream_timeout_ms` is how long to wait for new records before ending
     (`-1` = forever). Use each element as `mini.batch(n)` to get raw batches
-    for `decode_batch`.
+    for the batch decoder (`workload.data.decode`).
     """
     return _group_reader(tfio.experimental.streaming.KafkaBatchIODataset, connection, topic,
                          group, stream_timeout_ms, message_poll_timeout_ms, extra)

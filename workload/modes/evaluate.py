@@ -48,9 +48,8 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from workload import progress as live
 from workload.artifacts import Artifacts, write_json_atomic
@@ -62,6 +61,10 @@ from workload.modes.ledger import Ledger, LedgerMismatch, Tally
 from workload.modes.signals import stop_on_sigterm
 from workload.spec import FOREVER, StreamingTrainingJobSpec
 from workload.status import Metrics, PodReport
+
+if TYPE_CHECKING:
+    from workload.data.decode import BadRecord
+    from workload.modes.scoring import BadRecordSink
 
 DEFAULT_CHUNK_RECORDS = 16384
 """Records per partition scored between two ledger saves: bounds the work a kill can cost."""
@@ -175,7 +178,7 @@ def _evaluate(name: str, spec: StreamingTrainingJobSpec, identity: RunIdentity,
 
 
 def dead_letter_sink(spec: StreamingTrainingJobSpec,
-                     connection: KafkaConnection) -> Callable[[Any, Any, Any], None] | None:
+                     connection: KafkaConnection) -> BadRecordSink | None:
     """A sender of bad records to `data.deadLetterTopic` (reason in a header), if one is set."""
     topic = spec.data.dead_letter_topic
     if topic is None or spec.evaluate is None:
@@ -184,11 +187,9 @@ def dead_letter_sink(spec: StreamingTrainingJobSpec,
 
     source = spec.evaluate.topic
 
-    def send(keys: Any, values: Any, reasons: Any) -> None:
+    def send(records: list[BadRecord]) -> None:
         # Acknowledged before the ledger that counts them is saved.
-        send_dead_letters(connection, topic, source, [
-            (bytes(key), bytes(value), bytes(reason).decode())
-            for key, value, reason in zip(keys, values, reasons, strict=True)])
+        send_dead_letters(connection, topic, source, records)
 
     return send
 

@@ -52,7 +52,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from workload import progress as live
 from workload.artifacts import Artifacts, write_json_atomic
@@ -61,9 +61,6 @@ from workload.kafka.connection import KafkaConnection
 from workload.modes.signals import stop_on_sigterm
 from workload.spec import FOREVER, OnlineSpec, StreamingTrainingJobSpec
 from workload.status import Metrics, PodReport
-
-if TYPE_CHECKING:
-    import tensorflow as tf
 
 POLL_MS = 1000
 """`message_poll_timeout` of the tensorflow-io stream: how often an idle stream hands control back."""
@@ -81,11 +78,11 @@ log = logging.getLogger(__name__)
 class BatchObserver(Protocol):
     """Called after each batch has been learned: its raw Kafka keys and values.
 
-    Both are 1-D `tf.string` tensors of the same length (the batch's records,
-    malformed ones included: those were counted and dead-lettered, not trained on).
+    Both are lists of bytes of the same length (the batch's records, malformed
+    ones included: those were counted and dead-lettered, not trained on).
     """
 
-    def __call__(self, keys: tf.Tensor, values: tf.Tensor) -> None: ...
+    def __call__(self, keys: list[bytes], values: list[bytes]) -> None: ...
 
 
 def run_online(name: str, spec: StreamingTrainingJobSpec, connection: KafkaConnection,
@@ -129,8 +126,6 @@ def _idle(online: OnlineSpec, last_record: float, now: float) -> bool:
 def _learn_group(spec: StreamingTrainingJobSpec, connection: KafkaConnection, learner: Any,
                  stop: threading.Event, progress: bool, on_batch: BatchObserver | None) -> None:
     """librdkafka: learn each polled batch, then commit it; checkpoint before a revoke."""
-    import tensorflow as tf
-
     from workload.kafka.group_reader import GroupReader
 
     online = spec.online
@@ -148,8 +143,7 @@ def _learn_group(spec: StreamingTrainingJobSpec, connection: KafkaConnection, le
                 if not joined and reader.generations:
                     joined, last_record = True, min(last_record, now)
                 if len(batch):
-                    keys, values = tf.constant(batch.keys, tf.string), tf.constant(batch.values,
-                                                                                  tf.string)
+                    keys, values = batch.keys, batch.values
                     learner.learn(keys, values)
                     # A lineage's first commit never comes before its first checkpoint.
                     learner.ensure_checkpoint({**reader.positions, **batch.positions})
@@ -180,7 +174,8 @@ def _learn_tensorflow_io(spec: StreamingTrainingJobSpec, connection: KafkaConnec
     with _status(progress) as show:
         for mini in stream:
             arrived = 0
-            for values, keys in mini.batch(online.batch_size):
+            for value_tensor, key_tensor in mini.batch(online.batch_size):
+                keys, values = key_tensor.numpy().tolist(), value_tensor.numpy().tolist()
                 arrived += learner.learn(keys, values)
                 if on_batch is not None:
                     on_batch(keys, values)

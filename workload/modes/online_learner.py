@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from workload.artifacts import Artifacts, read_json, write_json_atomic
-from workload.data.decode import count_reasons, decode_batch_tensors
+from workload.data.decode import make_decoder, sum_counts
 from workload.identity import RunIdentity
 from workload.kafka.connection import KafkaConnection
 from workload.model.build import build_model, compile_model, load_model
@@ -78,13 +78,7 @@ class OnlineLearner:
                     self._use(load_model(start))
                     self.started_from = str(start)
                     break
-        data = spec.data
-
-        def decode(keys: tf.Tensor, values: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-            return decode_batch_tensors(keys, values, data)
-
-        self._decode = tf.function(
-            decode, input_signature=[tf.TensorSpec([None], tf.string)] * 2, autograph=False)
+        self._decode = make_decoder(spec.data)
         self._records_at_export = self.records
         self._time_at_export = time.monotonic()
 
@@ -141,37 +135,28 @@ class OnlineLearner:
             train, input_signature=[features_spec, tf.TensorSpec([None], tf.float32)],
             autograph=False)
 
-    def learn(self, keys: tf.Tensor, values: tf.Tensor) -> int:
+    def learn(self, keys: list[bytes], values: list[bytes]) -> int:
         """Decode a batch, score its good records, then train on them; returns records read."""
-        features, labels, reasons = self._decode(keys, values)
-        bad = count_reasons(reasons)
+        decoded = self._decode(keys, values)
+        bad = decoded.counts()
         if bad:
-            for reason, count in bad.items():
-                self.bad_by_reason[reason] = self.bad_by_reason.get(reason, 0) + count
-            self._dead_letters(keys, values, reasons)
-        good = int(tf.shape(labels)[0])
-        if good:
+            sum_counts(self.bad_by_reason, bad)
+            topic = self._spec.data.dead_letter_topic
+            if topic is not None:
+                from workload.kafka.dead_letter import send_dead_letters
+
+                send_dead_letters(self._connection, topic, self._online.topic,
+                                  decoded.bad_records(keys, values))
+        features, labels = decoded.features, decoded.labels
+        if len(labels):
             if self._model is None:
-                statistics = feature_statistics(features.numpy())
-                self._use(build_model(self._spec.model, self._width, statistics))
+                self._use(build_model(self._spec.model, self._width, feature_statistics(features)))
             assert self._model is not None
             scores = self._predict(features).numpy()
-            truth = labels.numpy() > 0.5
-            self.correct += int(np.count_nonzero((scores > 0.5) == truth))
-            self.records += good
+            self.correct += int(np.count_nonzero((scores > 0.5) == (labels > 0.5)))
+            self.records += len(labels)
             self._train(features, labels)
-        return int(tf.size(reasons))
-
-    def _dead_letters(self, keys: tf.Tensor, values: tf.Tensor, reasons: tf.Tensor) -> None:
-        topic = self._spec.data.dead_letter_topic
-        if topic is None:
-            return
-        from workload.kafka.dead_letter import send_dead_letters
-
-        mask = reasons.numpy() != b""
-        send_dead_letters(self._connection, topic, self._online.topic, [
-            (bytes(k), bytes(v), bytes(r).decode()) for k, v, r in
-            zip(keys.numpy()[mask], values.numpy()[mask], reasons.numpy()[mask], strict=True)])
+        return len(values)
 
     def export_if_due(self, positions: dict[int, int]) -> None:
         """Export when `exportEveryRecords` records or `exportEverySeconds` seconds have passed."""

@@ -3,9 +3,9 @@
 Records come from exact `[start, stop)` ranges, one reader per partition
 kept for the whole run (`workload.kafka.ranges` through librdkafka, or
 tensorflow-io's reader with `client: tensorflow-io`), partitions read in
-parallel threads; they are decoded in compiled calls with the vectorised
-decoder (bad records set aside with their reason), and the good ones are
-scored by the Keras model in a compiled function. Nothing here touches the
+parallel threads; they are decoded in parallel pieces by the batch decoder
+(`workload.data.decode`: bad records set aside with their reason), and the
+good ones are scored by the Keras model in a compiled function. Nothing here touches the
 ledger or the consumer group: `evaluate` decides when a chunk's tally
 becomes durable. A chunk that returns fewer records than its offset range
 holds (a broker restart mid-read, records deleted by retention, offset gaps
@@ -18,20 +18,22 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
-from workload.data.decode import count_reasons, decode_batch_tensors
+from workload.data.decode import BadRecord, Decoded, Floats, make_decoder, sum_counts
 from workload.kafka.connection import KafkaConnection
 from workload.kafka.ranges import KafkaReadError, PartitionReader
 from workload.model.build import load_model
 from workload.modes.ledger import Tally
 from workload.spec import DataSpec, KafkaClient
 
-BadRecordSink = Callable[[Any, Any, Any], None]
-"""Receives the keys, values and reasons of a batch's bad records (e.g. a dead-letter sender)."""
+BadRecordSink = Callable[[list[BadRecord]], None]
+"""Receives a chunk's bad records (e.g. a dead-letter sender)."""
+
+Records = tuple[list[bytes], list[bytes]]
+"""Keys and values of a range, in offset order."""
 
 
 PIECE_RECORDS = 8192
@@ -51,7 +53,7 @@ class RangeReads:
         self._readers = {p: PartitionReader(connection, topic, p, start)
                          for p, start in positions.items()}
 
-    def read(self, partition: int, start: int, stop: int) -> tuple[tf.Tensor, tf.Tensor]:
+    def read(self, partition: int, start: int, stop: int) -> Records:
         """Keys and values of the range (which must start where the last one stopped)."""
         reader = self._readers[partition]
         if reader.position != start:
@@ -61,7 +63,7 @@ class RangeReads:
         for batch in reader.read(stop):
             keys += batch.keys
             values += batch.values
-        return tf.constant(keys, tf.string), tf.constant(values, tf.string)
+        return keys, values
 
 
 class TensorflowIoRangeReads:
@@ -74,14 +76,14 @@ class TensorflowIoRangeReads:
         self._readers = open_readers(connection, topic, sorted(first_offsets))
         self._first_offsets = first_offsets
 
-    def read(self, partition: int, start: int, stop: int) -> tuple[tf.Tensor, tf.Tensor]:
+    def read(self, partition: int, start: int, stop: int) -> Records:
         """Keys and values of the range; a short read (its reader cannot tell) fails."""
         keys, values = self._readers[partition].read(start, stop, self._first_offsets[partition])
         if int(tf.size(values)) != stop - start:
             raise KafkaReadError(
                 f"partition {partition} offsets {start}..{stop - 1}: read {int(tf.size(values))} "
                 f"records, expected {stop - start} (broker unavailable, or records deleted)")
-        return keys, values
+        return keys.numpy().tolist(), values.numpy().tolist()
 
 
 class Scorer:
@@ -106,14 +108,10 @@ class Scorer:
         def predict(features: tf.Tensor) -> tf.Tensor:
             return tf.reshape(model(features, training=False), [-1])
 
-        def decode(keys: tf.Tensor, values: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-            return decode_batch_tensors(keys, values, data)
-
-        # Both compiled once per run: a chunk never re-traces.
+        # Compiled once per run: a chunk never re-traces.
         self._predict = tf.function(
             predict, input_signature=[tf.TensorSpec([None, width], tf.float32)], autograph=False)
-        self._decode = tf.function(
-            decode, input_signature=[tf.TensorSpec([None], tf.string)] * 2, autograph=False)
+        self._decode = make_decoder(data)
 
     def score(self, ranges: dict[int, tuple[int, int]]) -> Tally:
         """The tally of every record in `ranges` (per partition `[start, stop)`).
@@ -129,30 +127,30 @@ class Scorer:
         except (tf.errors.OpError, TimeoutError, KafkaReadError) as error:
             where = f"topic {self._topic!r}, offsets {ranges}"
             raise ScoringError(f"{where}: {error}") from None
-        keys = tf.concat([k for k, _ in parts], axis=0) if parts else tf.constant([], tf.string)
-        values = tf.concat([v for _, v in parts], axis=0) if parts else tf.constant([], tf.string)
-        expected = int(tf.size(values))
-        pieces = [(first, min(first + PIECE_RECORDS, expected))
-                  for first in range(0, expected, PIECE_RECORDS)]
+        keys = [key for part_keys, _ in parts for key in part_keys]
+        values = [value for _, part_values in parts for value in part_values]
+        pieces = [(first, min(first + PIECE_RECORDS, len(values)))
+                  for first in range(0, len(values), PIECE_RECORDS)]
         scored = list(self._pool.map(
             lambda piece: self._score_piece(keys[piece[0]:piece[1]], values[piece[0]:piece[1]]),
             pieces))
         tally = Tally()
-        for labels, scores, _ in scored:
-            tally.add_scores(labels, scores)
-        reasons = np.concatenate([piece_reasons for _, _, piece_reasons in scored])
-        bad = count_reasons(reasons)
+        bad: dict[str, int] = {}
+        bad_records: list[BadRecord] = []
+        for (first, stop), (decoded, scores) in zip(pieces, scored, strict=True):
+            tally.add_scores(decoded.labels, scores)
+            sum_counts(bad, decoded.counts())
+            if self._sink is not None:
+                bad_records.extend(decoded.bad_records(keys[first:stop], values[first:stop]))
         if bad:
             tally.add_bad(bad)
             if self._sink is not None:
-                mask = reasons != b""
-                self._sink(keys.numpy()[mask], values.numpy()[mask], reasons[mask])
+                self._sink(bad_records)
         return tally
 
-    def _score_piece(self, keys: tf.Tensor, values: tf.Tensor) -> tuple[Any, Any, Any]:
-        """Labels, scores and reasons of one slice of a chunk (slices run in parallel)."""
-        features, labels, reasons = self._decode(keys, values)
-        scores = [self._predict(features[first:first + self._batch_size]).numpy()
-                  for first in range(0, int(tf.shape(labels)[0]), self._batch_size)]
-        joined = np.concatenate(scores) if scores else np.zeros(0, np.float32)
-        return labels.numpy(), joined, reasons.numpy()
+    def _score_piece(self, keys: list[bytes], values: list[bytes]) -> tuple[Decoded, Floats]:
+        """The decoded slice of a chunk and its good records' scores (slices run in parallel)."""
+        decoded = self._decode(keys, values)
+        scores = [self._predict(decoded.features[first:first + self._batch_size]).numpy()
+                  for first in range(0, len(decoded.labels), self._batch_size)]
+        return decoded, np.concatenate(scores) if scores else np.zeros(0, np.float32)

@@ -3,10 +3,10 @@
 1. Capture each partition's (start, end) offsets; an epoch is exactly those
    records, however the topic grows meanwhile. A restart resumes with the
    offsets of its checkpoint.
-2. Read every partition once through the fast pipeline (`raw_batches`:
-   librdkafka batches of each partition's exact range, in a fixed order, or
-   tensorflow-io's reader with `client: tensorflow-io`; batch decoding in
-   parallel with the reading): bad records
+2. Read every partition once (`record_batches`: librdkafka batches of each
+   partition's exact range, in a fixed order, or tensorflow-io's reader with
+   `client: tensorflow-io`), decoding each batch as it arrives into numpy
+   arrays (`workload.data.decode`): bad records
    are counted per reason, sent to the dead-letter topic when one is set, and
    the run fails when their share is above `data.maxBadRecordsRatio`. With
    `train.cache` the decoded records stay in memory for the epochs; without
@@ -43,12 +43,12 @@ import tensorflow as tf
 
 from workload import progress as live
 from workload.artifacts import Artifacts, write_json_atomic
-from workload.data.decode import count_reasons, decode_batch_tensors
+from workload.data.decode import BadRecord, Decoded, make_decoder, sum_counts
 from workload.identity import RunIdentity
 from workload.kafka.admin import TopicMissing
 from workload.kafka.bounds import partition_bounds, record_count
 from workload.kafka.connection import KafkaConnection
-from workload.kafka.dead_letter import DeadLetter, send_dead_letters
+from workload.kafka.dead_letter import send_dead_letters
 from workload.kafka.ranges import KafkaReadError, read_ranges
 from workload.model.build import (
     build_model,
@@ -94,7 +94,7 @@ class ReadSummary:
     seconds: float = 0.0
     features: list[Floats] = field(default_factory=list)
     labels: list[Floats] = field(default_factory=list)
-    dead_letters: list[DeadLetter] = field(default_factory=list)
+    dead_letters: list[BadRecord] = field(default_factory=list)
     statistics: FeatureStatistics | None = None
 
     @property
@@ -103,39 +103,33 @@ class ReadSummary:
         return sum(self.bad_by_reason.values())
 
 
-def raw_batches(connection: KafkaConnection, topic: str, offsets: dict[int, tuple[int, int]],
-                client: KafkaClient = "librdkafka") -> tf.data.Dataset:
-    """`(keys, values)` string batches of every record in `offsets`, in the same order on every
+def record_batches(connection: KafkaConnection, topic: str, offsets: dict[int, tuple[int, int]],
+                   client: KafkaClient = "librdkafka") -> Iterator[tuple[list[bytes], list[bytes]]]:
+    """`(keys, values)` batches of every record in `offsets`, in the same order on every
     iteration (partitions in id order, each in offset order)."""
     if record_count(offsets) == 0:
         raise KafkaReadError(f"topic {topic!r} has no records in offsets {offsets}")
     if client == "tensorflow-io":
         from workload.kafka.tfio import replay_dataset
 
-        return replay_dataset(connection, topic, offsets)
-
-    def batches() -> Iterator[tuple[list[bytes], list[bytes]]]:
-        for batch in read_ranges(connection, topic, offsets):
-            yield batch.keys, batch.values
-
-    return tf.data.Dataset.from_generator(
-        batches, output_signature=(tf.TensorSpec([None], tf.string),) * 2)
+        for keys, values in replay_dataset(connection, topic, offsets):
+            yield keys.numpy().tolist(), values.numpy().tolist()
+        return
+    for batch in read_ranges(connection, topic, offsets):
+        yield batch.keys, batch.values
 
 
-def decoded_dataset(connection: KafkaConnection, topic: str,
+def decoded_batches(connection: KafkaConnection, topic: str,
                     offsets: dict[int, tuple[int, int]], data: DataSpec,
-                    client: KafkaClient = "librdkafka") -> tf.data.Dataset:
-    """Kafka to decoded batches: (features, labels, reasons, bad keys, bad values)."""
-    raw = raw_batches(connection, topic, offsets, client)
-
-    def decode(keys: tf.Tensor, values: tf.Tensor) -> tuple[tf.Tensor, ...]:
-        features, labels, reasons = decode_batch_tensors(keys, values, data)
-        bad = tf.not_equal(reasons, "")
-        return (features, labels, tf.boolean_mask(reasons, bad),
-                tf.boolean_mask(keys, bad), tf.boolean_mask(values, bad))
-
-    return raw.map(decode, num_parallel_calls=tf.data.AUTOTUNE,
-                   deterministic=True).prefetch(tf.data.AUTOTUNE)
+                    client: KafkaClient = "librdkafka"
+                    ) -> Iterator[tuple[list[bytes], list[bytes], Decoded]]:
+    """Kafka to decoded batches: each batch's keys and values with what they decoded to."""
+    decode = make_decoder(data)
+    try:
+        for keys, values in record_batches(connection, topic, offsets, client):
+            yield keys, values, decode(keys, values)
+    except tf.errors.OpError as error:  # tensorflow-io's reader
+        raise KafkaReadError(f"reading topic {topic!r} failed: {error.message}") from error
 
 
 def read_all(connection: KafkaConnection, topic: str, offsets: dict[int, tuple[int, int]],
@@ -147,27 +141,16 @@ def read_all(connection: KafkaConnection, topic: str, offsets: dict[int, tuple[i
     expected = record_count(offsets)
     task = display.task("reading Kafka", expected)
     started = time.perf_counter()
-    batches = iter(decoded_dataset(connection, topic, offsets, data, client))
-    while True:
-        try:
-            features, labels, reasons, bad_keys, bad_values = next(batches)
-        except StopIteration:
-            break
-        except tf.errors.OpError as error:
-            raise KafkaReadError(f"reading topic {topic!r} failed: {error.message}") from error
-        feature_array = features.numpy()
-        summary.good += len(feature_array)
-        summary.records += len(feature_array) + int(reasons.shape[0])
-        statistics.add(feature_array)
-        for reason, count in count_reasons(reasons).items():
-            summary.bad_by_reason[reason] = summary.bad_by_reason.get(reason, 0) + count
+    for keys, values, decoded in decoded_batches(connection, topic, offsets, data, client):
+        summary.good += len(decoded.labels)
+        summary.records += len(values)
+        statistics.add(decoded.features)
+        sum_counts(summary.bad_by_reason, decoded.counts())
         if keep:
-            summary.features.append(feature_array)
-            summary.labels.append(labels.numpy())
+            summary.features.append(decoded.features)
+            summary.labels.append(decoded.labels)
         if data.dead_letter_topic is not None:
-            summary.dead_letters.extend(
-                (key, value, reason.decode()) for key, value, reason in zip(
-                    bad_keys.numpy(), bad_values.numpy(), reasons.numpy(), strict=True))
+            summary.dead_letters.extend(decoded.bad_records(keys, values))
         display.update(task, summary.records, started)
     display.update(task, summary.records, started, force=True)
     summary.seconds = time.perf_counter() - started
@@ -232,8 +215,14 @@ def training_rows(summary: ReadSummary, connection: KafkaConnection, topic: str,
         labels = np.concatenate(summary.labels) if summary.labels else np.zeros(0, np.float32)
         summary.features, summary.labels = [], []
         return tf.data.Dataset.from_tensor_slices((features, labels))
-    rows = decoded_dataset(connection, topic, offsets, data, client).map(
-        lambda features, labels, *_: (features, labels)).unbatch()
+
+    def batches() -> Iterator[tuple[Floats, Floats]]:
+        for _, _, decoded in decoded_batches(connection, topic, offsets, data, client):
+            yield decoded.features, decoded.labels
+
+    width = len(data.feature_names)
+    rows = tf.data.Dataset.from_generator(batches, output_signature=(
+        tf.TensorSpec([None, width], tf.float32), tf.TensorSpec([None], tf.float32))).unbatch()
     # Kafka reads have no known length; stating it lets Keras count steps (and fails loudly
     # should an epoch's read find another number of good records).
     return rows.apply(tf.data.experimental.assert_cardinality(summary.good))
