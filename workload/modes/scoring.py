@@ -5,11 +5,12 @@ kept for the whole run (`workload.kafka.ranges` through librdkafka, or
 tensorflow-io's reader with `client: tensorflow-io`), partitions read in
 parallel threads; they are decoded in parallel pieces by the batch decoder
 (`workload.data.decode`: bad records set aside with their reason), and the
-good ones are scored by the Keras model in a compiled function. Nothing here touches the
-ledger or the consumer group: `evaluate` decides when a chunk's tally
-becomes durable. A chunk that returns fewer records than its offset range
-holds (a broker restart mid-read, records deleted by retention, offset gaps
-of transactional producers) fails instead of being counted as covered.
+good ones are scored by the Keras model in a compiled function. Nothing
+here touches the ledger or the consumer group: `evaluate` decides when a
+chunk's tally becomes durable. A chunk that returns fewer records than its
+offset range holds (a broker restart mid-read, records deleted by
+retention, offset gaps of transactional producers) fails instead of being
+counted as covered.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -127,8 +129,8 @@ class Scorer:
         except (tf.errors.OpError, TimeoutError, KafkaReadError) as error:
             where = f"topic {self._topic!r}, offsets {ranges}"
             raise ScoringError(f"{where}: {error}") from None
-        keys = [key for part_keys, _ in parts for key in part_keys]
-        values = [value for _, part_values in parts for value in part_values]
+        keys = list(chain.from_iterable(part_keys for part_keys, _ in parts))
+        values = list(chain.from_iterable(part_values for _, part_values in parts))
         pieces = [(first, min(first + PIECE_RECORDS, len(values)))
                   for first in range(0, len(values), PIECE_RECORDS)]
         scored = list(self._pool.map(
