@@ -20,7 +20,6 @@ from workload.data.decode import (  # noqa: E402
     BAD_REASONS,
     FORMAT_REASONS,
     Decoded,
-    Decoder,
     make_decoder,
 )
 from workload.spec import DataSpec  # noqa: E402
@@ -39,21 +38,10 @@ def names(decoded: Decoded) -> list[str]:
     return [BAD_REASONS[code - 1] if code else "" for code in decoded.reasons.tolist()]
 
 
-DECODERS: dict[str, Decoder] = {}
-"""Decoders by spec (a CSV decoder compiles a TensorFlow function: built once per spec)."""
-
-
-def decoder(data: DataSpec) -> Decoder:
-    key = data.model_dump_json()
-    if key not in DECODERS:
-        DECODERS[key] = make_decoder(data)
-    return DECODERS[key]
-
-
 def decode(keys: list[bytes], values: list[bytes], data: DataSpec = KEY_CSV) -> tuple[
         Array, Array, list[str]]:
     """Decode and return numpy features, labels and the reasons as text."""
-    decoded = decoder(data)(keys, values)
+    decoded = make_decoder(data)(keys, values)
     return decoded.features, decoded.labels, names(decoded)
 
 
@@ -221,7 +209,7 @@ def test_decode_never_raises_and_accounts_for_every_record(
         records: list[tuple[bytes, bytes]]) -> None:
     keys = [key for key, _ in records]
     values = [value for _, value in records]
-    decoded = decoder(KEY_CSV)(keys, values)
+    decoded = make_decoder(KEY_CSV)(keys, values)
     good = int(decoded.good.sum())
     assert good + sum(decoded.counts().values()) == len(records)
     assert decoded.features.shape == (good, 3) and decoded.labels.shape == (good,)

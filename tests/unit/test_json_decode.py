@@ -25,7 +25,6 @@ NESTED_LABEL = DataSpec.model_validate({
     "format": "json", "columns": ["a", "n.x", "n.é", "y"], "label": "y", "maxRecordBytes": 400})
 KEY_LABEL = DataSpec.model_validate({
     "format": "json", "columns": ["n.x", "b"], "maxRecordBytes": 400})
-DECODERS = {id(NESTED_LABEL): make_decoder(NESTED_LABEL), id(KEY_LABEL): make_decoder(KEY_LABEL)}
 
 Expected = tuple[str, str | None] | tuple[float, list[np.float32]]
 """A bad record's (reason, first missing column), or a good one's (label, features)."""
@@ -156,7 +155,7 @@ def names(decoded: Decoded) -> list[str]:
 def check(data: DataSpec, batch: list[tuple[bytes, bytes]]) -> None:
     keys = [key for key, _ in batch]
     values = [value for _, value in batch]
-    decoded = DECODERS[id(data)](keys, values)
+    decoded = make_decoder(data)(keys, values)
     wanted = [expected(key, value, data) for key, value in batch]
     good = [w for w in wanted if isinstance(w[0], float)]
     assert names(decoded) == [w[0] if isinstance(w[0], str) else "" for w in wanted]
@@ -189,8 +188,8 @@ def test_a_clean_batch_and_the_same_batch_with_junk_agree_on_the_good_records() 
     good = [b'{"a": %d.5, "n": {"x": 1e%d, "\\u00e9": -%d}, "y": %d}' % (i, i % 30, i, i % 2)
             for i in range(200)]
     junk = [b"{not json", b"", b'{"a": 1}']
-    clean = DECODERS[id(NESTED_LABEL)]([b""] * len(good), good)
-    mixed = DECODERS[id(NESTED_LABEL)]([b""] * (len(good) + 3), good[:100] + junk + good[100:])
+    clean = make_decoder(NESTED_LABEL)([b""] * len(good), good)
+    mixed = make_decoder(NESTED_LABEL)([b""] * (len(good) + 3), good[:100] + junk + good[100:])
     assert clean.reasons.sum() == 0
     np.testing.assert_array_equal(clean.features, mixed.features)
     np.testing.assert_array_equal(clean.labels, mixed.labels)

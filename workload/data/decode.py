@@ -110,15 +110,25 @@ Decoder = Callable[[Sequence[bytes], Sequence[bytes]], Decoded]
 """Decodes a batch (keys, values: one bytes object per record); never raises."""
 
 
+_DECODERS: dict[str, Decoder] = {}
+"""Decoders made so far, by layout: a CSV decoder's compiled function is traced once per process
+(about a second), not once per read of a topic."""
+
+
 def make_decoder(data: DataSpec) -> Decoder:
-    """The decoder of `data`'s layout (its parser loaded and set up once)."""
-    if data.format == "json":
-        from workload.data.json_decode import JsonDecoder
+    """The decoder of `data`'s layout (made once per process and layout; safe across threads)."""
+    key = data.model_dump_json(include={"format", "features", "columns", "label",
+                                        "max_record_bytes"})
+    if key not in _DECODERS:
+        if data.format == "json":
+            from workload.data.json_decode import JsonDecoder
 
-        return JsonDecoder(data)
-    from workload.data.csv_decode import CsvDecoder
+            _DECODERS[key] = JsonDecoder(data)
+        else:
+            from workload.data.csv_decode import CsvDecoder
 
-    return CsvDecoder(data)
+            _DECODERS[key] = CsvDecoder(data)
+    return _DECODERS[key]
 
 
 def sum_counts(total: dict[str, int], counts: dict[str, int]) -> None:

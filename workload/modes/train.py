@@ -29,12 +29,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import queue
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import keras
 import numpy as np
@@ -75,6 +77,8 @@ from workload.status import Metrics, PodReport
 log = logging.getLogger(__name__)
 
 Floats = npt.NDArray[np.float32]
+
+T = TypeVar("T")
 
 SHUFFLE_SEED = 1_000_003
 """Base of the per-epoch shuffle seed (epoch `e` uses `SHUFFLE_SEED + e`)."""
@@ -126,10 +130,53 @@ def decoded_batches(connection: KafkaConnection, topic: str,
     """Kafka to decoded batches: each batch's keys and values with what they decoded to."""
     decode = make_decoder(data)
     try:
-        for keys, values in record_batches(connection, topic, offsets, client):
+        for keys, values in read_ahead(record_batches(connection, topic, offsets, client)):
             yield keys, values, decode(keys, values)
     except tf.errors.OpError as error:  # tensorflow-io's reader
         raise KafkaReadError(f"reading topic {topic!r} failed: {error.message}") from error
+
+
+def read_ahead(batches: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """`batches`, taken by a thread of its own up to `depth` ahead: the next batch is read while
+    this one is decoded (TensorFlow's CSV decoding releases the GIL). An error of the reader is
+    raised here; leaving early stops the reader."""
+    ready: queue.Queue[tuple[str, Any]] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def put(item: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            with contextlib.suppress(queue.Full):
+                ready.put(item, timeout=0.1)
+                return True
+        return False
+
+    def pump() -> None:
+        try:
+            for batch in batches:
+                if not put(("batch", batch)):
+                    break
+            else:
+                put(("end", None))
+        except BaseException as error:  # handed to the consumer, raised there
+            put(("error", error))
+        finally:
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()  # a generator's readers close here, in the thread that ran them
+
+    thread = threading.Thread(target=pump, name="kafka-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, item = ready.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def read_all(connection: KafkaConnection, topic: str, offsets: dict[int, tuple[int, int]],
