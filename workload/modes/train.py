@@ -29,14 +29,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import queue
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import keras
 import numpy as np
@@ -46,6 +44,7 @@ import tensorflow as tf
 from workload import progress as live
 from workload.artifacts import Artifacts, write_json_atomic
 from workload.data.decode import BadRecord, Decoded, make_decoder, sum_counts
+from workload.data.read_ahead import read_ahead
 from workload.identity import RunIdentity
 from workload.kafka.admin import TopicMissing
 from workload.kafka.bounds import partition_bounds, record_count
@@ -77,8 +76,6 @@ from workload.status import Metrics, PodReport
 log = logging.getLogger(__name__)
 
 Floats = npt.NDArray[np.float32]
-
-T = TypeVar("T")
 
 SHUFFLE_SEED = 1_000_003
 """Base of the per-epoch shuffle seed (epoch `e` uses `SHUFFLE_SEED + e`)."""
@@ -134,49 +131,6 @@ def decoded_batches(connection: KafkaConnection, topic: str,
             yield keys, values, decode(keys, values)
     except tf.errors.OpError as error:  # tensorflow-io's reader
         raise KafkaReadError(f"reading topic {topic!r} failed: {error.message}") from error
-
-
-def read_ahead(batches: Iterator[T], depth: int = 2) -> Iterator[T]:
-    """`batches`, taken by a thread of its own up to `depth` ahead: the next batch is read while
-    this one is decoded (TensorFlow's CSV decoding releases the GIL). An error of the reader is
-    raised here; leaving early stops the reader."""
-    ready: queue.Queue[tuple[str, Any]] = queue.Queue(depth)
-    stop = threading.Event()
-
-    def put(item: tuple[str, Any]) -> bool:
-        while not stop.is_set():
-            with contextlib.suppress(queue.Full):
-                ready.put(item, timeout=0.1)
-                return True
-        return False
-
-    def pump() -> None:
-        try:
-            for batch in batches:
-                if not put(("batch", batch)):
-                    break
-            else:
-                put(("end", None))
-        except BaseException as error:  # handed to the consumer, raised there
-            put(("error", error))
-        finally:
-            close = getattr(batches, "close", None)
-            if close is not None:
-                close()  # a generator's readers close here, in the thread that ran them
-
-    thread = threading.Thread(target=pump, name="kafka-read-ahead", daemon=True)
-    thread.start()
-    try:
-        while True:
-            kind, item = ready.get()
-            if kind == "end":
-                return
-            if kind == "error":
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join()
 
 
 def read_all(connection: KafkaConnection, topic: str, offsets: dict[int, tuple[int, int]],
