@@ -5,6 +5,8 @@ Registers figures with the benchmark harness (imported by
 - `json_input_rps`: the rows as JSON objects (`{"f0": ..., "f17": ...,
   "label": 0|1}`, a one-partition topic on the Kafka 4 broker) through train
   mode's reader and decoder, measured as `input_rps` is for CSV;
+  `reader_rps`: train mode's reader alone on the CSV topic (no decoding),
+  what bounds both;
 - `csv_decode_rps`, `json_decode_rps`: the decoder alone on in-memory batches
   of 8,192 records; `*_junk_decode_rps` the same with 1% of the records
   malformed (every reason in turn, so nearly every batch holds one);
@@ -36,7 +38,7 @@ from workload.data.decode import make_decoder
 from workload.datagen.records import corrupt, encode
 from workload.kafka.bounds import partition_bounds
 from workload.kafka.producer import produce_messages
-from workload.modes.train import decoded_batches
+from workload.modes.train import decoded_batches, record_batches
 from workload.spec import DataSpec
 
 BATCH_RECORDS = 8192
@@ -86,7 +88,11 @@ def json_input(context: BenchContext) -> dict[str, float]:
         return sum(len(batch.labels) for _, _, batch in
                    decoded_batches(context.connection, topic, offsets, JSON))
 
-    return {"json_input_rps": best_rate(decoded)}
+    def read() -> int:
+        return sum(len(values) for _, values in record_batches(
+            context.connection, context.topic, partition_bounds(context.connection, context.topic)))
+
+    return {"json_input_rps": best_rate(decoded), "reader_rps": best_rate(read)}
 
 
 @measurement("the decoders on in-memory batches")
