@@ -33,6 +33,7 @@ operator can import the reason names without a parser or TensorFlow.
 
 from __future__ import annotations
 
+import atexit
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -113,6 +114,7 @@ Decoder = Callable[[Sequence[bytes], Sequence[bytes]], Decoded]
 _DECODERS: dict[str, Decoder] = {}
 """Decoders made so far, by layout: a CSV decoder's compiled function is traced once per process
 (about a second), not once per read of a topic."""
+atexit.register(_DECODERS.clear)  # dropped while TensorFlow is still whole, not at teardown
 
 
 def make_decoder(data: DataSpec) -> Decoder:
