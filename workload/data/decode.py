@@ -1,6 +1,6 @@
 """Decode a batch of raw Kafka records into features and labels, setting malformed ones aside.
 
-A decoder (`make_decoder(data)`, built once per run) takes a batch as the
+A decoder (`make_decoder(data)`, made once per layout) takes a batch as the
 Kafka readers hand it over (lists of key and value bytes) and returns numpy
 arrays: the good records' features and labels, and every record's verdict.
 One bad record never fails the batch.
@@ -27,8 +27,8 @@ Reasons a record is set aside, checked in this order (the first one wins):
   batch turns the model's weights into NaN;
 - `bad_key`: the label (message key or label column) is not `0` or `1`.
 
-This module holds what every format shares and imports only numpy, so the
-operator can import the reason names without a parser or TensorFlow.
+This module holds what every format shares and imports only numpy; a
+format's parser (msgspec, TensorFlow) loads when its first decoder is made.
 """
 
 from __future__ import annotations
