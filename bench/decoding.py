@@ -21,22 +21,40 @@ Registers figures with the benchmark harness (imported by
   which it falls back to for a batch the reader refuses (so that reasons stay
   exact). It does not check what the decoder refuses and the reader takes
   (`nan`, `inf`, quoted numbers), so its figures are an upper bound too.
+
+`python -m bench.decoding` measures these figures alone, beside `input_rps`
+(the CSV rows through the same reader and decoder, in the same run: the
+baseline of `json_input_rps`), on a local Kafka 4 broker it starts and stops.
 """
 
 from __future__ import annotations
 
+import argparse
 import io
 from collections.abc import Callable, Sequence
 from itertools import chain
 from operator import itemgetter
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.console import Console
 
-from bench.harness import TARGETS, BenchContext, Target, best_rate, measurement
+from bench.harness import (
+    TARGETS,
+    BenchContext,
+    Measurement,
+    Target,
+    best_rate,
+    broker,
+    measurement,
+    report,
+)
 from workload.data.decode import make_decoder
 from workload.datagen.records import corrupt, encode
+from workload.datagen.synthetic import generate
 from workload.kafka.bounds import partition_bounds
+from workload.kafka.connection import KafkaConnection
 from workload.kafka.producer import produce_messages
 from workload.modes.train import decoded_batches, record_batches
 from workload.spec import DataSpec
@@ -192,3 +210,37 @@ def pyarrow_csv(data: DataSpec) -> Callable[[list[bytes], list[bytes]], Any]:
         return fallback(keys, values)
 
     return decode
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=60_000, help="training records")
+    parser.add_argument("--seed", type=int, default=0, help="synthetic data seed")
+    parser.add_argument("--output", type=Path, default=Path("bench-decoding.json"),
+                        help="where to write the JSON figures")
+    arguments = parser.parse_args(argv)
+    from bench.input_pipeline import fast_input  # the CSV baseline, measured alike
+
+    console = Console()
+    with broker(None) as bootstrap:
+        connection = KafkaConnection(bootstrap)
+        rows = generate(arguments.rows, seed=arguments.seed)
+        topic = f"bench-decoding-{arguments.seed}"
+        messages = encode(rows)
+        produce_messages(connection, topic, messages)
+        # Only the Kafka 4 broker and the training topic are used here.
+        context = BenchContext(connection, connection, rows, messages, topic, topic, 0,
+                               arguments.seed)
+        rows_measured: list[Measurement] = [fast_input, json_input, in_memory_decoding,
+                                            other_parsers]
+        for function in rows_measured:
+            figures = function(context)
+            context.figures.update(figures)
+            for key, value in figures.items():
+                console.print(f"  {key} = {value:,.0f}")
+    console.print(str(report(context, console, arguments.output).resolve()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
