@@ -2,9 +2,9 @@
 
 Why msgspec: measured on the benchmark's records (18 features and a label,
 about 350 bytes each, batches of 8,192), parsing straight into a typed
-record is about twice as fast as orjson's `loads` per record (which builds
-a dict, then the columns have to be picked and type-checked) and as
-pyarrow's JSON reader on a newline-joined batch (`bench.decoding`).
+record was 1.3-2 x as fast (across runs) as orjson's `loads` per record
+(which builds a dict, then the columns have to be picked and type-checked)
+and as pyarrow's JSON reader on a newline-joined batch (`bench.decoding`).
 
 How a batch is decoded:
 1. msgspec decodes each value into a record type built from `columns` (one
