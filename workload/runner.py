@@ -43,14 +43,15 @@ def run_mode(
     """Run one phase; errors the phase anticipates come back as a failed report.
 
     `job_uid` is the job's uid in a cluster (`None` locally): only checkpoints and ledgers
-    of that job are resumed from. The phase's wall time goes into its results file as
-    `phaseSeconds`: what a user waits for, counted from the process's start for the first
-    phase of a process (a pod: interpreter, imports, model load, group join included),
+    of that job are resumed from. A phase that succeeds adds its wall time to its results
+    file as `phaseSeconds`: what a user waits for, counted from the process's start for the
+    first phase of a process (a pod: interpreter, imports, model load, group join included),
     else from this call.
     """
     started = process_started() if first_phase else time.monotonic()
     report = _run_mode(mode, name, spec, connection, artifacts, progress, stop_event, job_uid)
-    record_phase_time(artifacts.results(mode), time.monotonic() - started)
+    if report.ok:  # a failed phase may have written no results: an earlier run's stay as they are
+        record_phase_time(artifacts.results(mode), time.monotonic() - started)
     return report
 
 

@@ -106,7 +106,9 @@ class ProgressEndpoint:
         self.controller = controller
         self.tokens = TokenChecker(api, clock)
         self.clock = clock
-        self._written: dict[Key, tuple[float, Progress]] = {}
+        # Per job (and its uid: a job made again under the same name starts afresh): when
+        # progress was last written, and what.
+        self._written: dict[Key, tuple[str, float, Progress]] = {}
         self._runner: web.AppRunner | None = None
 
     def app(self) -> web.Application:
@@ -151,12 +153,24 @@ class ProgressEndpoint:
             return web.Response(status=400, text=str(error.errors()[0]["msg"]))
         if MODE[report.mode].phase != known.phase:
             return web.Response(status=409, text=f"the job is not in {report.mode}")
-        await loop.run_in_executor(None, self._write, key, report)
+        self._forget_gone()
+        await loop.run_in_executor(None, self._write, key, known.uid, report)
         return web.Response(status=204)
 
-    def _write(self, key: Key, report: ProgressReport) -> None:
+    def _forget_gone(self) -> None:
+        """Drop what was written for jobs that no longer exist (or exist anew), so memory stays
+        bounded by the jobs the operator knows."""
+        for key, (uid, _, _) in list(self._written.items()):
+            known = self.controller.known(key)
+            if known is None or known.uid != uid:
+                self._written.pop(key, None)
+
+    def _write(self, key: Key, uid: str, report: ProgressReport) -> None:
         """Patch `status.progress`, at most every `PROGRESS_MIN_INTERVAL_S` per job."""
-        last, previous = self._written.get(key, (-PROGRESS_MIN_INTERVAL_S, None))
+        written_uid, last, previous = self._written.get(
+            key, (uid, -PROGRESS_MIN_INTERVAL_S, None))
+        if written_uid != uid:
+            last, previous = -PROGRESS_MIN_INTERVAL_S, None
         now = self.clock()
         if now - last < PROGRESS_MIN_INTERVAL_S:
             return
@@ -166,4 +180,4 @@ class ProgressEndpoint:
         body = {"status": {"progress": progress.model_dump(mode="json", by_alias=True)}}
         custom.patch_namespaced_custom_object_status(API_GROUP, API_VERSION, key[0], PLURAL,
                                                      key[1], body)
-        self._written[key] = (now, progress)
+        self._written[key] = (uid, now, progress)

@@ -9,6 +9,8 @@ tflog.quiet()
 import json  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
+import socket  # noqa: E402
+import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -25,7 +27,8 @@ from workload.kafka.connection import KafkaConnection  # noqa: E402
 from workload.kafka.dead_letter import REASON_HEADER  # noqa: E402
 from workload.kafka.producer import produce_messages  # noqa: E402
 from workload.modes.train import run_train  # noqa: E402
-from workload.spec import StreamingTrainingJobSpec  # noqa: E402
+from workload.runner import run_mode  # noqa: E402
+from workload.spec import KafkaSpec, StreamingTrainingJobSpec  # noqa: E402
 
 ROWS = 2000
 
@@ -86,6 +89,20 @@ def test_a_restarted_trainer_resumes_at_the_next_epoch(
     first = run_train("susy", job(kafka, topic, epochs=2), connection, artifacts,
                       progress=False)
     assert first.ok and first.epoch == 2
+    # A pod of the same job that cannot reach its brokers fails fast, checkpoint or not, and
+    # leaves the checkpoint as it was.
+    saved = (artifacts.checkpoints / "state.json").read_text()
+    with socket.create_server(("127.0.0.1", 0)) as server:  # a port nothing listens on after
+        servers = f"127.0.0.1:{server.getsockname()[1]}"
+    unreachable = job(kafka, topic, epochs=3).model_copy(
+        update={"kafka": KafkaSpec.model_validate({"bootstrapServers": servers})})
+    started = time.monotonic()
+    refused = run_mode("train", "susy", unreachable, KafkaConnection(servers), artifacts,
+                       progress=False)
+    assert time.monotonic() - started < 60
+    assert not refused.ok and refused.reason == "KafkaUnreachable"
+    assert f"cannot reach Kafka at {servers}" in refused.message
+    assert (artifacts.checkpoints / "state.json").read_text() == saved
     # More records arrive; the resumed run must keep training on the offsets of its checkpoint.
     kafka_producer = kafka.producer()
     kafka_producer.send(topic, key=b"1", value=b",".join([b"1.0"] * 18), partition=0)

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from streamtrain_operator.progress import progress_status
+from typing import Any
+
+import kubernetes
+from streamtrain_operator.controller import Controller
+from streamtrain_operator.metrics import OperatorMetrics
+from streamtrain_operator.progress import ProgressEndpoint, progress_status
+from streamtrain_operator.settings import OperatorSettings
 
 from workload.status import Progress, ProgressReport
 
@@ -24,3 +30,22 @@ def test_only_growing_records_move_the_progress_clock() -> None:
     assert grown.last_progress_time == T1
     next_phase = progress_status(ProgressReport(mode="online", records=0), before, T1)
     assert next_phase.last_progress_time == T1
+
+
+def test_what_was_written_is_forgotten_when_its_job_is_gone_or_made_again() -> None:
+    controller = Controller(kubernetes.client.ApiClient(), OperatorSettings(), OperatorMetrics())
+    endpoint = ProgressEndpoint(kubernetes.client.ApiClient(), controller)
+    progress = Progress(mode="train", records=1, last_update_time=T0, last_progress_time=T0)
+
+    def job(name: str, uid: str) -> dict[str, Any]:
+        return {"metadata": {"namespace": "ns", "name": name, "uid": uid, "generation": 1}}
+
+    controller.observe_job("ADDED", job("kept", "u1"))
+    controller.observe_job("ADDED", job("renewed", "u2"))
+    controller.observe_job("ADDED", job("deleted", "u3"))
+    endpoint._written.update({("ns", name): (uid, 0.0, progress) for name, uid in
+                              [("kept", "u1"), ("renewed", "u2"), ("deleted", "u3")]})
+    controller.observe_job("DELETED", job("deleted", "u3"))
+    controller.observe_job("ADDED", job("renewed", "u4"))
+    endpoint._forget_gone()
+    assert list(endpoint._written) == [("ns", "kept")]
