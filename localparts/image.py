@@ -87,6 +87,20 @@ def version() -> str:
         return str(tomllib.load(source)["project"]["version"])
 
 
+def pins(target: str) -> dict[str, str]:
+    """What a target installs: the project's dependencies and the extra of the target's name,
+    as distribution name -> pinned version (every requirement there is pinned with ``==``)."""
+    with (REPO / "pyproject.toml").open("rb") as source:
+        project = tomllib.load(source)["project"]
+    found = {}
+    for requirement in [*project["dependencies"], *project["optional-dependencies"][target]]:
+        name, separator, pinned = requirement.partition("==")
+        if not separator:
+            raise LocalPartError(f"pyproject.toml: {requirement!r} of the {target} extra is not pinned")
+        found[name.strip().lower()] = pinned.strip()
+    return found
+
+
 def image_name(target: str) -> str:
     """The full name of a target's image, e.g. ``ghcr.io/streamtrain/streamtrain-operator:0.1.0``."""
     return f"{REGISTRY}/streamtrain-{target}:{version()}"

@@ -7,10 +7,13 @@ user unless a test names one.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +22,19 @@ from localparts.errors import LocalPartError
 
 RUN_TIMEOUT_S = 600
 """Seconds one command in an image may take (a small train + evaluate job takes about a minute)."""
+
+PROBE = """
+import importlib, importlib.metadata, json, pkgutil, sys
+package = importlib.import_module(sys.argv[1])
+modules = sorted(info.name for info in pkgutil.walk_packages(package.__path__, sys.argv[1] + ".")
+                 if not info.name.endswith(".__main__"))
+for module in modules:
+    importlib.import_module(module)
+print(json.dumps({"modules": modules,
+                  "versions": {name: importlib.metadata.version(name) for name in sys.argv[2:]}}))
+"""
+"""Run in an image: imports every module of a package (but `__main__`, which would run it);
+prints them and distributions' versions."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +52,29 @@ class Image:
                                       env=env, mounts=mounts, user=user)
         return subprocess.run(argv, env=containers.environment(), capture_output=True, text=True,
                               stdin=subprocess.DEVNULL, timeout=RUN_TIMEOUT_S, check=False)
+
+    def probe(self, package: str, distributions: Sequence[str]) -> dict[str, Any]:
+        """Import every module of `package` in the image; its modules and the installed
+        version of each distribution."""
+        completed = self.run("python3", "-c", PROBE, package, *distributions)
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        found: dict[str, Any] = json.loads(completed.stdout.splitlines()[-1])
+        return found
+
+
+def source_modules(folder: Path, package: str) -> list[str]:
+    """Every module and subpackage under a source folder, as dotted names below `package`
+    (`__main__` aside, as the probe leaves it)."""
+    names = set()
+    for path in folder.rglob("*.py"):
+        parts = path.relative_to(folder).with_suffix("").parts
+        if "__pycache__" in parts or parts[-1] == "__main__":
+            continue
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        if parts:
+            names.add(".".join((package, *parts)))
+    return sorted(names)
 
 
 def _load(target: str) -> Image:

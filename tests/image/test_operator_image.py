@@ -15,10 +15,10 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
-from localparts import containers
+from localparts import containers, image
 from localparts.ports import free_port
 from tests.conftest import Kube
-from tests.image.conftest import Image
+from tests.image.conftest import Image, source_modules
 from tests.image.service_address import SERVICE_HOST, SERVICE_PORT, ServiceRelay
 from tests.integration.test_helm_operator import chart_release
 
@@ -42,6 +42,16 @@ def test_it_should_hold_neither_tensorflow_nor_the_local_parts(operator_image: I
         assert f"No module named '{module}'" in completed.stderr
     imports = operator_image.run("python3", "-c", "import kopf, kubernetes, streamtrain_operator.handlers")
     assert imports.returncode == 0, imports.stderr
+
+
+def test_it_should_hold_every_operator_module_at_the_pinned_versions(
+    operator_image: Image, repo_root: Path,
+) -> None:
+    pinned = image.pins("operator")
+    found = operator_image.probe("streamtrain_operator", sorted(pinned))
+    assert found["modules"] == source_modules(repo_root / "operator" / "streamtrain_operator",
+                                              "streamtrain_operator")
+    assert found["versions"] == pinned
 
 
 def test_it_should_run_as_65532_with_only_tmp_writable(operator_image: Image) -> None:

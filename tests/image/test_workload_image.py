@@ -11,18 +11,30 @@ from pathlib import Path
 
 from streamtrain_operator.builders import RUN_AS_USER
 
-from localparts import containers
+from localparts import containers, image
 from tests.conftest import KafkaHandle
-from tests.image.conftest import Image
+from tests.image.conftest import Image, source_modules
 
-IMPORTS = "import tensorflow, tensorflow_io, kafka, workload.cli; print(tensorflow.__version__)"
-"""TensorFlow, its Kafka datasets, the Kafka client and the `streamtrain` command."""
+IMPORTS = ("import tensorflow, tensorflow_io, kafka, confluent_kafka, pyarrow, workload.cli; "
+           "print(tensorflow.__version__, confluent_kafka.libversion()[0])")
+"""TensorFlow, its Kafka datasets, both Kafka clients, Arrow and the `streamtrain` command."""
 
 
 def test_it_should_load_tensorflow_and_the_kafka_clients(workload_image: Image) -> None:
     completed = workload_image.run("python3", "-c", IMPORTS)
     assert completed.returncode == 0, completed.stderr[-3000:]
-    assert completed.stdout.strip().startswith("2.16.")
+    tensorflow, librdkafka = completed.stdout.split()
+    assert tensorflow == image.pins("workload")["tensorflow"]
+    assert librdkafka.startswith("2."), "librdkafka 2.x reads Kafka 4"
+
+
+def test_it_should_hold_every_workload_module_at_the_pinned_versions(
+    workload_image: Image, repo_root: Path,
+) -> None:
+    pinned = image.pins("workload")
+    found = workload_image.probe("workload", sorted(pinned))
+    assert found["modules"] == source_modules(repo_root / "workload", "workload")
+    assert found["versions"] == pinned
 
 
 def test_it_should_run_a_train_and_evaluate_job_read_only_as_65532(
