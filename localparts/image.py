@@ -17,7 +17,8 @@ so a rebuild after a code change reuses the dependency layers and the wheels.
 
 Each image is written to ``dist/streamtrain-<target>.tar``: an OCI archive
 with a Docker ``manifest.json`` too, so both `podman load` and `docker load`
-(old and new) accept it.
+(old and new) accept it. An archive that already holds the built image is
+kept as it is (writing one recompresses every layer).
 """
 
 from __future__ import annotations
@@ -162,14 +163,26 @@ class Engine:
             raise LocalPartError(f"building the {target} image failed (exit "
                                  f"{completed.returncode}): {' '.join(command)}")
 
-    def save(self, name: str, archive: Path) -> None:
-        """Write the image as an OCI archive (docker: its own save format, OCI since 25)."""
+    def image_id(self, name: str) -> str:
+        """An image's ID: the digest of its config, without ``sha256:``."""
+        template = "{{.FromImageID}}" if self.name == "buildah" else "{{.Id}}"
+        inspect = ("inspect", "--type", "image") if self.name == "buildah" else ("image", "inspect")
+        found = self.call(*inspect, "--format", template, name, what=f"inspecting {name}")
+        return found.strip().removeprefix("sha256:")
+
+    def save(self, name: str, archive: Path) -> bool:
+        """Write the image as an OCI archive (docker: its own save format, OCI since 25), unless
+        the archive already holds this very image (writing one recompresses every layer: minutes
+        for the workload image). Returns whether it wrote the archive."""
+        if archived_id(archive) == self.image_id(name):
+            return False
         archive.unlink(missing_ok=True)
         if self.name == "docker":
             self.call("save", "-o", str(archive), name, what=f"saving {name}")
-            return
+            return True
         self.call("push", name, f"oci-archive:{archive}:{name}", what=f"saving {name}")
         add_docker_manifest(archive, name)
+        return True
 
 
 def daemonless(name: str) -> Engine:
@@ -267,6 +280,17 @@ def add_docker_manifest(archive: Path, name: str) -> None:
         target.addfile(info, io.BytesIO(data))
 
 
+def archived_id(archive: Path) -> str | None:
+    """The ID of the image an archive holds (its config blob's name), or None when there is no
+    complete archive (`manifest.json` is written last)."""
+    try:
+        with tarfile.open(archive) as source:
+            config = _json_member(source, "manifest.json")[0]["Config"]
+    except (OSError, tarfile.TarError, KeyError, LocalPartError, ValueError):
+        return None
+    return str(config).rsplit("/", 1)[-1].removesuffix(".json")
+
+
 def layer_sizes(archive: Path) -> tuple[int, int]:
     """(compressed, uncompressed) bytes of an archive's layers: what a registry stores and
     what `docker images` shows."""
@@ -308,9 +332,10 @@ def build(targets: Sequence[str] = TARGETS, base: str | None = None,
     for target in targets:
         started = time.monotonic()
         engine.build(target, image_name(target), base)
-        engine.save(image_name(target), archive_path(target))
+        saved = engine.save(image_name(target), archive_path(target))
         archives[target] = archive_path(target)
-        print(f"{target}: built and saved in {time.monotonic() - started:.0f} s", flush=True)
+        outcome = "built and saved" if saved else "built (the archive already held it)"
+        print(f"{target}: {outcome} in {time.monotonic() - started:.0f} s", flush=True)
     return archives
 
 

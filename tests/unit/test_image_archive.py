@@ -56,6 +56,15 @@ def test_it_should_add_a_docker_manifest_naming_the_same_blobs(tmp_path: Path) -
     assert {entry["Config"], *entry["Layers"]} <= members
 
 
+def test_it_should_read_the_archived_image_id_only_from_a_complete_archive(tmp_path: Path) -> None:
+    archive = tmp_path / "image.tar"
+    assert image.archived_id(archive) is None, "no archive"
+    config, _ = _oci_archive(archive, "x:1")
+    assert image.archived_id(archive) is None, "manifest.json (written last) missing: not complete"
+    image.add_docker_manifest(archive, "x:1")
+    assert image.archived_id(archive) == config.removeprefix("sha256:")
+
+
 def test_it_should_measure_layers_compressed_and_uncompressed(tmp_path: Path) -> None:
     archive = tmp_path / "image.tar"
     _oci_archive(archive, "x:1")
