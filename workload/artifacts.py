@@ -73,9 +73,15 @@ class Artifacts:
         """Loss and accuracy per epoch, as a PNG."""
         return self.root / "training_curve.png"
 
-    def ledger(self, consumer_group: str) -> Path:
-        """The evaluator's aggregates with the offsets they cover, per consumer group."""
-        return self.root / "evaluate" / f"ledger-{consumer_group}.json"
+    def ledger(self, consumer_group: str, replica: int = 0, replicas: int = 1) -> Path:
+        """The evaluator's aggregates with the offsets they cover, per consumer group (and per
+        evaluator when there are several)."""
+        share = f"-{replica}-of-{replicas}" if replicas > 1 else ""
+        return self.root / "evaluate" / f"ledger-{consumer_group}{share}.json"
+
+    def evaluation_plan(self, consumer_group: str, key: str) -> Path:
+        """The bounds several evaluators of a consumer group divide (`key`: whose plan)."""
+        return self.root / "evaluate" / f"plan-{consumer_group}-{key}.json"
 
     @property
     def online(self) -> Path:

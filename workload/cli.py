@@ -84,24 +84,33 @@ def command_run(arguments: argparse.Namespace) -> int:
 
 
 def command_run_mode(arguments: argparse.Namespace) -> int:
-    """Run one phase in a pod: spec from the environment, report to the termination log."""
-    from workload.contract import JOB_UID_ENV
+    """Run one phase in a pod (one replica of it): spec and replica from the environment,
+    report to the termination log. A worker whose group lost a peer exits `PEER_LOST_EXIT`."""
+    from workload.contract import JOB_UID_ENV, PEER_LOST_EXIT
     from workload.progress import channel as live_progress
+    from workload.replica import PeerLost, replica_for
     from workload.runner import output_folder, run_mode, spec_from_environment
     from workload.termination import write_termination_message
 
     try:
         name, spec = spec_from_environment()
         connection = connection_for(spec.kafka)
+        replica = replica_for(arguments.mode, spec, os.environ)
     except (ValueError, SpecError) as error:
         report = PodReport(mode=arguments.mode, ok=False, message=str(error))
         write_termination_message(report)
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     artifacts = output_folder(spec, Path(arguments.output_dir) if arguments.output_dir else None)
-    with live_progress(arguments.mode):
-        report = run_mode(arguments.mode, name, spec, connection, artifacts, progress=False,
-                          job_uid=os.environ.get(JOB_UID_ENV) or None)
+    try:
+        with live_progress(arguments.mode):
+            report = run_mode(arguments.mode, name, spec, connection, artifacts, progress=False,
+                              job_uid=os.environ.get(JOB_UID_ENV) or None, replica=replica)
+    except PeerLost as lost:
+        report = PodReport(mode=arguments.mode, ok=False, message=str(lost))
+        write_termination_message(report)
+        print(report.to_message())
+        return PEER_LOST_EXIT
     write_termination_message(report)
     print(report.to_message())
     if report.ok:

@@ -5,6 +5,7 @@
   that records its child Job and the condition that tracks it. Every other
   list of modes is derived from it.
 - The environment the operator sets on a pod and the paths it mounts there.
+- How the replicas of a phase find each other (`replicas` > 1).
 - The progress channel: where a pod posts its live figures, the token it
   proves itself with, and how often.
 
@@ -100,6 +101,24 @@ PROGRESS_URL_ENV = "STREAMTRAIN_PROGRESS_URL"
 
 PROGRESS_TOKEN_ENV = "STREAMTRAIN_PROGRESS_TOKEN"
 """The file holding the pod's projected service-account token for the progress channel."""
+
+# ---------------------------------------------------------------- replicas of a phase
+
+WORKER_INDEX_ENV = "JOB_COMPLETION_INDEX"
+"""The pod's index among its phase's replicas (0 = the chief), `0..replicas-1`: Kubernetes sets it
+in every pod of an Indexed Job; a local run sets it for each process it starts."""
+
+WORKERS_ENV = "STREAMTRAIN_WORKERS"
+"""The `host:port` of every training worker, in index order, comma-separated (TF_CONFIG's
+cluster); set only for a training group of several workers."""
+
+WORKER_PORT = 2222
+"""The port a training worker listens on for its group (TFJob's default)."""
+
+PEER_LOST_EXIT = 75
+"""The exit code of a training worker that stops because a peer of its group went away (the
+group restarts from the chief's checkpoint); the Job's pod failure policy does not count it
+against `runPolicy.backoffLimit`, so only the peer's own failure does."""
 
 # ---------------------------------------------------------------- paths in the pod
 

@@ -21,6 +21,8 @@ from workload.artifacts import Artifacts, read_json, write_json_atomic
 from workload.contract import JOB_NAME_ENV, JOB_SPEC_ENV, MODEL_SOURCE_ENV, OUTPUT_URI_ENV, Mode
 from workload.kafka.connection import KafkaConnection
 from workload.kafka.probe import UNREACHABLE, connection_refusal, tensorflow_io_refusal
+from workload.local_group import run_local_group
+from workload.replica import SINGLE, Replica, replicas_of
 from workload.spec import StreamingTrainingJobSpec, parse_spec
 from workload.status import PodReport
 
@@ -39,8 +41,10 @@ def run_mode(
     stop_event: threading.Event | None = None,
     job_uid: str | None = None,
     first_phase: bool = True,
+    replica: Replica = SINGLE,
 ) -> PodReport:
-    """Run one phase; errors the phase anticipates come back as a failed report.
+    """Run one phase (as `replica` of its replicas); errors the phase anticipates come back as
+    a failed report.
 
     `job_uid` is the job's uid in a cluster (`None` locally): only checkpoints and ledgers
     of that job are resumed from. A phase that succeeds adds its wall time to its results
@@ -49,15 +53,19 @@ def run_mode(
     else from this call.
     """
     started = process_started() if first_phase else time.monotonic()
-    report = _run_mode(mode, name, spec, connection, artifacts, progress, stop_event, job_uid)
-    if report.ok:  # a failed phase may have written no results: an earlier run's stay as they are
+    report = _run_mode(mode, name, spec, connection, artifacts, progress, stop_event, job_uid,
+                       replica)
+    # A failed phase may have written no results: an earlier run's stay as they are; replica 0
+    # writes a phase's results.
+    if report.ok and replica.chief:
         record_phase_time(artifacts.results(mode), time.monotonic() - started)
     return report
 
 
 def _run_mode(mode: Mode, name: str, spec: StreamingTrainingJobSpec,
               connection: KafkaConnection, artifacts: Artifacts, progress: bool,
-              stop_event: threading.Event | None, job_uid: str | None) -> PodReport:
+              stop_event: threading.Event | None, job_uid: str | None,
+              replica: Replica) -> PodReport:
     tflog.quiet()
     artifacts.prepare()
     refused = kafka_refusal(spec, connection)
@@ -67,12 +75,13 @@ def _run_mode(mode: Mode, name: str, spec: StreamingTrainingJobSpec,
     if mode == "train":
         from workload.modes.train import run_train
 
-        return run_train(name, spec, connection, artifacts, progress=progress, job_uid=job_uid)
+        return run_train(name, spec, connection, artifacts, progress=progress, job_uid=job_uid,
+                         replica=replica)
     if mode == "evaluate":
         from workload.modes.evaluate import run_evaluate
 
         return run_evaluate(name, spec, connection, artifacts, progress=progress,
-                            job_uid=job_uid)
+                            job_uid=job_uid, replica=replica)
     from workload.modes.online import run_online
 
     return run_online(name, spec, connection, artifacts, progress=progress,
@@ -128,11 +137,15 @@ def run_phases(
     progress: bool = True,
     on_report: Callable[[PodReport], None] | None = None,
 ) -> list[PodReport]:
-    """Run train -> evaluate -> online as the spec asks; stop at the first failed phase."""
+    """Run train -> evaluate -> online as the spec asks; stop at the first failed phase. A phase
+    of several replicas runs as that many processes (`workload.local_group`)."""
     reports: list[PodReport] = []
     for index, mode in enumerate(spec.phases):
-        report = run_mode(mode, name, spec, connection, artifacts, progress=progress,
-                          first_phase=index == 0)
+        if replicas_of(mode, spec) > 1:
+            report = run_local_group(mode, name, spec, connection.bootstrap_servers, artifacts)
+        else:
+            report = run_mode(mode, name, spec, connection, artifacts, progress=progress,
+                              first_phase=index == 0)
         reports.append(report)
         if on_report is not None:
             on_report(report)

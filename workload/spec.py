@@ -389,6 +389,10 @@ class ResourcesSpec(SpecModel):
     """Maximum resources."""
 
 
+MAX_REPLICAS = 100
+"""Pods a role may run at most (an Indexed Job's pod hostnames end in `-<index>`)."""
+
+
 class RoleSpec(SpecModel):
     """The pods of one role (trainer or evaluator)."""
 
@@ -400,8 +404,12 @@ class RoleSpec(SpecModel):
     the chart says otherwise)."""
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     """CPU and memory for the container."""
-    replicas: int = Field(1, ge=1, le=1)
-    """Pods of this role (one; several consumers per group are planned)."""
+    replicas: int = Field(1, ge=1, le=MAX_REPLICAS)
+    """Pods of this role. Trainer: the workers of one `MultiWorkerMirroredStrategy` group, each
+    training on its own share of the topic's partitions or offsets (worker 0 checkpoints and
+    exports; a failed worker restarts the group from the last checkpoint); online learning
+    takes 1. Evaluator: evaluators each scoring its own partitions or offset slices exactly once
+    with a ledger of its own; their figures are merged into one result."""
     service_account_name: str | None = Field(None, min_length=1, max_length=253)
     """ServiceAccount the pods run as (none of the workload needs API access)."""
 
@@ -470,6 +478,18 @@ class StreamingTrainingJobSpec(SpecModel):
              "!has(self.evaluate) || has(self.train) || has(self.model.source)",
              "evaluate needs a model: add train, or name a trained model in model.source",
              field="evaluate", in_cluster_only=True),
+        Rule(lambda spec: spec.online is None or spec.trainer.replicas == 1,
+             "!has(self.online) || self.trainer.replicas == 1",
+             "online learning runs one learner: trainer.replicas must be 1 when online is set "
+             "(averaging the parameters of several learners is not built)",
+             field="trainer.replicas"),
+        Rule(lambda spec: spec.evaluator.replicas == 1 or spec.evaluate is None
+             or spec.model.output.volume_claim is not None,
+             "self.evaluator.replicas == 1 || !has(self.evaluate) || "
+             "has(self.model.output.volumeClaim)",
+             "required when evaluator.replicas is above 1: the evaluators share their plan and "
+             "ledgers in the job's folder on this volume", field="model.output.volumeClaim",
+             in_cluster_only=True),
         Rule(lambda spec: _model_outlives_the_trainer(spec.model.output, spec.phases),
              f"!has(self.train) || !({' || '.join(f'has(self.{mode})' for mode in MODES[1:])})"
              " || has(self.model.output.volumeClaim) || self.model.output.path.contains('://')",

@@ -63,7 +63,11 @@ def test_defaults_reproduce_the_tutorial() -> None:
           "model": {"source": {"path": "/abs", "volumeClaim": "c"}}}, "spec.model.source.path"),
         ({"kafka": {"bootstrapServers": "a:1"}}, "set at least one of train, evaluate and online"),
         (with_(unknownField=1), "spec.unknownField: Extra inputs are not permitted"),
-        (with_(trainer={"replicas": 3}), "spec.trainer.replicas"),
+        (with_(trainer={"replicas": 101}), "spec.trainer.replicas"),
+        (with_(evaluator={"replicas": 0}), "spec.evaluator.replicas"),
+        (with_(online={"topic": "more"}, trainer={"replicas": 2}),
+         "spec.trainer.replicas: online learning runs one learner: trainer.replicas must be 1 "
+         "when online is set (averaging the parameters of several learners is not built)"),
         ({"kafka": {"bootstrapServers": "a:1", "config": {"sasl.password": "x"}}},
          "spec.kafka.config: credentials never go in the spec"),
         ({"kafka": {"bootstrapServers": "a:1", "config": {"enable.auto.commit": "true"}}},
@@ -135,3 +139,15 @@ def test_phases_after_train_need_a_claim_in_a_cluster_but_not_in_one_process() -
                  {**unshared, "model": {"output": {"path": "s3://models/susy"}}},
                  {**unshared, "evaluate": None}):
         parse_spec(fine, in_cluster=True)
+
+
+def test_several_evaluators_share_a_claim_in_a_cluster() -> None:
+    several = {"kafka": {"bootstrapServers": "k:1"}, "evaluate": {"topic": "b"},
+               "model": {"source": {"job": "other"}}, "evaluator": {"replicas": 2}}
+    parse_spec(several)  # a local run: the processes share the output folder
+    with pytest.raises(SpecError, match=r"^spec\.model\.output\.volumeClaim: required when "
+                                        "evaluator.replicas is above 1"):
+        parse_spec(several, in_cluster=True)
+    parse_spec({**several, "model": {"source": {"job": "other"},
+                                     "output": {"volumeClaim": "models"}}}, in_cluster=True)
+    parse_spec({**several, "evaluator": {"replicas": 1}}, in_cluster=True)

@@ -83,6 +83,8 @@ class TrainState:
     """That epoch's weights, when `train.earlyStopping.restoreBestWeights`."""
     stopped_early: bool = False
     """Training ended before `train.epochs`: the validation loss stopped improving."""
+    workers: int = 1
+    """Workers of the group that trained it: `batches_done` counts that group's steps."""
 
     def to_json(self) -> dict[str, Any]:
         """The state as JSON (partitions as string keys)."""
@@ -99,6 +101,7 @@ class TrainState:
             "bestLoss": self.best_loss,
             "bestWeightsFile": self.best_weights_file,
             "stoppedEarly": self.stopped_early,
+            "workers": self.workers,
         }
 
     @classmethod
@@ -117,6 +120,7 @@ class TrainState:
             best_loss=document.get("bestLoss"),
             best_weights_file=document.get("bestWeightsFile"),
             stopped_early=bool(document.get("stoppedEarly")),
+            workers=int(document.get("workers", 1)),
         )
 
 
@@ -128,20 +132,30 @@ def load_state(folder: Path) -> TrainState | None:
     return TrainState.from_json(json.loads(path.read_text()))
 
 
-def load_own_state(folder: Path, identity: RunIdentity) -> tuple[TrainState | None, str | None]:
-    """This job's last checkpoint state in `folder`, and why one found there was ignored."""
+def load_own_state(folder: Path, identity: RunIdentity,
+                   workers: int = 1) -> tuple[TrainState | None, str | None]:
+    """This job's last checkpoint state in `folder`, and why one found there was ignored.
+
+    A checkpoint taken inside an epoch by a group of another size resumes at the start of that
+    epoch: its batch count does not say which records another group has trained."""
     state = load_state(folder)
     if state is None:
         return None, None
     why = identity.mismatch(state.job_uid, state.spec_digest)
     if why is None:
+        if state.workers != workers and state.batches_done:
+            log.warning("the checkpoint in %s was taken by %d workers in epoch %d; with %d, "
+                        "that epoch starts again", folder, state.workers,
+                        state.epochs_done + 1, workers)
+            state.batches_done = 0
+        state.workers = workers
         return state, None
     message = f"ignored the checkpoint in {folder}: {why}; training starts at epoch 1"
     log.warning(message)
     return None, message
 
 
-def _variables(model: keras.Model) -> dict[str, Any]:
+def checkpoint_variables(model: keras.Model) -> dict[str, Any]:
     """Every variable a resume needs, by a stable name: weights, then optimizer state (named
     without the optimizer's own name, which Keras numbers per process: `adam_2/...`)."""
     if not model.optimizer.built:
@@ -161,7 +175,7 @@ def restore_checkpoint(folder: Path, state: TrainState, model: keras.Model) -> b
 def load_variables(path: Path, model: keras.Model, folder: Path) -> None:
     """Assign the weights and optimizer state saved in `path` to `model` (`folder`: what to remove
     to start over, named in the error when they do not fit)."""
-    variables = _variables(model)
+    variables = checkpoint_variables(model)
     with np.load(path) as saved:
         if set(saved.files) != set(variables):
             raise CheckpointMismatch(
@@ -182,7 +196,7 @@ def save_variables(folder: Path, name: str, model: keras.Model) -> None:
     temporary = folder / f".{uuid.uuid4().hex}.partial.npz"
     try:
         with temporary.open("wb") as file:
-            np.savez(file, **{key: v.numpy() for key, v in _variables(model).items()})
+            np.savez(file, **{key: v.numpy() for key, v in checkpoint_variables(model).items()})
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, folder / name)

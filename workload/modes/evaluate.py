@@ -48,6 +48,8 @@ import hashlib
 import logging
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,8 +59,18 @@ from workload.identity import RunIdentity
 from workload.kafka.admin import TopicMissing
 from workload.kafka.connection import KafkaConnection
 from workload.kafka.group_cursor import GroupCursor
+from workload.modes.evaluate_group import (
+    GroupMismatch,
+    agreed_bounds,
+    check_lone_evaluator,
+    check_no_lone_ledger,
+    merged_when_all_finished,
+    share_of,
+    whole_topic,
+)
 from workload.modes.ledger import Ledger, LedgerMismatch, Tally
 from workload.modes.signals import stop_on_sigterm
+from workload.replica import SINGLE, Replica
 from workload.spec import FOREVER, StreamingTrainingJobSpec
 from workload.status import Metrics, PodReport
 
@@ -92,17 +104,18 @@ def run_evaluate(name: str, spec: StreamingTrainingJobSpec, connection: KafkaCon
                  artifacts: Artifacts, progress: bool = True, *,
                  chunk_records: int = DEFAULT_CHUNK_RECORDS,
                  stop_event: threading.Event | None = None,
-                 job_uid: str | None = None) -> PodReport:
+                 job_uid: str | None = None, replica: Replica = SINGLE) -> PodReport:
     """Score the evaluation topic with the trained model; a failed report says why it could not.
 
     `job_uid` is the job's uid (`None` for a local run): only its own ledger is continued.
+    `replica` is this evaluator's place among several (`workload.modes.evaluate_group`).
     """
     identity = RunIdentity.of(name, spec, job_uid)
     try:
         with stop_on_sigterm(stop_event or threading.Event()) as stop:
             return _evaluate(name, spec, identity, connection, artifacts, progress,
-                             chunk_records, stop)
-    except (EvaluationFailed, LedgerMismatch, TopicMissing) as error:
+                             chunk_records, stop, replica)
+    except (EvaluationFailed, LedgerMismatch, TopicMissing, GroupMismatch) as error:
         return PodReport(mode="evaluate", ok=False, message=str(error))
 
 
@@ -120,28 +133,42 @@ def model_to_evaluate(spec: StreamingTrainingJobSpec, artifacts: Artifacts) -> P
 
 def _evaluate(name: str, spec: StreamingTrainingJobSpec, identity: RunIdentity,
               connection: KafkaConnection, artifacts: Artifacts, progress: bool,
-              chunk_records: int, stop_event: threading.Event) -> PodReport:
+              chunk_records: int, stop_event: threading.Event, replica: Replica) -> PodReport:
     # TensorFlow loads only when there is something to evaluate.
     from workload.modes.scoring import Scorer, ScoringError
 
     evaluate = spec.evaluate
     if evaluate is None:
         raise EvaluationFailed("spec.evaluate is not set: nothing to evaluate")
+    group = evaluate.consumer_group
+    if replica.grouped:
+        check_no_lone_ledger(artifacts, group, identity)
+    else:
+        check_lone_evaluator(artifacts, evaluate.topic, group, identity)
     model = model_to_evaluate(spec, artifacts)
     digest = model_digest(model)
-    ledger_path = artifacts.ledger(evaluate.consumer_group)
+    ledger_path = artifacts.ledger(group, replica.index, replica.count)
     saved, ignored = Ledger.load_own(ledger_path, identity)
-    ledger = saved or Ledger(evaluate.topic, evaluate.consumer_group, digest,
+    ledger = saved or Ledger(evaluate.topic, group, digest,
                              job_uid=identity.job_uid, spec_digest=identity.spec_digest)
-    ledger.check(evaluate.topic, evaluate.consumer_group, digest)
+    ledger.check(evaluate.topic, group, digest)
+    if ledger.finished:
+        ledger = replace(ledger, finished=False)
+        ledger.save(ledger_path)  # the merge waits for this run, not the last one
 
+    merged: Ledger | None = None
     started = time.monotonic()
     scored_now = 0
-    with GroupCursor(connection, evaluate.topic, evaluate.consumer_group) as cursor:
+    with GroupCursor(connection, evaluate.topic, group) as cursor:
         bounds = cursor.bounds()
-        position = _resume_positions(ledger, bounds)
         ends = {p: end for p, (_, end) in bounds.items()}
-        scorer = Scorer(model, spec.data, connection, evaluate.topic, bounds,
+        share = whole_topic(bounds)
+        if replica.grouped:
+            bounds = agreed_bounds(artifacts, evaluate.topic, group, identity, replica, bounds)
+            share = share_of(bounds, replica)
+            ends = share.limit(ends)
+        position = _resume_positions(ledger, share.ranges)
+        scorer = Scorer(model, spec.data, connection, evaluate.topic, share.ranges,
                         position, evaluate.batch_size, spec.kafka.client,
                         dead_letter_sink(spec, connection))
         bar = _ProgressBar(progress, sum(ends[p] - position[p] for p in ends))
@@ -159,22 +186,44 @@ def _evaluate(name: str, spec: StreamingTrainingJobSpec, identity: RunIdentity,
                     position = {p: stop for p, (_, stop) in ranges.items()}
                     ledger = ledger.advanced(chunk, position)
                     ledger.save(ledger_path)  # first the figures with their offsets ...
-                    cursor.commit(position)   # ... then the public cursor
+                    _commit(cursor, position, share.whole)  # ... then the public cursor
                     bar.advance(sum(stop - start for start, stop in ranges.values()),
                                 ledger.tally.summary())
                 grown, last_arrival = _wait_for_records(
-                    cursor, ends, last_arrival, evaluate.stream_timeout_ms, stop_event, bar)
+                    cursor, ends, share.limit, last_arrival, evaluate.stream_timeout_ms,
+                    stop_event, bar)
                 if grown is None:
                     break
                 ends = grown
         finally:
             bar.close()
-        cursor.commit(position)  # a run killed after its last save left this behind
+        _commit(cursor, position, share.whole)  # a run killed after its last save left this
         final_ends = cursor.end_offsets()
+        if replica.grouped and not stop_event.is_set():
+            ledger = replace(ledger, finished=True)
+            ledger.save(ledger_path)
+            merged = merged_when_all_finished(artifacts, group, replica, identity, digest,
+                                              stop_event)
+            if merged is not None:
+                _commit(cursor, merged.next_offsets, share.last_slices)
     elapsed = time.monotonic() - started
-    left = sum(final_ends[p] - position[p] for p in position) if stop_event.is_set() else 0
+    left = (sum(max(0, end - position[p]) for p, end in share.limit(final_ends).items())
+            if stop_event.is_set() else 0)
+    if replica.grouped:
+        if merged is None:
+            return PodReport(mode="evaluate", ok=False, resume_ignored=ignored, message=(
+                f"stopped before every evaluator finished ({left} records of its own share "
+                "unscored); a rerun continues from the ledgers"))
+        ledger = merged
     return _report(name, spec, artifacts, model, ledger, bounds, final_ends, scored_now,
-                   elapsed, left, ignored)
+                   elapsed, left, ignored, replica)
+
+
+def _commit(cursor: GroupCursor, position: dict[int, int], partitions: frozenset[int]) -> None:
+    """Commit the offsets of `partitions` (those this evaluator commits), if any."""
+    offsets = {p: offset for p, offset in position.items() if p in partitions}
+    if offsets:
+        cursor.commit(offsets)
 
 
 def dead_letter_sink(spec: StreamingTrainingJobSpec,
@@ -206,14 +255,16 @@ def _resume_positions(ledger: Ledger, bounds: dict[int, tuple[int, int]]) -> dic
     return position
 
 
-def _wait_for_records(cursor: GroupCursor, ends: dict[int, int], last_arrival: float,
+def _wait_for_records(cursor: GroupCursor, ends: dict[int, int],
+                      limit: Callable[[dict[int, int]], dict[int, int]], last_arrival: float,
                       stream_timeout_ms: int, stop_event: threading.Event,
                       bar: _ProgressBar) -> tuple[dict[int, int] | None, float]:
-    """New end offsets once records arrive, or `None` when the stream timed out or was stopped."""
+    """New end offsets (of the share: `limit`) once records arrive, or `None` when the stream
+    timed out or was stopped."""
     if stream_timeout_ms == 0 or stop_event.is_set():
         return None, last_arrival
     while not stop_event.is_set():
-        now_ends = cursor.end_offsets()
+        now_ends = limit(cursor.end_offsets())
         if any(now_ends[p] > ends.get(p, 0) for p in now_ends):
             bar.grow(sum(now_ends[p] - ends.get(p, 0) for p in now_ends))
             return now_ends, time.monotonic()
@@ -227,9 +278,9 @@ def _wait_for_records(cursor: GroupCursor, ends: dict[int, int], last_arrival: f
 def _report(name: str, spec: StreamingTrainingJobSpec, artifacts: Artifacts, model: Path,
             ledger: Ledger, bounds: dict[int, tuple[int, int]], ends: dict[int, int],
             scored_now: int, elapsed: float, left_on_stop: int,
-            ignored: str | None) -> PodReport:
-    """Write the results JSON and build the pod's report (failed above the bad-record ratio,
-    or when stopped with records left to score)."""
+            ignored: str | None, replica: Replica) -> PodReport:
+    """Write the results JSON (replica 0) and build the pod's report (failed above the
+    bad-record ratio, or when stopped with records left to score)."""
     assert spec.evaluate is not None
     tally = ledger.tally
     figures = tally.summary()
@@ -256,7 +307,10 @@ def _report(name: str, spec: StreamingTrainingJobSpec, artifacts: Artifacts, mod
         "recordsPerSecond": rate, "seconds": elapsed,
         "metrics": metrics.model_dump(mode="json", by_alias=True, exclude_none=True),
     }
-    write_json_atomic(artifacts.results("evaluate"), results)
+    if replica.grouped:
+        results["evaluators"] = replica.count
+    if replica.chief:
+        write_json_atomic(artifacts.results("evaluate"), results)
     model_uri = artifacts.uri(model) if model.is_relative_to(artifacts.root) else None
     return PodReport(mode="evaluate", ok=ok, message=message, metrics=metrics,
                      model_uri=model_uri, records_per_second=rate, resume_ignored=ignored)

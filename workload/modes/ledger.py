@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -225,6 +226,8 @@ class Ledger:
     """The job whose evaluator wrote it (see `workload.identity`); empty in old ledgers."""
     spec_digest: str = ""
     """Digest of the spec's data, train and model settings it was written with."""
+    finished: bool = False
+    """The evaluator that keeps it has scored its share (several evaluators: it may be merged)."""
 
     def advanced(self, chunk: Tally, next_offsets: dict[int, int]) -> Ledger:
         """The ledger after a chunk: its tally added and the offsets it covered moved past."""
@@ -256,6 +259,7 @@ class Ledger:
             "tally": self.tally.to_json(),
             "jobUid": self.job_uid,
             "specDigest": self.spec_digest,
+            "finished": self.finished,
         }
 
     @classmethod
@@ -271,6 +275,7 @@ class Ledger:
             Tally.from_json(document["tally"]),
             str(document.get("jobUid") or ""),
             str(document.get("specDigest") or ""),
+            bool(document.get("finished", False)),
         )
 
     def save(self, path: Path) -> None:
@@ -296,3 +301,23 @@ class Ledger:
         message = f"ignored the ledger {path}: {why}; scoring starts again at the first record"
         log.warning(message)
         return None, message
+
+
+def merge_ledgers(ledgers: Sequence[Ledger]) -> Ledger:
+    """One ledger for the records of several (evaluators that scored disjoint shares of a topic
+    with the same model): confusion counts, loss sums, score histograms and bad records by
+    reason add up, so the merged figures (AUC included) are those one evaluator would have
+    computed on the same records; each partition's next offset is the furthest any reached."""
+    if not ledgers:
+        raise ValueError("no ledger to merge")
+    first = ledgers[0]
+    for other in ledgers[1:]:
+        other.check(first.topic, first.consumer_group, first.model_digest)
+    tally = Tally()
+    offsets: dict[int, int] = {}
+    for ledger in ledgers:
+        tally = tally.merged(ledger.tally)
+        for partition, offset in ledger.next_offsets.items():
+            offsets[partition] = max(offset, offsets.get(partition, offset))
+    return replace(first, next_offsets=dict(sorted(offsets.items())), tally=tally,
+                   finished=all(ledger.finished for ledger in ledgers))

@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,12 +70,16 @@ from workload.modes.checkpoint import (
 from workload.modes.signals import stop_on_sigterm
 from workload.modes.train_progress import TrainProgress
 from workload.plots import training_curve
+from workload.replica import SINGLE, Replica
 from workload.spec import DataSpec, KafkaClient, StreamingTrainingJobSpec
 from workload.status import Metrics, PodReport
 
 log = logging.getLogger(__name__)
 
 Floats = npt.NDArray[np.float32]
+
+BatchObserver = Callable[[int, npt.NDArray[np.float32]], None]
+"""Sees each batch a worker of a group trained: the epoch (0-based) and the batch's features."""
 
 SHUFFLE_SEED = 1_000_003
 """Base of the per-epoch shuffle seed (epoch `e` uses `SHUFFLE_SEED + e`)."""
@@ -196,14 +200,16 @@ def check_bad_records(summary: ReadSummary, topic: str, data: DataSpec) -> None:
 
 
 def epoch_dataset(source: tf.data.Dataset, spec: StreamingTrainingJobSpec, epoch: int,
-                  skip_batches: int = 0) -> tf.data.Dataset:
+                  skip_batches: int = 0, batch_size: int | None = None) -> tf.data.Dataset:
     """Epoch `epoch`'s batches of (features, labels) rows, in an order fixed by `epoch` (a
-    resumed epoch repeats it), without the first `skip_batches`."""
+    resumed epoch repeats it), without the first `skip_batches`; batches of `batch_size` rows
+    (default `train.batchSize`; a worker of a group takes its share of it)."""
     assert spec.train is not None
     if spec.train.shuffle_buffer > 0:
         source = source.shuffle(spec.train.shuffle_buffer, seed=SHUFFLE_SEED + epoch,
                                 reshuffle_each_iteration=False)
-    return source.batch(spec.train.batch_size).skip(skip_batches).prefetch(tf.data.AUTOTUNE)
+    size = batch_size or spec.train.batch_size
+    return source.batch(size).skip(skip_batches).prefetch(tf.data.AUTOTUNE)
 
 
 def training_rows(summary: ReadSummary, connection: KafkaConnection, topic: str,
@@ -232,12 +238,16 @@ def training_rows(summary: ReadSummary, connection: KafkaConnection, topic: str,
 def run_train(name: str, spec: StreamingTrainingJobSpec, connection: KafkaConnection,
               artifacts: Artifacts, progress: bool = True,
               callbacks: Sequence[keras.callbacks.Callback] = (), *,
-              job_uid: str | None = None) -> PodReport:
+              job_uid: str | None = None, replica: Replica = SINGLE,
+              on_batch: BatchObserver | None = None) -> PodReport:
     """Train the job's model on `spec.train.topic`; the report says how it went.
 
     `callbacks` are extra Keras callbacks (a user's own logging, say), called
     before the checkpointing one at each batch. `job_uid` is the job's uid
     (`None` for a local run): only its own checkpoints are resumed from.
+    `replica` is this worker's place in a group of several (`workload.modes.train_group`,
+    which calls `on_batch` with each batch it trained; `callbacks` serve one trainer).
+    A worker whose group cannot go on raises `PeerLost`.
     """
     if spec.train is None:
         raise ValueError("spec.train is not set: this job has no training phase")
@@ -246,12 +256,19 @@ def run_train(name: str, spec: StreamingTrainingJobSpec, connection: KafkaConnec
     results: dict[str, Any] = {"job": name, "topic": topic}
     identity = RunIdentity.of(name, spec, job_uid)
     try:
-        report = _train(spec, identity, connection, artifacts, progress, results, callbacks)
+        if replica.grouped:
+            from workload.modes.train_group import train_in_group
+
+            report = train_in_group(spec, identity, connection, artifacts, replica, results,
+                                    on_batch)
+        else:
+            report = _train(spec, identity, connection, artifacts, progress, results, callbacks)
     except (TrainError, KafkaReadError, TopicMissing, CheckpointMismatch) as error:
         log.error("training failed: %s", error)
         report = PodReport(mode="train", ok=False, message=str(error))
-    results["report"] = report.model_dump(mode="json", by_alias=True, exclude_none=True)
-    write_json_atomic(artifacts.results("train"), results)
+    if replica.chief:
+        results["report"] = report.model_dump(mode="json", by_alias=True, exclude_none=True)
+        write_json_atomic(artifacts.results("train"), results)
     return report
 
 

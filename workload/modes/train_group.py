@@ -1,0 +1,313 @@
+"""Train mode for one worker of a group (`spec.trainer.replicas` > 1): data parallel, one model.
+
+Why not `model.fit`: under `MultiWorkerMirroredStrategy` Keras 3.15's `fit`
+fails ("Attempt to convert a value (PerReplica:...) with an unsupported
+type", keras-team/keras#20585); a step of our own (GradientTape,
+`strategy.run`, the optimizer's all-reduce) works and keeps every worker's
+weights equal.
+
+How a group trains (`workload.modes.group` for how workers talk):
+1. Agree: the chief's checkpoint (offsets, epoch, batch), or the bounds it
+   captures now, goes to every worker; each reads only its share of those
+   offset ranges (`workload.slices`: by partition, or by offset slices of a
+   partition when there are fewer partitions than workers; no input
+   sharding by TensorFlow).
+2. Figures that decide are summed over the group (records, bad records by
+   reason, the features' sums for normalisation), so every worker builds the
+   same model and takes the same decision (too many bad records fails all).
+3. A step trains `train.batchSize` records in all: worker `i` takes its
+   share `b_i` from its own records, shuffled with the epoch's seed (shares
+   in proportion to the records each holds, adding up to the batch size). The step all-reduces the row count first,
+   so the loss is the mean over the whole batch, as for one trainer. An
+   epoch has as many steps as the largest worker needs; a worker out of
+   records trains empty batches (zero gradient) until then.
+4. Only the chief writes: checkpoints (same files as one trainer; the batch
+   counts the group's steps), the export, the curve, the results. On resume
+   every worker skips the same steps. A stop (SIGTERM on any worker) is voted
+   in every step, so all stop after the same step, where the chief
+   checkpoints.
+5. A worker that goes away aborts the others' steps: they exit with
+   `PEER_LOST_EXIT` and the group restarts from the chief's last checkpoint.
+   Figures of each epoch are summed once at its end.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from workload.artifacts import Artifacts
+from workload.data.decode import BAD_REASONS
+from workload.identity import RunIdentity
+from workload.kafka.bounds import partition_bounds, record_count
+from workload.kafka.connection import KafkaConnection
+from workload.kafka.dead_letter import send_dead_letters
+from workload.model.build import build_model
+from workload.model.export import export_model
+from workload.modes.checkpoint import (
+    Checkpointer,
+    TrainState,
+    checkpoint_variables,
+    load_own_state,
+    restore_checkpoint,
+)
+from workload.modes.group import Group, join_group, peers_needed
+from workload.modes.signals import stop_on_sigterm
+from workload.modes.train import (
+    BatchObserver,
+    ReadSummary,
+    TrainError,
+    check_bad_records,
+    epoch_dataset,
+    read_all,
+    training_rows,
+)
+from workload.modes.train_progress import TrainProgress
+from workload.plots import training_curve
+from workload.replica import PeerLost, Replica
+from workload.slices import batch_shares, replica_ranges
+from workload.spec import StreamingTrainingJobSpec
+from workload.status import Metrics, PodReport
+
+
+def train_in_group(spec: StreamingTrainingJobSpec, identity: RunIdentity,
+                   connection: KafkaConnection, artifacts: Artifacts, replica: Replica,
+                   results: dict[str, Any], on_batch: BatchObserver | None = None) -> PodReport:
+    """Train as worker `replica.index` of the group; the chief's report speaks for the group."""
+    group = join_group(replica)
+    try:
+        return _train(spec, identity, connection, artifacts, group, results, on_batch)
+    except TrainError as error:
+        if group.chief:
+            raise
+        raise PeerLost(f"the group stops (worker 0 reports why): {error}") from error
+
+
+def _agreed_state(spec: StreamingTrainingJobSpec, identity: RunIdentity,
+                  connection: KafkaConnection, artifacts: Artifacts,
+                  group: Group) -> tuple[TrainState, str | None]:
+    """The chief's checkpoint state (or a new one on bounds it captures now), on every worker."""
+    assert spec.train is not None
+    state, ignored, failed = None, None, np.zeros(1)
+    if group.chief:
+        try:
+            state, ignored = load_own_state(artifacts.checkpoints, identity, group.replica.count)
+            if state is None:
+                state = TrainState(spec.train.topic, partition_bounds(connection, spec.train.topic),
+                                   job_uid=identity.job_uid, spec_digest=identity.spec_digest,
+                                   workers=group.replica.count)
+        except Exception:
+            group.from_chief([np.ones(1)], "the chief read its checkpoint")
+            raise
+    (failed,) = group.from_chief([np.zeros(1)], "the chief read its checkpoint")
+    if failed[0]:
+        raise PeerLost("worker 0 could not start the group (its report says why)")
+    offsets = state.offsets if state is not None else {}
+    (count,) = group.from_chief([np.array([len(offsets)], np.int64)])
+    table = np.array([[p, start, stop] for p, (start, stop) in sorted(offsets.items())]
+                     or np.zeros((0, 3)), np.int64).reshape(-1, 3)
+    (agreed, position) = group.from_chief(
+        [table if group.chief else np.zeros((int(count[0]), 3), np.int64),
+         np.array([state.epochs_done, state.batches_done] if state else [0, 0], np.int64)])
+    if state is None:
+        state = TrainState(spec.train.topic, {}, job_uid=identity.job_uid,
+                           spec_digest=identity.spec_digest, workers=group.replica.count)
+    state.offsets = {int(p): (int(start), int(stop)) for p, start, stop in agreed}
+    state.epochs_done, state.batches_done = int(position[0]), int(position[1])
+    return state, ignored
+
+
+def _group_summary(mine: ReadSummary, n_features: int, group: Group) -> ReadSummary:
+    """The group's read figures (every worker gets the same): counts and statistics summed."""
+    mean, variance = mine.statistics or (np.zeros(n_features), np.ones(n_features))
+    rows = float(mine.good)
+    counts = np.array([mine.records, mine.good,
+                       *(mine.bad_by_reason.get(reason, 0) for reason in BAD_REASONS)], np.int64)
+    sums = np.concatenate([[rows], mean * rows, (variance + np.square(mean)) * rows])
+    total_counts, total_sums = group.all_sum([counts, sums], "summing what was read")
+    summary = ReadSummary(records=int(total_counts[0]), good=int(total_counts[1]),
+                          bad_by_reason={reason: int(count) for reason, count
+                                         in zip(BAD_REASONS, total_counts[2:], strict=True)
+                                         if count})
+    total_rows = max(total_sums[0], 1.0)
+    group_mean = total_sums[1:1 + n_features] / total_rows
+    group_variance = np.maximum(total_sums[1 + n_features:] / total_rows
+                                - np.square(group_mean), 0.0)
+    summary.statistics = (group_mean, group_variance) if total_sums[0] else None
+    return summary
+
+
+def _train(spec: StreamingTrainingJobSpec, identity: RunIdentity, connection: KafkaConnection,
+           artifacts: Artifacts, group: Group, results: dict[str, Any],
+           on_batch: BatchObserver | None) -> PodReport:
+    assert spec.train is not None
+    train, data = spec.train, spec.data
+    workers, index = group.replica.count, group.replica.index
+    state, ignored = _agreed_state(spec, identity, connection, artifacts, group)
+    if record_count(state.offsets) == 0:
+        raise TrainError(f"topic {train.topic!r} has no records to train on "
+                         f"(offsets {state.offsets})")
+    shares = replica_ranges(state.offsets, workers)
+    mine = shares[index]
+    results.update(offsets={str(p): list(span) for p, span in sorted(state.offsets.items())},
+                   workers=workers, shares=[{str(p): list(span) for p, span in sorted(share.items())}
+                                            for share in shares])
+    n_features = len(data.feature_names)
+    with TrainProgress(False) as display:
+        own = (read_all(connection, train.topic, mine, data, train.cache, display, spec.kafka.client)
+               if record_count(mine) else ReadSummary())
+    if own.dead_letters and data.dead_letter_topic is not None:
+        send_dead_letters(connection, data.dead_letter_topic, train.topic, own.dead_letters)
+    summary = _group_summary(own, n_features, group)
+    results["recordsThisRun"] = summary.records
+    check_bad_records(summary, train.topic, data)
+
+    with group.strategy.scope():
+        model = build_model(spec.model, n_features, summary.statistics)
+        model.optimizer.build(model.trainable_variables)
+    if group.chief:
+        restore_checkpoint(artifacts.checkpoints, state, model)
+    _sync_variables(model, group)
+    resumed_at = (state.epochs_done, state.batches_done)
+    rows = (training_rows(own, connection, train.topic, mine, data, train.cache, spec.kafka.client)
+            if own.good else tf.data.Dataset.from_tensor_slices(
+                (np.zeros((0, n_features), np.float32), np.zeros(0, np.float32))))
+    goods = np.zeros(workers, np.int64)
+    goods[index] = own.good
+    (goods,) = group.all_sum([goods], "counting records")
+    share = batch_shares(train.batch_size, [int(count) for count in goods])
+    steps = max(-(-int(count) // size) for count, size in zip(goods, share, strict=True)
+                if size)
+    stop = threading.Event()
+    checkpointer = Checkpointer(artifacts.checkpoints, state, train.checkpoint_every_seconds,
+                                steps, stop)
+    checkpointer.set_model(model)
+    started = time.perf_counter()
+    with stop_on_sigterm(stop):
+        _epochs(model, rows, spec, state, group, checkpointer, max(share[index], 1), steps,
+                on_batch)
+    fit_seconds = time.perf_counter() - started
+    results.update(history=state.history, resumedAtEpoch=resumed_at[0],
+                   resumedAtBatch=resumed_at[1], epochsRun=state.epochs_done - resumed_at[0],
+                   fitSeconds=round(fit_seconds, 3), stepsPerEpoch=steps)
+    if state.epochs_done < train.epochs:
+        return PodReport(
+            mode="train", ok=False, epoch=state.epochs_done, resume_ignored=ignored,
+            message=(f"stopped (SIGTERM) in epoch {state.epochs_done + 1} after step "
+                     f"{state.batches_done}; the chief's checkpoint is written and a restart "
+                     "of the group resumes there"))
+    if group.chief:
+        _export(model, spec, n_features, summary, artifacts, state)
+    group.barrier("the chief exported the model")
+    epochs_run = int(results["epochsRun"])
+    rate = summary.good * epochs_run / fit_seconds if epochs_run else None
+    history = state.history
+    return PodReport(
+        mode="train", ok=True,
+        metrics=Metrics(
+            train_loss=history["loss"][-1] if history.get("loss") else None,
+            train_accuracy=history["accuracy"][-1] if history.get("accuracy") else None,
+            records_trained=summary.good, bad_records=summary.bad,
+            bad_records_by_reason=dict(sorted(summary.bad_by_reason.items()))),
+        model_uri=artifacts.uri(artifacts.keras_model) if group.chief else None,
+        epoch=state.epochs_done, records_per_second=round(rate, 1) if rate else None,
+        resume_ignored=ignored)
+
+
+def _sync_variables(model: keras.Model, group: Group) -> None:
+    """Give every worker the chief's weights and optimizer state (restored or initial)."""
+    variables = list(checkpoint_variables(model).values())
+    values = group.from_chief([np.asarray(v.numpy()) for v in variables],
+                              "sharing the chief's weights")
+    for variable, value in zip(variables, values, strict=True):
+        variable.assign(value)
+
+
+def _step_function(model: keras.Model, group: Group) -> Callable[..., tf.Tensor]:
+    """One step of the group: [loss sum, correct] of this worker's rows, [rows, stop votes] of
+    the whole group."""
+    losses = keras.losses.BinaryCrossentropy(from_logits=False, reduction=None)
+    width = model.input_shape[-1]
+
+    def replica_step(features: tf.Tensor, labels: tf.Tensor, vote: tf.Tensor) -> tf.Tensor:
+        context = tf.distribute.get_replica_context()
+        rows = tf.cast(tf.shape(labels)[0], tf.float32)
+        together = context.all_reduce(tf.distribute.ReduceOp.SUM, tf.stack([rows, vote]))
+        with tf.GradientTape() as tape:
+            scores = model(features, training=True)
+            per_record = losses(tf.reshape(labels, [-1, 1]), scores)
+            loss = tf.nn.compute_average_loss(
+                per_record, global_batch_size=tf.cast(tf.maximum(together[0], 1.0), tf.int64))
+        gradients = tape.gradient(loss, model.trainable_variables)
+        model.optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+        correct = tf.reduce_sum(tf.cast(tf.equal(tf.reshape(scores, [-1]) > 0.5, labels > 0.5),
+                                        tf.float32))
+        return tf.concat([tf.stack([tf.reduce_sum(per_record), correct]), together], 0)
+
+    def step(features: tf.Tensor, labels: tf.Tensor, vote: tf.Tensor) -> tf.Tensor:
+        result = group.strategy.run(replica_step, args=(features, labels, vote))
+        local: tf.Tensor = group.strategy.experimental_local_results(result)[0]
+        return local
+
+    compiled: Callable[..., tf.Tensor] = tf.function(step, input_signature=[
+        tf.TensorSpec([None, width], tf.float32), tf.TensorSpec([None], tf.float32),
+        tf.TensorSpec([], tf.float32)])
+    return compiled
+
+
+def _epochs(model: keras.Model, rows: tf.data.Dataset, spec: StreamingTrainingJobSpec,
+            state: TrainState, group: Group, checkpointer: Checkpointer, share: int, steps: int,
+            on_batch: BatchObserver | None) -> None:
+    """Train from where `state` stands to the last epoch, or until the group votes to stop."""
+    assert spec.train is not None
+    step = _step_function(model, group)
+    width = model.input_shape[-1]
+    empty = (tf.zeros([0, width], tf.float32), tf.zeros([0], tf.float32))
+    for epoch in range(state.epochs_done, spec.train.epochs):
+        if checkpointer.stop.is_set():
+            return
+        skipped = state.batches_done
+        checkpointer.begin_epoch(skipped)
+        batches = iter(epoch_dataset(rows, spec, epoch, skipped, batch_size=share))
+        totals = np.zeros(3)
+        for number in range(skipped, steps):
+            features, labels = next(batches, empty)
+            vote = tf.constant(1.0 if checkpointer.stop.is_set() else 0.0)
+            with peers_needed(f"training epoch {epoch + 1}, step {number + 1}"):
+                out = np.asarray(step(features, labels, vote))
+            totals += (out[0], out[1], len(labels))
+            if on_batch is not None and len(labels):
+                on_batch(epoch, features.numpy())
+            if out[3] > 0:
+                checkpointer.stop.set()  # every worker saw the same vote
+            if group.chief:
+                checkpointer.on_train_batch_end(number - skipped)
+            else:
+                state.batches_done = number + 1
+            if checkpointer.stop.is_set() and number + 1 < steps:
+                return  # the chief saved this step
+        loss_sum, correct, count = group.all_sum([totals], "summing the epoch")[0]
+        logs = {"loss": loss_sum / max(count, 1.0), "accuracy": correct / max(count, 1.0)}
+        if group.chief:
+            checkpointer.on_epoch_end(epoch, logs)
+        else:
+            state.epochs_done, state.batches_done = epoch + 1, 0
+
+
+def _export(model: keras.Model, spec: StreamingTrainingJobSpec, n_features: int,
+            summary: ReadSummary, artifacts: Artifacts, state: TrainState) -> None:
+    """Export a plain copy of the group's model (weights and optimizer state), as one trainer
+    exports its own, then the training curve."""
+    assert spec.train is not None
+    plain = build_model(spec.model, n_features, summary.statistics)
+    trained = checkpoint_variables(model)
+    for name, variable in checkpoint_variables(plain).items():
+        variable.assign(trained[name].numpy())
+    export_model(plain, artifacts.keras_model, artifacts.saved_model)
+    training_curve(state.history, artifacts.training_curve, f"{spec.train.topic}: training")
