@@ -132,6 +132,9 @@ class RoleStatus(StatusModel):
 
     job: str | None = None
     """Name of the batch/v1 Job."""
+    replicas: int = 1
+    """Pods the phase runs (`spec.trainer` / `spec.evaluator` replicas); it is done when that
+    many have succeeded."""
     active: int = 0
     """Pods running."""
     succeeded: int = 0

@@ -1,4 +1,5 @@
-"""Pure builders of the child objects: one batch/v1 Job per phase, owned by the job.
+"""Pure builders of the child objects: one batch/v1 Job per phase, owned by the job (an Indexed
+Job for a phase of several replicas, with a headless Service for a training group).
 
 No API calls here: every function maps the spec (and what the operator
 resolved about Kafka) to a manifest dict, so each is unit-tested without a
@@ -33,6 +34,7 @@ from workload.contract import (
     MODEL_SOURCE_ENV,
     NOT_RETRIED_EXIT_CODES,
     OUTPUT_URI_ENV,
+    PEER_LOST_EXIT,
     PROGRESS_TOKEN_DIR,
     PROGRESS_TOKEN_ENV,
     PROGRESS_TOKEN_FILE,
@@ -42,11 +44,21 @@ from workload.contract import (
     SCRATCH_PATH,
     SOURCE_PATH,
     TERMINATION_LOG,
+    WORKER_PORT,
+    WORKERS_ENV,
     Mode,
     progress_audience,
     progress_path,
 )
-from workload.spec import API_GROUP, API_VERSION, KIND, RoleSpec, StreamingTrainingJobSpec, dump_spec
+from workload.spec import (
+    API_GROUP,
+    API_VERSION,
+    KIND,
+    MAX_REPLICAS,
+    RoleSpec,
+    StreamingTrainingJobSpec,
+    dump_spec,
+)
 
 Manifest = dict[str, Any]
 
@@ -129,9 +141,23 @@ def bounded_name(base: str, suffix: str = "", limit: int = NAME_LIMIT) -> str:
     return f"{base[:keep].rstrip('-.')}-{digest}{suffix}"
 
 
+INDEX_ROOM = len(f"-{MAX_REPLICAS - 1}")
+"""Characters an Indexed Job's pod hostnames add to the Job's name (`-<index>`), which together
+must stay a DNS label: every child Job name leaves that room, whatever its replicas."""
+
+
 def child_job_name(job_name: str, mode: Mode) -> str:
-    """The deterministic name of the Job that runs `mode` for `job_name`."""
-    return bounded_name(job_name, f"-{mode}")
+    """The deterministic name of the Job that runs `mode` for `job_name` (and of its headless
+    Service when it runs a training group)."""
+    return bounded_name(job_name, f"-{mode}", NAME_LIMIT - INDEX_ROOM)
+
+
+def worker_addresses(job_name: str, namespace: str, replicas: int) -> list[str]:
+    """`host:port` of each training worker: the hostname the Job controller gives the pod of
+    each index (`<job>-<index>`), under the headless Service of the same name."""
+    service = child_job_name(job_name, "train")
+    return [f"{service}-{index}.{service}.{namespace}.svc:{WORKER_PORT}"
+            for index in range(replicas)]
 
 
 def job_labels(job_name: str, uid: str, mode: Mode) -> dict[str, str]:
@@ -159,7 +185,8 @@ def owner_reference(job_name: str, uid: str) -> Manifest:
 
 
 def _environment(job_name: str, uid: str, spec: StreamingTrainingJobSpec, kafka: KafkaAccess,
-                 output: ClaimFolder | None, source: ClaimFolder | None) -> list[Manifest]:
+                 output: ClaimFolder | None, source: ClaimFolder | None,
+                 workers: list[str]) -> list[Manifest]:
     env: list[Manifest] = [
         {"name": JOB_NAME_ENV, "value": job_name},
         {"name": JOB_UID_ENV, "value": uid},
@@ -178,6 +205,8 @@ def _environment(job_name: str, uid: str, spec: StreamingTrainingJobSpec, kafka:
         env.append({"name": OUTPUT_URI_ENV, "value": output.uri})
     if source is not None:
         env.append({"name": MODEL_SOURCE_ENV, "value": SOURCE_PATH})
+    if workers:
+        env.append({"name": WORKERS_ENV, "value": ",".join(workers)})
     return env
 
 
@@ -249,15 +278,23 @@ def build_job_manifest(job_name: str, namespace: str, uid: str, mode: Mode,
                        spec: StreamingTrainingJobSpec, kafka: KafkaAccess,
                        suspend: bool | None = None, source: ClaimFolder | None = None,
                        defaults: PodDefaults = DEFAULT_PODS) -> Manifest:
-    """The batch/v1 Job that runs `mode` of the job: `streamtrain run-mode <mode>` in one pod.
+    """The batch/v1 Job that runs `mode` of the job: `streamtrain run-mode <mode>` in each of
+    its pods (one per replica: an Indexed Job when there are several).
 
-    `source` is where the model of `model.source` is (resolved by the operator)."""
+    A training group of several workers also gets every worker's address (`WORKERS_ENV`), the
+    headless Service as subdomain, and a pod failure policy that does not count a worker that
+    stopped only because a peer went away (`PEER_LOST_EXIT`): Kubernetes replaces each failed
+    pod, the group forms again and resumes from the chief's checkpoint, and `backoffLimit`
+    counts the failures that caused it. `source` is where the model of `model.source` is
+    (resolved by the operator)."""
     role: RoleSpec = getattr(spec, MODE[mode].template)
     policy = spec.run_policy
     labels = job_labels(job_name, uid, mode)
     output = output_folder(namespace, job_name, uid, spec)
+    group = mode == "train" and role.replicas > 1
+    workers = worker_addresses(job_name, namespace, role.replicas) if group else []
     volumes, mounts = _volumes(spec, kafka, output, source)
-    env = _environment(job_name, uid, spec, kafka, output, source)
+    env = _environment(job_name, uid, spec, kafka, output, source, workers)
     if defaults.progress_url:
         volume, mount, channel = progress_channel(job_name, namespace, uid, defaults.progress_url)
         volumes.append(volume)
@@ -304,6 +341,15 @@ def build_job_manifest(job_name: str, namespace: str, uid: str, mode: Mode,
             "containerName": mode, "operator": "In", "values": list(NOT_RETRIED_EXIT_CODES)}}]},
         "template": {"metadata": {"labels": labels}, "spec": pod_spec},
     }
+    if role.replicas > 1:
+        # Pod i gets index i (JOB_COMPLETION_INDEX) and the hostname `<job>-<i>`.
+        job_spec["completionMode"] = "Indexed"
+    if group:
+        pod_spec["subdomain"] = child_job_name(job_name, mode)
+        job_spec["podFailurePolicy"]["rules"].append({
+            "action": "Ignore",
+            "onExitCodes": {"containerName": mode, "operator": "In", "values": [PEER_LOST_EXIT]},
+        })
     if policy.active_deadline_seconds is not None:
         job_spec["activeDeadlineSeconds"] = policy.active_deadline_seconds
     return {
@@ -316,4 +362,27 @@ def build_job_manifest(job_name: str, namespace: str, uid: str, mode: Mode,
             "ownerReferences": [owner_reference(job_name, uid)],
         },
         "spec": job_spec,
+    }
+
+
+def build_service_manifest(job_name: str, namespace: str, uid: str, mode: Mode) -> Manifest:
+    """The headless Service that gives each pod of a training group a stable name
+    (`<job>-<index>.<service>`), owned by the job; the pods listen on `WORKER_PORT`."""
+    labels = job_labels(job_name, uid, mode)
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": child_job_name(job_name, mode),
+            "namespace": namespace,
+            "labels": labels,
+            "ownerReferences": [owner_reference(job_name, uid)],
+        },
+        "spec": {
+            "clusterIP": "None",
+            "selector": {JOB_UID_LABEL: uid, MODE_LABEL: mode},
+            # Workers look each other up while they start, before they would count as ready.
+            "publishNotReadyAddresses": True,
+            "ports": [{"name": "worker", "port": WORKER_PORT, "protocol": "TCP"}],
+        },
     }

@@ -13,7 +13,7 @@ import kubernetes
 from streamtrain_operator.builders import JOB_LABEL, MODE_LABEL, Manifest, bounded_name
 from streamtrain_operator.failures import failure_text
 from streamtrain_operator.planner import ChildObservation
-from workload.contract import MODES, Mode
+from workload.contract import MODES, PEER_LOST_EXIT, Mode
 from workload.status import PodReport
 
 
@@ -28,26 +28,39 @@ def _true_condition(job: Any, kind: str) -> Any:
     return None
 
 
-def _terminations(pods: list[Any]) -> list[tuple[str, int, str]]:
-    """(finish time, exit code, message) of each terminated container, oldest first."""
+COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
+"""The annotation with which the Job controller numbers the pods of an Indexed Job."""
+
+
+def _terminations(pods: list[Any]) -> list[tuple[str, int, str, bool]]:
+    """(finish time, exit code, message, whether the pod is replica 0) of each terminated
+    container, oldest first."""
     found = []
     for pod in pods:
+        annotations = (pod.metadata.annotations or {}) if pod.metadata else {}
+        first = annotations.get(COMPLETION_INDEX, "0") == "0"
         for container in (pod.status.container_statuses or []) if pod.status else []:
             terminated = container.state.terminated if container.state else None
             if terminated is not None:
                 finished = str(terminated.finished_at or "")
-                found.append((finished, int(terminated.exit_code), terminated.message or ""))
+                found.append((finished, int(terminated.exit_code), terminated.message or "",
+                              first))
     return sorted(found)
 
 
 def observe(job: Any, pods: list[Any]) -> ChildObservation:
-    """A child Job and its pods as the state machine needs them."""
+    """A child Job and its pods as the state machine needs them; replica 0's report speaks for
+    a phase of several (the chief of a training group, or any evaluator: each reports the
+    merged result)."""
     status = job.status
     complete = _true_condition(job, "Complete") is not None
     failed = _true_condition(job, "Failed")
     terminations = _terminations(pods)
-    successes = [message for _, code, message in terminations if code == 0]
-    failures = [message for _, code, message in terminations if code != 0]
+    successes = [message for _, code, message, first in terminations if code == 0 and first]
+    failed_pods = [(code, message) for _, code, message, _ in terminations if code != 0]
+    # A worker that stopped because a peer went away does not say why: the peer does.
+    failures = [message for code, message in failed_pods if code != PEER_LOST_EXIT] or [
+        message for _, message in failed_pods]
     report = PodReport.from_message(successes[-1]) if successes else None
     failed_report = PodReport.from_message(failures[-1]) if failures else None
     started = status.start_time if status else None
@@ -120,6 +133,24 @@ def _align_suspend(batch: Any, existing: Any, suspend: bool) -> None:
     if bool(existing.spec.suspend) != suspend and not _true_condition(existing, "Complete"):
         batch.patch_namespaced_job(existing.metadata.name, existing.metadata.namespace,
                                    {"spec": {"suspend": suspend}})
+
+
+def ensure_service(api: kubernetes.client.ApiClient, manifest: Manifest) -> bool:
+    """Create the Service if missing; `True` when it was created now."""
+    core: Any = kubernetes.client.CoreV1Api(api)
+    namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
+    try:
+        core.create_namespaced_service(namespace, manifest)
+        return True
+    except kubernetes.client.ApiException as error:
+        if error.status != 409:
+            raise
+    existing = core.read_namespaced_service(name, namespace)
+    owner = manifest["metadata"]["ownerReferences"][0]["uid"]
+    if owner not in {ref.uid for ref in existing.metadata.owner_references or []}:
+        raise NameTakenError(f"Service {name} exists and belongs to someone else; "
+                             "rename the StreamingTrainingJob or delete that Service")
+    return False
 
 
 def delete_children(api: kubernetes.client.ApiClient, namespace: str, job_name: str) -> int:

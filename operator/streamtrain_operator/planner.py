@@ -122,7 +122,7 @@ def done_modes(status: StreamingTrainingJobStatus) -> set[Mode]:
     done: set[Mode] = set()
     for row in MODE_TABLE:
         role: RoleStatus | None = getattr(status, row.status_field)
-        if role is not None and role.succeeded > 0:
+        if role is not None and role.succeeded >= max(role.replicas, 1):
             done.add(row.mode)
     return done
 
@@ -260,12 +260,12 @@ def next_plan(spec: StreamingTrainingJobSpec, job_name: str, generation: int,
     while mode is not None:
         child = children.get(mode)
         name = child_job_name(job_name, mode)
-        role = RoleStatus(job=name)
+        role = RoleStatus(job=name, replicas=getattr(spec, MODE[mode].template).replicas)
         if child is not None:
             role = role.model_copy(update={"active": child.active, "succeeded": child.succeeded,
                                            "failed": child.failed})
         if child is not None and child.complete:
-            role = role.model_copy(update={"succeeded": max(1, child.succeeded)})
+            role = role.model_copy(update={"succeeded": max(role.replicas, child.succeeded)})
             setattr(status, MODE[mode].status_field, role)
             if child.report is not None:
                 _merge_report(status, child.report, now)

@@ -21,6 +21,7 @@ from streamtrain_operator.builders import (
     DEFAULT_PODS,
     PodDefaults,
     build_job_manifest,
+    build_service_manifest,
     child_job_name,
 )
 from streamtrain_operator.clock import parse_time
@@ -94,6 +95,9 @@ def reconcile(api: kubernetes.client.ApiClient, name: str, namespace: str, uid: 
         manifest = build_job_manifest(name, namespace, uid, plan.run, spec, resolution.access,
                                       suspend=plan.suspend, source=folder, defaults=pods)
         try:
+            if plan.run == "train" and spec.trainer.replicas > 1:
+                children.ensure_service(api, build_service_manifest(name, namespace, uid,
+                                                                    plan.run))
             created = children.ensure_job(api, manifest, plan.suspend)
         except children.NameTakenError as error:
             return invalid_spec(current, generation, str(error), now, reason="JobNameTaken")

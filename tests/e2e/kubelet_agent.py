@@ -17,6 +17,13 @@ Mapping a container onto the host:
   missing (as the kubelet does); `readOnly` is enforced only in image mode; environment
   values that name a mounted path, also inside JSON values such as the job
   spec, are rewritten to that folder;
+- environment values from the pod's own fields (`fieldRef`: name, namespace,
+  labels, annotations, such as the completion index the Job controller hands
+  an Indexed Job's pods) are filled in as the kubelet does;
+- every pod runs on this one host, so the addresses of a training group's
+  workers (`WORKERS_ENV`: pod hostnames under a headless Service) become
+  127.0.0.1, each hostname with a port of its own, kept for the pod that
+  replaces one;
 - the termination log is a temporary file named by
   `STREAMTRAIN_TERMINATION_LOG`; with `FallbackToLogsOnError` a failed
   container's log tail becomes the message.
@@ -52,7 +59,8 @@ from typing import Any
 import kubernetes
 
 from localparts import containers, image
-from workload.contract import TERMINATION_LOG, TERMINATION_LOG_ENV
+from localparts.ports import LOOPBACK, free_port
+from workload.contract import TERMINATION_LOG, TERMINATION_LOG_ENV, WORKERS_ENV
 
 NODE_NAME = "streamtrain-local-node"
 POLL_S = 0.3
@@ -98,6 +106,20 @@ def translate(value: Any, mounts: dict[str, Path]) -> Any:
     return value
 
 
+def field_value(pod: Any, path: str) -> str:
+    """The value of a `fieldRef` (`metadata.name`, `metadata.labels['key']`, ...) on `pod`."""
+    metadata = pod.metadata
+    simple = {"metadata.name": metadata.name, "metadata.namespace": metadata.namespace,
+              "metadata.uid": metadata.uid, "spec.nodeName": NODE_NAME}
+    if path in simple:
+        return str(simple[path] or "")
+    for field, found in (("metadata.labels", metadata.labels),
+                         ("metadata.annotations", metadata.annotations)):
+        if path.startswith(f"{field}['") and path.endswith("']"):
+            return str((found or {}).get(path[len(field) + 2:-2], ""))
+    raise ValueError(f"fieldRef {path} is not supported by the test kubelet")
+
+
 def translate_env_value(value: str, mounts: dict[str, Path]) -> str:
     """An env value with mounted paths rewritten, including inside a JSON document."""
     if value[:1] in "{[":
@@ -121,6 +143,8 @@ class KubeletAgent:
         self.images_run: list[str] = []
         """The image of each pod started in its image, in start order."""
         self.running: dict[str, RunningPod] = {}
+        self.ports: dict[str, int] = {}
+        """The local port standing for each worker hostname."""
         self.finished: set[str] = set()
         self.errors: list[str] = []
         self._stop = threading.Event()
@@ -273,11 +297,9 @@ class KubeletAgent:
                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
                 self.images_run.append(container.image)
             else:
-                env = {"PATH": os.environ.get("PATH", ""), **self.extra_env}
-                for item in container.env or []:
-                    if item.value is not None:
-                        env[item.name] = translate_env_value(item.value, mounts)
-                env[TERMINATION_LOG_ENV] = str(termination_log)
+                env = {"PATH": os.environ.get("PATH", ""), **self.extra_env,
+                       **self._pod_environment(pod, mounts),
+                       TERMINATION_LOG_ENV: str(termination_log)}
                 program = (shutil.which(command[0], path=str(Path(sys.executable).parent))
                            or command[0])
                 process = subprocess.Popen([program, *command[1:]], env=env, cwd=folder,
@@ -317,12 +339,34 @@ class KubeletAgent:
         for bind in binds:
             for path in (bind.host, *bind.host.rglob("*")):
                 os.chown(path, *owner)
-        env = {**self.extra_env,
-               **{item.name: item.value for item in container.env or [] if item.value is not None}}
+        env = {**self.extra_env, **self._pod_environment(pod, None)}
         return containers.run_command(
             container.image, command, name=container_id, env=env, mounts=binds,
             user=None if uid is None else f"{uid}:{gid if gid is not None else uid}",
             read_only=bool(security("read_only_root_filesystem")))
+
+    def _pod_environment(self, pod: Any, mounts: dict[str, Path] | None) -> dict[str, str]:
+        """The container's environment as the kubelet resolves it: values (with mounted paths
+        rewritten when the pod runs as a process: `mounts`), `fieldRef`s, and a training
+        group's workers on loopback."""
+        env: dict[str, str] = {}
+        for item in pod.spec.containers[0].env or []:
+            if item.value is not None:
+                env[item.name] = (item.value if mounts is None
+                                  else translate_env_value(item.value, mounts))
+            elif item.value_from is not None and item.value_from.field_ref is not None:
+                env[item.name] = field_value(pod, item.value_from.field_ref.field_path)
+        if WORKERS_ENV in env:
+            env[WORKERS_ENV] = ",".join(self._local_address(address)
+                                        for address in env[WORKERS_ENV].split(","))
+        return env
+
+    def _local_address(self, address: str) -> str:
+        """`host:port` of a worker as the pods on this host reach it: loopback, a port per host."""
+        host = address.rsplit(":", 1)[0]
+        if host not in self.ports:
+            self.ports[host] = free_port()
+        return f"{LOOPBACK}:{self.ports[host]}"
 
     @staticmethod
     def _container_status(name: str, image: str, state: dict[str, Any]) -> dict[str, Any]:

@@ -292,3 +292,36 @@ def test_jobs_sharing_a_claim_keep_their_own_results_one_after_another_and_at_on
             assert (state["jobUid"], state["epochsDone"]) == (uid, epochs[name])
     assert not (claim / "evaluate-a" / jobs.get("evaluate-a")["metadata"]["uid"] /
                 "model.keras").exists()
+
+
+def test_two_workers_and_two_evaluators_train_and_score_each_record_once(
+        kube: Kube, kafka: KafkaHandle, cluster: tuple[OperatorProcess, KubeletAgent]) -> None:
+    """`trainer.replicas: 2` on a one-partition topic (each worker its offset slice),
+    `evaluator.replicas: 2` on a two-partition one (each evaluator a partition)."""
+    _, agent = cluster
+    train, test = fresh_split(kafka.bootstrap_servers, TRAIN_ROWS, TEST_ROWS, seed=12)
+    manifest = _on_claim(_example_for(kafka.bootstrap_servers, train, test, epochs=2),
+                         "group", "/models/group")
+    manifest["spec"].update(trainer={"replicas": 2}, evaluator={"replicas": 2})
+    jobs = _apply(kube, manifest)
+    status = _succeeded(jobs, "group", _diagnosis(jobs, "group", cluster))
+
+    for role in ("trainer", "evaluator"):
+        assert {key: status[role][key] for key in ("replicas", "succeeded")} == {
+            "replicas": 2, "succeeded": 2}
+    assert status["metrics"]["recordsTrained"] == TRAIN_ROWS
+    assert status["metrics"]["recordsEvaluated"] == TEST_ROWS
+    assert 0.6 < status["metrics"]["evalAuc"] <= 1.0
+    assert kube.cluster.batch.read_namespaced_job(
+        "group-train", kube.namespace).spec.completion_mode == "Indexed"
+    assert kube.cluster.core.read_namespaced_service(
+        "group-train", kube.namespace).spec.cluster_ip == "None"
+    folder = (agent.claim_folder("ux-models") / kube.namespace / "group" /
+              jobs.get("group")["metadata"]["uid"])
+    trained = json.loads((folder / "results-train.json").read_text())
+    assert trained["workers"] == 2
+    assert trained["shares"] == [{"0": [0, TRAIN_ROWS // 2]}, {"0": [TRAIN_ROWS // 2, TRAIN_ROWS]}]
+    evaluated = json.loads((folder / "results-evaluate.json").read_text())
+    assert evaluated["evaluators"] == 2
+    group = manifest["spec"]["evaluate"]["consumerGroup"]
+    assert kafka.committed(group) == {(test, p): end for p, end in kafka.end_offsets(test).items()}

@@ -36,6 +36,7 @@ NAMESPACED_RULES: frozenset[Rule] = frozenset({
     *(("streamingtrainingjobs.streamtrain.dev/status", verb) for verb in ("get", "patch")),
     *(("jobs.batch", verb) for verb in ("create", "get", "list", "watch", "patch", "delete")),
     *(("pods", verb) for verb in ("get", "list", "watch")),
+    ("services", "create"), ("services", "get"),
     ("events", "create"), ("events", "patch"),
     ("events.events.k8s.io", "create"), ("events.events.k8s.io", "patch"),
     *(("kafkas.kafka.strimzi.io", verb) for verb in ("get", "list", "watch")),

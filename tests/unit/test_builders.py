@@ -13,6 +13,7 @@ from streamtrain_operator.builders import (
     KafkaAccess,
     PodDefaults,
     build_job_manifest,
+    build_service_manifest,
     child_job_name,
 )
 
@@ -25,13 +26,16 @@ from workload.contract import (
     JOB_UID_ENV,
     MODEL_SOURCE_ENV,
     OUTPUT_URI_ENV,
+    PEER_LOST_EXIT,
     PROGRESS_TOKEN_DIR,
     PROGRESS_TOKEN_ENV,
     PROGRESS_URL_ENV,
+    WORKER_PORT,
+    WORKERS_ENV,
     progress_audience,
 )
 from workload.kafka.connection import connection_for
-from workload.spec import dump_spec, parse_spec
+from workload.spec import MAX_REPLICAS, dump_spec, parse_spec
 
 SPEC = parse_spec({
     "kafka": {"bootstrapServers": "kafka:9092"}, "train": {"topic": "susy-train"}, "evaluate": {"topic": "susy-test"},
@@ -49,7 +53,7 @@ def _env(manifest: dict[str, Any]) -> dict[str, str]:
 def test_child_names_are_deterministic_and_fit_63_characters() -> None:
     assert child_job_name("susy", "train") == "susy-train"
     long_a, long_b = "a" * 70, "a" * 69 + "b"
-    assert len(child_job_name(long_a, "evaluate")) == 63
+    assert len(child_job_name(long_a, "evaluate")) == 60  # room for a pod's `-<index>`
     assert child_job_name(long_a, "evaluate").endswith("-evaluate")
     assert child_job_name(long_a, "evaluate") != child_job_name(long_b, "evaluate")
     assert child_job_name(long_a, "train") == child_job_name(long_a, "train")
@@ -207,3 +211,50 @@ def test_a_pod_that_says_the_spec_or_kafka_is_wrong_fails_the_job_without_retrie
     rule = job["spec"]["podFailurePolicy"]["rules"][0]
     assert rule == {"action": "FailJob", "onExitCodes": {
         "containerName": "evaluate", "operator": "In", "values": [2, 3]}}
+
+
+GROUP_SPEC = parse_spec({
+    "kafka": {"bootstrapServers": "kafka:9092"}, "train": {"topic": "susy-train"},
+    "evaluate": {"topic": "susy-test"}, "trainer": {"replicas": 3}, "evaluator": {"replicas": 2},
+    "model": {"output": {"path": "/models/susy", "volumeClaim": "models"}},
+})
+
+
+def test_a_training_group_is_an_indexed_job_whose_workers_know_each_other() -> None:
+    job = build_job_manifest("susy", "ns", "uid", "train", GROUP_SPEC, KafkaAccess("k:9092"))
+    spec, pod = job["spec"], job["spec"]["template"]["spec"]
+    assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == ("Indexed", 3, 3)
+    assert pod["subdomain"] == "susy-train"
+    assert _env(job)[WORKERS_ENV] == ",".join(
+        f"susy-train-{index}.susy-train.ns.svc:{WORKER_PORT}" for index in range(3))
+    assert spec["podFailurePolicy"]["rules"][1:] == [{"action": "Ignore", "onExitCodes": {
+        "containerName": "train", "operator": "In", "values": [PEER_LOST_EXIT]}}]
+    assert spec["backoffLimit"] == GROUP_SPEC.run_policy.backoff_limit
+
+
+def test_evaluators_are_an_indexed_job_without_addresses_and_one_replica_is_unchanged() -> None:
+    job = build_job_manifest("susy", "ns", "uid", "evaluate", GROUP_SPEC, KafkaAccess("k:9092"))
+    assert (job["spec"]["completionMode"], job["spec"]["completions"]) == ("Indexed", 2)
+    assert len(job["spec"]["podFailurePolicy"]["rules"]) == 1 and WORKERS_ENV not in _env(job)
+    assert "subdomain" not in job["spec"]["template"]["spec"]
+    single = build_job_manifest("susy", "ns", "uid", "train", SPEC, KafkaAccess("k:9092"))
+    assert "completionMode" not in single["spec"]
+    assert len(single["spec"]["podFailurePolicy"]["rules"]) == 1  # no peers to ignore
+    assert (single["spec"]["completions"], single["spec"]["parallelism"]) == (1, 1)
+    assert WORKERS_ENV not in _env(single)
+
+
+def test_the_headless_service_selects_the_groups_pods_and_is_owned_by_the_job() -> None:
+    service = build_service_manifest("susy", "ns", "uid-1", "train")
+    job = build_job_manifest("susy", "ns", "uid-1", "train", GROUP_SPEC, KafkaAccess("k:9092"))
+    assert service["metadata"]["name"] == job["spec"]["template"]["spec"]["subdomain"]
+    assert service["spec"]["clusterIP"] == "None" and service["spec"]["publishNotReadyAddresses"]
+    pod_labels = job["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert service["spec"]["ports"] == [{"name": "worker", "port": WORKER_PORT, "protocol": "TCP"}]
+    assert service["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+
+
+def test_pod_hostnames_of_the_largest_group_stay_dns_labels() -> None:
+    name = child_job_name("a" * 70, "evaluate")
+    assert len(f"{name}-{MAX_REPLICAS - 1}") <= 63

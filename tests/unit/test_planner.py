@@ -246,3 +246,20 @@ def test_a_finished_phase_shows_its_progress_complete() -> None:
     assert done.status.progress is not None
     assert (done.status.progress.percent, done.status.progress.eta_seconds,
             done.status.progress.epoch) == (100.0, 0, 10)
+
+
+def test_a_phase_of_several_replicas_is_done_only_when_all_have_succeeded() -> None:
+    group = parse_spec({"kafka": {"bootstrapServers": "kafka:9092"}, "train": {"topic": "t"},
+                        "evaluate": {"topic": "e"}, "trainer": {"replicas": 2}})
+    plan = _step(StreamingTrainingJobStatus(), {}, spec=group)
+    assert plan.status.trainer is not None and plan.status.trainer.replicas == 2
+    half = _step(plan.status, {"train": ChildObservation(active=1, succeeded=1)}, spec=group)
+    assert (half.status.phase, half.run) == ("Training", "train")
+    assert half.status.trainer is not None
+    assert (half.status.trainer.active, half.status.trainer.succeeded) == (1, 1)
+    again = _step(half.status, {"train": ChildObservation(active=1, succeeded=1)}, spec=group)
+    assert again.run == "train"  # one succeeded pod of two does not end the phase
+    done = _step(again.status, {"train": ChildObservation(succeeded=2, complete=True,
+                                                          report=TRAIN_REPORT)}, spec=group)
+    assert (done.status.phase, done.run) == ("Evaluating", "evaluate")
+    assert done.status.evaluator is not None and done.status.evaluator.replicas == 1
