@@ -79,6 +79,18 @@ def _train(servers: Servers) -> list[Figure]:
     return trainer_killed_mid_epoch(servers.bootstrap, servers.folder("train"))
 
 
+def _train_group(servers: Servers) -> list[Figure]:
+    from tests.faults.train_group_faults import group_worker_killed_mid_epoch
+
+    return group_worker_killed_mid_epoch(servers.bootstrap, servers.folder("train-group"))
+
+
+def _evaluators(servers: Servers) -> list[Figure]:
+    from tests.faults.evaluate_group_faults import evaluators_merge_and_survive_kills
+
+    return evaluators_merge_and_survive_kills(servers.bootstrap, servers.folder("evaluators"))
+
+
 LONG_ONLINE_RECORDS = 2_000_000
 """Records of the online scenario in the report (about 3-4 minutes here)."""
 
@@ -122,6 +134,8 @@ def _manifests(servers: Servers) -> list[Figure]:
 SCENARIOS: dict[str, Callable[[Servers], list[Figure]]] = {
     "evaluate": _evaluate,
     "train": _train,
+    "train-group": _train_group,
+    "evaluators": _evaluators,
     "online": _online,
     "online-kills": _online_kills,
     "operator": _operator,

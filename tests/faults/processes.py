@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -69,6 +70,24 @@ def sigkill(child: subprocess.Popen[bytes]) -> int:
     """SIGKILL the child and reap it; its return code (-9 when it was still running)."""
     child.send_signal(signal.SIGKILL)
     return child.wait(30)
+
+
+def wait_for_thread(condition: Callable[[], bool], thread: threading.Thread, timeout_s: float,
+                    what: str) -> None:
+    """Poll `condition` every 10 ms while `thread` runs; raise after `timeout_s` or if the thread
+    ends first."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if not thread.is_alive():
+            raise RuntimeError(f"the run ended before {what}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.01)
+
+
+def kill_pid(pid: int) -> None:
+    """SIGKILL a process another part of the test started (and reaps)."""
+    os.kill(pid, signal.SIGKILL)
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

@@ -79,3 +79,40 @@ streamTimeoutMs: 0}}
     assert {path.name for path in home.iterdir()} <= USER_SETTINGS
     assert not [path for path in _files(home)
                 if path.suffix in (".keras", ".npz", ".png") or "tfevents" in path.name]
+
+
+def test_a_local_run_with_replicas_runs_a_process_per_replica(
+        kafka: KafkaHandle, tmp_path: Path) -> None:
+    train_topic, test_topic = kafka.create_topic("cli-train", 1), kafka.create_topic("cli-test", 2)
+    produced = streamtrain("produce", "--bootstrap-servers", kafka.bootstrap_servers,
+                           "--rows", "2000", "--train-topic", train_topic,
+                           "--test-topic", test_topic, "--quiet")
+    assert produced.returncode == 0, produced.stderr
+    job = tmp_path / "job.yaml"
+    job.write_text(f"""\
+apiVersion: streamtrain.dev/v1alpha1
+kind: StreamingTrainingJob
+metadata: {{name: replicas}}
+spec:
+  kafka: {{bootstrapServers: "{kafka.bootstrap_servers}"}}
+  train: {{topic: {train_topic}, epochs: 1}}
+  evaluate: {{topic: {test_topic}, consumerGroup: cli-{uuid.uuid4().hex[:8]}, streamTimeoutMs: 0}}
+  model: {{layers: [{{dense: 16}}]}}
+  trainer: {{replicas: 2}}
+  evaluator: {{replicas: 2}}
+""")
+    output = tmp_path / "out"
+    run = streamtrain("run", str(job), "--quiet", "--output-dir", str(output))
+
+    assert run.returncode == 0, run.stdout[-3000:]
+    document = json.loads((output / "results.json").read_text())
+    assert document["ok"] is True
+    train, evaluate = document["phases"]
+    assert train["metrics"]["recordsTrained"] == 1200 and train["modelUri"]
+    assert evaluate["metrics"]["recordsEvaluated"] == 800
+    assert json.loads((output / "results-train.json").read_text())["shares"] == [
+        {"0": [0, 600]}, {"0": [600, 1200]}]
+    assert json.loads((output / "results-evaluate.json").read_text())["evaluators"] == 2
+    assert sorted(path.name for path in (output / "logs").iterdir()) == [
+        "evaluate-0.log", "evaluate-1.log", "train-0.log", "train-1.log"]
+    assert any((output / "tensorboard").rglob("*tfevents*"))

@@ -79,7 +79,8 @@ log = logging.getLogger(__name__)
 Floats = npt.NDArray[np.float32]
 
 BatchObserver = Callable[[int, npt.NDArray[np.float32]], None]
-"""Sees each batch a worker of a group trained: the epoch (0-based) and the batch's features."""
+"""Sees each batch a worker of a group is about to train: the epoch (0-based) and the batch's
+features (a record seen but never trained can only be one of a step cut short by a failure)."""
 
 SHUFFLE_SEED = 1_000_003
 """Base of the per-epoch shuffle seed (epoch `e` uses `SHUFFLE_SEED + e`)."""
@@ -246,7 +247,7 @@ def run_train(name: str, spec: StreamingTrainingJobSpec, connection: KafkaConnec
     before the checkpointing one at each batch. `job_uid` is the job's uid
     (`None` for a local run): only its own checkpoints are resumed from.
     `replica` is this worker's place in a group of several (`workload.modes.train_group`,
-    which calls `on_batch` with each batch it trained; `callbacks` serve one trainer).
+    which calls `on_batch` with each batch before training it; `callbacks` serve one trainer).
     A worker whose group cannot go on raises `PeerLost`.
     """
     if spec.train is None:

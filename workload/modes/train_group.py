@@ -188,8 +188,11 @@ def _train(spec: StreamingTrainingJobSpec, identity: RunIdentity, connection: Ka
     checkpointer = Checkpointer(artifacts.checkpoints, state, train.checkpoint_every_seconds,
                                 steps, stop)
     checkpointer.set_model(model)
+    # The chief logs each epoch's figures for TensorBoard, as Keras' callback names them.
+    board = (tf.summary.create_file_writer(str(artifacts.tensorboard / "train"))
+             if group.chief else tf.summary.create_noop_writer())
     started = time.perf_counter()
-    with stop_on_sigterm(stop):
+    with stop_on_sigterm(stop), board.as_default():
         _epochs(model, rows, spec, state, group, checkpointer, max(share[index], 1), steps,
                 on_batch)
     fit_seconds = time.perf_counter() - started
@@ -278,12 +281,12 @@ def _epochs(model: keras.Model, rows: tf.data.Dataset, spec: StreamingTrainingJo
         totals = np.zeros(3)
         for number in range(skipped, steps):
             features, labels = next(batches, empty)
+            if on_batch is not None and len(labels):
+                on_batch(epoch, features.numpy())
             vote = tf.constant(1.0 if checkpointer.stop.is_set() else 0.0)
             with peers_needed(f"training epoch {epoch + 1}, step {number + 1}"):
                 out = np.asarray(step(features, labels, vote))
             totals += (out[0], out[1], len(labels))
-            if on_batch is not None and len(labels):
-                on_batch(epoch, features.numpy())
             if out[3] > 0:
                 checkpointer.stop.set()  # every worker saw the same vote
             if group.chief:
@@ -294,6 +297,8 @@ def _epochs(model: keras.Model, rows: tf.data.Dataset, spec: StreamingTrainingJo
                 return  # the chief saved this step
         loss_sum, correct, count = group.all_sum([totals], "summing the epoch")[0]
         logs = {"loss": loss_sum / max(count, 1.0), "accuracy": correct / max(count, 1.0)}
+        for key, value in logs.items():
+            tf.summary.scalar(f"epoch_{key}", value, step=epoch)
         if group.chief:
             checkpointer.on_epoch_end(epoch, logs)
         else:
