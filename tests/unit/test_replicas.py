@@ -12,6 +12,12 @@ from hypothesis import strategies as st
 
 from tests.unit.test_ledger import exact_auc, sample
 from workload.contract import WORKER_INDEX_ENV, WORKERS_ENV
+from workload.model.statistics import (
+    SAMPLE_ROWS,
+    RunningStatistics,
+    merge_statistics,
+    plan_features,
+)
 from workload.modes.ledger import Ledger, LedgerMismatch, Tally, merge_ledgers
 from workload.replica import SINGLE, ReplicaError, replica_for
 from workload.slices import batch_shares, readers, replica_ranges
@@ -138,3 +144,22 @@ def test_evaluators_ledgers_merge_to_one_evaluators_figures() -> None:
 def test_ledgers_of_another_model_are_not_merged() -> None:
     with pytest.raises(LedgerMismatch, match="another model"):
         merge_ledgers([Ledger("t", "g", "model"), Ledger("t", "g", "other")])
+
+
+def test_a_groups_merged_statistics_are_one_trainers_on_the_same_rows() -> None:
+    rng = np.random.default_rng(3)
+    # More rows than a sample keeps, heavy-tailed (signed-log), in three uneven parts.
+    rows = np.exp(rng.normal(size=(SAMPLE_ROWS + 20_000, 4))).astype(np.float32)
+    whole = RunningStatistics(4)
+    whole.add(rows)
+    parts = []
+    for first, last in ((0, 50_000), (50_000, 50_001), (50_001, len(rows))):
+        running = RunningStatistics(4)
+        for batch in range(first, last, 8192):
+            running.add(rows[batch:min(batch + 8192, last)])
+        parts.append(running.result())
+    merged, alone = merge_statistics(parts), whole.result()
+    assert merged.rows == alone.rows == len(rows) and len(merged.sample) == SAMPLE_ROWS
+    assert np.allclose(merged.mean, alone.mean) and np.allclose(merged.variance, alone.variance)
+    assert np.array_equal(merged.sample, alone.sample)
+    assert plan_features(merged).transforms == plan_features(alone).transforms

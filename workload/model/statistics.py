@@ -31,6 +31,7 @@ clipped, transformed sample. No TensorFlow here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -135,6 +136,27 @@ class RunningStatistics:
         mean = self.total / self.rows
         variance = np.maximum(self.total_squares / self.rows - np.square(mean), 0.0)
         return FeatureStatistics(self.rows, mean, variance, self._sample.copy())
+
+
+def merge_statistics(parts: Sequence[FeatureStatistics]) -> FeatureStatistics:
+    """The statistics of the rows of every part (disjoint rows, e.g. each training worker's), as
+    one `RunningStatistics` over all of them gives them (up to float rounding): rows and sums
+    add, and the sample is the union's rows of smallest hash (a bottom-k sample of the union is
+    the bottom k of the parts' bottom-k samples)."""
+    rows = sum(part.rows for part in parts)
+    width = parts[0].mean.shape[0]
+    if rows == 0:
+        return FeatureStatistics(0, np.zeros(width), np.ones(width),
+                                 np.zeros((0, width), np.float32))
+    total = sum((part.mean * part.rows for part in parts), np.zeros(width))
+    squares = sum(((part.variance + np.square(part.mean)) * part.rows for part in parts),
+                  np.zeros(width))
+    mean = total / rows
+    variance = np.maximum(squares / rows - np.square(mean), 0.0)
+    running = RunningStatistics(width)
+    sample = np.concatenate([part.sample for part in parts])
+    order = np.argsort(row_hashes(sample), kind="stable")[:running.capacity]
+    return FeatureStatistics(rows, mean, variance, sample[order])
 
 
 def feature_statistics(features: npt.NDArray[np.float32]) -> FeatureStatistics:

@@ -48,8 +48,14 @@ from workload.identity import RunIdentity
 from workload.kafka.bounds import partition_bounds, record_count
 from workload.kafka.connection import KafkaConnection
 from workload.kafka.dead_letter import send_dead_letters
-from workload.model.build import build_model
+from workload.model.build import (
+    build_model,
+    describe_preprocessing,
+    feature_plan,
+    model_summary,
+)
 from workload.model.export import export_model
+from workload.model.statistics import FeatureStatistics, merge_statistics
 from workload.modes.checkpoint import (
     Checkpointer,
     TrainState,
@@ -124,22 +130,32 @@ def _agreed_state(spec: StreamingTrainingJobSpec, identity: RunIdentity,
 
 
 def _group_summary(mine: ReadSummary, n_features: int, group: Group) -> ReadSummary:
-    """The group's read figures (every worker gets the same): counts and statistics summed."""
-    mean, variance = mine.statistics or (np.zeros(n_features), np.ones(n_features))
-    rows = float(mine.good)
+    """The group's read figures (every worker gets the same): counts summed, feature statistics
+    merged as one trainer reading every worker's records would have them."""
+    workers, index = group.replica.count, group.replica.index
+    own = mine.statistics or FeatureStatistics(0, np.zeros(n_features), np.ones(n_features),
+                                               np.zeros((0, n_features), np.float32))
     counts = np.array([mine.records, mine.good,
                        *(mine.bad_by_reason.get(reason, 0) for reason in BAD_REASONS)], np.int64)
-    sums = np.concatenate([[rows], mean * rows, (variance + np.square(mean)) * rows])
-    total_counts, total_sums = group.all_sum([counts, sums], "summing what was read")
+    moments = np.zeros((workers, 1 + 2 * n_features))
+    moments[index] = np.concatenate([[own.rows], own.mean, own.variance])
+    sizes = np.zeros(workers, np.int64)
+    sizes[index] = len(own.sample)
+    total_counts, moments, sizes = group.all_sum([counts, moments, sizes],
+                                                 "summing what was read")
+    first = int(sizes[:index].sum())
+    samples = np.zeros((int(sizes.sum()), n_features), np.float32)
+    samples[first:first + len(own.sample)] = own.sample
+    (samples,) = group.all_sum([samples], "sharing the row samples")
+    edges = np.concatenate([[0], np.cumsum(sizes)])
+    parts = [FeatureStatistics(int(row[0]), row[1:1 + n_features], row[1 + n_features:],
+                               samples[edges[worker]:edges[worker + 1]])
+             for worker, row in enumerate(moments)]
     summary = ReadSummary(records=int(total_counts[0]), good=int(total_counts[1]),
                           bad_by_reason={reason: int(count) for reason, count
                                          in zip(BAD_REASONS, total_counts[2:], strict=True)
                                          if count})
-    total_rows = max(total_sums[0], 1.0)
-    group_mean = total_sums[1:1 + n_features] / total_rows
-    group_variance = np.maximum(total_sums[1 + n_features:] / total_rows
-                                - np.square(group_mean), 0.0)
-    summary.statistics = (group_mean, group_variance) if total_sums[0] else None
+    summary.statistics = merge_statistics(parts)
     return summary
 
 
@@ -168,9 +184,12 @@ def _train(spec: StreamingTrainingJobSpec, identity: RunIdentity, connection: Ka
     results["recordsThisRun"] = summary.records
     check_bad_records(summary, train.topic, data)
 
+    plan = feature_plan(spec.model, summary.statistics)
     with group.strategy.scope():
-        model = build_model(spec.model, n_features, summary.statistics)
+        model = build_model(spec.model, n_features, summary.statistics, plan)
         model.optimizer.build(model.trainable_variables)
+    preprocessing = describe_preprocessing(spec.model, plan, data.feature_names)
+    results.update(preprocessing=preprocessing, modelSummary=model_summary(model))
     if group.chief:
         restore_checkpoint(artifacts.checkpoints, state, model)
     _sync_variables(model, group)
@@ -206,7 +225,8 @@ def _train(spec: StreamingTrainingJobSpec, identity: RunIdentity, connection: Ka
                      f"{state.batches_done}; the chief's checkpoint is written and a restart "
                      "of the group resumes there"))
     if group.chief:
-        _export(model, spec, n_features, summary, artifacts, state)
+        _export(model, build_model(spec.model, n_features, summary.statistics, plan), spec,
+                artifacts, state)
     group.barrier("the chief exported the model")
     epochs_run = int(results["epochsRun"])
     rate = summary.good * epochs_run / fit_seconds if epochs_run else None
@@ -220,7 +240,7 @@ def _train(spec: StreamingTrainingJobSpec, identity: RunIdentity, connection: Ka
             bad_records_by_reason=dict(sorted(summary.bad_by_reason.items()))),
         model_uri=artifacts.uri(artifacts.keras_model) if group.chief else None,
         epoch=state.epochs_done, records_per_second=round(rate, 1) if rate else None,
-        resume_ignored=ignored)
+        preprocessing=preprocessing["summary"], resume_ignored=ignored)
 
 
 def _sync_variables(model: keras.Model, group: Group) -> None:
@@ -305,12 +325,11 @@ def _epochs(model: keras.Model, rows: tf.data.Dataset, spec: StreamingTrainingJo
             state.epochs_done, state.batches_done = epoch + 1, 0
 
 
-def _export(model: keras.Model, spec: StreamingTrainingJobSpec, n_features: int,
-            summary: ReadSummary, artifacts: Artifacts, state: TrainState) -> None:
-    """Export a plain copy of the group's model (weights and optimizer state), as one trainer
-    exports its own, then the training curve."""
+def _export(model: keras.Model, plain: keras.Model, spec: StreamingTrainingJobSpec,
+            artifacts: Artifacts, state: TrainState) -> None:
+    """Export `plain` (the same network, built outside the strategy) holding the group's
+    weights and optimizer state, as one trainer exports its own, then the training curve."""
     assert spec.train is not None
-    plain = build_model(spec.model, n_features, summary.statistics)
     trained = checkpoint_variables(model)
     for name, variable in checkpoint_variables(plain).items():
         variable.assign(trained[name].numpy())
