@@ -178,7 +178,8 @@ def report(context: BenchContext, console: Console, output: Path) -> Path:
     table.add_column("figure")
     table.add_column("value", justify="right")
     for key, value in context.figures.items():
-        table.add_row(key, f"{value:,.3f}" if key.endswith("_s") else f"{value:,.0f}")
+        table.add_row(key, f"{value:,.3f}" if key.endswith(("_s", "_ratio"))
+                      else f"{value:,.0f}")
     console.print(table)
     checks = []
     for target in TARGETS:

@@ -32,7 +32,8 @@ Figures (one training topic of one partition, the tutorial's layout):
 
 Every model is built the same way and its training step compiled before the
 clock starts, so only the epoch is timed. Evaluation figures come from
-`bench.eval_pipeline`.
+`bench.eval_pipeline`, 1 against 2 training workers and evaluators from
+`bench.scaleout`.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ EPOCHS = 10
 RAW_BATCH = 10_000
 """Records per `consume` call of the raw baselines."""
 
-EXTRA_MODULES = ("bench.eval_pipeline", "bench.decoding")
+EXTRA_MODULES = ("bench.eval_pipeline", "bench.decoding", "bench.scaleout")
 """Modules that register more measurements, imported when present."""
 
 TARGETS.extend([

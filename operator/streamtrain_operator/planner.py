@@ -264,7 +264,9 @@ def next_plan(spec: StreamingTrainingJobSpec, job_name: str, generation: int,
         if child is not None:
             role = role.model_copy(update={"active": child.active, "succeeded": child.succeeded,
                                            "failed": child.failed})
-        if child is not None and child.complete:
+        # Every replica succeeded: done, also in the moment before the Job says Complete (a
+        # pass then would record the count, and the next take the phase as done unread).
+        if child is not None and (child.complete or child.succeeded >= role.replicas):
             role = role.model_copy(update={"succeeded": max(role.replicas, child.succeeded)})
             setattr(status, MODE[mode].status_field, role)
             if child.report is not None:

@@ -304,8 +304,10 @@ def test_two_workers_and_two_evaluators_train_and_score_each_record_once(
                          "group", "/models/group")
     manifest["spec"].update(trainer={"replicas": 2}, evaluator={"replicas": 2})
     jobs = _apply(kube, manifest)
-    status = _succeeded(jobs, "group", _diagnosis(jobs, "group", cluster))
+    diagnose = _diagnosis(jobs, "group", cluster)
+    status = _succeeded(jobs, "group", diagnose)
 
+    assert "recordsEvaluated" in status["metrics"], diagnose()
     for role in ("trainer", "evaluator"):
         assert {key: status[role][key] for key in ("replicas", "succeeded")} == {
             "replicas": 2, "succeeded": 2}

@@ -263,3 +263,16 @@ def test_a_phase_of_several_replicas_is_done_only_when_all_have_succeeded() -> N
                                                           report=TRAIN_REPORT)}, spec=group)
     assert (done.status.phase, done.run) == ("Evaluating", "evaluate")
     assert done.status.evaluator is not None and done.status.evaluator.replicas == 1
+
+
+def test_a_phase_whose_replicas_all_succeeded_is_read_before_the_job_says_complete() -> None:
+    group = parse_spec({"kafka": {"bootstrapServers": "kafka:9092"}, "train": {"topic": "t"},
+                        "evaluate": {"topic": "e"}, "evaluator": {"replicas": 2}})
+    training = _step(StreamingTrainingJobStatus(), {}, spec=group)
+    evaluating = _step(training.status, {"train": ChildObservation(
+        succeeded=1, complete=True, report=TRAIN_REPORT)}, spec=group)
+    # The Job controller counts both pods succeeded a moment before it sets Complete.
+    counted = _step(evaluating.status, {"evaluate": ChildObservation(
+        succeeded=2, report=EVAL_REPORT)}, spec=group)
+    assert counted.status.phase == "Succeeded"
+    assert counted.status.metrics is not None and counted.status.metrics.records_evaluated == 400
