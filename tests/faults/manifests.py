@@ -5,7 +5,8 @@ rules (wrong types, out-of-range sizes, unknown enum values, unknown fields
 under strict field validation, rules across fields, a credential or a
 setting a job may not set among the Kafka settings, a phase without its
 topic or with a name Kafka refuses, a blank consumer group, a multi-phase
-job without a model volume, edits that change, add or remove a section that
+job without a model volume, several learners online or several evaluators
+without a shared volume, edits that change, add or remove a section that
 defines the work). A reference to a Kafka that does not exist is not an
 error of the manifest (the Kafka may be created later): the operator makes
 the job wait with `KafkaReady=False` and a message naming what is missing.
@@ -54,7 +55,8 @@ SCHEMA_CASES: list[tuple[str, str, Any]] = [
     ("out of range", "spec.runPolicy.backoffLimit", -1),
     ("out of range", "spec.runPolicy.activeDeadlineSeconds", 0),
     ("out of range", "spec.runPolicy.ttlSecondsAfterFinished", -1),
-    ("out of range", "spec.trainer.replicas", 2),
+    ("out of range", "spec.trainer.replicas", 101),
+    ("out of range", "spec.evaluator.replicas", 0),
     ("unknown value", "spec.data.format", "xml"),
     ("unknown value", "spec.model.optimizer", "lbfgs"),
     ("unknown value", "spec.trainer.imagePullPolicy", "Sometimes"),
@@ -89,6 +91,11 @@ WHOLE_SPEC_CASES: list[tuple[str, str, dict[str, Any]]] = [
      {"kafka": VALID["kafka"], "evaluate": {"topic": "susy-test"}}),  # no model to score
     ("a phase that can never work", "spec.model.source",
      {**VALID, "model": {"source": {"job": "elsewhere"}, "output": {"volumeClaim": "m"}}}),
+    ("rule across fields", "spec.trainer.replicas",
+     {**VALID, "online": {"topic": "susy-more"}, "trainer": {"replicas": 2}}),
+    ("rule across fields", "spec.model.output.volumeClaim",
+     {"kafka": VALID["kafka"], "evaluate": VALID["evaluate"], "evaluator": {"replicas": 2},
+      "model": {"source": {"job": "trained-elsewhere"}}}),
 ]
 
 # (field, JSON patch) - each changes, adds or removes a section that defines the work.

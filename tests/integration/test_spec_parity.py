@@ -6,7 +6,8 @@ breaks one rule in two of three of them (a phase without a topic, names
 Kafka refuses, both or neither Kafka address, credentials and unknown keys
 in `kafka.config`, labels that are not a column, duplicate columns, layers
 of both kinds, a multi-phase job without a model volume, blank consumer
-groups). Each is judged by `parse_spec` as the operator calls it and by a
+groups, several learners online, several evaluators without a model
+volume). Each is judged by `parse_spec` as the operator calls it and by a
 server-side dry run against the generated CRD; the verdicts must be the
 same.
 """
@@ -101,6 +102,7 @@ MUTATIONS: list[Callable[[dict[str, Any]], None]] = [
     _set("data", {"format": "json"}),
     _set("model.layers", [{"dense": 4, "dropout": 0.1}]),
     _set("model.layers", [{"dropout": 0.1, "activation": "relu"}]),
+    _set("trainer.replicas", 2), _set("evaluator.replicas", 3),
 ]
 """Each breaks one rule of a valid spec (a few break it only in some specs)."""
 
