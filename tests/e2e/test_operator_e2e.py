@@ -311,7 +311,9 @@ def test_two_workers_and_two_evaluators_train_and_score_each_record_once(
     for role in ("trainer", "evaluator"):
         assert {key: status[role][key] for key in ("replicas", "succeeded")} == {
             "replicas": 2, "succeeded": 2}
-    assert status["metrics"]["recordsTrained"] == TRAIN_ROWS
+    held_out = int(TRAIN_ROWS * 0.1)  # train.validationFraction's default
+    assert status["metrics"]["recordsTrained"] == TRAIN_ROWS - held_out
+    assert status["metrics"]["recordsValidated"] == held_out
     assert status["metrics"]["recordsEvaluated"] == TEST_ROWS
     assert 0.6 < status["metrics"]["evalAuc"] <= 1.0
     assert kube.cluster.batch.read_namespaced_job(
@@ -322,7 +324,8 @@ def test_two_workers_and_two_evaluators_train_and_score_each_record_once(
               jobs.get("group")["metadata"]["uid"])
     trained = json.loads((folder / "results-train.json").read_text())
     assert trained["workers"] == 2
-    assert trained["shares"] == [{"0": [0, TRAIN_ROWS // 2]}, {"0": [TRAIN_ROWS // 2, TRAIN_ROWS]}]
+    middle = (TRAIN_ROWS - held_out) // 2
+    assert trained["shares"] == [{"0": [0, middle]}, {"0": [middle, TRAIN_ROWS - held_out]}]
     evaluated = json.loads((folder / "results-evaluate.json").read_text())
     assert evaluated["evaluators"] == 2
     group = manifest["spec"]["evaluate"]["consumerGroup"]

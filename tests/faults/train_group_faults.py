@@ -7,8 +7,11 @@ being counted), each worker being `replica_child.py`, which logs every batch
 it is about to train (epoch, a fingerprint of each record's features). The
 topic has one partition, so the workers read offset slices of it.
 
-1. Uninterrupted (seeded): in every epoch each record of the topic is
-   trained exactly once across the two workers, as the logs show.
+1. Uninterrupted (seeded): in every epoch each record of the topic's
+   training ranges is trained exactly once across the two workers, as the
+   logs show; the validation slice (`train.validationFraction`, the tail of
+   the partition) is never trained (it would show as foreign records) and is
+   validated after every epoch, all of it.
 2. The same, with worker 1 SIGKILLed inside an epoch at a seeded random
    step: the chief checkpoints after every step (`checkpointEverySeconds:
    0`), worker 0 notices the loss and exits, both start again and resume at
@@ -36,10 +39,10 @@ from tests.faults.replica_child import fingerprints, read_learned
 from tests.integration.modes_support import fill_topic, job_spec, predict
 from workload.artifacts import Artifacts
 from workload.datagen.synthetic import generate
-from workload.kafka.bounds import partition_bounds
+from workload.kafka.bounds import partition_bounds, record_count
 from workload.kafka.connection import KafkaConnection
 from workload.local_group import run_local_group
-from workload.modes.train import read_all
+from workload.modes.train import read_all, split_validation
 from workload.modes.train_progress import TrainProgress
 from workload.spec import StreamingTrainingJobSpec
 from workload.status import PodReport
@@ -51,6 +54,8 @@ RUN_TO_RUN_SPREAD = 0.01
 """Held-out accuracy difference allowed between the resumed and the uninterrupted run. Both
 are seeded, but the restarted workers draw new dropout masks; the standard error of accuracy
 on the 5,000-record holdout alone is about 0.006."""
+VALIDATION_FRACTION = 0.1
+"""The default: the last 300 of the 3,000 records validate."""
 
 
 def group_worker_killed_mid_epoch(bootstrap: str, work: Path, rows: int = 3000,
@@ -60,11 +65,11 @@ def group_worker_killed_mid_epoch(bootstrap: str, work: Path, rows: int = 3000,
     topic = f"faults-group-{work.name[-12:]}"
     fill_topic(bootstrap, topic, rows, seed=seed, partitions=1)
     connection = KafkaConnection(bootstrap)
-    expected = _record_prints(connection, topic)
     spec = job_spec(bootstrap, work, train={
         "topic": topic, "epochs": epochs, "batchSize": BATCH, "shuffleBuffer": 256,
-        "checkpointEverySeconds": 0}, trainer={"replicas": 2},
-        runPolicy={"backoffLimit": 3})
+        "checkpointEverySeconds": 0, "validationFraction": VALIDATION_FRACTION},
+        trainer={"replicas": 2}, runPolicy={"backoffLimit": 3})
+    expected, held_out = _record_prints(connection, spec)
     calm, calm_watch = _folders(work, "calm")
     calm_report = _run(spec, bootstrap, calm, calm_watch, seed)
     killed, killed_watch = _folders(work, "killed")
@@ -77,7 +82,8 @@ def group_worker_killed_mid_epoch(bootstrap: str, work: Path, rows: int = 3000,
                 for name, artifacts, ok in (("calm", calm, calm_report.ok),
                                             ("killed", killed, report.ok))}
     return _figures(expected, epochs, _learned(calm_watch), _learned(killed_watch), calm_report,
-                    report, processes.read_json(killed.results("train")) or {}, kill, accuracy)
+                    report, processes.read_json(killed.results("train")) or {}, kill, accuracy,
+                    (held_out, processes.read_json(calm.results("train")) or {}))
 
 
 def _folders(work: Path, name: str) -> tuple[Artifacts, Path]:
@@ -86,13 +92,17 @@ def _folders(work: Path, name: str) -> tuple[Artifacts, Path]:
     return Artifacts(work / name).prepare(), watch
 
 
-def _record_prints(connection: KafkaConnection, topic: str) -> npt.NDArray[np.uint64]:
-    """Fingerprints of every record of the topic, decoded as training decodes them."""
-    spec = job_spec(connection.bootstrap_servers, Path("."), train={"topic": topic})
+def _record_prints(connection: KafkaConnection, spec: StreamingTrainingJobSpec
+                   ) -> tuple[npt.NDArray[np.uint64], int]:
+    """Fingerprints of every record of the topic's training ranges, decoded as training decodes
+    them, and the number of records of its validation slice."""
+    assert spec.train is not None
+    topic = spec.train.topic
+    training, validation = split_validation(partition_bounds(connection, topic),
+                                            spec.train.validation_fraction)
     with TrainProgress(False) as display:
-        summary = read_all(connection, topic, partition_bounds(connection, topic), spec.data,
-                           True, display)
-    return fingerprints(np.concatenate(summary.features))
+        summary = read_all(connection, topic, training, spec.data, True, display)
+    return fingerprints(np.concatenate(summary.features)), record_count(validation)
 
 
 def _command(artifacts: Artifacts, watch: Path, seed: int) -> list[str]:
@@ -158,8 +168,8 @@ def _accuracy(artifacts: Artifacts, features: npt.NDArray[np.float32],
 
 def _figures(expected: npt.NDArray[np.uint64], epochs: int, calm: npt.NDArray[np.void],
              killed: npt.NDArray[np.void], calm_report: PodReport, report: PodReport,
-             results: dict[str, Any], kill: dict[str, Any],
-             accuracy: dict[str, float]) -> list[Figure]:
+             results: dict[str, Any], kill: dict[str, Any], accuracy: dict[str, float],
+             validation: tuple[int, dict[str, Any]]) -> list[Figure]:
     records = len(expected)
     calm_epochs = _per_epoch(calm, expected, epochs)
     killed_epochs = _per_epoch(killed, expected, epochs)
@@ -170,12 +180,19 @@ def _figures(expected: npt.NDArray[np.uint64], epochs: int, calm: npt.NDArray[np
     cut = killed_epochs[k]
     resumed = (results.get("resumedAtEpoch"), results.get("resumedAtBatch"))
     gap = abs(accuracy["calm"] - accuracy["killed"])
+    held_out, calm_results = validation
+    validated = calm_report.metrics.records_validated if calm_report.ok else None
+    val_losses = calm_results.get("history", {}).get("val_loss", [])
     return [
         figure(SCENARIO, "uninterrupted: each epoch, each record once across the workers",
                f"{epochs} epochs x {records} records, 0 missing, 0 twice, 0 foreign",
                "; ".join(f"epoch {e + 1}: {c['missing']} missing, {c['again']} twice, "
                          f"{c['foreign']} foreign" for e, c in enumerate(calm_epochs)),
                calm_report.ok and exact),
+        figure(SCENARIO, "uninterrupted: the validation slice validated after each epoch",
+               f"{held_out} records, {epochs} validation losses",
+               f"{validated} records, {len(val_losses)} validation losses",
+               held_out > 0 and validated == held_out and len(val_losses) == epochs),
         figure(SCENARIO, "worker 1 SIGKILLed inside an epoch", f"in epoch {k + 1}",
                f"after {kill['logged']} of its records of epoch {k + 1}",
                kill["logged"] is not None),

@@ -108,10 +108,14 @@ spec:
     document = json.loads((output / "results.json").read_text())
     assert document["ok"] is True
     train, evaluate = document["phases"]
-    assert train["metrics"]["recordsTrained"] == 1200 and train["modelUri"]
+    # the last 10 % of the partition validates (train.validationFraction), the rest is shared
+    assert train["metrics"]["recordsTrained"] == 1080 and train["modelUri"]
+    assert train["metrics"]["recordsValidated"] == 120
     assert evaluate["metrics"]["recordsEvaluated"] == 800
-    assert json.loads((output / "results-train.json").read_text())["shares"] == [
-        {"0": [0, 600]}, {"0": [600, 1200]}]
+    trained = json.loads((output / "results-train.json").read_text())
+    assert trained["shares"] == [{"0": [0, 540]}, {"0": [540, 1080]}]
+    assert trained["validationOffsets"] == {"0": [1080, 1200]}
+    assert len(trained["history"]["val_loss"]) == 1
     assert json.loads((output / "results-evaluate.json").read_text())["evaluators"] == 2
     assert sorted(path.name for path in (output / "logs").iterdir()) == [
         "evaluate-0.log", "evaluate-1.log", "train-0.log", "train-1.log"]

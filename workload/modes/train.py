@@ -354,10 +354,10 @@ def _train(spec: StreamingTrainingJobSpec, identity: RunIdentity, connection: Ka
     return PodReport(
         mode="train", ok=True,
         metrics=Metrics(
-            train_loss=_at(state.history, "loss", epoch_of_model),
-            train_accuracy=_at(state.history, "accuracy", epoch_of_model),
-            validation_loss=_at(state.history, "val_loss", epoch_of_model),
-            validation_accuracy=_at(state.history, "val_accuracy", epoch_of_model),
+            train_loss=figure_at(state.history, "loss", epoch_of_model),
+            train_accuracy=figure_at(state.history, "accuracy", epoch_of_model),
+            validation_loss=figure_at(state.history, "val_loss", epoch_of_model),
+            validation_accuracy=figure_at(state.history, "val_accuracy", epoch_of_model),
             records_trained=summary.good,
             records_validated=held_out.good,
             bad_records=both.bad,
@@ -399,7 +399,7 @@ def _fit_epochs(model: keras.Model, rows: tf.data.Dataset, checks: tf.data.Datas
                   validation_data=checks)
 
 
-def _at(history: dict[str, list[float]], key: str, epoch: int) -> float | None:
+def figure_at(history: dict[str, list[float]], key: str, epoch: int) -> float | None:
     """`key`'s figure of epoch `epoch` (from 1), or `None`."""
     values = history.get(key)
     return values[epoch - 1] if values and len(values) >= epoch else None

@@ -21,12 +21,20 @@ How a group trains (`workload.modes.group` for how workers talk):
    so the loss is the mean over the whole batch, as for one trainer. An
    epoch has as many steps as the largest worker needs; a worker out of
    records trains empty batches (zero gradient) until then.
-4. Only the chief writes: checkpoints (same files as one trainer; the batch
+4. The validation slice (`train.validationFraction`, the same tail of each
+   partition as one trainer holds out) is shared among the workers like the
+   training ranges and never trained on; after each epoch each worker scores
+   its share and the group sums the figures (loss, confusion counts, score
+   histograms for the AUC), so `val_loss`, `val_accuracy` and `val_auc` are
+   one trainer's on the same model. Early stopping is judged by the chief on
+   them and its decision goes to every worker; the best epoch's weights are
+   exported. `learningRateSchedule: cosine` decays over the group's steps.
+5. Only the chief writes: checkpoints (same files as one trainer; the batch
    counts the group's steps), the export, the curve, the results. On resume
    every worker skips the same steps. A stop (SIGTERM on any worker) is voted
    in every step, so all stop after the same step, where the chief
    checkpoints.
-5. A worker that goes away aborts the others' steps: they exit with
+6. A worker that goes away aborts the others' steps: they exit with
    `PEER_LOST_EXIT` and the group restarts from the chief's last checkpoint.
    Figures of each epoch are summed once at its end.
 """
@@ -61,9 +69,11 @@ from workload.modes.checkpoint import (
     TrainState,
     checkpoint_variables,
     load_own_state,
+    restore_best,
     restore_checkpoint,
 )
 from workload.modes.group import Group, join_group, peers_needed
+from workload.modes.ledger import Tally
 from workload.modes.signals import stop_on_sigterm
 from workload.modes.train import (
     BatchObserver,
@@ -71,8 +81,12 @@ from workload.modes.train import (
     TrainError,
     check_bad_records,
     epoch_dataset,
+    figure_at,
+    merged,
     read_all,
+    split_validation,
     training_rows,
+    validation_rows,
 )
 from workload.modes.train_progress import TrainProgress
 from workload.plots import training_curve
@@ -120,12 +134,14 @@ def _agreed_state(spec: StreamingTrainingJobSpec, identity: RunIdentity,
                      or np.zeros((0, 3)), np.int64).reshape(-1, 3)
     (agreed, position) = group.from_chief(
         [table if group.chief else np.zeros((int(count[0]), 3), np.int64),
-         np.array([state.epochs_done, state.batches_done] if state else [0, 0], np.int64)])
+         np.array([state.epochs_done, state.batches_done, state.stopped_early] if state
+                  else [0, 0, 0], np.int64)])
     if state is None:
         state = TrainState(spec.train.topic, {}, job_uid=identity.job_uid,
                            spec_digest=identity.spec_digest, workers=group.replica.count)
     state.offsets = {int(p): (int(start), int(stop)) for p, start, stop in agreed}
     state.epochs_done, state.batches_done = int(position[0]), int(position[1])
+    state.stopped_early = bool(position[2])
     return state, ignored
 
 
@@ -169,24 +185,39 @@ def _train(spec: StreamingTrainingJobSpec, identity: RunIdentity, connection: Ka
     if record_count(state.offsets) == 0:
         raise TrainError(f"topic {train.topic!r} has no records to train on "
                          f"(offsets {state.offsets})")
-    shares = replica_ranges(state.offsets, workers)
+    training, validation = split_validation(state.offsets, train.validation_fraction)
+    shares = replica_ranges(training, workers)
     mine = shares[index]
+    checks_mine = replica_ranges(validation, workers)[index] if validation else {}
     results.update(offsets={str(p): list(span) for p, span in sorted(state.offsets.items())},
+                   validationOffsets={str(p): list(span) for p, span in sorted(validation.items())},
                    workers=workers, shares=[{str(p): list(span) for p, span in sorted(share.items())}
                                             for share in shares])
-    n_features = len(data.feature_names)
+    n_features, client = len(data.feature_names), spec.kafka.client
     with TrainProgress(False) as display:
-        own = (read_all(connection, train.topic, mine, data, train.cache, display, spec.kafka.client)
+        own = (read_all(connection, train.topic, mine, data, train.cache, display, client)
                if record_count(mine) else ReadSummary())
-    if own.dead_letters and data.dead_letter_topic is not None:
-        send_dead_letters(connection, data.dead_letter_topic, train.topic, own.dead_letters)
-    summary = _group_summary(own, n_features, group)
+        held = (read_all(connection, train.topic, checks_mine, data, True, display, client)
+                if record_count(checks_mine) else ReadSummary())
+    both = merged(own, held)
+    both.statistics = own.statistics  # transforms are chosen from training rows only
+    if both.dead_letters and data.dead_letter_topic is not None:
+        send_dead_letters(connection, data.dead_letter_topic, train.topic, both.dead_letters)
+    summary = _group_summary(both, n_features, group)
     results["recordsThisRun"] = summary.records
     check_bad_records(summary, train.topic, data)
+    goods = np.zeros((2, workers), np.int64)
+    goods[:, index] = own.good, held.good
+    (goods,) = group.all_sum([goods], "counting records")
+    trained, validated = int(goods[0].sum()), int(goods[1].sum())
+    share = batch_shares(train.batch_size, [int(count) for count in goods[0]])
+    steps = max(-(-int(count) // size) for count, size in zip(goods[0], share, strict=True)
+                if size)
 
     plan = feature_plan(spec.model, summary.statistics)
+    decay_steps = train.epochs * steps if train.learning_rate_schedule == "cosine" else None
     with group.strategy.scope():
-        model = build_model(spec.model, n_features, summary.statistics, plan)
+        model = build_model(spec.model, n_features, summary.statistics, plan, decay_steps)
         model.optimizer.build(model.trainable_variables)
     preprocessing = describe_preprocessing(spec.model, plan, data.feature_names)
     results.update(preprocessing=preprocessing, modelSummary=model_summary(model))
@@ -194,49 +225,49 @@ def _train(spec: StreamingTrainingJobSpec, identity: RunIdentity, connection: Ka
         restore_checkpoint(artifacts.checkpoints, state, model)
     _sync_variables(model, group)
     resumed_at = (state.epochs_done, state.batches_done)
-    rows = (training_rows(own, connection, train.topic, mine, data, train.cache, spec.kafka.client)
+    rows = (training_rows(own, connection, train.topic, mine, data, train.cache, client)
             if own.good else tf.data.Dataset.from_tensor_slices(
                 (np.zeros((0, n_features), np.float32), np.zeros(0, np.float32))))
-    goods = np.zeros(workers, np.int64)
-    goods[index] = own.good
-    (goods,) = group.all_sum([goods], "counting records")
-    share = batch_shares(train.batch_size, [int(count) for count in goods])
-    steps = max(-(-int(count) // size) for count, size in zip(goods, share, strict=True)
-                if size)
     stop = threading.Event()
     checkpointer = Checkpointer(artifacts.checkpoints, state, train.checkpoint_every_seconds,
-                                steps, stop)
+                                steps, stop, train.early_stopping if validated else None)
     checkpointer.set_model(model)
     # The chief logs each epoch's figures for TensorBoard, as Keras' callback names them.
     board = (tf.summary.create_file_writer(str(artifacts.tensorboard / "train"))
              if group.chief else tf.summary.create_noop_writer())
+    checks = validation_rows(held) if validated else None
     started = time.perf_counter()
     with stop_on_sigterm(stop), board.as_default():
-        _epochs(model, rows, spec, state, group, checkpointer, max(share[index], 1), steps,
-                on_batch)
+        _epochs(model, rows, checks, spec, state, group, checkpointer, max(share[index], 1),
+                steps, on_batch)
     fit_seconds = time.perf_counter() - started
     results.update(history=state.history, resumedAtEpoch=resumed_at[0],
                    resumedAtBatch=resumed_at[1], epochsRun=state.epochs_done - resumed_at[0],
-                   fitSeconds=round(fit_seconds, 3), stepsPerEpoch=steps)
-    if state.epochs_done < train.epochs:
+                   fitSeconds=round(fit_seconds, 3), stepsPerEpoch=steps,
+                   bestEpoch=state.best_epoch or None, stoppedEarly=state.stopped_early)
+    if state.epochs_done < train.epochs and not state.stopped_early:
         return PodReport(
             mode="train", ok=False, epoch=state.epochs_done, resume_ignored=ignored,
             message=(f"stopped (SIGTERM) in epoch {state.epochs_done + 1} after step "
                      f"{state.batches_done}; the chief's checkpoint is written and a restart "
                      "of the group resumes there"))
+    epoch_of_model = state.best_epoch if state.best_weights_file else state.epochs_done
+    results["exportedEpoch"] = epoch_of_model
     if group.chief:
         _export(model, build_model(spec.model, n_features, summary.statistics, plan), spec,
                 artifacts, state)
     group.barrier("the chief exported the model")
     epochs_run = int(results["epochsRun"])
-    rate = summary.good * epochs_run / fit_seconds if epochs_run else None
+    rate = trained * epochs_run / fit_seconds if epochs_run else None
     history = state.history
     return PodReport(
         mode="train", ok=True,
         metrics=Metrics(
-            train_loss=history["loss"][-1] if history.get("loss") else None,
-            train_accuracy=history["accuracy"][-1] if history.get("accuracy") else None,
-            records_trained=summary.good, bad_records=summary.bad,
+            train_loss=figure_at(history, "loss", epoch_of_model),
+            train_accuracy=figure_at(history, "accuracy", epoch_of_model),
+            validation_loss=figure_at(history, "val_loss", epoch_of_model),
+            validation_accuracy=figure_at(history, "val_accuracy", epoch_of_model),
+            records_trained=trained, records_validated=validated, bad_records=summary.bad,
             bad_records_by_reason=dict(sorted(summary.bad_by_reason.items()))),
         model_uri=artifacts.uri(artifacts.keras_model) if group.chief else None,
         epoch=state.epochs_done, records_per_second=round(rate, 1) if rate else None,
@@ -284,16 +315,37 @@ def _step_function(model: keras.Model, group: Group) -> Callable[..., tf.Tensor]
     return compiled
 
 
-def _epochs(model: keras.Model, rows: tf.data.Dataset, spec: StreamingTrainingJobSpec,
-            state: TrainState, group: Group, checkpointer: Checkpointer, share: int, steps: int,
+def _validate(model: keras.Model, checks: tf.data.Dataset | None, group: Group) -> dict[str, float]:
+    """The group's validation figures (every worker scores its share of the slice; the sums
+    are one trainer's on the whole slice): `val_loss`, `val_accuracy`, `val_auc`."""
+    tally = Tally()
+    for features, labels in checks if checks is not None else ():
+        tally.add_scores(labels.numpy(), model(features, training=False).numpy())
+    counts = np.array([tally.true_positives, tally.false_positives, tally.true_negatives,
+                       tally.false_negatives, tally.loss_sum])
+    counts, positive, negative = group.all_sum(
+        [counts, tally.positive_bins, tally.negative_bins], "summing the validation")
+    tp, fp, tn, fn = (int(count) for count in counts[:4])
+    whole = Tally(tp, fp, tn, fn, float(counts[4]), positive.astype(np.int64),
+                  negative.astype(np.int64))
+    figures = whole.summary()
+    return {"val_loss": figures["loss"], "val_accuracy": figures["accuracy"],
+            "val_auc": figures["auc"]}
+
+
+def _epochs(model: keras.Model, rows: tf.data.Dataset, checks: tf.data.Dataset | None,
+            spec: StreamingTrainingJobSpec, state: TrainState, group: Group,
+            checkpointer: Checkpointer, share: int, steps: int,
             on_batch: BatchObserver | None) -> None:
-    """Train from where `state` stands to the last epoch, or until the group votes to stop."""
+    """Train from where `state` stands to the last epoch, until early stopping says enough (the
+    chief judges, every worker follows), or until the group votes to stop; validate after each
+    epoch when the group holds a validation slice (`checkpointer.early` is set then)."""
     assert spec.train is not None
     step = _step_function(model, group)
     width = model.input_shape[-1]
     empty = (tf.zeros([0, width], tf.float32), tf.zeros([0], tf.float32))
     for epoch in range(state.epochs_done, spec.train.epochs):
-        if checkpointer.stop.is_set():
+        if checkpointer.stop.is_set() or state.stopped_early:
             return
         skipped = state.batches_done
         checkpointer.begin_epoch(skipped)
@@ -317,21 +369,30 @@ def _epochs(model: keras.Model, rows: tf.data.Dataset, spec: StreamingTrainingJo
                 return  # the chief saved this step
         loss_sum, correct, count = group.all_sum([totals], "summing the epoch")[0]
         logs = {"loss": loss_sum / max(count, 1.0), "accuracy": correct / max(count, 1.0)}
+        if checkpointer.early is not None:
+            with peers_needed(f"validating epoch {epoch + 1}"):
+                logs.update(_validate(model, checks, group))
         for key, value in logs.items():
             tf.summary.scalar(f"epoch_{key}", value, step=epoch)
         if group.chief:
             checkpointer.on_epoch_end(epoch, logs)
         else:
             state.epochs_done, state.batches_done = epoch + 1, 0
+        if checkpointer.early is not None:
+            (stopped,) = group.from_chief([np.array([state.stopped_early], np.int64)],
+                                          "agreeing whether to stop early")
+            state.stopped_early = bool(stopped[0])
 
 
 def _export(model: keras.Model, plain: keras.Model, spec: StreamingTrainingJobSpec,
             artifacts: Artifacts, state: TrainState) -> None:
     """Export `plain` (the same network, built outside the strategy) holding the group's
-    weights and optimizer state, as one trainer exports its own, then the training curve."""
+    weights and optimizer state (the best epoch's with `earlyStopping.restoreBestWeights`), as
+    one trainer exports its own, then the training curve."""
     assert spec.train is not None
     trained = checkpoint_variables(model)
     for name, variable in checkpoint_variables(plain).items():
         variable.assign(trained[name].numpy())
+    restore_best(artifacts.checkpoints, state, plain)
     export_model(plain, artifacts.keras_model, artifacts.saved_model)
     training_curve(state.history, artifacts.training_curve, f"{spec.train.topic}: training")
