@@ -133,3 +133,12 @@ def test_it_should_evaluate_the_model_of_the_minimal_example(examples: dict[str,
     trainer, _ = job_in(examples["01"])
     assert spec.phases == ["evaluate"]
     assert spec.model.source is not None and spec.model.source.job == trainer
+
+
+def test_it_should_train_with_a_group_and_evaluate_with_several(
+    examples: dict[str, Path],
+) -> None:
+    _, spec = job_in(examples["07"])
+    assert spec.phases == ["train", "evaluate"]
+    assert spec.trainer.replicas > 1 and spec.evaluator.replicas > 1
+    assert spec.model.output.volume_claim, "several evaluators share their ledgers on a volume"
