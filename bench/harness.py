@@ -16,7 +16,7 @@ import os
 import platform
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,9 +160,13 @@ def prepare(bootstrap: str, compat_bootstrap: str, rows: int, test_rows: int,
     return context
 
 
-def run(context: BenchContext, console: Console) -> dict[str, float]:
-    """Run every measurement, printing each figure as it arrives."""
+def run(context: BenchContext, console: Console,
+        only: Sequence[str] = ()) -> dict[str, float]:
+    """Run every measurement (or those whose function is named in `only`), printing each figure
+    as it arrives."""
     for name, function in MEASUREMENTS:
+        if only and function.__name__ not in only:
+            continue
         console.print(f"[dim]measuring {name} ...[/dim]")
         figures = function(context)
         context.figures.update(figures)

@@ -252,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="synthetic data seed")
     parser.add_argument("--output", type=Path, default=Path("bench-results.json"),
                         help="where to write the JSON figures")
+    parser.add_argument("--only", nargs="*", default=[],
+                        help="measurements to run, by function name (e.g. replicas)")
     arguments = parser.parse_args(argv)
     for module in EXTRA_MODULES:
         if importlib.util.find_spec(module) is not None:
@@ -263,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{arguments.bootstrap} and {arguments.compat_bootstrap} ...")
     context = prepare(arguments.bootstrap, arguments.compat_bootstrap, arguments.rows,
                       arguments.test_rows, arguments.seed)
-    run(context, console)
+    run(context, console, arguments.only)
     path = report(context, console, arguments.output)
     console.print(str(path.resolve()))
     return 0
