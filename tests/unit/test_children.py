@@ -23,8 +23,8 @@ def pod(index: int | None, code: int, report: PodReport | str, finished: str) ->
 
 def job(succeeded: int, failed: int = 0) -> Any:
     complete = SimpleNamespace(type="Complete", status="True", reason="", message="")
-    return SimpleNamespace(status=SimpleNamespace(active=0, succeeded=succeeded, failed=failed,
-                                                  conditions=[complete]))
+    return SimpleNamespace(status=SimpleNamespace(start_time=None, active=0, succeeded=succeeded,
+                                                  failed=failed, conditions=[complete]))
 
 
 def test_replica_zeros_report_speaks_for_the_phase_even_when_another_ends_last() -> None:
