@@ -15,6 +15,7 @@ the operator then retries no pod).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -103,7 +104,9 @@ def command_run_mode(arguments: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     artifacts = output_folder(spec, Path(arguments.output_dir) if arguments.output_dir else None)
     try:
-        with live_progress(arguments.mode):
+        # Replica 0 speaks for its phase, live too (a training group's chief posts the group's
+        # figures; an evaluator its own share's).
+        with live_progress(arguments.mode) if replica.chief else contextlib.nullcontext():
             report = run_mode(arguments.mode, name, spec, connection, artifacts, progress=False,
                               job_uid=os.environ.get(JOB_UID_ENV) or None, replica=replica)
     except PeerLost as lost:

@@ -31,7 +31,8 @@ How a group trains (`workload.modes.group` for how workers talk):
    exported. `learningRateSchedule: cosine` decays over the group's steps.
 5. Only the chief writes: checkpoints (same files as one trainer; the batch
    counts the group's steps), the export, the curve, the results. On resume
-   every worker skips the same steps. A stop (SIGTERM on any worker) is voted
+   every worker skips the same steps. The chief posts the live progress of the group
+   (`status.progress`: the group's records). A stop (SIGTERM on any worker) is voted
    in every step, so all stop after the same step, where the chief
    checkpoints.
 6. A worker that goes away aborts the others' steps: they exit with
@@ -50,6 +51,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from workload import progress as live
 from workload.artifacts import Artifacts
 from workload.data.decode import BAD_REASONS
 from workload.identity import RunIdentity
@@ -239,7 +241,7 @@ def _train(spec: StreamingTrainingJobSpec, identity: RunIdentity, connection: Ka
     started = time.perf_counter()
     with stop_on_sigterm(stop), board.as_default():
         _epochs(model, rows, checks, spec, state, group, checkpointer, max(share[index], 1),
-                steps, on_batch)
+                (steps, trained), on_batch)
     fit_seconds = time.perf_counter() - started
     results.update(history=state.history, resumedAtEpoch=resumed_at[0],
                    resumedAtBatch=resumed_at[1], epochsRun=state.epochs_done - resumed_at[0],
@@ -335,12 +337,16 @@ def _validate(model: keras.Model, checks: tf.data.Dataset | None, group: Group) 
 
 def _epochs(model: keras.Model, rows: tf.data.Dataset, checks: tf.data.Dataset | None,
             spec: StreamingTrainingJobSpec, state: TrainState, group: Group,
-            checkpointer: Checkpointer, share: int, steps: int,
+            checkpointer: Checkpointer, share: int, steps_records: tuple[int, int],
             on_batch: BatchObserver | None) -> None:
     """Train from where `state` stands to the last epoch, until early stopping says enough (the
     chief judges, every worker follows), or until the group votes to stop; validate after each
-    epoch when the group holds a validation slice (`checkpointer.early` is set then)."""
+    epoch when the group holds a validation slice (`checkpointer.early` is set then).
+    `steps_records`: the group's steps and training records per epoch. The chief posts the
+    group's live progress (a step trains `train.batchSize` records of the whole group)."""
     assert spec.train is not None
+    steps, records = steps_records
+    epochs, batch_size = spec.train.epochs, spec.train.batch_size
     step = _step_function(model, group)
     width = model.input_shape[-1]
     empty = (tf.zeros([0, width], tf.float32), tf.zeros([0], tf.float32))
@@ -363,6 +369,8 @@ def _epochs(model: keras.Model, rows: tf.data.Dataset, checks: tf.data.Dataset |
                 checkpointer.stop.set()  # every worker saw the same vote
             if group.chief:
                 checkpointer.on_train_batch_end(number - skipped)
+                live.report(records=epoch * records + min(records, (number + 1) * batch_size),
+                            records_total=epochs * records, epoch=epoch, epochs=epochs)
             else:
                 state.batches_done = number + 1
             if checkpointer.stop.is_set() and number + 1 < steps:
@@ -376,6 +384,9 @@ def _epochs(model: keras.Model, rows: tf.data.Dataset, checks: tf.data.Dataset |
             tf.summary.scalar(f"epoch_{key}", value, step=epoch)
         if group.chief:
             checkpointer.on_epoch_end(epoch, logs)
+            live.report(records=(epoch + 1) * records, records_total=epochs * records,
+                        epoch=epoch + 1, epochs=epochs, loss=logs["loss"],
+                        accuracy=logs["accuracy"])
         else:
             state.epochs_done, state.batches_done = epoch + 1, 0
         if checkpointer.early is not None:
