@@ -95,7 +95,11 @@ kind: StreamingTrainingJob
 metadata: {{name: replicas}}
 spec:
   kafka: {{bootstrapServers: "{kafka.bootstrap_servers}"}}
-  train: {{topic: {train_topic}, epochs: 1}}
+  train:
+    topic: {train_topic}
+    epochs: 3
+    learningRateSchedule: cosine
+    earlyStopping: {{patience: 1, minDelta: 1000}}   # no epoch beats the first: stop after 2
   evaluate: {{topic: {test_topic}, consumerGroup: cli-{uuid.uuid4().hex[:8]}, streamTimeoutMs: 0}}
   model: {{layers: [{{dense: 16}}]}}
   trainer: {{replicas: 2}}
@@ -115,7 +119,12 @@ spec:
     trained = json.loads((output / "results-train.json").read_text())
     assert trained["shares"] == [{"0": [0, 540]}, {"0": [540, 1080]}]
     assert trained["validationOffsets"] == {"0": [1080, 1200]}
-    assert len(trained["history"]["val_loss"]) == 1
+    # the chief stopped early after epoch 2 and worker 1 followed (else it would wait in
+    # epoch 3 for its peer); the first epoch's weights are the model
+    assert (trained["stoppedEarly"], trained["epochsRun"], trained["exportedEpoch"]) == (
+        True, 2, 1)
+    assert len(trained["history"]["val_loss"]) == 2
+    assert train["metrics"]["validationLoss"] == trained["history"]["val_loss"][0]
     assert json.loads((output / "results-evaluate.json").read_text())["evaluators"] == 2
     assert sorted(path.name for path in (output / "logs").iterdir()) == [
         "evaluate-0.log", "evaluate-1.log", "train-0.log", "train-1.log"]
