@@ -6,21 +6,56 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import KafkaHandle
+from workload.contract import PROGRESS_TOKEN_ENV, PROGRESS_URL_ENV
 
 USER_SETTINGS = {".keras", ".cache", ".config"}
 """What TensorFlow's and matplotlib's own start-up may leave in a home folder (settings, font
 cache): never an artefact of the run."""
 
 
-def streamtrain(*arguments: str, cwd: Path | None = None,
-                home: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "HOME": str(home)} if home is not None else None
+def streamtrain(*arguments: str, cwd: Path | None = None, home: Path | None = None,
+                extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **({"HOME": str(home)} if home is not None else {}),
+           **(extra_env or {})} if home is not None or extra_env else None
     return subprocess.run([sys.executable, "-m", "workload.cli", *arguments], capture_output=True,
                           text=True, timeout=300, check=False, cwd=cwd, env=env)
+
+
+@contextmanager
+def progress_sink(folder: Path) -> Iterator[tuple[dict[str, str], list[dict[str, Any]]]]:
+    """A local stand-in for the operator's progress endpoint: the environment that points pods
+    at it, and the reports it received."""
+    received: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    token = folder / "token"
+    token.write_text("local")
+    try:
+        yield ({PROGRESS_URL_ENV: f"http://127.0.0.1:{server.server_port}/progress",
+                PROGRESS_TOKEN_ENV: str(token)}, received)
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def _files(folder: Path) -> set[Path]:
@@ -106,12 +141,18 @@ spec:
   evaluator: {{replicas: 2}}
 """)
     output = tmp_path / "out"
-    run = streamtrain("run", str(job), "--quiet", "--output-dir", str(output))
+    with progress_sink(tmp_path) as (environment, posted):
+        run = streamtrain("run", str(job), "--quiet", "--output-dir", str(output),
+                          extra_env=environment)
 
     assert run.returncode == 0, run.stdout[-3000:]
     document = json.loads((output / "results.json").read_text())
     assert document["ok"] is True
     train, evaluate = document["phases"]
+    # live progress: the chief posts the group's records (two epochs of both workers' 540)
+    trained = [report for report in posted if report["mode"] == "train"]
+    assert trained and trained[-1]["records"] == 2 * 1080, trained
+    assert {report["recordsTotal"] for report in trained} == {3 * 1080}
     # the last 10 % of the partition validates (train.validationFraction), the rest is shared
     assert train["metrics"]["recordsTrained"] == 1080 and train["modelUri"]
     assert train["metrics"]["recordsValidated"] == 120

@@ -256,8 +256,8 @@ def _train(spec: StreamingTrainingJobSpec, identity: RunIdentity, connection: Ka
     epoch_of_model = state.best_epoch if state.best_weights_file else state.epochs_done
     results["exportedEpoch"] = epoch_of_model
     if group.chief:
-        _export(model, build_model(spec.model, n_features, summary.statistics, plan), spec,
-                artifacts, state)
+        plain = build_model(spec.model, n_features, summary.statistics, plan, decay_steps)
+        _export(model, plain, spec, artifacts, state)
     group.barrier("the chief exported the model")
     epochs_run = int(results["epochsRun"])
     rate = trained * epochs_run / fit_seconds if epochs_run else None
