@@ -104,8 +104,7 @@ def command_run_mode(arguments: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     artifacts = output_folder(spec, Path(arguments.output_dir) if arguments.output_dir else None)
     try:
-        # Replica 0 speaks for its phase, live too (a training group's chief posts the group's
-        # figures; an evaluator its own share's).
+        # Replica 0 speaks for its phase, live too (the figures of the whole group).
         with live_progress(arguments.mode) if replica.chief else contextlib.nullcontext():
             report = run_mode(arguments.mode, name, spec, connection, artifacts, progress=False,
                               job_uid=os.environ.get(JOB_UID_ENV) or None, replica=replica)

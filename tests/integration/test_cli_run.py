@@ -153,6 +153,10 @@ spec:
     trained = [report for report in posted if report["mode"] == "train"]
     assert trained and trained[-1]["records"] == 2 * 1080, trained
     assert {report["recordsTotal"] for report in trained} == {3 * 1080}
+    # evaluator 0 posts what both evaluators' ledgers cover, of the whole test topic
+    evaluated = [report for report in posted if report["mode"] == "evaluate"]
+    assert evaluated and evaluated[-1]["records"] == 800, evaluated
+    assert {report["recordsTotal"] for report in evaluated} == {800}
     # the last 10 % of the partition validates (train.validationFraction), the rest is shared
     assert train["metrics"]["recordsTrained"] == 1080 and train["modelUri"]
     assert train["metrics"]["recordsValidated"] == 120

@@ -171,7 +171,8 @@ def _evaluate(name: str, spec: StreamingTrainingJobSpec, identity: RunIdentity,
         scorer = Scorer(model, spec.data, connection, evaluate.topic, share.ranges,
                         position, evaluate.batch_size, spec.kafka.client,
                         dead_letter_sink(spec, connection))
-        bar = _ProgressBar(progress, sum(ends[p] - position[p] for p in ends))
+        of_group = _group_progress(artifacts, group, replica, bounds)
+        bar = _ProgressBar(progress, sum(ends[p] - position[p] for p in ends), of_group)
         last_arrival = time.monotonic()
         try:
             while True:
@@ -206,6 +207,9 @@ def _evaluate(name: str, spec: StreamingTrainingJobSpec, identity: RunIdentity,
                                               stop_event)
             if merged is not None:
                 _commit(cursor, merged.next_offsets, share.last_slices)
+                if of_group is not None:  # every evaluator has finished: the group's last figures
+                    done, total = of_group()
+                    live.report(records=done, records_total=total)
     elapsed = time.monotonic() - started
     left = (sum(max(0, end - position[p]) for p, end in share.limit(final_ends).items())
             if stop_event.is_set() else 0)
@@ -331,13 +335,36 @@ def _finite(value: float) -> float | None:
     return value if value == value and abs(value) != float("inf") else None
 
 
+GroupProgress = Callable[[], tuple[int, int]]
+"""(records covered, records planned) of every evaluator of a group, from their ledgers."""
+
+
+def _group_progress(artifacts: Artifacts, group: str, replica: Replica,
+                    bounds: dict[int, tuple[int, int]]) -> GroupProgress | None:
+    """For evaluator 0 of several (which posts the live progress): what all the ledgers cover
+    against the plan's records; `None` otherwise."""
+    if not (replica.grouped and replica.chief):
+        return None
+    paths = [artifacts.ledger(group, index, replica.count) for index in range(replica.count)]
+    planned = sum(end - start for start, end in bounds.values())
+
+    def covered() -> tuple[int, int]:
+        ledgers = [Ledger.load(path) for path in paths]
+        done = sum(found.tally.records + found.tally.bad_records
+                   for found in ledgers if found is not None)
+        return done, max(planned, done)
+
+    return covered
+
+
 class _ProgressBar:
     """A rich progress bar over records to score (silent when disabled); its figures also go to
-    the live progress channel (`workload.progress`)."""
+    the live progress channel (`workload.progress`): the group's records when `group` says them
+    (evaluator 0 of several)."""
 
-    def __init__(self, enabled: bool, total: int) -> None:
+    def __init__(self, enabled: bool, total: int, group: GroupProgress | None = None) -> None:
         self._progress: Any = None
-        self._done, self._total = 0, total
+        self._done, self._total, self._group = 0, total, group
         if enabled:
             from rich.progress import Progress
 
@@ -347,14 +374,16 @@ class _ProgressBar:
 
     def advance(self, records: int, figures: dict[str, Any]) -> None:
         self._done += records
-        live.report(records=self._done, records_total=self._total, loss=figures["loss"],
+        done, total = self._group() if self._group is not None else (self._done, self._total)
+        live.report(records=done, records_total=total, loss=figures["loss"],
                     accuracy=figures["accuracy"], auc=figures["auc"])
         if self._progress is not None:
             self._progress.advance(self._task, records)
 
     def grow(self, records: int) -> None:
         self._total += records
-        live.report(records_total=self._total)
+        if self._group is None:
+            live.report(records_total=self._total)
         if self._progress is not None:
             self._progress.update(self._task, total=self._total)
 
