@@ -36,13 +36,15 @@ def ledger_progress(path: Path) -> int:
 def run_until_killed(command: list[str], ledger: Path, rng: random.Random) -> int:
     """Start the evaluator, let it save a random number of chunks, SIGKILL it mid-chunk."""
     before = ledger_progress(ledger)
-    target = before + rng.randint(1, 2) * 2 * CHUNK
+    target = before + rng.randint(1, 2) * CHUNK
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while ledger_progress(ledger) < target and child.poll() is None:
         assert time.monotonic() < deadline, "the evaluator made no progress"
-        time.sleep(0.01)
-    time.sleep(rng.uniform(0.0, 0.05))  # inside the next chunk, or between save and commit
+        time.sleep(0.002)
+    # Inside the next chunk, or between save and commit (briefly: a chunk is scored in
+    # milliseconds, and a late kill could find the evaluator already finished).
+    time.sleep(rng.uniform(0.0, 0.01))
     child.send_signal(signal.SIGKILL)
     child.wait(30)
     return child.returncode

@@ -103,8 +103,9 @@ def test_job_runs_train_then_evaluate_and_reports_metrics(
     assert status["trainer"]["succeeded"] == 1 and status["evaluator"]["succeeded"] == 1
     held = {c["type"]: c["status"] for c in status["conditions"]}
     assert held["Ready"] == "True" and held["Failed"] == "False" and held["Training"] == "False"
-    reasons = {event.reason for event in jobs.events("susy")}
-    assert {"Training", "Evaluating", "Succeeded", "JobCreated"} <= reasons
+    # kopf posts events from a queue of its own, after the status patch.
+    eventually(lambda: {"Training", "Evaluating", "Succeeded", "JobCreated"}
+               <= {event.reason for event in jobs.events("susy")}, 30, "the events")
     table = kube.cluster.kubectl("get", "stj", "susy", "-n", kube.namespace).stdout
     assert "Succeeded" in table and "0.787" in table and "4000" in table
     spec_after = jobs.get("susy")
@@ -128,7 +129,8 @@ def test_failing_trainer_retries_to_backoff_limit_then_fails_with_pod_message(
     assert "topic susy-train is empty" in failed["message"]
     assert "BackoffLimitExceeded" in failed["message"]
     assert status["trainer"]["failed"] == 2
-    assert any(e.type == "Warning" and e.reason == "Failed" for e in jobs.events("broken"))
+    eventually(lambda: any(e.type == "Warning" and e.reason == "Failed"
+                           for e in jobs.events("broken")), 30, "the Failed warning event")
     assert len(jobs.child_jobs()) == 1
 
 
