@@ -28,8 +28,8 @@ def test_the_minimal_example_succeeds_with_its_pods_in_the_workload_image(
     agent = KubeletAgent(kube.cluster.api, kube.namespace, tmp_path / "pods",
                          in_image=True).start()
     try:
-        e2e.test_applied_example_trains_evaluates_and_reports_accuracy(kube, kafka,
-                                                                        (operator, agent))
+        e2e.test_applied_example_trains_evaluates_and_reports_progress_and_accuracy(
+            kube, kafka, (operator, agent), tmp_path)
     finally:
         agent.stop()
         operator.stop()
