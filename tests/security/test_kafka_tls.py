@@ -74,12 +74,17 @@ def test_tls_user_secrets_replay_through_tensorflow_io_on_kafka_3(
             [sys.executable, "-m", "tests.security.replay_child", servers(tls_kafka3, kind),
              tls_kafka3.topic], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True)
-    for kind, child in children.items():
-        stdout, stderr = child.communicate(timeout=CHILD_TIMEOUT_S)
-        assert child.returncode == 0, f"{kind}: {stderr[-3000:]}"
-        counted = json.loads(stdout.strip().splitlines()[-1])
-        assert counted == {"records": TRAIN_ROWS, "expected": TRAIN_ROWS}, kind
-        assert tls_kafka3.password not in stdout + stderr
+    try:
+        for kind, child in children.items():
+            stdout, stderr = child.communicate(timeout=CHILD_TIMEOUT_S)
+            assert child.returncode == 0, f"{kind}: {stderr[-3000:]}"
+            counted = json.loads(stdout.strip().splitlines()[-1])
+            assert counted == {"records": TRAIN_ROWS, "expected": TRAIN_ROWS}, kind
+            assert tls_kafka3.password not in stdout + stderr
+    finally:  # a child that hangs must not outlive the test
+        for child in children.values():
+            child.kill()
+            child.wait()
 
 
 @pytest.mark.parametrize("kind", ["mtls", "scram"])
