@@ -100,20 +100,30 @@ def observe_children(api: kubernetes.client.ApiClient, namespace: str,
 def ensure_job(api: kubernetes.client.ApiClient, manifest: Manifest, suspend: bool) -> bool:
     """Create the Job if missing, else align its `suspend`; `True` when it was created now."""
     batch: Any = kubernetes.client.BatchV1Api(api)
+    existing = _create_or_own(manifest, "Job", batch.create_namespaced_job,
+                              batch.read_namespaced_job)
+    if existing is None:
+        return True
+    _align_suspend(batch, existing, suspend)
+    return False
+
+
+def _create_or_own(manifest: Manifest, kind: str, create: Any, read: Any) -> Any:
+    """Create the object; `None` when created now, else the existing one, which must be ours
+    (`NameTakenError` otherwise)."""
     namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
     try:
-        batch.create_namespaced_job(namespace, manifest)
-        return True
+        create(namespace, manifest)
+        return None
     except kubernetes.client.ApiException as error:
         if error.status != 409:
             raise
-    existing = batch.read_namespaced_job(name, namespace)
+    existing = read(name, namespace)
     owner = manifest["metadata"]["ownerReferences"][0]["uid"]
     if owner not in {ref.uid for ref in existing.metadata.owner_references or []}:
-        raise NameTakenError(f"Job {name} exists and belongs to someone else; "
-                             "rename the StreamingTrainingJob or delete that Job")
-    _align_suspend(batch, existing, suspend)
-    return False
+        raise NameTakenError(f"{kind} {name} exists and belongs to someone else; "
+                             f"rename the StreamingTrainingJob or delete that {kind}")
+    return existing
 
 
 def set_suspend(api: kubernetes.client.ApiClient, namespace: str, name: str,
@@ -138,19 +148,8 @@ def _align_suspend(batch: Any, existing: Any, suspend: bool) -> None:
 def ensure_service(api: kubernetes.client.ApiClient, manifest: Manifest) -> bool:
     """Create the Service if missing; `True` when it was created now."""
     core: Any = kubernetes.client.CoreV1Api(api)
-    namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
-    try:
-        core.create_namespaced_service(namespace, manifest)
-        return True
-    except kubernetes.client.ApiException as error:
-        if error.status != 409:
-            raise
-    existing = core.read_namespaced_service(name, namespace)
-    owner = manifest["metadata"]["ownerReferences"][0]["uid"]
-    if owner not in {ref.uid for ref in existing.metadata.owner_references or []}:
-        raise NameTakenError(f"Service {name} exists and belongs to someone else; "
-                             "rename the StreamingTrainingJob or delete that Service")
-    return False
+    return _create_or_own(manifest, "Service", core.create_namespaced_service,
+                          core.read_namespaced_service) is None
 
 
 def delete_children(api: kubernetes.client.ApiClient, namespace: str, job_name: str) -> int:
