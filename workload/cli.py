@@ -7,9 +7,10 @@
     streamtrain run-mode MODE              one phase inside a pod (spec from the environment)
     streamtrain demo                       the Kafka tutorial end to end on a local broker
 
-Exit code 0 on success, 1 when a phase fails, 2 for a bad spec or arguments, 3 when Kafka
-cannot be reached, refuses the login or cannot be read by `spec.kafka.client` (`run-mode`:
-the operator then retries no pod).
+Exit code 0 on success, 1 when a phase fails, 2 for a bad spec or arguments. `run-mode` exits
+with the code of its failure's reason when no retry can fix it (`contract.PERMANENT_FAILURES`:
+Kafka unreachable or refusing the login, a missing topic, too many bad records, a model of
+another shape, ...), on which the child Job starts no other pod.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import sys
 from pathlib import Path
 
 from workload.artifacts import write_json_atomic
-from workload.contract import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_KAFKA, EXIT_OK, KAFKA_FAILURES, MODES
+from workload.contract import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, MODES, exit_code_for
 from workload.kafka.connection import KafkaConnection, connection_for
 from workload.spec import SpecError, load_job_file
 from workload.status import PodReport
@@ -98,7 +99,7 @@ def command_run_mode(arguments: argparse.Namespace) -> int:
         connection = connection_for(spec.kafka)
         replica = replica_for(arguments.mode, spec, os.environ)
     except (ValueError, SpecError) as error:
-        report = PodReport(mode=arguments.mode, ok=False, message=str(error))
+        report = PodReport(mode=arguments.mode, ok=False, message=str(error), reason="InvalidSpec")
         write_termination_message(report)
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -115,9 +116,7 @@ def command_run_mode(arguments: argparse.Namespace) -> int:
         return PEER_LOST_EXIT
     write_termination_message(report)
     print(report.to_message())
-    if report.ok:
-        return EXIT_OK
-    return EXIT_KAFKA if report.reason in KAFKA_FAILURES else EXIT_FAILED
+    return exit_code_for(report.ok, report.reason)
 
 
 def command_produce(arguments: argparse.Namespace) -> int:

@@ -6,6 +6,9 @@
   list of modes is derived from it.
 - The environment the operator sets on a pod and the paths it mounts there.
 - How the replicas of a phase find each other (`replicas` > 1).
+- How a pod ends: its exit code, and the failures no retry can fix
+  (`PERMANENT_FAILURES`: each reason with its exit code, on which the child
+  Job fails at once).
 - The progress channel: where a pod posts its live figures, the token it
   proves itself with, and how often.
 
@@ -145,19 +148,76 @@ TERMINATION_LOG = "/dev/termination-log"
 
 # ---------------------------------------------------------------- how a pod ends
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_KAFKA = 0, 1, 2, 3
-"""Exit codes of `streamtrain`: success; the phase failed (a retry may help); the spec or the
-environment is wrong; the pod cannot work with Kafka (`KAFKA_FAILURES`)."""
+EXIT_OK, EXIT_FAILED = 0, 1
+"""Exit codes of `streamtrain`: success; the phase failed and another pod may succeed (a crash,
+a read that stalled, a group that fell apart): the child Job retries it up to
+`runPolicy.backoffLimit`."""
 
-NOT_RETRIED_EXIT_CODES = (EXIT_BAD_INPUT, EXIT_KAFKA)
+FailureReason = Literal["InvalidSpec", "KafkaUnreachable", "KafkaLoginRefused",
+                        "KafkaClientUnsupported", "TopicNotFound", "TooManyBadRecords",
+                        "ShapeMismatch"]
+"""Why a pod failed for good: `PodReport.reason`, then the job's REASON and `Failed` condition."""
+
+
+@dataclass(frozen=True)
+class PermanentFailure:
+    """A failure no retry can fix: another pod would meet the same spec, topic, data or Kafka."""
+
+    reason: FailureReason
+    """The CamelCase cause the pod reports and the job shows (REASON, the `Failed` condition)."""
+    exit_code: int
+    """The pod's exit code for it; the child Job's `podFailurePolicy` fails the Job at once on
+    it (`FailJob`), so Kubernetes starts no other pod."""
+    kafka: bool
+    """Whether it says the pod could not work with Kafka: the job then also shows
+    `KafkaReady=False` with this reason."""
+    meaning: str
+    """When a pod reports it."""
+
+
+PERMANENT_FAILURES: tuple[PermanentFailure, ...] = (
+    PermanentFailure("InvalidSpec", 2, False,
+                     "the spec or the replica settings handed to the pod do not parse"),
+    PermanentFailure("KafkaUnreachable", 3, True,
+                     "no broker answered at the bootstrap address within the connection check"),
+    PermanentFailure("KafkaLoginRefused", 4, True,
+                     "the brokers refused the SCRAM login or the TLS handshake"),
+    PermanentFailure("KafkaClientUnsupported", 5, True,
+                     "spec.kafka.client cannot read these brokers (tensorflow-io and Kafka 4)"),
+    PermanentFailure("TopicNotFound", 6, False, "a topic the phase reads does not exist"),
+    PermanentFailure("TooManyBadRecords", 7, False,
+                     "more records are malformed than data.maxBadRecordsRatio allows"),
+    PermanentFailure("ShapeMismatch", 8, False,
+                     "the model to evaluate or learn from takes another number of features "
+                     "than the data has"),
+)
+"""Every permanent failure, with its exit code. Exit codes 0 and 1, `PEER_LOST_EXIT`, the
+interpreter's own (120, 126, 127) and 128 + a signal are not among them."""
+
+PERMANENT: dict[FailureReason, PermanentFailure] = {row.reason: row for row in PERMANENT_FAILURES}
+PERMANENT_BY_EXIT_CODE: dict[int, PermanentFailure] = {
+    row.exit_code: row for row in PERMANENT_FAILURES}
+
+EXIT_BAD_INPUT = PERMANENT["InvalidSpec"].exit_code
+"""`streamtrain`'s exit code for a bad manifest or bad arguments (also `streamtrain run`)."""
+
+NOT_RETRIED_EXIT_CODES: tuple[int, ...] = tuple(sorted(PERMANENT_BY_EXIT_CODE))
 """Exit codes after which the child Job fails at once instead of starting another pod (its
-`podFailurePolicy`): another pod would meet the same spec or the same Kafka."""
+`podFailurePolicy`)."""
 
-KAFKA_FAILURES = ("KafkaUnreachable", "KafkaLoginRefused", "KafkaClientUnsupported")
-"""`PodReport.reason` values that say the pod could not work with Kafka (nothing answered at the
-address; the brokers refused the login or the TLS handshake; `spec.kafka.client` cannot read
-these brokers): the operator then sets `KafkaReady=False` with that reason, and the pod exits
-with `EXIT_KAFKA`."""
+KAFKA_FAILURES: tuple[FailureReason, ...] = tuple(
+    row.reason for row in PERMANENT_FAILURES if row.kafka)
+"""`PodReport.reason` values that say the pod could not work with Kafka: the operator then sets
+`KafkaReady=False` with that reason."""
+
+
+def exit_code_for(ok: bool, reason: FailureReason | None) -> int:
+    """The exit code of a pod that ended with this report: 0, a permanent failure's own code,
+    else `EXIT_FAILED` (retried)."""
+    if ok:
+        return EXIT_OK
+    return PERMANENT[reason].exit_code if reason is not None else EXIT_FAILED
+
 
 # ---------------------------------------------------------------- progress channel
 

@@ -18,10 +18,19 @@ from typing import Any
 
 from workload import tflog
 from workload.artifacts import Artifacts, read_json, write_json_atomic
-from workload.contract import JOB_NAME_ENV, JOB_SPEC_ENV, MODEL_SOURCE_ENV, OUTPUT_URI_ENV, Mode
+from workload.contract import (
+    JOB_NAME_ENV,
+    JOB_SPEC_ENV,
+    MODEL_SOURCE_ENV,
+    OUTPUT_URI_ENV,
+    FailureReason,
+    Mode,
+)
+from workload.kafka.admin import TopicMissing, topic_partitions
 from workload.kafka.connection import KafkaConnection
 from workload.kafka.probe import UNREACHABLE, connection_refusal, tensorflow_io_refusal
 from workload.local_group import run_local_group
+from workload.permanent import PermanentError
 from workload.replica import SINGLE, Replica, replicas_of
 from workload.spec import StreamingTrainingJobSpec, parse_spec
 from workload.status import PodReport
@@ -72,6 +81,18 @@ def _run_mode(mode: Mode, name: str, spec: StreamingTrainingJobSpec,
     if refused is not None:
         reason, message = refused
         return PodReport(mode=mode, ok=False, message=message, reason=reason)
+    try:
+        check_topic(spec, mode, connection)
+        return _start_mode(mode, name, spec, connection, artifacts, progress, stop_event,
+                           job_uid, replica)
+    except PermanentError as error:  # one a mode did not catch itself
+        return PodReport(mode=mode, ok=False, message=str(error), reason=error.reason)
+
+
+def _start_mode(mode: Mode, name: str, spec: StreamingTrainingJobSpec,
+                connection: KafkaConnection, artifacts: Artifacts, progress: bool,
+                stop_event: threading.Event | None, job_uid: str | None,
+                replica: Replica) -> PodReport:
     if mode == "train":
         from workload.modes.train import run_train
 
@@ -86,6 +107,20 @@ def _run_mode(mode: Mode, name: str, spec: StreamingTrainingJobSpec,
 
     return run_online(name, spec, connection, artifacts, progress=progress,
                       stop_event=stop_event, job_uid=job_uid)
+
+
+def check_topic(spec: StreamingTrainingJobSpec, mode: Mode, connection: KafkaConnection) -> None:
+    """Raise `TopicMissing` (`TopicNotFound`) when the topic `mode` reads does not exist: asked
+    before TensorFlow loads, so the pod fails in seconds and the Job starts no other."""
+    section = getattr(spec, mode)
+    if section is None:
+        return  # the mode says itself that its section is missing
+    try:
+        topic_partitions(connection, section.topic)
+    except TopicMissing:
+        raise TopicMissing(
+            f"topic {section.topic!r} (spec.{mode}.topic) does not exist on "
+            f"{connection.bootstrap_servers}: create it, or name a topic that exists") from None
 
 
 def process_started() -> float:
@@ -112,7 +147,7 @@ def record_phase_time(results: Path, seconds: float) -> None:
 
 
 def kafka_refusal(spec: StreamingTrainingJobSpec,
-                  connection: KafkaConnection) -> tuple[str, str] | None:
+                  connection: KafkaConnection) -> tuple[FailureReason, str] | None:
     """Why this job cannot use its brokers, as (reason, one sentence), or `None`: checked before
     a phase starts, so none hangs or dies obscurely. The reason is one of
     `contract.KAFKA_FAILURES`: unreachable, a refused login (or TLS handshake), a client that

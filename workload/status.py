@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
-from workload.contract import Mode, Phase
+from workload.contract import PERMANENT, FailureReason, Mode, Phase
 
 TERMINATION_MESSAGE_LIMIT = 4096
 """Bytes the kubelet keeps of a termination message."""
@@ -73,8 +73,10 @@ class PodReport(StatusModel):
     """Whether the phase completed."""
     message: str = ""
     """Why it failed, in one sentence (empty on success); the traceback stays in the log."""
-    reason: str | None = None
-    """A CamelCase cause when the failure has a known one (`contract.KAFKA_FAILURES`)."""
+    reason: FailureReason | None = None
+    """The cause of a failure no retry can fix (`contract.PERMANENT_FAILURES`); none for one
+    that another pod may not meet. A reason this version does not know reads as none (a report
+    comes from a pod, which the operator does not trust)."""
     metrics: Metrics = Field(default_factory=Metrics)
     """Figures of this phase."""
     model_uri: str | None = None
@@ -99,6 +101,11 @@ class PodReport(StatusModel):
             shorter = self.model_copy(update={"message": clipped.decode(errors="ignore") + "..."})
             text = shorter.model_dump_json(by_alias=True, exclude_none=True)
         return text
+
+    @field_validator("reason", mode="before")
+    @classmethod
+    def _known_reason(cls, reason: object) -> object:
+        return reason if reason in PERMANENT else None
 
     @classmethod
     def from_message(cls, text: str) -> PodReport | None:

@@ -335,8 +335,9 @@ def build_job_manifest(job_name: str, namespace: str, uid: str, mode: Mode,
         "completions": role.replicas,
         "parallelism": role.replicas,
         "suspend": policy.suspend if suspend is None else suspend,
-        # A pod that exits saying the spec or Kafka is wrong fails the Job at once: another pod
-        # would meet the same spec or the same Kafka.
+        # A pod that exits with a permanent failure's code (a bad spec, Kafka refusing it, a
+        # missing topic, too many bad records, ...) fails the Job at once: another pod would
+        # meet the same. The Job controller applies this from the container's exit code.
         "podFailurePolicy": {"rules": [{"action": "FailJob", "onExitCodes": {
             "containerName": mode, "operator": "In", "values": list(NOT_RETRIED_EXIT_CODES)}}]},
         "template": {"metadata": {"labels": labels}, "spec": pod_spec},

@@ -13,7 +13,7 @@ import kubernetes
 from streamtrain_operator.builders import JOB_LABEL, MODE_LABEL, Manifest, bounded_name
 from streamtrain_operator.failures import failure_text
 from streamtrain_operator.planner import ChildObservation
-from workload.contract import MODES, PEER_LOST_EXIT, Mode
+from workload.contract import MODES, PEER_LOST_EXIT, PERMANENT_BY_EXIT_CODE, Mode
 from workload.status import PodReport
 
 
@@ -48,6 +48,16 @@ def _terminations(pods: list[Any]) -> list[tuple[str, int, str, bool]]:
     return sorted(found)
 
 
+def failure_cause(exit_code: int, message: str) -> str:
+    """The permanent reason of a failed pod: its report's (a known one only), else its exit
+    code's (`contract.PERMANENT_FAILURES`); empty when a retry may help."""
+    report = PodReport.from_message(message)
+    if report is not None and report.reason is not None:
+        return report.reason
+    row = PERMANENT_BY_EXIT_CODE.get(exit_code)
+    return row.reason if row is not None else ""
+
+
 def observe(job: Any, pods: list[Any]) -> ChildObservation:
     """A child Job and its pods as the state machine needs them; replica 0's report speaks for
     a phase of several (the chief of a training group, or any evaluator: each reports the
@@ -59,10 +69,10 @@ def observe(job: Any, pods: list[Any]) -> ChildObservation:
     successes = [message for _, code, message, first in terminations if code == 0 and first]
     failed_pods = [(code, message) for _, code, message, _ in terminations if code != 0]
     # A worker that stopped because a peer went away does not say why: the peer does.
-    failures = [message for code, message in failed_pods if code != PEER_LOST_EXIT] or [
-        message for _, message in failed_pods]
+    failures = [(code, message) for code, message in failed_pods if code != PEER_LOST_EXIT] or (
+        failed_pods)
     report = PodReport.from_message(successes[-1]) if successes else None
-    failed_report = PodReport.from_message(failures[-1]) if failures else None
+    last_failure = failures[-1] if failures else None
     started = status.start_time if status else None
     return ChildObservation(
         active=int(status.active or 0) if status else 0,
@@ -71,9 +81,9 @@ def observe(job: Any, pods: list[Any]) -> ChildObservation:
         complete=complete,
         failed_for_good=failed is not None,
         failure_reason=str(failed.reason or "") if failed is not None else "",
-        failure_message=failure_text(failures[-1] if failures else None,
+        failure_message=failure_text(last_failure[1] if last_failure else None,
                                      str(failed.message or "") if failed is not None else ""),
-        failure_cause=(failed_report.reason or "") if failed_report is not None else "",
+        failure_cause=failure_cause(*last_failure) if last_failure else "",
         started_at=started.strftime("%Y-%m-%dT%H:%M:%SZ") if started is not None else None,
         report=report,
     )

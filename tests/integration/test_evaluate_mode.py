@@ -111,9 +111,26 @@ def test_too_many_bad_records_fail_the_run_with_counts_and_reasons(
     report = run_evaluate("worse", spec, KafkaConnection(kafka.bootstrap_servers), artifacts,
                           progress=False)
 
-    assert not report.ok
+    assert not report.ok and report.reason == "TooManyBadRecords"  # exits 7: not retried
     assert "300 of 1000 records (30.0%) are malformed" in report.message
     assert "field_count" in report.message and "maxBadRecordsRatio" in report.message
+
+
+def test_a_model_of_another_width_fails_with_shape_mismatch_before_scoring(
+        kafka: KafkaHandle, tmp_path: Path) -> None:
+    topic = kafka.create_topic("eval-shape", partitions=1)
+    fill_topic(kafka.bootstrap_servers, topic, 100, seed=8, partitions=1)
+    artifacts = Artifacts(tmp_path).prepare()
+    save_tiny_model(artifacts.keras_model, features=5)  # the data has 18
+    spec = job_spec(kafka.bootstrap_servers, tmp_path,
+                    evaluate={"topic": topic, "consumerGroup": topic, "streamTimeoutMs": 0})
+
+    report = run_evaluate("shape", spec, KafkaConnection(kafka.bootstrap_servers), artifacts,
+                          progress=False)
+
+    assert not report.ok and report.reason == "ShapeMismatch"  # exits 8: not retried
+    assert "takes 5 features, but the job's data has 18" in report.message
+    assert report.metrics.records_evaluated is None  # nothing scored
 
 
 def test_a_new_model_is_refused_on_a_group_that_holds_figures_of_another(

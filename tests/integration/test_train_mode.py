@@ -127,7 +127,7 @@ def test_too_many_bad_records_fail_the_run_and_go_to_the_dead_letter_topic(
     report = run_train("susy", job(kafka, topic, epochs=1, deadLetterTopic=dead,
                                    maxBadRecordsRatio=0.05),
                        connection, Artifacts(tmp_path), progress=False)
-    assert not report.ok
+    assert not report.ok and report.reason == "TooManyBadRecords"  # exits 7: not retried
     assert "40 of 200 records" in report.message and "maxBadRecordsRatio" in report.message
     for reason, count in made.items():
         assert f"{reason}: {count}" in report.message
@@ -145,6 +145,19 @@ def test_an_empty_topic_fails_with_a_clear_message(kafka: KafkaHandle, tmp_path:
                        KafkaConnection(kafka.bootstrap_servers), Artifacts(tmp_path),
                        progress=False)
     assert not report.ok and "no records" in report.message
+    assert report.reason is None  # records may still arrive: the Job retries
+
+
+@pytest.mark.parametrize("mode", ["train", "evaluate", "online"])
+def test_a_missing_topic_fails_each_mode_with_topic_not_found_naming_the_field(
+        kafka: KafkaHandle, tmp_path: Path, mode: str) -> None:
+    spec = StreamingTrainingJobSpec.model_validate({
+        "kafka": {"bootstrapServers": kafka.bootstrap_servers}, mode: {"topic": "never-made"}})
+    report = run_mode(mode, "susy", spec, KafkaConnection(kafka.bootstrap_servers),
+                      Artifacts(tmp_path), progress=False)
+    assert not report.ok and report.reason == "TopicNotFound"
+    assert report.message == (f"topic 'never-made' (spec.{mode}.topic) does not exist on "
+                              f"{kafka.bootstrap_servers}: create it, or name a topic that exists")
 
 
 def test_training_without_cache_reads_kafka_each_epoch(

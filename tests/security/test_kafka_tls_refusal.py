@@ -25,7 +25,7 @@ from confluent_kafka import KafkaError
 from tests.security import tls_broker
 from tests.security.conftest import TlsKafka
 from workload.artifacts import Artifacts
-from workload.contract import EXIT_KAFKA, JOB_NAME_ENV, JOB_SPEC_ENV, TERMINATION_LOG_ENV
+from workload.contract import JOB_NAME_ENV, JOB_SPEC_ENV, PERMANENT, TERMINATION_LOG_ENV
 from workload.kafka.connection import (
     CLUSTER_CA_ENV,
     CREDENTIALS_ENV,
@@ -187,7 +187,7 @@ def test_a_pod_with_a_foreign_certificate_fails_with_its_termination_message_and
          "--output-dir", str(tmp_path / "output")],
         env=env, capture_output=True, text=True, timeout=POD_TIMEOUT_S)
     report = PodReport.from_message(log.read_text())
-    assert pod.returncode == EXIT_KAFKA, pod.stderr[-3000:]  # the Job tries no other pod
+    assert pod.returncode == PERMANENT["KafkaLoginRefused"].exit_code, pod.stderr[-3000:]  # no retry
     assert report is not None and not report.ok and report.reason == "KafkaLoginRefused"
     assert "rejected the TLS client certificate" in report.message
     traces = "\n".join([pod.stdout, pod.stderr, log.read_text(),

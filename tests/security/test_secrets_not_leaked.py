@@ -24,9 +24,9 @@ from tests.security.conftest import ScramKafka
 from workload.artifacts import Artifacts
 from workload.contract import (
     CREDENTIALS_ENV,
-    EXIT_KAFKA,
     JOB_NAME_ENV,
     JOB_SPEC_ENV,
+    PERMANENT,
     SASL_USERNAME_ENV,
     TERMINATION_LOG_ENV,
 )
@@ -113,7 +113,7 @@ def test_wrong_password_fails_the_pod_at_once_with_a_clear_message(
         pod_runs: dict[str, PodRun]) -> None:
     run = pod_runs["wrong"]
     report = _report(run)
-    assert run.returncode == EXIT_KAFKA and not report.ok  # no other pod is tried
+    assert run.returncode == PERMANENT["KafkaLoginRefused"].exit_code and not report.ok  # no retry
     assert report.reason == "KafkaLoginRefused"
     assert "refused the SCRAM-SHA-512 login of user 'trainer'" in report.message
     assert "spec.kafka.userRef" in report.message

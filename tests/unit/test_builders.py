@@ -22,11 +22,13 @@ from workload.contract import (
     CLUSTER_CA_PATH,
     CREDENTIALS_ENV,
     CREDENTIALS_PATH,
+    EXIT_FAILED,
     JOB_SPEC_ENV,
     JOB_UID_ENV,
     MODEL_SOURCE_ENV,
     OUTPUT_URI_ENV,
     PEER_LOST_EXIT,
+    PERMANENT_FAILURES,
     PROGRESS_TOKEN_DIR,
     PROGRESS_TOKEN_ENV,
     PROGRESS_URL_ENV,
@@ -206,11 +208,16 @@ def test_pods_get_a_job_scoped_progress_token_and_no_api_token() -> None:
         "susy", "ns", "u", "train", SPEC, KafkaAccess("k:9092")))  # no URL, no channel
 
 
-def test_a_pod_that_says_the_spec_or_kafka_is_wrong_fails_the_job_without_retries() -> None:
+def test_a_pod_that_fails_for_good_fails_the_job_without_retries_and_a_crash_is_retried() -> None:
     job = build_job_manifest("susy", "ns", "u", "evaluate", SPEC, KafkaAccess("k:9092"))
-    rule = job["spec"]["podFailurePolicy"]["rules"][0]
-    assert rule == {"action": "FailJob", "onExitCodes": {
-        "containerName": "evaluate", "operator": "In", "values": [2, 3]}}
+    rules = job["spec"]["podFailurePolicy"]["rules"]
+    assert rules == [{"action": "FailJob", "onExitCodes": {
+        "containerName": "evaluate", "operator": "In", "values": [2, 3, 4, 5, 6, 7, 8]}}]
+    fail_job = set(rules[0]["onExitCodes"]["values"])
+    assert {row.exit_code for row in PERMANENT_FAILURES} == fail_job
+    # A failure, a crash, an OOM kill or SIGTERM: counted against backoffLimit and retried.
+    assert not fail_job & {EXIT_FAILED, 120, 137, 143}
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"  # podFailurePolicy's need
 
 
 GROUP_SPEC = parse_spec({

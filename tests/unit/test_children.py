@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from streamtrain_operator.children import COMPLETION_INDEX, observe
+from streamtrain_operator.children import COMPLETION_INDEX, failure_cause, observe
 
 from workload.contract import PEER_LOST_EXIT
 from workload.status import PodReport
@@ -46,3 +46,31 @@ def test_the_failure_told_is_the_failed_workers_not_its_peers() -> None:
     seen = observe(job(0, failed=2), [pod(1, 1, crashed, "2026-01-01T00:00:01Z"),
                                       pod(0, PEER_LOST_EXIT, lost, "2026-01-01T00:00:09Z")])
     assert seen.failure_message == "worker 1: out of memory"
+
+
+def failed_job() -> Any:
+    failed = SimpleNamespace(type="Failed", status="True", reason="PodFailurePolicy",
+                             message="Container train for pod ns/susy-train-x failed with exit "
+                                     "code 6 matching FailJob rule at index 0")
+    return SimpleNamespace(status=SimpleNamespace(start_time=None, active=0, succeeded=0,
+                                                  failed=1, conditions=[failed]))
+
+
+def test_a_pod_that_failed_for_good_gives_its_reason_and_its_one_sentence() -> None:
+    missing = PodReport(mode="train", ok=False, reason="TopicNotFound",
+                        message="topic 'nowhere' (spec.train.topic) does not exist on k:9092")
+    seen = observe(failed_job(), [pod(None, 6, missing, "2026-01-01T00:00:01Z")])
+    assert seen.failed_for_good and seen.failure_cause == "TopicNotFound"
+    assert seen.failure_message == missing.message
+
+
+def test_a_reason_is_taken_from_the_exit_code_when_the_report_names_none() -> None:
+    assert failure_cause(7, "Traceback (most recent call last):\n...") == "TooManyBadRecords"
+    assert failure_cause(6, PodReport(mode="train", ok=False).to_message()) == "TopicNotFound"
+
+
+def test_a_crash_or_an_unknown_reason_gives_no_cause_so_the_jobs_own_reason_shows() -> None:
+    assert failure_cause(1, "Traceback (most recent call last):\nMemoryError") == ""
+    assert failure_cause(137, "") == ""
+    forged = '{"mode": "train", "ok": false, "reason": "Injected: reason"}'
+    assert failure_cause(1, forged) == ""

@@ -43,7 +43,7 @@ def test_run_mode_without_a_spec_reports_through_the_termination_log(tmp_path: P
     env = {"PATH": "/usr/bin:/bin", "STREAMTRAIN_TERMINATION_LOG": str(log)}
     result = streamtrain("run-mode", "train", env=env)
     assert result.returncode == 2
-    assert '"ok":false' in log.read_text()
+    assert '"ok":false' in log.read_text() and '"reason":"InvalidSpec"' in log.read_text()
     assert "STREAMTRAIN_JOB_SPEC is not set" in log.read_text()
 
 

@@ -6,11 +6,26 @@ from typing import get_args
 
 from streamtrain_operator.builders import KafkaAccess, build_job_manifest
 
-from workload.contract import JOB_NAME_ENV, MODE_TABLE, MODES, Mode
+from workload.contract import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_OK,
+    JOB_NAME_ENV,
+    KAFKA_FAILURES,
+    MODE_TABLE,
+    MODES,
+    NOT_RETRIED_EXIT_CODES,
+    PEER_LOST_EXIT,
+    PERMANENT,
+    PERMANENT_FAILURES,
+    FailureReason,
+    Mode,
+    exit_code_for,
+)
 from workload.kafka.connection import connection_for
 from workload.runner import spec_from_environment
 from workload.spec import StreamingTrainingJobSpec, parse_spec
-from workload.status import Condition, StreamingTrainingJobStatus
+from workload.status import Condition, PodReport, StreamingTrainingJobStatus
 
 
 def test_the_mode_table_covers_the_mode_type_in_run_order() -> None:
@@ -35,3 +50,28 @@ def test_a_pod_reads_back_what_the_operator_hands_it() -> None:
     name, parsed = spec_from_environment(env)
     assert (name, parsed) == ("susy", spec) and env[JOB_NAME_ENV] == "susy"
     assert connection_for(parsed.kafka, env).bootstrap_servers == "k:9093"
+
+
+def test_every_permanent_reason_has_one_exit_code_apart_from_success_retries_and_signals() -> None:
+    assert tuple(PERMANENT) == get_args(FailureReason)
+    codes = [row.exit_code for row in PERMANENT_FAILURES]
+    assert len(set(codes)) == len(codes) and tuple(sorted(codes)) == NOT_RETRIED_EXIT_CODES
+    for code in codes:
+        assert code not in (EXIT_OK, EXIT_FAILED, PEER_LOST_EXIT) and 1 < code < 120
+    assert KAFKA_FAILURES == ("KafkaUnreachable", "KafkaLoginRefused", "KafkaClientUnsupported")
+
+
+def test_a_pod_exits_with_its_reasons_code_and_a_failure_without_one_is_retried() -> None:
+    assert exit_code_for(True, None) == EXIT_OK
+    assert exit_code_for(False, None) == EXIT_FAILED
+    assert exit_code_for(False, "TopicNotFound") == PERMANENT["TopicNotFound"].exit_code == 6
+    assert exit_code_for(False, "TooManyBadRecords") == 7
+    assert exit_code_for(False, "InvalidSpec") == EXIT_BAD_INPUT == 2
+
+
+def test_a_report_keeps_known_reasons_and_reads_an_unknown_one_as_none() -> None:
+    known = PodReport(mode="train", ok=False, message="m", reason="TopicNotFound")
+    assert PodReport.from_message(known.to_message()) == known
+    forged = PodReport.from_message('{"mode": "train", "ok": false, "message": "m", '
+                                    '"reason": "Not a reason!"}')
+    assert forged is not None and forged.reason is None and forged.message == "m"

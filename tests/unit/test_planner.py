@@ -200,6 +200,22 @@ def test_a_pod_that_cannot_reach_kafka_sets_kafka_ready_false_with_its_reason() 
     _assert_consistent(failed)
 
 
+def test_a_missing_topic_fails_the_job_with_its_cause_and_leaves_kafka_ready_alone() -> None:
+    running = _step(StreamingTrainingJobStatus(), {})
+    failed = _step(running.status, {"train": ChildObservation(
+        failed=1, failed_for_good=True, failure_reason="PodFailurePolicy",
+        failure_cause="TopicNotFound",
+        failure_message="topic 'nowhere' (spec.train.topic) does not exist on kafka:9092")})
+    conditions = {c.type: c for c in failed.status.conditions}
+    assert failed.status.phase == "Failed"
+    assert failed.status.reason == conditions["Failed"].reason == "TopicNotFound"
+    assert conditions["Failed"].message.startswith(
+        "train failed (TopicNotFound): topic 'nowhere' (spec.train.topic) does not exist on "
+        "kafka:9092; ")
+    assert "KafkaReady" not in conditions or conditions["KafkaReady"].status == "True"
+    _assert_consistent(failed)
+
+
 def test_a_phase_without_progress_past_its_deadline_fails_and_its_pods_stop() -> None:
     running = _step(StreamingTrainingJobStatus(), {})
     started = ChildObservation(active=1, started_at=NOW)

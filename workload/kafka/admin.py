@@ -15,6 +15,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from workload.kafka.connection import KafkaConnection
+from workload.permanent import PermanentError
 
 METADATA_TIMEOUT_S = 30.0
 """Seconds to wait for the cluster's metadata (a new topic's partitions, a deleted one's absence)."""
@@ -23,8 +24,10 @@ REQUEST_TIMEOUT_S = 30.0
 """Seconds an admin request (create, delete) may take."""
 
 
-class TopicMissing(LookupError):
+class TopicMissing(LookupError, PermanentError):
     """The topic does not exist (or has no partitions) on the cluster."""
+
+    reason = "TopicNotFound"
 
 
 class TopicLayoutError(ValueError):

@@ -29,6 +29,7 @@ import numpy as np
 
 from workload.model.preprocessing import FeaturePreprocessing
 from workload.model.statistics import FeaturePlan, FeatureStatistics, plan_features
+from workload.permanent import ShapeMismatch
 from workload.spec import ModelSpec
 
 OPTIMIZERS: dict[str, type[keras.optimizers.Optimizer]] = {
@@ -98,9 +99,21 @@ def build_model(spec: ModelSpec, n_features: int, statistics: FeatureStatistics 
     return model
 
 
-def load_model(path: Path) -> keras.Model:
-    """A saved model, uncompiled (its preprocessing layer's class is registered by import)."""
-    return keras.saving.load_model(path, compile=False)
+def load_model(path: Path, features: int | None = None) -> keras.Model:
+    """A saved model, uncompiled (its preprocessing layer's class is registered by import).
+
+    With `features`, a model that takes another number of input features raises
+    `ShapeMismatch`: every record would fail the same way, so no pod should try again.
+    """
+    model = keras.saving.load_model(path, compile=False)
+    if features is not None:
+        takes = model.inputs[0].shape[-1] if model.inputs else None
+        if takes is not None and int(takes) != features:
+            raise ShapeMismatch(
+                f"the model at {path} takes {takes} features, but the job's data has {features} "
+                "(data.features or data.columns); evaluate or learn with a model trained on "
+                "data of this layout")
+    return model
 
 
 def model_summary(model: keras.Model) -> str:

@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any
 
 from workload import progress as live
 from workload.artifacts import Artifacts, write_json_atomic
+from workload.contract import FailureReason
 from workload.identity import RunIdentity
 from workload.kafka.admin import TopicMissing
 from workload.kafka.connection import KafkaConnection
@@ -70,6 +71,7 @@ from workload.modes.evaluate_group import (
 )
 from workload.modes.ledger import Ledger, LedgerMismatch, Tally
 from workload.modes.signals import stop_on_sigterm
+from workload.permanent import ShapeMismatch, reason_of
 from workload.replica import SINGLE, Replica
 from workload.spec import FOREVER, StreamingTrainingJobSpec
 from workload.status import Metrics, PodReport
@@ -115,8 +117,8 @@ def run_evaluate(name: str, spec: StreamingTrainingJobSpec, connection: KafkaCon
         with stop_on_sigterm(stop_event or threading.Event()) as stop:
             return _evaluate(name, spec, identity, connection, artifacts, progress,
                              chunk_records, stop, replica)
-    except (EvaluationFailed, LedgerMismatch, TopicMissing, GroupMismatch) as error:
-        return PodReport(mode="evaluate", ok=False, message=str(error))
+    except (EvaluationFailed, LedgerMismatch, TopicMissing, GroupMismatch, ShapeMismatch) as error:
+        return PodReport(mode="evaluate", ok=False, message=str(error), reason=reason_of(error))
 
 
 def model_to_evaluate(spec: StreamingTrainingJobSpec, artifacts: Artifacts) -> Path:
@@ -301,6 +303,7 @@ def _report(name: str, spec: StreamingTrainingJobSpec, artifacts: Artifacts, mod
         bad_records=tally.bad_records, bad_records_by_reason=figures["badRecordsByReason"],
     )
     ok, message = _bad_record_verdict(tally, spec.data.max_bad_records_ratio)
+    reason: FailureReason | None = None if ok else "TooManyBadRecords"
     if ok and left_on_stop:
         ok, message = False, f"stopped with {left_on_stop} records unscored; a rerun continues"
     results: dict[str, Any] = {
@@ -316,7 +319,7 @@ def _report(name: str, spec: StreamingTrainingJobSpec, artifacts: Artifacts, mod
     if replica.chief:
         write_json_atomic(artifacts.results("evaluate"), results)
     model_uri = artifacts.uri(model) if model.is_relative_to(artifacts.root) else None
-    return PodReport(mode="evaluate", ok=ok, message=message, metrics=metrics,
+    return PodReport(mode="evaluate", ok=ok, message=message, reason=reason, metrics=metrics,
                      model_uri=model_uri, records_per_second=rate, resume_ignored=ignored)
 
 

@@ -211,7 +211,8 @@ def _report(name: str, spec: StreamingTrainingJobSpec, artifacts: Artifacts,
         "recordsPerSecond": rate, "resumeIgnored": ignored,
         "metrics": metrics.model_dump(mode="json", by_alias=True, exclude_none=True),
     })
-    return PodReport(mode="online", ok=ok, message=message, metrics=metrics,
+    return PodReport(mode="online", ok=ok, message=message,
+                     reason=None if ok else "TooManyBadRecords", metrics=metrics,
                      model_uri=artifacts.uri(model_path), records_per_second=rate,
                      resume_ignored=ignored)
 

@@ -75,7 +75,7 @@ class OnlineLearner:
         else:
             for start in (artifacts.keras_model, artifacts.source_model):
                 if start is not None and start.exists():
-                    self._use(load_model(start))
+                    self._use(load_model(start, self._width))
                     self.started_from = str(start)
                     break
         self._decode = make_decoder(spec.data)
@@ -107,7 +107,7 @@ class OnlineLearner:
     def _resume(self, state: dict[str, Any]) -> None:
         """Continue from a checkpoint: its model, counters and offsets."""
         self._checkpoint_model = str(state["model"])
-        self._use(load_model(self._checkpoints / self._checkpoint_model))
+        self._use(load_model(self._checkpoints / self._checkpoint_model, self._width))
         self.records, self.correct = int(state["recordsOnline"]), int(state["correct"])
         self.bad_by_reason = {str(k): int(v) for k, v in state["badRecordsByReason"].items()}
         self.exports = int(state["exports"])

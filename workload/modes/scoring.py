@@ -104,8 +104,8 @@ class Scorer:
         self._pool = ThreadPoolExecutor(max_workers=max(2, len(bounds), os.cpu_count() or 1))
         self._batch_size = batch_size
         self._sink = bad_record_sink
-        model = load_model(model_path)
         width = len(data.feature_names)
+        model = load_model(model_path, width)
 
         def predict(features: tf.Tensor) -> tf.Tensor:
             return tf.reshape(model(features, training=False), [-1])

@@ -69,6 +69,7 @@ from workload.modes.checkpoint import (
 )
 from workload.modes.signals import stop_on_sigterm
 from workload.modes.train_progress import TrainProgress
+from workload.permanent import PermanentError, reason_of
 from workload.plots import training_curve
 from workload.replica import SINGLE, Replica
 from workload.spec import DataSpec, KafkaClient, StreamingTrainingJobSpec
@@ -87,7 +88,14 @@ SHUFFLE_SEED = 1_000_003
 
 
 class TrainError(RuntimeError):
-    """Training cannot go on with this data (empty topic, too many bad records)."""
+    """Training cannot go on with this data (an empty topic, too many bad records)."""
+
+
+class TooManyBadRecords(TrainError, PermanentError):
+    """More training records are malformed than `data.maxBadRecordsRatio` allows: the same
+    records would be read again by another pod."""
+
+    reason = "TooManyBadRecords"
 
 
 @dataclass
@@ -194,7 +202,7 @@ def check_bad_records(summary: ReadSummary, topic: str, data: DataSpec) -> None:
     if summary.good == 0 or ratio > data.max_bad_records_ratio:
         reasons = ", ".join(f"{reason}: {count}"
                             for reason, count in sorted(summary.bad_by_reason.items()))
-        raise TrainError(
+        raise TooManyBadRecords(
             f"{summary.bad} of {summary.records} records of topic {topic!r} ({ratio:.1%}) are "
             f"malformed ({reasons}); data.maxBadRecordsRatio allows "
             f"{data.max_bad_records_ratio:.1%}")
@@ -266,7 +274,7 @@ def run_train(name: str, spec: StreamingTrainingJobSpec, connection: KafkaConnec
             report = _train(spec, identity, connection, artifacts, progress, results, callbacks)
     except (TrainError, KafkaReadError, TopicMissing, CheckpointMismatch) as error:
         log.error("training failed: %s", error)
-        report = PodReport(mode="train", ok=False, message=str(error))
+        report = PodReport(mode="train", ok=False, message=str(error), reason=reason_of(error))
     if replica.chief:
         results["report"] = report.model_dump(mode="json", by_alias=True, exclude_none=True)
         write_json_atomic(artifacts.results("train"), results)
