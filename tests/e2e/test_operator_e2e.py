@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,6 +34,10 @@ from tests.e2e.harness import (
     remove_strimzi_crds,
 )
 from tests.e2e.kubelet_agent import KubeletAgent
+from workload.datagen.records import corrupt, encode
+from workload.datagen.synthetic import generate
+from workload.kafka.connection import KafkaConnection
+from workload.kafka.producer import produce_messages
 
 EXAMPLE = REPO / "examples" / "01-minimal" / "job.yaml"
 TRAIN_ROWS, TEST_ROWS = 3000, 1000
@@ -136,13 +141,13 @@ def test_applied_example_trains_evaluates_and_reports_progress_and_accuracy(
     assert str(TEST_ROWS) in row
 
 
-def test_trainer_failing_for_real_fails_the_job_with_the_pods_message(
+def test_a_failure_a_retry_may_fix_is_retried_up_to_the_backoff_limit_with_the_pods_message(
         kube: Kube, kafka: KafkaHandle, cluster: tuple[OperatorProcess, KubeletAgent]) -> None:
-    empty_train = kafka.create_topic("empty-train")
+    empty_train = kafka.create_topic("empty-train")  # records may still arrive: not permanent
     manifest = _example_for(kafka.bootstrap_servers, empty_train, kafka.create_topic("empty-test"))
-    manifest["spec"]["runPolicy"] = {"backoffLimit": 0}
+    manifest["spec"]["runPolicy"] = {"backoffLimit": 1}
     jobs = _apply(kube, manifest)
-    eventually(lambda: jobs.phase("susy") == "Failed", 120, "the job to fail",
+    eventually(lambda: jobs.phase("susy") == "Failed", 180, "the job to fail",
                _diagnosis(jobs, "susy", cluster))
     failed = jobs.condition("susy", "Failed")
     assert failed is not None and failed["reason"] == "BackoffLimitExceeded"
@@ -150,7 +155,55 @@ def test_trainer_failing_for_real_fails_the_job_with_the_pods_message(
     assert "train failed (BackoffLimitExceeded)" in failed["message"]
     assert "Traceback" not in failed["message"]
     assert empty_train in failed["message"]  # the workload's own words, via the termination log
-    assert jobs.status("susy")["trainer"]["failed"] == 1
+    assert jobs.status("susy")["trainer"]["failed"] == 2  # the first pod, then its one retry
+    assert len(jobs.pods("susy-train")) == 2
+
+
+def _fails_once(kube: Kube, jobs: Jobs, cluster: tuple[OperatorProcess, KubeletAgent],
+                reason: str) -> dict[str, Any]:
+    """Wait for the job to fail; check that one pod ran and Kubernetes itself stopped there
+    (the pod failure policy, not the backoff limit); the Failed condition, whose reason and
+    REASON column must be `reason`. Prints the seconds from apply to Failed."""
+    started = time.monotonic()
+    eventually(lambda: jobs.phase("susy") == "Failed", 120, "the job to fail",
+               _diagnosis(jobs, "susy", cluster))
+    print(f"\n{reason}: Failed {time.monotonic() - started:.1f} s after apply")
+    failed = jobs.condition("susy", "Failed")
+    assert failed is not None and failed["reason"] == jobs.status("susy")["reason"] == reason
+    assert failed["message"].startswith(f"train failed ({reason}): ")
+    assert "Traceback" not in failed["message"]
+    child = jobs.child_jobs()[0]
+    job_failed = next(c for c in child.status.conditions if c.type == "Failed")
+    assert job_failed.reason == "PodFailurePolicy", job_failed
+    assert jobs.status("susy")["trainer"]["failed"] == 1 and len(jobs.pods("susy-train")) == 1
+    row = next(line for line in kube.cluster.kubectl("get", "stj", "-n", kube.namespace)
+               .stdout.splitlines() if line.startswith("susy "))
+    assert row.split()[1:3] == ["Failed", reason]
+    return failed
+
+
+def test_a_missing_topic_fails_the_job_once_with_reason_topic_not_found(
+        kube: Kube, kafka: KafkaHandle, cluster: tuple[OperatorProcess, KubeletAgent]) -> None:
+    manifest = _example_for(kafka.bootstrap_servers, f"never-made-{uuid.uuid4().hex[:6]}",
+                            kafka.create_topic("nm-test"))  # backoffLimit 3 by default
+    jobs = _apply(kube, manifest)
+    failed = _fails_once(kube, jobs, cluster, "TopicNotFound")
+    topic = manifest["spec"]["train"]["topic"]
+    assert f"topic '{topic}' (spec.train.topic) does not exist on" in failed["message"]
+    assert jobs.condition("susy", "KafkaReady") is None or jobs.condition(
+        "susy", "KafkaReady")["status"] == "True"  # Kafka itself is fine
+
+
+def test_too_many_bad_records_fail_the_job_once_with_reason_too_many_bad_records(
+        kube: Kube, kafka: KafkaHandle, cluster: tuple[OperatorProcess, KubeletAgent]) -> None:
+    dirty = kafka.create_topic("dirty-train")
+    messages, _ = corrupt(encode(generate(400, seed=12)), 0.3, seed=13)
+    produce_messages(KafkaConnection(kafka.bootstrap_servers), dirty, messages, partitions=1)
+    manifest = _example_for(kafka.bootstrap_servers, dirty, kafka.create_topic("dirty-test"))
+    jobs = _apply(kube, manifest)
+    failed = _fails_once(kube, jobs, cluster, "TooManyBadRecords")
+    assert "120 of 400 records" in failed["message"]
+    assert "data.maxBadRecordsRatio allows 5.0%" in failed["message"]
 
 
 def test_unreachable_brokers_fail_the_job_within_a_minute_naming_the_address(
