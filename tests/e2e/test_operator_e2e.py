@@ -176,8 +176,9 @@ def _fails_once(kube: Kube, jobs: Jobs, cluster: tuple[OperatorProcess, KubeletA
     job_failed = next(c for c in child.status.conditions if c.type == "Failed")
     assert job_failed.reason == "PodFailurePolicy", job_failed
     assert jobs.status("susy")["trainer"]["failed"] == 1 and len(jobs.pods("susy-train")) == 1
-    row = next(line for line in kube.cluster.kubectl("get", "stj", "-n", kube.namespace)
-               .stdout.splitlines() if line.startswith("susy "))
+    table = kube.cluster.kubectl("get", "stj", "-n", kube.namespace).stdout
+    print(table)
+    row = next(line for line in table.splitlines() if line.startswith("susy "))
     assert row.split()[1:3] == ["Failed", reason]
     return failed
 

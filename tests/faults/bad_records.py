@@ -3,8 +3,10 @@
 At 1% (`corrupt` makes each reason in turn) both modes succeed, count every
 bad record by reason in the pod's termination message (which the operator
 copies into `status.metrics`), score or train on none of them, and send each
-to the dead-letter topic with its reason. At 30% both fail with a message that
-says how many records were malformed, why, and which setting was exceeded.
+to the dead-letter topic with its reason. At 30% both fail as
+`TooManyBadRecords` (a failure no retry fixes: the pod's exit code makes its
+Job start no other pod) with a message that says how many records were
+malformed, why, and which setting was exceeded.
 
 Runs in the calling process (tensorflow-io included), so `bootstrap` must
 be a broker that stays up while the process lives.
@@ -107,6 +109,9 @@ def _refused(mode: str, report: PodReport, expected: dict[str, int], rows: int) 
     words += [f"{reason}{': ' if mode == 'train' else ' '}{count}"
               for reason, count in expected.items()]
     clear = not report.ok and all(word in report.message for word in words)
+    permanent = report.reason == "TooManyBadRecords"  # the pod exits 7: the Job retries no pod
     return figure(SCENARIO, f"{mode}, 30% malformed ({bad} of {rows}): outcome",
-                  "fails; message gives count, each reason, the setting",
-                  report.message if not report.ok else "ok (not refused)", clear)
+                  "fails as TooManyBadRecords (not retried); message gives count, each reason, "
+                  "the setting",
+                  f"{report.reason}: {report.message}" if not report.ok else "ok (not refused)",
+                  clear and permanent)
