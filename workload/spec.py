@@ -12,6 +12,7 @@ defaults reproduce TensorFlow's Kafka tutorial.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal
 
@@ -36,8 +37,30 @@ Quantity = Annotated[str | int, Field(description="A Kubernetes quantity, e.g. `
 TOPIC_PATTERN = r"^(\.*[a-zA-Z0-9_-][a-zA-Z0-9._-]*|\.{3,})$"
 """Kafka's rule for topic names: letters, digits, `.`, `_` and `-`, but not `.` or `..`."""
 
-TopicName = Annotated[str, Field(min_length=1, max_length=249, pattern=TOPIC_PATTERN)]
+TOPIC_RULE = Rule(lambda topic: re.fullmatch(TOPIC_PATTERN, topic) is not None,
+                  f"self.matches(r'{TOPIC_PATTERN}')",
+                  "must be a Kafka topic name: letters, digits, '.', '_' and '-' only, and not "
+                  "'.' or '..' alone")
+
+TopicName = Annotated[str, Field(min_length=1, max_length=249), TOPIC_RULE]
 """A Kafka topic name (1-249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`)."""
+
+PORT_PATTERN = r"([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+"""A TCP port, 1-65535, without leading zeros."""
+
+BOOTSTRAP_PATTERN = rf"^[^,\t\n\v\f\r ]+:{PORT_PATTERN}(,[^,\t\n\v\f\r ]+:{PORT_PATTERN})*$"
+"""A comma-separated list of `host:port`."""
+
+BOOTSTRAP_RULE = Rule(lambda servers: re.fullmatch(BOOTSTRAP_PATTERN, servers) is not None,
+                      f"self.matches(r'{BOOTSTRAP_PATTERN}')",
+                      "must be a comma-separated list of host:port, each port 1-65535, e.g. "
+                      "my-cluster-kafka-bootstrap:9092")
+
+OUTPUT_PATH_RULE = Rule(
+    lambda path: path.startswith("/") and re.search(r"(^|/)\.\.(/|$)", path) is None,
+    r"self.startsWith('/') && !self.matches(r'(^|/)\.\.(/|$)')",
+    "must be an absolute folder without '..' segments (the pods mount the model volume "
+    "there), e.g. /models/susy")
 
 GroupName = Annotated[str, Field(min_length=1, max_length=255, pattern=r"\S")]
 """A Kafka consumer group id: not empty or blank."""
@@ -125,8 +148,8 @@ class KafkaSpec(SpecModel):
     its librdkafka 1.5.0 reads Kafka 3.x and older only)."""
     cluster_ref: ClusterRef | None = None
     """A Strimzi `Kafka` resource; the bootstrap address is read from its status. Exclusive with `bootstrapServers`."""
-    bootstrap_servers: str | None = Field(None, pattern=r"^[^,\s]+:\d+(,[^,\s]+:\d+)*$")
-    """Comma-separated `host:port` list. Exclusive with `clusterRef`."""
+    bootstrap_servers: Annotated[str, Field(max_length=4096), BOOTSTRAP_RULE] | None = None
+    """Comma-separated `host:port` list, each port 1-65535. Exclusive with `clusterRef`."""
     user_ref: UserRef | None = None
     """Optional Strimzi `KafkaUser` (SCRAM-SHA-512 or mutual TLS) whose Secret is mounted in the pods."""
     config: dict[str, str] = Field(default_factory=dict, max_length=64)
@@ -327,8 +350,10 @@ def tutorial_layers() -> list[LayerSpec]:
 class OutputSpec(SpecModel):
     """Where the trained model goes."""
 
-    path: str = Field("/models/model", min_length=1)
-    """Directory for the Keras file, SavedModel, checkpoints, plots and results (a PVC mount)."""
+    path: Annotated[str, Field(min_length=1, max_length=1024), OUTPUT_PATH_RULE] = "/models/model"
+    """Directory for the Keras file, SavedModel, checkpoints, plots and results: an absolute
+    path in the pod without `..` segments, where `volumeClaim` is mounted (a local run writes
+    to its own folder instead)."""
     volume_claim: str | None = Field(None, min_length=1, max_length=253)
     """PersistentVolumeClaim mounted at `path` in the pods; without it the pods use a scratch volume."""
 
@@ -492,7 +517,7 @@ class StreamingTrainingJobSpec(SpecModel):
              in_cluster_only=True),
         Rule(lambda spec: _model_outlives_the_trainer(spec.model.output, spec.phases),
              f"!has(self.train) || !({' || '.join(f'has(self.{mode})' for mode in MODES[1:])})"
-             " || has(self.model.output.volumeClaim) || self.model.output.path.contains('://')",
+             " || has(self.model.output.volumeClaim)",
              f"required when {' or '.join(MODES[1:])} run after train: each phase is a pod of "
              "its own, so the model must be on a volume that outlives the trainer's pod",
              field="model.output.volumeClaim", in_cluster_only=True),
@@ -505,9 +530,8 @@ class StreamingTrainingJobSpec(SpecModel):
 
 
 def _model_outlives_the_trainer(output: OutputSpec, phases: list[Mode]) -> bool:
-    """Whether the phases after training find the model: on a claim, or at an object-store URI."""
-    return ("train" not in phases or phases == ["train"] or output.volume_claim is not None
-            or "://" in output.path)
+    """Whether the phases after training find the model: on a claim."""
+    return "train" not in phases or phases == ["train"] or output.volume_claim is not None
 
 
 def parse_spec(spec: Mapping[str, Any], in_cluster: bool = False) -> StreamingTrainingJobSpec:

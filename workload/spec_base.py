@@ -1,12 +1,18 @@
-"""The base of every spec class, and rules across fields declared once for pydantic and the CRD.
+"""The base of every spec class, and its rules declared once for pydantic and the CRD.
 
 A `Rule` holds one rule in both forms next to each other: the check pydantic
 runs on the model and the CEL expression the API server runs on the
-resource, with one message. The spec classes list their rules in `RULES`;
-`SpecModel` checks them on every validation and the CRD generator writes
-them into `x-kubernetes-validations`, so a spec the API server accepts is
-one the operator accepts (a parity test holds the two forms to it). A rule
+resource, with one message. The spec classes list their rules across fields
+in `RULES`; `SpecModel` checks them on every validation and the CRD generator
+writes them into `x-kubernetes-validations`, so a spec the API server accepts
+is one the operator accepts (a parity test holds the two forms to it). A rule
 CEL cannot express has `cel=None` and is named in the CRD description.
+
+A rule on one field's value is written into the field's type instead
+(`Annotated[str, Field(...), rule]`): pydantic checks it after the field's
+own constraints and the generated schema carries it on that field, so the
+API server names the field and the value and says the rule's message, not a
+regular expression.
 """
 
 from __future__ import annotations
@@ -19,12 +25,15 @@ from pydantic import (
     AliasGenerator,
     BaseModel,
     ConfigDict,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
     ValidationError,
     ValidationInfo,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
-from pydantic_core import PydanticCustomError
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import PydanticCustomError, core_schema
 
 IN_CLUSTER = "in_cluster"
 """Validation context key: true where each phase runs in a pod of its own (the operator, the
@@ -60,6 +69,23 @@ class Rule:
         if self.field is not None:
             entry["fieldPath"] = "." + self.field
         return entry
+
+    # A rule in a field's type (`Annotated[str, Field(...), rule]`): pydantic's two hooks.
+
+    def __get_pydantic_core_schema__(self, source: Any,
+                                     handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self._check_value, handler(source))
+
+    def __get_pydantic_json_schema__(self, schema: core_schema.CoreSchema,
+                                     handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        json_schema.setdefault("x-kubernetes-validations", []).append(self.validation())
+        return json_schema
+
+    def _check_value(self, value: Any) -> Any:
+        if not self.check(value):
+            raise PydanticCustomError("rule", self.message)
+        return value
 
 
 class SpecModel(BaseModel):

@@ -6,8 +6,10 @@ turned into a Kubernetes structural schema: `$defs` inlined, titles dropped,
 `Optional[X] = None` made not-required, `Optional[X]` with another default made
 `nullable`, `str | int` quantities marked
 `x-kubernetes-int-or-string`, descriptions kept (on one line each) so
-`kubectl explain` documents every field, and each spec class's `RULES` written
-as CEL rules for what one field cannot check alone.
+`kubectl explain` documents every field, each spec class's `RULES` written
+as CEL rules for what one field cannot check alone, and a rule in a field's
+type (a topic name, the bootstrap list, the output path) as a CEL rule on
+that field.
 
 Which fields may change while a job runs: `runPolicy` (suspend acts at once;
 the other fields apply to child Jobs created afterwards), `trainer` /
@@ -162,7 +164,7 @@ class _Converter:
             out["enum"] = [schema["const"]]
         for key in ("type", "enum", "pattern", "minLength", "maxLength", "minimum", "maximum",
                     "exclusiveMinimum", "exclusiveMaximum", "minItems", "maxItems", "maxProperties",
-                    "format", "x-kubernetes-list-type"):
+                    "format", "x-kubernetes-list-type", "x-kubernetes-validations"):
             if key in schema:
                 out[key] = schema[key]
         self._numeric_bounds(out)

@@ -46,7 +46,16 @@ def _rejection(jobs: Jobs, spec: dict[str, Any]) -> str:
     ({**VALID, "data": {"label": "target"}}, "spec.data", "label must be 'key' or one of"),
     ({"kafka": {"bootstrapServers": "k:1"}}, "spec", "set at least one of train, evaluate and online"),
     ({**VALID, "data": {"format": "xml"}}, "spec.data.format", "Unsupported value"),
-    ({"kafka": {"bootstrapServers": "no port"}}, "spec.kafka.bootstrapServers", "should match"),
+    ({**VALID, "kafka": {"bootstrapServers": "no port"}}, "spec.kafka.bootstrapServers",
+     'Invalid value: "no port": must be a comma-separated list of host:port, each port 1-65535'),
+    ({**VALID, "kafka": {"bootstrapServers": "kafka:99999"}}, "spec.kafka.bootstrapServers",
+     "must be a comma-separated list of host:port, each port 1-65535"),
+    ({**VALID, "kafka": {"bootstrapServers": "a:9092,b:0"}}, "spec.kafka.bootstrapServers",
+     "each port 1-65535"),
+    ({**VALID, "model": {"output": {"path": "models/x", "volumeClaim": "m"}}},
+     "spec.model.output.path", "must be an absolute folder without '..' segments"),
+    ({**VALID, "model": {"output": {"path": "/models/../etc", "volumeClaim": "m"}}},
+     "spec.model.output.path", "must be an absolute folder without '..' segments"),
     ({**VALID, "model": {"source": {"job": "a"}}}, "spec.model.source", "model.source is for jobs that do not"),
     ({"kafka": {"bootstrapServers": "k:1"}, "evaluate": {"topic": "t"},
       "model": {"source": {"job": "a", "path": "x", "volumeClaim": "c"}}},
@@ -55,8 +64,11 @@ def _rejection(jobs: Jobs, spec: dict[str, Any]) -> str:
       "model": {"source": {"volumeClaim": "c", "path": "../other"}}},
      "spec.model.source.path", "should match"),
     ({**VALID, "train": {"epochs": 3}}, "spec.train.topic", "Required value"),
-    ({**VALID, "train": {"topic": "ux train!"}}, "spec.train.topic", "should match"),
-    ({**VALID, "evaluate": {"topic": ".."}}, "spec.evaluate.topic", "should match"),
+    ({**VALID, "train": {"topic": "ux train!"}}, "spec.train.topic",
+     "must be a Kafka topic name: letters, digits, '.', '_' and '-' only, and not '.' or '..'"),
+    ({**VALID, "evaluate": {"topic": ".."}}, "spec.evaluate.topic", "must be a Kafka topic name"),
+    ({**VALID, "data": {"deadLetterTopic": "bad/letters"}}, "spec.data.deadLetterTopic",
+     "must be a Kafka topic name"),
     ({**VALID, "evaluate": {"topic": "t", "consumerGroup": " "}}, "spec.evaluate.consumerGroup",
      "should match"),
     ({**VALID, "data": {"columns": ["a", "a"]}}, "spec.data.columns[1]", "Duplicate value"),
@@ -71,7 +83,7 @@ def _rejection(jobs: Jobs, spec: dict[str, Any]) -> str:
 def test_invalid_manifest_is_rejected_naming_the_field(
         jobs: Jobs, spec: dict[str, Any], field: str, words: str) -> None:
     message = _rejection(jobs, spec)
-    assert field in message and words in message
+    assert field in message and words in message, message
 
 
 def test_unknown_field_is_rejected_by_kubectl_strict_validation(

@@ -1,13 +1,14 @@
 """One source of spec validity: the pydantic model and the real API server agree on every spec.
 
 Hypothesis writes valid spec documents, varied within what is valid (odd
-topic names, both Kafka addresses, JSON records, object-store outputs), and
-breaks one rule in two of three of them (a phase without a topic, names
-Kafka refuses, both or neither Kafka address, credentials and unknown keys
-in `kafka.config`, labels that are not a column, duplicate columns, layers
-of both kinds, a multi-phase job without a model volume, blank consumer
-groups, several learners online, several evaluators without a model
-volume). Each is judged by `parse_spec` as the operator calls it and by a
+topic names, both Kafka addresses, ports at both ends of their range, JSON
+records, output folders), and breaks one rule in two of three of them (a
+phase without a topic, names Kafka refuses, both or neither Kafka address,
+a port out of range, credentials and unknown keys in `kafka.config`, labels
+that are not a column, duplicate columns, layers of both kinds, a
+multi-phase job without a model volume, an output folder that is relative
+or climbs with `..`, blank consumer groups, several learners online,
+several evaluators without a model volume). Each is judged by `parse_spec` as the operator calls it and by a
 server-side dry run against the generated CRD; the verdicts must be the
 same.
 """
@@ -32,6 +33,7 @@ TOPICS = st.sampled_from(["susy-train", "a.b_c-9", "...", "x" * 249])
 """Names Kafka accepts, the odd ones included."""
 
 ADDRESSES = st.sampled_from([{"bootstrapServers": "kafka:9092"}, {"bootstrapServers": "a:1,b:2"},
+                             {"bootstrapServers": "b-0.kafka.svc:65535"},
                              {"clusterRef": {"name": "my-cluster", "listener": "tls"}}])
 CONFIGS = st.dictionaries(st.sampled_from(["session.timeout.ms", "fetch.max.bytes", "debug"]),
                           st.just("1"), max_size=2)
@@ -44,7 +46,8 @@ LAYERS = st.lists(st.one_of(st.builds(lambda units: {"dense": units}, st.integer
                             st.just({"dense": 4, "activation": "tanh"}),
                             st.just({"dropout": 0.2})), min_size=1, max_size=3)
 OUTPUTS = st.sampled_from([{"path": "/models/m", "volumeClaim": "models"},
-                           {"path": "s3://bucket/m"}, {"volumeClaim": "models"}])
+                           {"path": "/m/..x/y", "volumeClaim": "models"},
+                           {"volumeClaim": "models"}])
 PHASES = st.sets(st.sampled_from(MODES), min_size=1)
 
 
@@ -97,6 +100,9 @@ MUTATIONS: list[Callable[[dict[str, Any]], None]] = [
     _set("evaluate.consumerGroup", " "), _set("online.consumerGroup", ""),
     _set("train.epochs", 0),
     _set("kafka.clusterRef", {"name": "c"}), _set("kafka.bootstrapServers", "no-port"),
+    _set("kafka.bootstrapServers", "kafka:99999"), _set("kafka.bootstrapServers", "a:1,b:0"),
+    _set("data.deadLetterTopic", "bad/letters"),
+    _set("model.output.path", "models/x"), _set("model.output.path", "/models/../etc"),
     _config("sasl.password"), _config("group.id"),
     _set("data.columns", ["a", "a", "y"]), _set("data.label", "z"),
     _set("data", {"format": "json"}),

@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 from streamtrain_operator import crd
 
-from workload.spec import KafkaSpec, LayerSpec
+from workload.spec import BOOTSTRAP_RULE, OUTPUT_PATH_RULE, TOPIC_RULE, KafkaSpec, LayerSpec
 
 
 def _walk(schema: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any]]]:
@@ -71,6 +71,28 @@ def test_each_spec_class_rule_is_a_cel_rule_of_its_schema() -> None:
     layer = spec["properties"]["model"]["properties"]["layers"]["items"]
     assert [rule.validation() for rule in LayerSpec.RULES] == layer["x-kubernetes-validations"]
     assert "x-kubernetes-validations" not in spec["properties"]["runPolicy"]
+
+
+def test_a_rule_in_a_fields_type_is_a_cel_rule_on_that_field_with_a_human_message() -> None:
+    spec = crd.spec_schema()["properties"]
+    on_field = {
+        "train.topic": (spec["train"]["properties"]["topic"], TOPIC_RULE),
+        "evaluate.topic": (spec["evaluate"]["properties"]["topic"], TOPIC_RULE),
+        "online.topic": (spec["online"]["properties"]["topic"], TOPIC_RULE),
+        "data.deadLetterTopic": (spec["data"]["properties"]["deadLetterTopic"], TOPIC_RULE),
+        "kafka.bootstrapServers": (spec["kafka"]["properties"]["bootstrapServers"],
+                                   BOOTSTRAP_RULE),
+        "model.output.path": (spec["model"]["properties"]["output"]["properties"]["path"],
+                              OUTPUT_PATH_RULE),
+    }
+    for field, (schema, rule) in on_field.items():
+        assert schema["x-kubernetes-validations"] == [rule.validation()], field
+        assert "pattern" not in schema, field  # no raw regular expression as the message
+        assert schema["maxLength"] <= 4096, field  # CEL's cost is bounded by the length
+    assert TOPIC_RULE.validation() == {
+        "rule": r"self.matches(r'^(\.*[a-zA-Z0-9_-][a-zA-Z0-9._-]*|\.{3,})$')",
+        "message": "must be a Kafka topic name: letters, digits, '.', '_' and '-' only, and not "
+                   "'.' or '..' alone"}
 
 
 def test_work_defining_sections_are_immutable_at_the_spec_level() -> None:

@@ -41,7 +41,21 @@ def test_defaults_reproduce_the_tutorial() -> None:
     [
         ({"kafka": {}}, "spec.kafka: set exactly one of clusterRef and bootstrapServers"),
         ({"kafka": {"bootstrapServers": "a:1", "clusterRef": {"name": "c"}}}, "spec.kafka: set exactly one"),
-        ({"kafka": {"bootstrapServers": "no-port"}}, "spec.kafka.bootstrapServers"),
+        ({"kafka": {"bootstrapServers": "no-port"}}, "spec.kafka.bootstrapServers: must be a "
+         "comma-separated list of host:port, each port 1-65535"),
+        (with_(kafka={"bootstrapServers": "k:99999"}), "spec.kafka.bootstrapServers: must be"),
+        (with_(kafka={"bootstrapServers": "a:9092,b:0"}), "spec.kafka.bootstrapServers: must be"),
+        (with_(kafka={"bootstrapServers": "a:65536"}), "spec.kafka.bootstrapServers: must be"),
+        (with_(train={"topic": "ux train!"}), "spec.train.topic: must be a Kafka topic name: "
+         "letters, digits, '.', '_' and '-' only, and not '.' or '..' alone"),
+        (with_(evaluate={"topic": ".."}), "spec.evaluate.topic: must be a Kafka topic name"),
+        (with_(data={"deadLetterTopic": "bad/letters"}), "spec.data.deadLetterTopic: must be a "
+         "Kafka topic name"),
+        (with_(model={"output": {"path": "models/x"}}), "spec.model.output.path: must be an "
+         "absolute folder without '..' segments (the pods mount the model volume there)"),
+        (with_(model={"output": {"path": "/models/../etc"}}), "spec.model.output.path: must be"),
+        (with_(model={"output": {"path": "/models/.."}}), "spec.model.output.path: must be"),
+        (with_(model={"output": {"path": "s3://bucket/m"}}), "spec.model.output.path: must be"),
         (with_(train={"epochs": 0}), "spec.train.epochs: Input should be greater than or equal to 1"),
         (with_(train={"batchSize": "big"}), "spec.train.batchSize"),
         (with_(evaluate={"streamTimeoutMs": -2}), "spec.evaluate.streamTimeoutMs"),
@@ -78,6 +92,17 @@ def test_invalid_specs_are_rejected_with_the_field_named(document: dict[str, Any
     with pytest.raises(SpecError) as raised:
         parse_spec(document)
     assert expected in str(raised.value)
+
+
+@pytest.mark.parametrize("servers", ["k:1", "k:65535", "a:9092,b.example.com:19092",
+                                     "[::1]:9092", "10.0.0.1:9093"])
+def test_bootstrap_lists_with_ports_1_to_65535_are_accepted(servers: str) -> None:
+    assert parse_spec(with_(kafka={"bootstrapServers": servers})).kafka.bootstrap_servers == servers
+
+
+@pytest.mark.parametrize("path", ["/models/susy", "/m", "/models/..hidden/x", "/a/b..c/"])
+def test_absolute_output_paths_without_dot_dot_segments_are_accepted(path: str) -> None:
+    assert parse_spec(with_(model={"output": {"path": path}})).model.output.path == path
 
 
 def test_a_manifest_of_another_kind_or_version_is_refused() -> None:
@@ -136,7 +161,6 @@ def test_phases_after_train_need_a_claim_in_a_cluster_but_not_in_one_process() -
     with pytest.raises(SpecError, match=r"^spec\.model\.output\.volumeClaim: required when"):
         parse_spec(unshared, in_cluster=True)
     for fine in ({**unshared, "model": {"output": {"volumeClaim": "models"}}},
-                 {**unshared, "model": {"output": {"path": "s3://models/susy"}}},
                  {**unshared, "evaluate": None}):
         parse_spec(fine, in_cluster=True)
 
