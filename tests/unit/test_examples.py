@@ -59,15 +59,22 @@ def test_it_should_parse_every_example_job_with_the_spec_model(repo_root: Path) 
     assert len(set(names)) == len(names), "every example job has its own name"
 
 
-def test_it_should_hand_the_model_from_phase_to_phase_on_a_volume(repo_root: Path) -> None:
-    claims = {doc["metadata"]["name"] for folder in folders(repo_root)
-              for doc in documents(folder) if doc["kind"] == "PersistentVolumeClaim"}
+def test_it_should_create_the_claim_each_job_names_in_its_own_folder(repo_root: Path) -> None:
+    named = 0
     for folder in folders(repo_root):
         if (folder / "job.yaml").exists():
             _, spec = job_in(folder)
             parse_spec(dump_spec(spec), in_cluster=True)  # each phase a pod of its own
-            if spec.model.output.volume_claim and not folder.name.startswith("01-"):
-                assert spec.model.output.volume_claim in claims, folder.name
+            wanted = {spec.model.output.volume_claim,
+                      spec.model.source.volume_claim if spec.model.source else None} - {None}
+            claims = {doc["metadata"]["name"]: doc
+                      for doc in by_kind(folder, "PersistentVolumeClaim")}
+            assert wanted <= set(claims), f"{folder.name}: kubectl apply -f {folder.name}/"
+            for claim in claims.values():
+                assert claim["spec"]["resources"]["requests"]["storage"]
+                assert "storageClassName" not in claim["spec"]  # the cluster's default class
+            named += len(wanted)
+    assert named >= 6
 
 
 def test_it_should_keep_namespaces_out_of_the_examples(repo_root: Path) -> None:
