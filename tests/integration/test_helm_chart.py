@@ -169,6 +169,23 @@ def test_it_should_install_upgrade_and_uninstall_with_helm(kube: Kube) -> None:
     assert not exists(kube, "clusterrole", account)
     assert exists(kube, "crd", STJ_CRD)
 
+    # reinstall under another name: the kept CRD still names the old release until it is
+    # handed over, as the chart's README says (Uninstall)
+    renamed = ["install", f"{release}-new", str(helm.CHART_DIR), "--namespace", namespace]
+    refused = helm.helm(*renamed, kubeconfig=kube.cluster.kubeconfig)
+    assert refused.returncode != 0 and "invalid ownership metadata" in refused.stderr
+    assert f'current value is "{release}"' in refused.stderr
+    kube.cluster.kubectl("annotate", "crd", "-l", f"app.kubernetes.io/instance={release}",
+                         "--overwrite", f"meta.helm.sh/release-name={release}-new",
+                         f"meta.helm.sh/release-namespace={namespace}")
+    run_helm(kube, *renamed)
+    crd = get_json(kube, "crd", STJ_CRD)
+    assert crd["metadata"]["annotations"]["meta.helm.sh/release-name"] == f"{release}-new"
+    assert crd["metadata"]["labels"]["app.kubernetes.io/instance"] == f"{release}-new"
+    assert exists(kube, "deployment", f"{release}-new-streamtrain-operator", "-n", namespace)
+    run_helm(kube, "uninstall", f"{release}-new", "--namespace", namespace, "--wait")
+    assert exists(kube, "crd", STJ_CRD)
+
 
 def test_it_should_apply_the_plain_install_manifest_through_kustomize(
     kube: Kube, repo_root: Path, tmp_path: Path,
