@@ -12,8 +12,9 @@ Failures are handled as the Job controller and its pod failure policy
 handle them: a process that fails is started again with the same index,
 and the phase fails once more than `runPolicy.backoffLimit` processes have
 failed; a training worker that exits with `PEER_LOST_EXIT` (its group lost a
-peer) is started again without being counted. Replica 0's report speaks for
-the phase, as the operator reads it.
+peer) is started again without being counted, and one that exits with a
+permanent failure's code (`contract.PERMANENT_FAILURES`) fails the phase at
+once. Replica 0's report speaks for the phase, as the operator reads it.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from workload.contract import (
     JOB_NAME_ENV,
     JOB_SPEC_ENV,
     MODEL_SOURCE_ENV,
+    NOT_RETRIED_EXIT_CODES,
     PEER_LOST_EXIT,
     TERMINATION_LOG_ENV,
     WORKER_INDEX_ENV,
@@ -135,6 +137,8 @@ def _supervise(mode: Mode, replicas: list[_Replica], argv: list[str],
             if code == 0:
                 done.add(replica.index)
                 continue
+            if code in NOT_RETRIED_EXIT_CODES:  # as the Job's pod failure policy: no retry
+                return replica.report(mode)
             if code != PEER_LOST_EXIT:
                 failures += 1
                 if failures > backoff_limit:
