@@ -11,8 +11,8 @@ CEL cannot express has `cel=None` and is named in the CRD description.
 A rule on one field's value is written into the field's type instead
 (`Annotated[str, Field(...), rule]`): pydantic checks it after the field's
 own constraints and the generated schema carries it on that field, so the
-API server names the field and the value and says the rule's message, not a
-regular expression.
+API server names the field (and, from Kubernetes 1.35, the value) and says
+the rule's message, not a regular expression.
 """
 
 from __future__ import annotations

@@ -105,7 +105,7 @@ class PodReport(StatusModel):
     @field_validator("reason", mode="before")
     @classmethod
     def _known_reason(cls, reason: object) -> object:
-        return reason if reason in PERMANENT else None
+        return reason if isinstance(reason, str) and reason in PERMANENT else None
 
     @classmethod
     def from_message(cls, text: str) -> PodReport | None:

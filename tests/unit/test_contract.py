@@ -75,3 +75,5 @@ def test_a_report_keeps_known_reasons_and_reads_an_unknown_one_as_none() -> None
     forged = PodReport.from_message('{"mode": "train", "ok": false, "message": "m", '
                                     '"reason": "Not a reason!"}')
     assert forged is not None and forged.reason is None and forged.message == "m"
+    odd = PodReport.from_message('{"mode": "train", "ok": false, "message": "m", "reason": [1]}')
+    assert odd is not None and odd.reason is None and odd.message == "m"
