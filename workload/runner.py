@@ -109,18 +109,33 @@ def _start_mode(mode: Mode, name: str, spec: StreamingTrainingJobSpec,
                       stop_event=stop_event, job_uid=job_uid)
 
 
-def check_topic(spec: StreamingTrainingJobSpec, mode: Mode, connection: KafkaConnection) -> None:
+MANAGED_TOPIC_WAIT_S = 60.0
+"""Seconds a pod waits for a topic of a job with `kafka.manageTopics` to appear: the operator
+has just declared its `KafkaTopic`, and Strimzi's Topic Operator creates it within seconds."""
+
+
+def check_topic(spec: StreamingTrainingJobSpec, mode: Mode, connection: KafkaConnection,
+                poll_s: float = 1.0) -> None:
     """Raise `TopicMissing` (`TopicNotFound`) when the topic `mode` reads does not exist: asked
-    before TensorFlow loads, so the pod fails in seconds and the Job starts no other."""
+    before TensorFlow loads, so the pod fails in seconds and the Job starts no other. A topic
+    the job's `KafkaTopic` declares gets `MANAGED_TOPIC_WAIT_S` to appear first."""
     section = getattr(spec, mode)
     if section is None:
         return  # the mode says itself that its section is missing
-    try:
-        topic_partitions(connection, section.topic)
-    except TopicMissing:
-        raise TopicMissing(
-            f"topic {section.topic!r} (spec.{mode}.topic) does not exist on "
-            f"{connection.bootstrap_servers}: create it, or name a topic that exists") from None
+    deadline = time.monotonic() + (MANAGED_TOPIC_WAIT_S if spec.kafka.manage_topics else 0.0)
+    while True:
+        try:
+            topic_partitions(connection, section.topic)
+            return
+        except TopicMissing:
+            if time.monotonic() >= deadline:
+                break
+        time.sleep(poll_s)
+    waited = (f" after waiting {MANAGED_TOPIC_WAIT_S:.0f} s for its KafkaTopic"
+              if spec.kafka.manage_topics else "")
+    raise TopicMissing(
+        f"topic {section.topic!r} (spec.{mode}.topic) does not exist on "
+        f"{connection.bootstrap_servers}{waited}: create it, or name a topic that exists")
 
 
 def process_started() -> float:

@@ -10,6 +10,7 @@ import json  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -20,14 +21,16 @@ import pytest  # noqa: E402
 from kafka import KafkaConsumer  # noqa: E402
 
 from tests.conftest import KafkaHandle  # noqa: E402
+from workload import runner  # noqa: E402
 from workload.artifacts import Artifacts  # noqa: E402
 from workload.datagen.records import corrupt, encode  # noqa: E402
 from workload.datagen.synthetic import generate  # noqa: E402
+from workload.kafka.admin import TopicMissing, ensure_topic  # noqa: E402
 from workload.kafka.connection import KafkaConnection  # noqa: E402
 from workload.kafka.dead_letter import REASON_HEADER  # noqa: E402
 from workload.kafka.producer import produce_messages  # noqa: E402
 from workload.modes.train import run_train  # noqa: E402
-from workload.runner import run_mode  # noqa: E402
+from workload.runner import check_topic, run_mode  # noqa: E402
 from workload.spec import KafkaSpec, StreamingTrainingJobSpec  # noqa: E402
 
 ROWS = 2000
@@ -158,6 +161,26 @@ def test_a_missing_topic_fails_each_mode_with_topic_not_found_naming_the_field(
     assert not report.ok and report.reason == "TopicNotFound"
     assert report.message == (f"topic 'never-made' (spec.{mode}.topic) does not exist on "
                               f"{kafka.bootstrap_servers}: create it, or name a topic that exists")
+
+
+def test_a_topic_the_job_declares_as_a_kafka_topic_is_waited_for_a_while(
+        kafka: KafkaHandle, monkeypatch: pytest.MonkeyPatch) -> None:
+    connection = KafkaConnection(kafka.bootstrap_servers)
+    topic = f"late-{os.getpid()}-{time.monotonic_ns()}"
+    managed = StreamingTrainingJobSpec.model_validate({
+        "kafka": {"bootstrapServers": kafka.bootstrap_servers, "manageTopics": True},
+        "train": {"topic": topic}})
+    creator = threading.Timer(2.0, lambda: ensure_topic(connection, topic, 1))
+    creator.start()
+    try:
+        check_topic(managed, "train", connection, poll_s=0.2)  # returns once it exists
+    finally:
+        creator.join()
+    monkeypatch.setattr(runner, "MANAGED_TOPIC_WAIT_S", 1.0)
+    missing = managed.model_copy(update={"train": managed.train.model_copy(  # type: ignore[union-attr]
+        update={"topic": "never-declared"})})
+    with pytest.raises(TopicMissing, match="after waiting 1 s for its KafkaTopic"):
+        check_topic(missing, "train", connection, poll_s=0.2)
 
 
 def test_training_without_cache_reads_kafka_each_epoch(
