@@ -1,7 +1,9 @@
 # syntax=docker/dockerfile:1
-# Two images from one file, each with only what its pods run:
-#   operator  `streamtrain-operator` (kopf, kubernetes, pydantic): no TensorFlow
-#   workload  `streamtrain`, the trainer and evaluator pods (TensorFlow, Kafka clients)
+# Three images from one file, each with only what its pods run:
+#   operator       `streamtrain-operator` (kopf, kubernetes, pydantic): no TensorFlow
+#   workload       `streamtrain`, the trainer and evaluator pods (TensorFlow 2.21, librdkafka 2.x)
+#   workload-tfio  the same for `spec.kafka.client: tensorflow-io` (Kafka 3.x): tensorflow-io
+#                  0.37.1 loads only beside TensorFlow 2.16, so it has a pin set of its own
 # Each installs the pyproject extra of the same name.
 #
 # Build from the repository root with any OCI builder:
@@ -10,8 +12,8 @@
 #   buildah bud --layers --target workload -t streamtrain-workload:0.1.0 .
 # or `make image`, which picks the engine that works here and writes OCI archives.
 #
-# BASE_IMAGE needs Python 3.11 (tensorflow 2.16 / tensorflow-io 0.37 ship wheels
-# for it) with `venv`, on Debian bookworm. `make image` passes a base bootstrapped
+# BASE_IMAGE needs Python 3.11 (the workload's pins ship wheels for 3.11-3.13, the
+# tensorflow-io set's for 3.11 and 3.12) with `venv`, on Debian bookworm. `make image` passes a base bootstrapped
 # locally with mmdebstrap (bookworm's python3 is 3.11); a release pipeline pins
 # the default by digest (python:3.11-slim-bookworm@sha256:...).
 ARG BASE_IMAGE=python:3.11-slim-bookworm
@@ -71,6 +73,17 @@ COPY --from=wheel /wheels /wheels
 RUN /opt/streamtrain/bin/pip install --no-deps /wheels/streamtrain-*.whl \
  && /opt/streamtrain/bin/pip uninstall --yes pip
 
+# The tensorflow-io client's virtual environment: the `workload-tfio` extra and streamtrain.
+FROM build-base AS build-workload-tfio
+RUN --mount=type=cache,id=streamtrain-wheels,target=/wheelhouse,sharing=locked \
+    python3 -m venv /opt/streamtrain \
+ && /opt/streamtrain/bin/pip download --only-binary=:all: --find-links /wheelhouse \
+      --dest /wheelhouse -r requirements-workload-tfio.txt \
+ && /opt/streamtrain/bin/pip install --no-index --find-links /wheelhouse -r requirements-workload-tfio.txt
+COPY --from=wheel /wheels /wheels
+RUN /opt/streamtrain/bin/pip install --no-deps /wheels/streamtrain-*.whl \
+ && /opt/streamtrain/bin/pip uninstall --yes pip
+
 # ---------------------------------------------------------------- runtime
 # What both images share: the Python runtime, no compilers, no pip cache, an
 # unprivileged numeric UID (so Kubernetes can verify runAsNonRoot), and
@@ -94,11 +107,19 @@ LABEL org.opencontainers.image.title="streamtrain-operator"
 COPY --from=build-operator /opt/streamtrain /opt/streamtrain
 CMD ["streamtrain-operator", "--help"]
 
-# The last stage, so a build without --target gives the workload image.
-FROM runtime AS workload
-LABEL org.opencontainers.image.title="streamtrain-workload"
+# What both workload images set: TensorFlow's and Keras' files under /tmp.
+FROM runtime AS workload-runtime
 ENV KERAS_HOME=/tmp/.keras \
     MPLCONFIGDIR=/tmp/matplotlib \
     TF_CPP_MIN_LOG_LEVEL=2
+
+FROM workload-runtime AS workload-tfio
+LABEL org.opencontainers.image.title="streamtrain-workload-tfio"
+COPY --from=build-workload-tfio /opt/streamtrain /opt/streamtrain
+CMD ["streamtrain", "--help"]
+
+# The last stage, so a build without --target gives the workload image.
+FROM workload-runtime AS workload
+LABEL org.opencontainers.image.title="streamtrain-workload"
 COPY --from=build-workload /opt/streamtrain /opt/streamtrain
 CMD ["streamtrain", "--help"]

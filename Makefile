@@ -8,26 +8,45 @@ export STREAMTRAIN_CACHE := $(CACHE)
 VENV ?= $(CACHE)/venv
 PYTHON ?= python3.11
 PY := $(VENV)/bin/python
+# The tensorflow-io client's pin set (TensorFlow 2.16, the `dev-tfio` extra) in an environment of
+# its own, made only by what needs it: make test (its tests), make bench (the tutorial's
+# baselines). TensorFlow 2.16 has wheels up to 3.12; 3.11 is the version it is tested on.
+TFIO_PYTHON ?= python3.11
+TFIO_VENV ?= $(CACHE)/venv-tfio
+TFIO_PY := $(TFIO_VENV)/bin/python
 # Reinstall when the pins change or the checkout moves (the install is editable).
-SETUP_STAMP := $(VENV)/.installed-$(shell cat pyproject.toml 2>/dev/null | sha256sum | cut -c1-12)-$(shell echo '$(CURDIR)' | sha256sum | cut -c1-8)
+INSTALL_ID := $(shell cat pyproject.toml 2>/dev/null | sha256sum | cut -c1-12)-$(shell echo '$(CURDIR)' | sha256sum | cut -c1-8)
+SETUP_STAMP := $(VENV)/.installed-$(INSTALL_ID)
+TFIO_STAMP := $(TFIO_VENV)/.installed-$(INSTALL_ID)
 PYTEST_ARGS ?=
 # e.g. IMAGE_ARGS="--engine docker --base python:3.11-slim-bookworm" (default: any engine, a local base)
 IMAGE_ARGS ?=
 
-.PHONY: help setup kafka-jars parts demo test unit security lint crds bench bench-operator faults quality image image-test clean-cache
+.PHONY: help setup setup-tfio kafka-jars parts demo test unit security lint crds bench bench-operator faults quality image image-tfio image-test clean-cache
 
 help:  ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
 
-$(SETUP_STAMP): pyproject.toml
-	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found: install Python 3.11 (Debian: apt-get install python3.11 python3.11-venv)"; exit 1; }
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
-	@rm -f $(VENV)/.installed-*
+# $(1): the environment's folder, $(2): the Python to make it with, $(3): the extra to install.
+define make_venv
+	@command -v $(2) >/dev/null || { echo "error: $(2) not found: install Python 3.11 (Debian: apt-get install python3.11 python3.11-venv)"; exit 1; }
+	@test -x $(1)/bin/python || $(2) -m venv $(1)
+	$(1)/bin/python -m pip install --quiet --upgrade pip
+	$(1)/bin/python -m pip install --quiet -e '.[$(3)]'
+	$(1)/bin/python -m pip check
+	@rm -f $(1)/.installed-*
 	@touch $@
+endef
 
-setup: $(SETUP_STAMP)  ## Python environment (TensorFlow, tensorflow-io, kopf, ...)
+$(SETUP_STAMP): pyproject.toml
+	$(call make_venv,$(VENV),$(PYTHON),dev)
+
+$(TFIO_STAMP): pyproject.toml
+	$(call make_venv,$(TFIO_VENV),$(TFIO_PYTHON),dev-tfio)
+
+setup: $(SETUP_STAMP)  ## Python environment (TensorFlow 2.21, confluent-kafka, kopf, ...)
+
+setup-tfio: $(TFIO_STAMP)  ## The tensorflow-io client's own environment (TensorFlow 2.16): <cache>/venv-tfio
 
 kafka-jars: setup  ## Kafka broker jars only (all the demo needs)
 	$(PY) -m localparts install kafka
@@ -38,14 +57,23 @@ parts: setup  ## Kafka broker jars and Kubernetes control plane binaries
 demo: kafka-jars  ## The main job: the Kafka tutorial end to end on a local broker
 	$(PY) -m workload.cli demo --output demo-output
 
-test: parts lint  ## Lint, then every test: unit, integration (real Kafka, real API server), end to end
-	$(PY) -m pytest $(PYTEST_ARGS)
+# Two runs of pytest $(1): in the default environment, then the tensorflow-io client's tests
+# (tests/**/test_tensorflow_io_*.py) in its own; both run, and either failing fails the target.
+define both_pytests
+	@status=0; \
+	echo "$(PY) -m pytest $(1)"; $(PY) -m pytest $(1) || status=$$?; \
+	echo "$(TFIO_PY) -m pytest --tensorflow-io $(1)"; $(TFIO_PY) -m pytest --tensorflow-io $(1) || status=$$?; \
+	exit $$status
+endef
+
+test: parts lint setup-tfio  ## Lint, then every test: unit, integration (real Kafka, real API server), end to end
+	$(call both_pytests,$(PYTEST_ARGS))
 
 unit: setup  ## Unit tests only (no servers)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-security: parts  ## Security tests: Pod Security, least-privilege RBAC, SCRAM/TLS, no secret leaks
-	$(PY) -m pytest tests/security $(PYTEST_ARGS)
+security: parts setup-tfio  ## Security tests: Pod Security, least-privilege RBAC, SCRAM/TLS, no secret leaks
+	$(call both_pytests,tests/security $(PYTEST_ARGS))
 
 lint: setup  ## ruff and mypy --strict
 	$(PY) -m ruff check workload localparts operator tests bench
@@ -55,8 +83,8 @@ crds: setup  ## Regenerate crds/ from the spec model and copy it (and RBAC) into
 	$(PY) -m streamtrain_operator.crd
 	$(PY) -m localparts.helm sync
 
-bench: parts  ## Input pipeline and evaluation benchmarks (prints a table, writes JSON)
-	$(PY) -m bench.input_pipeline
+bench: parts setup-tfio  ## Input pipeline and evaluation benchmarks (prints a table, writes JSON)
+	$(PY) -m bench.input_pipeline --tutorial-python $(TFIO_PY)
 
 quality: kafka-jars  ## The default model on every generated data family vs its Bayes-optimal accuracy (table, JSON)
 	$(PY) -m bench.quality
@@ -70,7 +98,10 @@ faults: parts  ## Fault scenarios: kills, broker restarts, bad input; prints a t
 image:  ## Operator and workload images from the Dockerfile (docker, podman or buildah) -> dist/*.tar
 	$(PYTHON) -m localparts.image $(IMAGE_ARGS)
 
-image-test: image parts  ## Run the images: entry points, a job in the workload image, the operator image, one e2e job
+image-tfio:  ## The workload image of the tensorflow-io client (TensorFlow 2.16) -> dist/streamtrain-workload-tfio.tar
+	$(PYTHON) -m localparts.image --target workload-tfio $(IMAGE_ARGS)
+
+image-test: image image-tfio parts  ## Run the images: entry points, a job in the workload image, the tensorflow-io image, the operator image, one e2e job
 	$(PY) -m pytest tests/image $(PYTEST_ARGS)
 
 clean-cache:  ## Forget every cached download and build

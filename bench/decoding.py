@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import sys
 from collections.abc import Callable, Sequence
 from itertools import chain
 from operator import itemgetter
@@ -230,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         produce_messages(connection, topic, messages)
         # Only the Kafka 4 broker and the training topic are used here.
         context = BenchContext(connection, connection, rows, messages, topic, topic, 0,
-                               arguments.seed)
+                               arguments.seed, sys.executable)
         rows_measured: list[Measurement] = [fast_input, json_input, in_memory_decoding,
                                             other_parsers]
         for function in rows_measured:

@@ -1,13 +1,9 @@
 """Evaluation throughput: the tutorial's `KafkaGroupIODataset` pipeline against evaluate mode.
 
-Registers three figures with the benchmark harness (imported by
-`bench.input_pipeline`), all over the same test records (the test topic,
-two partitions):
-- `seed_eval_rps`: the tutorial's evaluation on Kafka 3.9 (the newest its
-  reader can read): `KafkaGroupIODataset` with a fresh consumer group,
-  per-record `decode_csv`, batches of 64, the model scoring each batch. Its
-  stream only ends a stream timeout after the last record, so the clock
-  stops when the last batch has been scored (its idle wait is not charged);
+Registers two figures with the benchmark harness (imported by
+`bench.input_pipeline`), over the same test records (the test topic, two
+partitions) as the tutorial's evaluation, `seed_eval_rps` (`bench.tutorial`,
+on Kafka 3.9, the newest its reader can read):
 - `eval_phase_rps`: what a user waits for: `streamtrain run-mode evaluate`
   in a new process (as in a pod), from its start to its exit: interpreter
   and TensorFlow start-up, model load, connection check, reads, decoding,
@@ -28,19 +24,13 @@ import time
 import uuid
 from pathlib import Path
 
-import tensorflow as tf
-
-from bench.compute import BATCH, N_FEATURES
+from bench.compute import N_FEATURES
 from bench.harness import TARGETS, BenchContext, Target, measurement
 from workload.artifacts import Artifacts
-from workload.kafka.tfio import group_stream
 from workload.model.build import build_model
 from workload.modes.evaluate import run_evaluate
 from workload.runner import JOB_NAME_ENV, JOB_SPEC_ENV
 from workload.spec import ModelSpec, StreamingTrainingJobSpec, dump_spec
-
-SEED_STREAM_TIMEOUT_MS = 2000
-"""Idle time after which the tutorial's stream ends (not counted in its rate)."""
 
 TARGETS.extend([
     Target("eval_phase_rps", "seed_eval_rps", 10.0),
@@ -62,32 +52,6 @@ def _evaluate_spec(context: BenchContext, folder: Path) -> StreamingTrainingJobS
                      "consumerGroup": f"eval-{uuid.uuid4().hex[:8]}", "streamTimeoutMs": 0},
         "model": {"output": {"path": str(folder)}},
     })
-
-
-@measurement("the tutorial's evaluation (KafkaGroupIODataset, Kafka 3.9)")
-def seed_eval(context: BenchContext) -> dict[str, float]:
-    import keras
-
-    artifacts = _model_file(Path(tempfile.mkdtemp(prefix="streamtrain-bench-eval-")))
-    model = keras.saving.load_model(artifacts.keras_model)
-
-    def decode_kafka_test_item(message: tf.Tensor, key: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        columns = tf.io.decode_csv(message, [[0.0] for _ in range(N_FEATURES)])
-        return tf.stack(columns), tf.strings.to_number(key)
-
-    stream = group_stream(context.compat_connection, context.test_topic,
-                          f"seed-{uuid.uuid4().hex[:8]}", SEED_STREAM_TIMEOUT_MS)
-    dataset = stream.map(decode_kafka_test_item).batch(BATCH)
-    started = time.perf_counter()
-    rows, last = 0, started
-    for features, labels in dataset:
-        model.test_on_batch(features, labels)
-        rows += int(labels.shape[0])
-        last = time.perf_counter()
-    if rows != context.test_records:
-        raise RuntimeError(f"the tutorial's evaluation read {rows} of "
-                           f"{context.test_records} records")
-    return {"seed_eval_rps": rows / (last - started)}
 
 
 @measurement("streamtrain's evaluate phase, in a new process as in a pod")

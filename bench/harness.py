@@ -51,6 +51,9 @@ class BenchContext:
     """The test rows in a two-partition topic (the tutorial's test layout), on both."""
     test_records: int
     seed: int
+    tutorial_python: str
+    """The Python of the tensorflow-io set's environment (TensorFlow 2.16), where the tutorial's
+    pipeline runs (`bench.tutorial`)."""
     figures: dict[str, float] = field(default_factory=dict)
     """Figures measured so far (later measurements may use earlier ones)."""
 
@@ -140,7 +143,7 @@ def brokers() -> Iterator[tuple[str, str]]:
 
 
 def prepare(bootstrap: str, compat_bootstrap: str, rows: int, test_rows: int,
-            seed: int) -> BenchContext:
+            seed: int, tutorial_python: str) -> BenchContext:
     """Generate `rows` training and `test_rows` test rows and write them to both brokers as
     `streamtrain produce` does; the first write is timed (`produce_rps`, `produce_send_rps`)."""
     connection, compat = KafkaConnection(bootstrap), KafkaConnection(compat_bootstrap)
@@ -149,7 +152,7 @@ def prepare(bootstrap: str, compat_bootstrap: str, rows: int, test_rows: int,
     stamp = f"{os.getpid()}-{int(time.time())}"
     topic, test_topic = f"bench-train-{stamp}", f"bench-test-{stamp}"
     context = BenchContext(connection, compat, train, encode(train), topic, test_topic,
-                           test_rows, seed)
+                           test_rows, seed, tutorial_python)
     for target in (connection, compat):
         report = produce_split(target, topic, test_topic, data, train_rows=rows,
                                progress=False)

@@ -3,8 +3,10 @@
 Run `python -m bench.input_pipeline [--rows N] [--test-rows N]` (`make
 bench`). Two local brokers are started for the run: Kafka 4 (what the
 default librdkafka client reads) and Kafka 3.9 (the newest the tutorial's
-tensorflow-io reader can read; every `seed_*` figure is measured there).
-Figures (one training topic of one partition, the tutorial's layout):
+tensorflow-io reader can read; every `seed_*` figure is measured there, by
+`bench.tutorial` in the tensorflow-io set's environment, TensorFlow 2.16:
+`--tutorial-python`). Figures (one training topic of one partition, the
+tutorial's layout):
 
 - `produce_rps`: `streamtrain produce` of every row (train and test topics,
   topic creation and end-offset verification included); `produce_send_rps`
@@ -17,7 +19,8 @@ Figures (one training topic of one partition, the tutorial's layout):
   reader and batch decoding); the better of two passes (`json_input_rps`,
   the same rows as JSON, and the decoders alone come from `bench.decoding`);
 - `seed_train_epoch_s`: the tutorial's pipeline (`from_kafka` partition 0,
-  shuffle 64, per-record `decode_csv`, batch 64), one epoch of the tutorial model;
+  shuffle 64, per-record `decode_csv`, batch 64), one epoch of the tutorial
+  model; `seed_eval_rps` its evaluation (all three from `bench.tutorial`);
 - `train_epoch_s`: train mode's pipeline at batch 64 (the reader, batch
   decoding, the in-memory cache, shuffle 64): the wall time of a run of the
   tutorial's 10 epochs, Kafka read included, divided by 10. The tutorial
@@ -52,7 +55,6 @@ import argparse  # noqa: E402
 import importlib  # noqa: E402
 import importlib.util  # noqa: E402
 import json  # noqa: E402
-import os  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
@@ -66,7 +68,7 @@ from confluent_kafka import TopicPartition as LibrdkafkaPartition  # noqa: E402
 from kafka import KafkaConsumer, TopicPartition  # noqa: E402
 from rich.console import Console  # noqa: E402
 
-from bench.compute import BATCH, N_FEATURES, tutorial_model  # noqa: E402
+from bench.compute import BATCH, tutorial_model  # noqa: E402
 from bench.harness import (  # noqa: E402
     TARGETS,
     BenchContext,
@@ -78,8 +80,8 @@ from bench.harness import (  # noqa: E402
     report,
     run,
 )
+from localparts.cache import cache_root  # noqa: E402
 from workload.kafka.bounds import partition_bounds  # noqa: E402
-from workload.kafka.tfio import tutorial_dataset  # noqa: E402
 from workload.modes.checkpoint import Checkpointer, TrainState  # noqa: E402
 from workload.modes.train import (  # noqa: E402
     ReadSummary,
@@ -115,25 +117,23 @@ def timed_fit(model: keras.Model, dataset: tf.data.Dataset) -> float:
     return time.perf_counter() - started
 
 
-def tutorial_pipeline(context: BenchContext) -> tf.data.Dataset:
-    """The tutorial's input: one record per element, shuffle, per-record decode, batch."""
-
-    def decode_kafka_item(item: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        columns = tf.io.decode_csv(item.message, [[0.0] for _ in range(N_FEATURES)])
-        return tf.stack(columns), tf.strings.to_number(item.key)
-
-    dataset = tutorial_dataset(context.compat_connection, context.topic)
-    return dataset.shuffle(BATCH).map(decode_kafka_item).batch(BATCH)
-
-
-def count_records(dataset: tf.data.Dataset) -> int:
-    """Iterate a dataset of (features, ...) batches; return the rows seen."""
-    return sum(int(element[0].shape[0]) for element in dataset)
-
-
-@measurement("the tutorial's input pipeline (Kafka 3.9)")
-def seed_input(context: BenchContext) -> dict[str, float]:
-    return {"seed_input_rps": best_rate(lambda: count_records(tutorial_pipeline(context)))}
+@measurement("the tutorial's pipeline: input, a training epoch, evaluation (TF 2.16, Kafka 3.9)")
+def tutorial(context: BenchContext) -> dict[str, float]:
+    """`bench.tutorial` in the tensorflow-io set's environment, on the same rows."""
+    python = context.tutorial_python
+    if not Path(python).exists():
+        raise RuntimeError(f"{python} does not exist: the tutorial's baselines run in the "
+                           "tensorflow-io set's environment (make setup-tfio creates it)")
+    completed = subprocess.run(
+        [python, "-m", "bench.tutorial", "--bootstrap",
+         context.compat_connection.bootstrap_servers, "--topic", context.topic,
+         "--test-topic", context.test_topic, "--test-records", str(context.test_records)],
+        capture_output=True, text=True, check=False, cwd=Path(__file__).resolve().parent.parent)
+    if completed.returncode != 0:
+        raise RuntimeError(f"bench.tutorial failed (exit {completed.returncode}):\n"
+                           f"{completed.stderr[-3000:]}")
+    figures: dict[str, float] = json.loads(completed.stdout.strip().splitlines()[-1])
+    return figures
 
 
 @measurement("streamtrain's input pipeline")
@@ -184,12 +184,6 @@ def kafka_python_raw(context: BenchContext) -> dict[str, float]:
         return len(values)
 
     return {"kafka_python_rps": best_rate(consume)}
-
-
-@measurement("the tutorial's training epoch")
-def seed_train(context: BenchContext) -> dict[str, float]:
-    model = tutorial_model()
-    return {"seed_train_epoch_s": timed_fit(model, tutorial_pipeline(context))}
 
 
 @measurement("streamtrain's training epoch")
@@ -252,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="synthetic data seed")
     parser.add_argument("--output", type=Path, default=Path("bench-results.json"),
                         help="where to write the JSON figures")
+    parser.add_argument("--tutorial-python", default=str(cache_root() / "venv-tfio" / "bin" / "python"),
+                        help="the Python of the tensorflow-io set's environment, where the "
+                             "tutorial's baselines run (default: <cache>/venv-tfio, make setup-tfio)")
     parser.add_argument("--only", nargs="*", default=[],
                         help="measurements to run, by function name (e.g. replicas)")
     arguments = parser.parse_args(argv)
@@ -264,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     console.print(f"writing {arguments.rows:,} + {arguments.test_rows:,} rows to Kafka at "
                   f"{arguments.bootstrap} and {arguments.compat_bootstrap} ...")
     context = prepare(arguments.bootstrap, arguments.compat_bootstrap, arguments.rows,
-                      arguments.test_rows, arguments.seed)
+                      arguments.test_rows, arguments.seed, arguments.tutorial_python)
     run(context, console, arguments.only)
     path = report(context, console, arguments.output)
     console.print(str(path.resolve()))
@@ -274,9 +271,9 @@ def main(argv: list[str] | None = None) -> int:
 def measure_on_own_broker(argv: list[str], output: Path, console: Console) -> int:
     """Start the brokers, measure in a child process against them, stop the brokers.
 
-    tensorflow-io's Kafka readers crash their process when their broker goes
-    away, so the process that reads (the child, which runs every measurement)
-    exits while the brokers still run, and this one stops them after.
+    tensorflow-io's Kafka readers (the tutorial's baselines) crash their process
+    when their broker goes away, so the processes that read (the children)
+    exit while the brokers still run, and this one stops them after.
     """
     with brokers() as (bootstrap, compat):
         code = subprocess.call(
@@ -289,9 +286,4 @@ def measure_on_own_broker(argv: list[str], output: Path, console: Console) -> in
 
 
 if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # tensorflow-io's Kafka readers cannot be torn down safely at interpreter exit;
-    # everything is written, so leave now.
-    os._exit(code)
+    sys.exit(main())

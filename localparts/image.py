@@ -1,6 +1,6 @@
 """Build the operator and workload images from the Dockerfile with whatever engine works here.
 
-    python -m localparts.image [--base IMAGE] [--target operator|workload] [--engine NAME]
+    python -m localparts.image [--base IMAGE] [--target operator|workload|workload-tfio] [--engine NAME]
 
 The engine is, in order: docker when its daemon answers, podman, buildah; with
 none of them, buildah and mmdebstrap are installed from Debian with apt-get.
@@ -45,8 +45,12 @@ from localparts.errors import LocalPartError
 
 REPO = Path(__file__).resolve().parent.parent
 DIST = REPO / "dist"
-TARGETS = ("operator", "workload")
+TARGETS = ("operator", "workload", "workload-tfio")
 """The Dockerfile's final stages; each installs the pyproject extra of the same name."""
+
+DEFAULT_TARGETS = ("operator", "workload")
+"""What `make image` builds: the operator and the default workload. `workload-tfio` (the
+tensorflow-io client, TensorFlow 2.16) is built on request (`make image-tfio`)."""
 
 REGISTRY = "ghcr.io/streamtrain"
 """Where released images live; local builds carry the same names, so defaults match."""
@@ -313,7 +317,7 @@ def layer_sizes(archive: Path) -> tuple[int, int]:
 def describe(target: str, archive: Path) -> str:
     """One line: the archive, its sizes and the target's goal."""
     compressed, uncompressed = layer_sizes(archive)
-    line = (f"{target:9} {archive.relative_to(REPO)}: image {uncompressed / 1e6:.0f} MB,"
+    line = (f"{target:13} {archive.relative_to(REPO)}: image {uncompressed / 1e6:.0f} MB,"
             f" compressed layers {compressed / 1e6:.0f} MB")
     goal = SIZE_GOALS_MB.get(target)
     if goal is not None:
@@ -322,7 +326,7 @@ def describe(target: str, archive: Path) -> str:
     return line
 
 
-def build(targets: Sequence[str] = TARGETS, base: str | None = None,
+def build(targets: Sequence[str] = DEFAULT_TARGETS, base: str | None = None,
           engine: Engine | None = None) -> dict[str, Path]:
     """Build the targets and write their archives; returns each target's archive."""
     engine = engine or find_engine()
@@ -344,7 +348,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m localparts.image", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", help="base image (default: Debian bookworm bootstrapped here)")
-    parser.add_argument("--target", choices=TARGETS, action="append", help="default: both")
+    parser.add_argument("--target", choices=TARGETS, action="append",
+                        help=f"default: {' and '.join(DEFAULT_TARGETS)}")
     parser.add_argument("--engine", choices=("docker", "podman", "buildah"))
     arguments = parser.parse_args(argv)
     started = time.monotonic()
@@ -352,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         engine = find_engine(arguments.engine)
         print(f"engine: {engine.name}; base: {arguments.base or 'Debian ' + DEBIAN_RELEASE + ' (mmdebstrap)'}",
               flush=True)
-        archives = build(arguments.target or TARGETS, arguments.base, engine)
+        archives = build(arguments.target or DEFAULT_TARGETS, arguments.base, engine)
     except LocalPartError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -8,6 +8,8 @@ other's data.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
+import importlib.util
 import os
 import re
 import signal
@@ -27,6 +29,43 @@ from localparts import controlplane, kube_build
 from localparts import kafka as local_kafka
 from workload.kafka.bounds import end_offsets
 from workload.kafka.connection import KafkaConnection
+
+TENSORFLOW_IO_TESTS = "test_tensorflow_io_*.py"
+"""The test modules of the `client: tensorflow-io` reader. tensorflow-io 0.37.1 loads only with
+TensorFlow 2.16, so they run in the environment of its own pin set (`pip install -e
+'.[dev-tfio]'`; `make test` runs them in <cache>/venv-tfio after the rest) with
+`pytest --tensorflow-io`, which collects only them; a plain `pytest` collects all the others."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--tensorflow-io", action="store_true",
+                     help=f"run only the tensorflow-io client's tests ({TENSORFLOW_IO_TESTS}), "
+                          "in an environment with the workload-tfio extra")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--tensorflow-io") and importlib.util.find_spec("tensorflow_io") is None:
+        raise pytest.UsageError(
+            "--tensorflow-io runs the tensorflow-io client's tests, and this environment has no "
+            "tensorflow_io: run them with <cache>/venv-tfio/bin/python (make test creates it) or "
+            "in an environment with pip install -e '.[dev-tfio]'")
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Each environment collects its own test modules (`TENSORFLOW_IO_TESTS`)."""
+    if not collection_path.name.startswith("test_") or collection_path.suffix != ".py":
+        return None
+    tensorflow_io = fnmatch.fnmatch(collection_path.name, TENSORFLOW_IO_TESTS)
+    if config.getoption("--tensorflow-io"):
+        return not tensorflow_io
+    return True if tensorflow_io else None
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    if config.getoption("--tensorflow-io"):
+        return f"tensorflow-io client tests only ({TENSORFLOW_IO_TESTS})"
+    return (f"{TENSORFLOW_IO_TESTS} left out: they run in the tensorflow-io set's environment "
+            "(pytest --tensorflow-io, part of make test)")
 
 
 @dataclass
@@ -88,6 +127,9 @@ def kafka3_broker(tmp_path_factory: pytest.TempPathFactory) -> local_kafka.Kafka
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if (session.config.getoption("--tensorflow-io")
+            and exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED):
+        session.exitstatus = exitstatus = pytest.ExitCode.OK  # the arguments named none of them
     _exit_status.append(int(exitstatus))
 
 

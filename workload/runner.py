@@ -28,7 +28,12 @@ from workload.contract import (
 )
 from workload.kafka.admin import TopicMissing, topic_partitions
 from workload.kafka.connection import KafkaConnection
-from workload.kafka.probe import UNREACHABLE, connection_refusal, tensorflow_io_refusal
+from workload.kafka.probe import (
+    UNREACHABLE,
+    connection_refusal,
+    tensorflow_io_missing,
+    tensorflow_io_refusal,
+)
 from workload.local_group import run_local_group
 from workload.permanent import PermanentError
 from workload.replica import SINGLE, Replica, replicas_of
@@ -165,8 +170,13 @@ def kafka_refusal(spec: StreamingTrainingJobSpec,
                   connection: KafkaConnection) -> tuple[FailureReason, str] | None:
     """Why this job cannot use its brokers, as (reason, one sentence), or `None`: checked before
     a phase starts, so none hangs or dies obscurely. The reason is one of
-    `contract.KAFKA_FAILURES`: unreachable, a refused login (or TLS handshake), a client that
-    cannot read these brokers."""
+    `contract.KAFKA_FAILURES`: a client this environment does not have (checked first: nothing
+    else matters then), unreachable, a refused login (or TLS handshake), a client that cannot
+    read these brokers."""
+    if spec.kafka.client == "tensorflow-io":
+        missing = tensorflow_io_missing()
+        if missing is not None:
+            return "KafkaClientUnsupported", missing
     refused = connection_refusal(connection)
     if refused is not None:
         unreachable = refused.startswith(UNREACHABLE)

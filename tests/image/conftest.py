@@ -26,15 +26,17 @@ RUN_TIMEOUT_S = 600
 PROBE = """
 import importlib, importlib.metadata, json, pkgutil, sys
 package = importlib.import_module(sys.argv[1])
+left_out = set(sys.argv[2].split(",")) - {""}
 modules = sorted(info.name for info in pkgutil.walk_packages(package.__path__, sys.argv[1] + ".")
                  if not info.name.endswith(".__main__"))
 for module in modules:
-    importlib.import_module(module)
+    if module not in left_out:
+        importlib.import_module(module)
 print(json.dumps({"modules": modules,
-                  "versions": {name: importlib.metadata.version(name) for name in sys.argv[2:]}}))
+                  "versions": {name: importlib.metadata.version(name) for name in sys.argv[3:]}}))
 """
-"""Run in an image: imports every module of a package (but `__main__`, which would run it);
-prints them and distributions' versions."""
+"""Run in an image: imports every module of a package (but `__main__`, which would run it, and
+those named to leave out); prints them and distributions' versions."""
 
 
 @dataclass(frozen=True)
@@ -53,10 +55,11 @@ class Image:
         return subprocess.run(argv, env=containers.environment(), capture_output=True, text=True,
                               stdin=subprocess.DEVNULL, timeout=RUN_TIMEOUT_S, check=False)
 
-    def probe(self, package: str, distributions: Sequence[str]) -> dict[str, Any]:
-        """Import every module of `package` in the image; its modules and the installed
-        version of each distribution."""
-        completed = self.run("python3", "-c", PROBE, package, *distributions)
+    def probe(self, package: str, distributions: Sequence[str],
+              left_out: Sequence[str] = ()) -> dict[str, Any]:
+        """Import every module of `package` in the image (but `left_out`); its modules and the
+        installed version of each distribution."""
+        completed = self.run("python3", "-c", PROBE, package, ",".join(left_out), *distributions)
         assert completed.returncode == 0, completed.stderr[-3000:]
         found: dict[str, Any] = json.loads(completed.stdout.splitlines()[-1])
         return found
@@ -96,3 +99,9 @@ def operator_image() -> Image:
 def workload_image() -> Image:
     """The workload image from dist/streamtrain-workload.tar."""
     return _load("workload")
+
+
+@pytest.fixture(scope="session")
+def workload_tfio_image() -> Image:
+    """The tensorflow-io client's workload image from dist/streamtrain-workload-tfio.tar."""
+    return _load("workload-tfio")

@@ -1,5 +1,6 @@
-"""The workload image: TensorFlow and the Kafka clients load, and a train + evaluate job runs
-against the real local broker as uid 65532 with a read-only root filesystem."""
+"""The workload image: TensorFlow and the Kafka clients load (tensorflow-io is not there: it has an
+image of its own), and a train + evaluate job runs against the real local broker as uid 65532
+with a read-only root filesystem."""
 
 from __future__ import annotations
 
@@ -14,25 +15,29 @@ from streamtrain_operator.builders import RUN_AS_USER
 from localparts import containers, image
 from tests.conftest import KafkaHandle
 from tests.image.conftest import Image, source_modules
+from workload.kafka import TENSORFLOW_IO_MODULES
 
-IMPORTS = ("import tensorflow, tensorflow_io, kafka, confluent_kafka, pyarrow, workload.cli; "
-           "print(tensorflow.__version__, confluent_kafka.libversion()[0])")
-"""TensorFlow, its Kafka datasets, both Kafka clients, Arrow and the `streamtrain` command."""
+IMPORTS = ("import importlib.util, tensorflow, kafka, confluent_kafka, pyarrow, workload.cli; "
+           "print(tensorflow.__version__, confluent_kafka.libversion()[0], "
+           "importlib.util.find_spec('tensorflow_io') is None)")
+"""TensorFlow, both Kafka clients, Arrow and the `streamtrain` command; whether tensorflow-io is
+absent."""
 
 
 def test_it_should_load_tensorflow_and_the_kafka_clients(workload_image: Image) -> None:
     completed = workload_image.run("python3", "-c", IMPORTS)
     assert completed.returncode == 0, completed.stderr[-3000:]
-    tensorflow, librdkafka = completed.stdout.split()
+    tensorflow, librdkafka, no_tensorflow_io = completed.stdout.split()
     assert tensorflow == image.pins("workload")["tensorflow"]
     assert librdkafka.startswith("2."), "librdkafka 2.x reads Kafka 4"
+    assert no_tensorflow_io == "True", "tensorflow-io is the workload-tfio image's"
 
 
 def test_it_should_hold_every_workload_module_at_the_pinned_versions(
     workload_image: Image, repo_root: Path,
 ) -> None:
     pinned = image.pins("workload")
-    found = workload_image.probe("workload", sorted(pinned))
+    found = workload_image.probe("workload", sorted(pinned), left_out=TENSORFLOW_IO_MODULES)
     assert found["modules"] == source_modules(repo_root / "workload", "workload")
     assert found["versions"] == pinned
 

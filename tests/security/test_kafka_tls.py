@@ -1,16 +1,12 @@
 """TLS listeners, as Strimzi serves `tls: true`: the cluster CA Secret plus a tls KafkaUser's
 certificate (mutual TLS), or plus a SCRAM password (SASL_SSL), let the workload read through
-librdkafka 2.x (the default client) on Kafka 4, and tensorflow-io's librdkafka 1.5 on Kafka 3.9
-(on Kafka 4 that client is refused before it starts: its SCRAM login fails there too); a wrong
-password over TLS is refused clearly.
+librdkafka 2.x (the default client) on Kafka 4 (tensorflow-io's librdkafka 1.5 reads them on
+Kafka 3.9: test_tensorflow_io_tls.py; on Kafka 4 that client is refused before it starts: its
+SCRAM login fails there too); a wrong password over TLS is refused clearly.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -27,8 +23,6 @@ from workload.kafka.connection import (
 from workload.kafka.probe import connection_refusal, tensorflow_io_refusal
 from workload.kafka.ranges import read_ranges
 from workload.spec import KafkaSpec
-
-CHILD_TIMEOUT_S = 120.0
 
 
 def pod_environment(kafka: TlsKafka, kind: str, folder: Path, password: str) -> dict[str, str]:
@@ -62,29 +56,6 @@ def test_tls_user_secrets_read_the_topic_with_librdkafka(
     bounds = partition_bounds(settings, tls_kafka.topic)
     assert bounds == {0: (0, TRAIN_ROWS)}
     assert sum(len(batch) for batch in read_ranges(settings, tls_kafka.topic, bounds)) == TRAIN_ROWS
-
-
-def test_tls_user_secrets_replay_through_tensorflow_io_on_kafka_3(
-        tls_kafka3: TlsKafka, tmp_path: Path) -> None:
-    children = {}
-    for kind in ("mtls", "scram"):
-        env = {**os.environ, **pod_environment(tls_kafka3, kind, tmp_path / kind,
-                                               tls_kafka3.password)}
-        children[kind] = subprocess.Popen(
-            [sys.executable, "-m", "tests.security.replay_child", servers(tls_kafka3, kind),
-             tls_kafka3.topic], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True)
-    try:
-        for kind, child in children.items():
-            stdout, stderr = child.communicate(timeout=CHILD_TIMEOUT_S)
-            assert child.returncode == 0, f"{kind}: {stderr[-3000:]}"
-            counted = json.loads(stdout.strip().splitlines()[-1])
-            assert counted == {"records": TRAIN_ROWS, "expected": TRAIN_ROWS}, kind
-            assert tls_kafka3.password not in stdout + stderr
-    finally:  # a child that hangs must not outlive the test
-        for child in children.values():
-            child.kill()
-            child.wait()
 
 
 @pytest.mark.parametrize("kind", ["mtls", "scram"])

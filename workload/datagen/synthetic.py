@@ -114,7 +114,8 @@ class Latents:
 
 def _pick(labels: npt.NDArray[np.int64], name: str) -> Floats:
     """A per-row array of one parameter, by class."""
-    return np.where(labels == 1, getattr(SIGNAL, name), getattr(BACKGROUND, name))
+    picked: Floats = np.where(labels == 1, getattr(SIGNAL, name), getattr(BACKGROUND, name))
+    return picked
 
 
 def _draw_latents(rows: int, rng: np.random.Generator) -> Latents:

@@ -13,14 +13,21 @@ until its deadline or dies with a traceback:
 Messages are built from librdkafka's error text, which never carries key
 material or passwords.
 
-For `client: tensorflow-io` it also asks the broker which protocol versions
-it serves (`tensorflow_io_refusal`): tensorflow-io bundles librdkafka 1.5.0,
-which needs versions Kafka 4.0 removed (KIP-896), and would otherwise hang
-in a consumer group or fail deep inside a read.
+For `client: tensorflow-io` it first checks that this environment has that
+client at all (`tensorflow_io_missing`): tensorflow-io 0.37.1 loads only
+beside TensorFlow 2.16, so the default install (TensorFlow 2.21) leaves it
+out and it comes in a set of its own (the `workload-tfio` extra and image).
+Then it asks the broker which protocol versions it serves
+(`tensorflow_io_refusal`): tensorflow-io bundles librdkafka 1.5.0, which
+needs versions Kafka 4.0 removed (KIP-896), and would otherwise hang in a
+consumer group or fail deep inside a read.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
+import importlib.util
 import random
 import time
 
@@ -139,6 +146,42 @@ def _configuration_refusal(connection: KafkaConnection, error: KafkaError) -> st
         return (f"{where}: cannot use the TLS files the connection names ({text}): "
                 f"{USER_HINT} user.crt/user.key, and the cluster CA Secret (ca.crt)")
     return f"{where}: the client settings are not usable ({text})"
+
+
+TENSORFLOW_IO_IMAGE = "ghcr.io/streamtrain/streamtrain-workload-tfio"
+"""The released image that holds the tensorflow-io client (the Dockerfile's `workload-tfio` target),
+tagged with the project's version."""
+
+TENSORFLOW_IO_EXTRA = "workload-tfio"
+"""The extra of `pyproject.toml` that installs the tensorflow-io client's pin set."""
+
+
+def tensorflow_io_missing() -> str | None:
+    """Why this environment cannot run `client: tensorflow-io`, as one sentence naming where the
+    client is, or `None`.
+
+    The default install has no tensorflow-io (it needs TensorFlow 2.16); an environment where it
+    was installed on top of a newer TensorFlow has it, but its native library fails to load on
+    first use (an undefined symbol), so the library is loaded here, before anything is read.
+    """
+    if importlib.util.find_spec("tensorflow_io") is None:
+        problem = "this environment does not have it"
+    else:
+        try:
+            core_ops = importlib.import_module("tensorflow_io.python.ops").core_ops
+            core_ops.io_kafka_readable_init  # noqa: B018 - the native library loads on first use
+        except Exception as error:  # an undefined symbol surfaces as one of TF's own errors
+            problem = f"it does not load here ({str(error).splitlines()[0][:200]})"
+        else:
+            return None
+    try:
+        tag = importlib.metadata.version("streamtrain")
+    except importlib.metadata.PackageNotFoundError:
+        tag = "latest"
+    return (f"spec.kafka.client tensorflow-io needs tensorflow-io 0.37.1 and {problem}: run the "
+            f"job in the image {TENSORFLOW_IO_IMAGE}:{tag} (spec.trainer.image and "
+            f"spec.evaluator.image), or install streamtrain[{TENSORFLOW_IO_EXTRA}] "
+            "(TensorFlow 2.16) in an environment of its own")
 
 
 TENSORFLOW_IO_NEEDS = {2: ("ListOffsets", 0), 1: ("Fetch", 3)}

@@ -1,5 +1,7 @@
-"""`spec.kafka.client`: on Kafka 3.x both clients run a whole job to the same figures; on
-Kafka 4 the tensorflow-io client fails at once, naming the broker version, why and the fix."""
+"""`spec.kafka.client`: on Kafka 3.x both clients run a whole job to the same figures (online
+learning through tensorflow-io's group dataset at least once); on Kafka 4 the tensorflow-io client
+fails at once, naming the broker version, why and the fix. Run in the tensorflow-io set's
+environment (`pytest --tensorflow-io`), which holds both clients."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from tests.conftest import KafkaHandle
 from tests.integration.modes_support import fill_topic
 from workload.artifacts import Artifacts
 from workload.kafka.connection import KafkaConnection
+from workload.kafka.probe import tensorflow_io_missing
 from workload.runner import run_phases
 from workload.spec import KafkaClient, parse_spec
 from workload.status import PodReport
@@ -86,3 +89,8 @@ def test_the_tensorflow_io_client_on_kafka_4_fails_fast_naming_version_and_fix(
     message = reports[0].message
     assert f"Kafka at {kafka.bootstrap_servers} is version 4.0 or newer" in message
     assert "tensorflow-io" in message and "spec.kafka.client: librdkafka" in message
+
+
+def test_this_environment_holds_the_client_that_loads() -> None:
+    """The tensorflow-io set's pins load together: the check a job of this client passes first."""
+    assert tensorflow_io_missing() is None
