@@ -5,8 +5,10 @@ SHELL := /bin/bash
 CACHE ?= $(or $(STREAMTRAIN_CACHE),$(HOME)/.cache/streamtrain)
 # localparts reads the cache folder from the environment.
 export STREAMTRAIN_CACHE := $(CACHE)
-VENV ?= $(CACHE)/venv
+# The Python to build the environment with: 3.11 (what make test and CI run), 3.12 or 3.13. Each
+# other than 3.11 gets an environment of its own, e.g. make unit PYTHON=python3.13.
 PYTHON ?= python3.11
+VENV ?= $(CACHE)/venv$(if $(filter python3.11,$(PYTHON)),,-$(notdir $(PYTHON)))
 PY := $(VENV)/bin/python
 # The tensorflow-io client's pin set (TensorFlow 2.16, the `dev-tfio` extra) in an environment of
 # its own, made only by what needs it: make test (its tests), make bench (the tutorial's
@@ -14,6 +16,8 @@ PY := $(VENV)/bin/python
 TFIO_PYTHON ?= python3.11
 TFIO_VENV ?= $(CACHE)/venv-tfio
 TFIO_PY := $(TFIO_VENV)/bin/python
+# A Python by name: the command, else pyenv's installed version of it, else how to install one.
+FIND_PYTHON := bash localparts/find_python.sh
 # Reinstall when the pins change or the checkout moves (the install is editable).
 INSTALL_ID := $(shell cat pyproject.toml 2>/dev/null | sha256sum | cut -c1-12)-$(shell echo '$(CURDIR)' | sha256sum | cut -c1-8)
 SETUP_STAMP := $(VENV)/.installed-$(INSTALL_ID)
@@ -29,8 +33,7 @@ help:  ## Show the targets
 
 # $(1): the environment's folder, $(2): the Python to make it with, $(3): the extra to install.
 define make_venv
-	@command -v $(2) >/dev/null || { echo "error: $(2) not found: install Python 3.11 (Debian: apt-get install python3.11 python3.11-venv)"; exit 1; }
-	@test -x $(1)/bin/python || $(2) -m venv $(1)
+	@test -x $(1)/bin/python || { python=$$($(FIND_PYTHON) $(2)) && echo "$$python -m venv $(1)" && $$python -m venv $(1); }
 	$(1)/bin/python -m pip install --quiet --upgrade pip
 	$(1)/bin/python -m pip install --quiet -e '.[$(3)]'
 	$(1)/bin/python -m pip check
@@ -96,10 +99,10 @@ faults: parts  ## Fault scenarios: kills, broker restarts, bad input; prints a t
 	$(PY) -m bench.faults_report
 
 image:  ## Operator and workload images from the Dockerfile (docker, podman or buildah) -> dist/*.tar
-	$(PYTHON) -m localparts.image $(IMAGE_ARGS)
+	python=$$($(FIND_PYTHON) $(PYTHON)) && $$python -m localparts.image $(IMAGE_ARGS)
 
 image-tfio:  ## The workload image of the tensorflow-io client (TensorFlow 2.16) -> dist/streamtrain-workload-tfio.tar
-	$(PYTHON) -m localparts.image --target workload-tfio $(IMAGE_ARGS)
+	python=$$($(FIND_PYTHON) $(PYTHON)) && $$python -m localparts.image --target workload-tfio $(IMAGE_ARGS)
 
 image-test: image image-tfio parts  ## Run the images: entry points, a job in the workload image, the tensorflow-io image, the operator image, one e2e job
 	$(PY) -m pytest tests/image $(PYTEST_ARGS)
