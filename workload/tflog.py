@@ -37,9 +37,12 @@ ROUTINE_LINES = re.compile(
     r"|\] REBALANCE: |Retrieved committed offsets with status code"
     r"|Subscribing to the kafka topic|Subscribed to the kafka topic"
     r"|TF-TRT Warning|oneDNN custom operations|This TensorFlow binary is optimized"
+    r"|Could not find cuda drivers on your machine|failed call to cuInit"
+    r"|All log messages before absl::InitializeLog\(\) is called are written to STDERR"
 )
-"""Lines logged at ERROR level for routine events: end of a partition, polls that found
-nothing yet, group rebalances, CUDA probing on a machine without a GPU."""
+"""Lines logged at ERROR level (or before the log level is read) for routine events: end of a
+partition, polls that found nothing yet, group rebalances, CUDA probing on a machine without a
+GPU (TensorFlow 2.21 says so at every start, before `TF_CPP_MIN_LOG_LEVEL` applies)."""
 
 _FILTER_SOURCE = """
 import re, signal, sys

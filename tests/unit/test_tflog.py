@@ -11,6 +11,9 @@ from workload import tflog
 tflog.filter_routine_stderr()
 os.write(2, b"2026 E kafka_kernels.cc:198] EOF Message: Broker: No more messages\\n")
 os.write(2, b"E cuda_fft.cc:479] Unable to register cuFFT factory: Attempting\\n")
+os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\\n")
+os.write(2, b"I0000 cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU will not be used.\\n")
+os.write(2, b"E0000 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error (303)\\n")
 os.write(2, b"E kafka_kernels.cc:41] Failed to consume: Broker: Unknown topic\\n")
 print("python traceback line", file=sys.stderr, flush=True)
 if sys.argv[1] == "abort":
@@ -28,6 +31,7 @@ def test_routine_lines_are_dropped_and_errors_pass() -> None:
     result = run("exit")
     assert result.returncode == 0
     assert "EOF Message" not in result.stderr and "cuFFT" not in result.stderr
+    assert "absl" not in result.stderr and "cuda" not in result.stderr.lower()
     assert "Failed to consume: Broker: Unknown topic" in result.stderr
     assert "python traceback line" in result.stderr
 
