@@ -6,9 +6,13 @@ the latest figures and returns. A daemon thread posts them to the
 operator's progress endpoint (`STREAMTRAIN_PROGRESS_URL`) with the pod's
 projected service-account token (`STREAMTRAIN_PROGRESS_TOKEN`, valid for
 that one job): when they changed, at most every `PROGRESS_MIN_INTERVAL_S`,
-and at least every `PROGRESS_MAX_INTERVAL_S` as a heartbeat. Records per
-second, percent and the time left are worked out here, from what was done
-between two posts. An endpoint that cannot be reached is logged once and
+and at least every `PROGRESS_MAX_INTERVAL_S` as a heartbeat; and, whatever
+the clock says, the figures of the moment a phase's percent enters a new
+step of `PROGRESS_STEP_PERCENT` (10 %, 20 %, ...), each of them in order:
+so a phase that ends within one interval on a fast machine still shows its
+progress rising. Records per second, percent and the time left are worked
+out here, from what was done between two posts, and for the first post
+from the phase's start (so it has a time left too). An endpoint that cannot be reached is logged once and
 then ignored: the pod keeps working, and its final figures still travel
 in the termination message. Outside a pod (no URL in the environment)
 `report` does nothing.
@@ -16,6 +20,7 @@ in the termination message. Outside a pod (no URL in the environment)
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import math
@@ -30,9 +35,11 @@ from typing import Any
 from workload.contract import (
     PROGRESS_MAX_INTERVAL_S,
     PROGRESS_MIN_INTERVAL_S,
+    PROGRESS_STEP_PERCENT,
     PROGRESS_TOKEN_ENV,
     PROGRESS_URL_ENV,
     Mode,
+    progress_step,
 )
 from workload.status import ProgressReport
 
@@ -41,6 +48,10 @@ SEND_TIMEOUT_S = 2.0
 
 RATE_SMOOTHING = 0.5
 """Weight of the newest rate in the moving average (the rest is the previous average)."""
+
+PENDING_STEPS = int(100 // PROGRESS_STEP_PERCENT) + 1
+"""Step posts waiting at most (every step of a phase): an endpoint slower than the steps loses
+the oldest first."""
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +71,14 @@ def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
+def _percent(figures: Mapping[str, Any]) -> float | None:
+    """Share of the phase's records done (0-100, one decimal); `None` without a total."""
+    total = figures.get("records_total")
+    if not total or "records" not in figures:
+        return None
+    return round(min(100.0, 100.0 * int(figures["records"]) / int(total)), 1)
+
+
 class Reporter:
     """Keeps a phase's latest figures and posts them from a thread of its own."""
 
@@ -74,19 +93,35 @@ class Reporter:
         self._figures: dict[str, Any] = {}
         self._changed = False
         self._rate: float | None = None
-        self._last_sent = (-math.inf, 0)
-        """(when, records) of the last post."""
+        self._last_sent = (clock(), 0)
+        """(when, records) of the last post; before the first, the phase's start and 0 records,
+        so the first post's rate and time left count from the start."""
+        self._posted = False
+        """Whether a post went out: a first post with nothing done yet sets no rate (a rate of 0
+        would weigh on the average after it)."""
+        self._steps: collections.deque[tuple[float, dict[str, Any]]] = collections.deque(
+            maxlen=PENDING_STEPS)
+        """(when, figures) of each step entered and not yet posted, oldest first."""
+        self._step = -1
+        """The highest step of `PROGRESS_STEP_PERCENT` entered so far."""
         self._failed = False
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="progress", daemon=True)
 
     def update(self, **figures: Any) -> None:
         """Store the latest figures (`records`, `records_total`, `epoch`, `epochs`, `loss`,
-        `accuracy`, `auc`); cheap, never blocks on the network."""
+        `accuracy`, `auc`); cheap, never blocks on the network. Figures that enter a new step of
+        the percent are kept as they are to be posted at once."""
         with self._lock:
             self._figures.update({key: value for key, value in figures.items()
                                   if value is not None})
             self._changed = True
+            step = progress_step(_percent(self._figures))
+            if step > self._step:
+                self._step = step
+                self._steps.append((self._clock(), dict(self._figures)))
+                self._wake.set()
 
     def start(self) -> Reporter:
         """Start posting in the background."""
@@ -94,37 +129,62 @@ class Reporter:
         return self
 
     def close(self) -> None:
-        """Post what changed since the last post, then stop."""
+        """Post the steps not posted yet and what changed since the last post, then stop."""
         self._stop.set()
+        self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout=SEND_TIMEOUT_S + 1)
+        self.post_steps()
         self.flush(force=False)
 
     def _run(self) -> None:
-        while not self._stop.wait(PROGRESS_MIN_INTERVAL_S):
-            self.flush(force=self._clock() - self._last_sent[0] >= PROGRESS_MAX_INTERVAL_S)
+        due = self._clock() + PROGRESS_MIN_INTERVAL_S
+        while not self._stop.is_set():
+            self._wake.wait(max(0.0, due - self._clock()))
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            self.post_steps()
+            if self._clock() >= due:
+                self.flush(force=self._clock() - self._last_sent[0] >= PROGRESS_MAX_INTERVAL_S)
+                due = self._clock() + PROGRESS_MIN_INTERVAL_S
 
-    def snapshot(self) -> ProgressReport | None:
-        """The report the next post would carry (`None` before any figures)."""
-        with self._lock:
-            figures = dict(self._figures)
+    def snapshot(self, figures: Mapping[str, Any] | None = None,
+                 at: float | None = None) -> ProgressReport | None:
+        """The report of `figures` at time `at` (default: the latest, now), as the next post
+        would carry it (`None` before any figures)."""
+        if figures is None:
+            with self._lock:
+                figures = dict(self._figures)
         if "records" not in figures:
             return None
-        now = self._clock()
+        now = self._clock() if at is None else at
         then, records_then = self._last_sent
         records, total = int(figures["records"]), figures.get("records_total")
-        if math.isfinite(then) and now > then and records >= records_then:
+        if now > then and records >= records_then and (self._posted or records > 0):
             rate = (records - records_then) / (now - then)
             self._rate = rate if self._rate is None else (
                 RATE_SMOOTHING * rate + (1 - RATE_SMOOTHING) * self._rate)
-        percent = round(min(100.0, 100.0 * records / total), 1) if total else None
         eta = (round((total - records) / self._rate)
                if total and self._rate and records <= total else None)
         return ProgressReport(
             mode=self.mode, records=records, records_total=total, epoch=figures.get("epoch"),
             epochs=figures.get("epochs"), records_per_second=_finite(self._rate),
-            percent=percent, eta_seconds=eta, loss=_finite(figures.get("loss")),
+            percent=_percent(figures), eta_seconds=eta, loss=_finite(figures.get("loss")),
             accuracy=_finite(figures.get("accuracy")), auc=_finite(figures.get("auc")))
+
+    def post_steps(self) -> None:
+        """Post the figures of each step entered since the last call, in order."""
+        while True:
+            with self._lock:
+                if not self._steps:
+                    return
+                at, figures = self._steps.popleft()
+                if figures == self._figures:
+                    self._changed = False  # this post carries the latest figures
+            report = self.snapshot(figures, at)
+            if report is not None:
+                self._post(report, at)
 
     def flush(self, force: bool) -> bool:
         """Post the figures if they changed (or `force`); `False` if the post failed."""
@@ -135,7 +195,10 @@ class Reporter:
         report = self.snapshot()
         if report is None:
             return True
-        self._last_sent = (self._clock(), report.records)
+        return self._post(report, self._clock())
+
+    def _post(self, report: ProgressReport, at: float) -> bool:
+        self._last_sent, self._posted = (at, report.records), True
         try:
             token = self.token_file.read_text().strip()
             self._send(self.url, token, report.model_dump_json(by_alias=True,

@@ -12,7 +12,9 @@ API server accepts only its own audience).
 
 A post for a phase the job is not in (a late post of a finished phase) is
 ignored. The figures are written with a merge patch of `status.progress`
-only, at most every `PROGRESS_MIN_INTERVAL_S` per job; `lastProgressTime`
+only, at most every `PROGRESS_MIN_INTERVAL_S` per job, except a post that
+starts a phase or enters a new `PROGRESS_STEP_PERCENT` step of it, which
+is written at once (at most 11 such writes per phase); `lastProgressTime`
 moves when the records (or the epoch) grew, which is what
 `runPolicy.progressDeadlineSeconds` measures.
 """
@@ -39,6 +41,7 @@ from workload.contract import (
     MODES,
     PROGRESS_MIN_INTERVAL_S,
     progress_audience,
+    progress_step,
 )
 from workload.spec import API_VERSION, PLURAL
 from workload.status import Progress, ProgressReport
@@ -64,6 +67,14 @@ def progress_status(report: ProgressReport, previous: Progress | None, now: str)
     return Progress(mode=report.mode, **figures, last_update_time=now,
                     last_progress_time=now if moved or previous is None
                     else previous.last_progress_time)
+
+
+def stepped(report: ProgressReport, previous: Progress | None) -> bool:
+    """Whether `report` starts a phase or enters a higher step of its percent than the last
+    written (`PROGRESS_STEP_PERCENT`): the records' own cadence, whatever the clock says."""
+    if previous is None or previous.mode != report.mode:
+        return True
+    return progress_step(report.percent) > progress_step(previous.percent)
 
 
 class TokenChecker:
@@ -166,13 +177,14 @@ class ProgressEndpoint:
                 self._written.pop(key, None)
 
     def _write(self, key: Key, uid: str, report: ProgressReport) -> None:
-        """Patch `status.progress`, at most every `PROGRESS_MIN_INTERVAL_S` per job."""
+        """Patch `status.progress`, at most every `PROGRESS_MIN_INTERVAL_S` per job, and at once
+        for a phase's first post and each new step of its percent (`stepped`)."""
         written_uid, last, previous = self._written.get(
             key, (uid, -PROGRESS_MIN_INTERVAL_S, None))
         if written_uid != uid:
             last, previous = -PROGRESS_MIN_INTERVAL_S, None
         now = self.clock()
-        if now - last < PROGRESS_MIN_INTERVAL_S:
+        if now - last < PROGRESS_MIN_INTERVAL_S and not stepped(report, previous):
             return
         progress = progress_status(report, previous, now_text())
         custom: Any = kubernetes.client.CustomObjectsApi(self.api)

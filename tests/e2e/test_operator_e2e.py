@@ -42,7 +42,9 @@ from workload.kafka.producer import produce_messages
 EXAMPLE = REPO / "examples" / "01-minimal" / "job.yaml"
 TRAIN_ROWS, TEST_ROWS = 3000, 1000
 PROGRESS_TRAIN_ROWS, PROGRESS_EPOCHS = 12000, 4
-"""Enough training (about 10 s here) for several live progress posts, 2 s apart."""
+"""The training whose live progress the test watches. Its rising does not depend on how long it
+takes: each 10 % step of a phase is posted and written at once (`PROGRESS_STEP_PERCENT`), so a
+machine that trains within one 2 s interval still shows several rows."""
 @pytest.fixture
 def cluster(kube: Kube, tmp_path: Path) -> Iterator[tuple[OperatorProcess, KubeletAgent]]:
     """The CRD, the operator and the kubelet agent, all serving the test's namespace."""

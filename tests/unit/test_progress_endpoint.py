@@ -7,7 +7,7 @@ from typing import Any
 import kubernetes
 from streamtrain_operator.controller import Controller
 from streamtrain_operator.metrics import OperatorMetrics
-from streamtrain_operator.progress import ProgressEndpoint, progress_status
+from streamtrain_operator.progress import ProgressEndpoint, progress_status, stepped
 from streamtrain_operator.settings import OperatorSettings
 
 from workload.status import Progress, ProgressReport
@@ -49,3 +49,20 @@ def test_what_was_written_is_forgotten_when_its_job_is_gone_or_made_again() -> N
     controller.observe_job("ADDED", job("renewed", "u4"))
     endpoint._forget_gone()
     assert list(endpoint._written) == [("ns", "kept")]
+
+
+def test_a_new_phase_or_a_new_step_of_its_percent_is_written_at_once() -> None:
+    """However fast a machine trains, each 10 % step reaches the resource (the 2 s limit holds
+    only within a step), and no more than that: a percent going back is no new step."""
+    before = Progress(mode="train", records=500, records_total=5000, percent=10.0)
+    assert stepped(ProgressReport(mode="train", records=1000, records_total=5000, percent=20.0),
+                   before)
+    assert not stepped(ProgressReport(mode="train", records=990, records_total=5000,
+                                      percent=19.8), before)
+    assert not stepped(ProgressReport(mode="train", records=100, records_total=5000, percent=2.0),
+                       before)
+    assert stepped(ProgressReport(mode="evaluate", records=0, records_total=80, percent=0.0),
+                   before)
+    assert stepped(ProgressReport(mode="train", records=1), None)
+    online = Progress(mode="online", records=10)
+    assert not stepped(ProgressReport(mode="online", records=5000), online)

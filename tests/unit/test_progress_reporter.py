@@ -79,4 +79,57 @@ def test_in_a_pod_the_displays_reach_the_reporter(tmp_path: Path) -> None:
         assert active()
         report(records=42, accuracy=0.5)
     assert not active()
-    assert json.loads(sent[-1]) == {"mode": "online", "records": 42, "accuracy": 0.5}
+    last = json.loads(sent[-1])
+    assert last.pop("recordsPerSecond") > 0  # from the phase's start: its first post
+    assert last == {"mode": "online", "records": 42, "accuracy": 0.5}
+
+
+def test_the_first_post_has_a_rate_and_time_left_from_the_phase_start(tmp_path: Path) -> None:
+    sent: list[tuple[str, str, dict[str, object]]] = []
+    clock = Clock()
+    reporter = _reporter(tmp_path, sent, clock)  # the phase starts
+    clock.now += 5
+    reporter.update(records=100, records_total=1000, epoch=0, epochs=1)
+    reporter.flush(force=False)
+    first = sent[0][2]
+    assert (first["recordsPerSecond"], first["etaSeconds"], first["percent"]) == (20.0, 45, 10.0)
+
+
+def test_a_first_post_with_nothing_done_sets_no_rate(tmp_path: Path) -> None:
+    sent: list[tuple[str, str, dict[str, object]]] = []
+    clock = Clock()
+    reporter = _reporter(tmp_path, sent, clock)
+    clock.now += 3
+    reporter.update(records=0, records_total=1000)
+    reporter.flush(force=False)
+    assert "recordsPerSecond" not in sent[0][2] and "etaSeconds" not in sent[0][2]
+
+
+def test_each_step_of_the_percent_is_posted_in_order_however_fast_the_phase(
+        tmp_path: Path) -> None:
+    """A phase done within one posting interval (the clock never moves here) still posts the
+    figures of the moment it entered each 10 % step, in order: its progress is seen rising."""
+    sent: list[tuple[str, str, dict[str, object]]] = []
+    reporter = _reporter(tmp_path, sent, Clock())
+    for records in range(0, 1001, 25):
+        reporter.update(records=records, records_total=1000, epoch=records // 500, epochs=2)
+    reporter.post_steps()
+    assert [body["percent"] for _, _, body in sent] == [10.0 * step for step in range(11)]
+    assert [body["records"] for _, _, body in sent] == list(range(0, 1001, 100))
+    reporter.post_steps()
+    reporter.flush(force=False)
+    assert len(sent) == 11, "the last step carried the latest figures: nothing more to post"
+
+
+def test_the_posting_thread_delivers_every_step_of_a_burst_before_it_stops(
+        tmp_path: Path) -> None:
+    sent: list[bytes] = []
+    token = tmp_path / "token"
+    token.write_text("t")
+    environ = {PROGRESS_URL_ENV: "http://operator/progress/ns/job", PROGRESS_TOKEN_ENV: str(token)}
+    with channel("evaluate", environ, send=lambda url, bearer, body: sent.append(body)):
+        for records in range(0, 401):
+            report(records=records, records_total=400)
+    percents = [json.loads(body)["percent"] for body in sent]
+    assert percents == sorted(percents)
+    assert {10.0 * step for step in range(11)} <= set(percents)
