@@ -61,8 +61,13 @@ def jobs(kube: Kube, streamtrain_crd: KubeCluster) -> Jobs:
     return Jobs(streamtrain_crd.api, kube.namespace)
 
 
+PHASE_WAIT_S = 120.0
+"""How long a job may take to reach a phase: a bound for a hang, not a speed target (the wait ends
+as soon as the phase is there; 30 s ran out under a load average of 16-20 on 2 cores)."""
+
+
 def _wait_phase(jobs: Jobs, operator: OperatorProcess, name: str, phase: str,
-                timeout_s: float = 30) -> dict[str, Any]:
+                timeout_s: float = PHASE_WAIT_S) -> dict[str, Any]:
     eventually(lambda: jobs.phase(name) == phase, timeout_s, f"{name} to reach {phase}",
                lambda: f"status: {jobs.status(name)}\noperator log:\n{operator.tail()}")
     return jobs.status(name)
