@@ -15,8 +15,11 @@ FIND_PYTHON = REPO / "localparts" / "find_python.sh"
 
 def planned(*arguments: str) -> list[str]:
     """The commands `make -n` prints for these arguments."""
+    # Not what an enclosing make (e.g. `make unit PYTHON=...`) passes down to its sub-makes.
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "STREAMTRAIN_CACHE")}
     dry = subprocess.run(["make", "-n", *arguments], cwd=REPO, capture_output=True, text=True,
-                         check=True)
+                         env=env, check=True)
     return dry.stdout.splitlines()
 
 
