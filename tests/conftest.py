@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import hypothesis
 import kubernetes
 import pytest
 from kafka import KafkaAdminClient, KafkaProducer
@@ -29,6 +30,11 @@ from localparts import controlplane, kube_build
 from localparts import kafka as local_kafka
 from workload.kafka.bounds import end_offsets
 from workload.kafka.connection import KafkaConnection
+
+# Property tests judge what the code does, never how long an example takes: Hypothesis' default
+# 200 ms deadline per example fails a loaded or slow machine (302 ms seen under a load of 20).
+hypothesis.settings.register_profile("any-machine", deadline=None)
+hypothesis.settings.load_profile("any-machine")
 
 TENSORFLOW_IO_TESTS = "test_tensorflow_io_*.py"
 """The test modules of the `client: tensorflow-io` reader. tensorflow-io 0.37.1 loads only with

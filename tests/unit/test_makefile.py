@@ -13,11 +13,15 @@ REPO = Path(__file__).resolve().parents[2]
 FIND_PYTHON = REPO / "localparts" / "find_python.sh"
 
 
+MAKE_VARIABLES = {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "STREAMTRAIN_CACHE", "CACHE", "VENV", "PYTHON",
+                  "PYTEST_ARGS", "TFIO_VENV", "TFIO_PYTHON", "IMAGE_ARGS"}
+
+
 def planned(*arguments: str) -> list[str]:
     """The commands `make -n` prints for these arguments."""
-    # Not what an enclosing make (e.g. `make unit PYTHON=...`) passes down to its sub-makes.
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "STREAMTRAIN_CACHE")}
+    # Not what an enclosing make (e.g. `make unit PYTHON=...`) passes down: its flags, and its
+    # command-line variables, which it exports.
+    env = {key: value for key, value in os.environ.items() if key not in MAKE_VARIABLES}
     dry = subprocess.run(["make", "-n", *arguments], cwd=REPO, capture_output=True, text=True,
                          env=env, check=True)
     return dry.stdout.splitlines()
