@@ -18,8 +18,10 @@ TFIO_VENV ?= $(CACHE)/venv-tfio
 TFIO_PY := $(TFIO_VENV)/bin/python
 # A Python by name: the command, else pyenv's installed version of it, else how to install one.
 FIND_PYTHON := bash localparts/find_python.sh
-# Reinstall when the pins change or the checkout moves (the install is editable).
-INSTALL_ID := $(shell cat pyproject.toml 2>/dev/null | sha256sum | cut -c1-12)-$(shell echo '$(CURDIR)' | sha256sum | cut -c1-8)
+# Reinstall when the pins change or the checkout moves (the install is editable); an environment
+# made for other pins is made anew, so nothing the pins dropped stays installed.
+PINS_ID := $(shell cat pyproject.toml 2>/dev/null | sha256sum | cut -c1-12)
+INSTALL_ID := $(PINS_ID)-$(shell echo '$(CURDIR)' | sha256sum | cut -c1-8)
 SETUP_STAMP := $(VENV)/.installed-$(INSTALL_ID)
 TFIO_STAMP := $(TFIO_VENV)/.installed-$(INSTALL_ID)
 PYTEST_ARGS ?=
@@ -33,12 +35,13 @@ help:  ## Show the targets
 
 # $(1): the environment's folder, $(2): the Python to make it with, $(3): the extra to install.
 define make_venv
+	@test ! -d $(1) || test -e $(1)/.pins-$(PINS_ID) || { echo "$(1) was made for other pins: making it anew"; rm -rf $(1); }
 	@test -x $(1)/bin/python || { python=$$($(FIND_PYTHON) $(2)) && echo "$$python -m venv $(1)" && $$python -m venv $(1); }
 	$(1)/bin/python -m pip install --quiet --upgrade pip
 	$(1)/bin/python -m pip install --quiet -e '.[$(3)]'
 	$(1)/bin/python -m pip check
-	@rm -f $(1)/.installed-*
-	@touch $@
+	@rm -f $(1)/.installed-* $(1)/.pins-*
+	@touch $(1)/.pins-$(PINS_ID) $@
 endef
 
 $(SETUP_STAMP): pyproject.toml
