@@ -1,6 +1,6 @@
 """`streamtrain-local`: install, start and stop the real parts on this machine.
 
-    streamtrain-local install [kafka]      # Kafka jars, Kubernetes and helm binaries, cached
+    streamtrain-local install [kafka]      # Kafka jars, Kubernetes, helm and Kueue binaries, cached
                                            # (`kafka`: only the jars, what the demo needs)
     streamtrain-local kafka up|down|status
     streamtrain-local controlplane up|down|status
@@ -12,7 +12,7 @@ import argparse
 import sys
 import time
 
-from localparts import controlplane, helm, kafka, kube_build
+from localparts import controlplane, helm, kafka, kube_build, kueue_build
 from localparts.errors import LocalPartError
 
 
@@ -27,6 +27,8 @@ def _install(only_kafka: bool) -> None:
           end="", flush=True)
     print(kube_build.build())
     print(f"helm {helm.HELM_VERSION}: {helm.build()}")
+    print(f"Kueue {kueue_build.KUEUE_VERSION} (the Kueue tests): ", end="", flush=True)
+    print(kueue_build.build())
     print(f"installed in {time.monotonic() - started:.0f} s")
 
 

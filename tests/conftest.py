@@ -28,6 +28,7 @@ from kafka.admin import NewTopic
 
 from localparts import controlplane, kube_build
 from localparts import kafka as local_kafka
+from localparts import kueue as local_kueue
 from workload.kafka.bounds import end_offsets
 from workload.kafka.connection import KafkaConnection
 
@@ -251,6 +252,17 @@ def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeClust
     yield KubeCluster(plane, api)
     api.close()
     plane.stop()
+
+
+@pytest.fixture(scope="session")
+def kueue(kube_cluster: KubeCluster,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[local_kueue.KueueManager]:
+    """Kueue's manager (CRDs, webhooks) on the session's control plane, started the first time
+    a test asks for it; its webhook configurations are removed before it stops."""
+    manager = local_kueue.start(kube_cluster.kubeconfig, tmp_path_factory.mktemp("kueue"),
+                                kube_build.binary_dir() / "kubectl")
+    yield manager
+    manager.stop()
 
 
 @pytest.fixture

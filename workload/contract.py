@@ -25,7 +25,8 @@ API_GROUP = "streamtrain.dev"
 """The API group of `StreamingTrainingJob` (also the prefix of the operator's labels)."""
 
 Mode = Literal["train", "evaluate", "online"]
-Phase = Literal["Pending", "Training", "Evaluating", "Online", "Succeeded", "Failed", "Suspended"]
+Phase = Literal["Pending", "Queued", "Training", "Evaluating", "Online", "Succeeded", "Failed",
+                "Suspended"]
 PodTemplate = Literal["trainer", "evaluator"]
 StatusField = Literal["trainer", "evaluator", "online"]
 ModeCondition = Literal["Training", "Evaluated", "Online"]

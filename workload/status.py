@@ -119,8 +119,8 @@ class PodReport(StatusModel):
 class Condition(StatusModel):
     """A Kubernetes-style condition."""
 
-    type: Literal["Ready", "Training", "Evaluated", "Online", "Failed", "Suspended", "KafkaReady",
-                  "ModelSourceReady"]
+    type: Literal["Ready", "Training", "Evaluated", "Online", "Failed", "Suspended", "Queued",
+                  "KafkaReady", "ModelSourceReady"]
     """What the condition is about."""
     status: Literal["True", "False", "Unknown"]
     """Whether it holds."""
@@ -207,11 +207,12 @@ class StreamingTrainingJobStatus(StatusModel):
     """What the operator observed; written only through the status subresource."""
 
     phase: Phase = "Pending"
-    """Where the job is in its life: Pending, Training, Evaluating, Online, Succeeded, Failed or Suspended."""
+    """Where the job is in its life: Pending, Queued (its phase's Job waits for Kueue to admit
+    it), Training, Evaluating, Online, Succeeded, Failed or Suspended."""
     reason: str | None = None
     """Why, in one CamelCase word, when the phase needs one: the failure's reason while Failed
     (e.g. `BackoffLimitExceeded`, `ProgressDeadlineExceeded`, `KafkaUnreachable`), what the job
-    waits for while Pending (e.g. `KafkaNotReady`)."""
+    waits for while Pending (e.g. `KafkaNotReady`) or Queued (`WaitingForAdmission`)."""
     conditions: list[Condition] = Field(default_factory=list)
     """Latest observations, one per type."""
     observed_generation: int | None = None

@@ -3,6 +3,7 @@
 -- Reads only what the operator writes through the status subresource:
 -- status.phase, status.conditions and status.observedGeneration.
 --   Pending, Training, Evaluating     -> Progressing
+--   Queued (waiting for Kueue)        -> Progressing, with Kueue's message
 --   Online (learning as data arrives) -> Healthy
 --   Succeeded                         -> Healthy
 --   Failed, or a Failed condition     -> Degraded
@@ -81,6 +82,17 @@ if phase == "Online" then
   hs.message = "Learning online"
   if metrics.recordsOnline ~= nil then
     hs.message = hs.message .. ", " .. text(metrics.recordsOnline) .. " records so far"
+  end
+  return hs
+end
+
+if phase == "Queued" then
+  hs.status = "Progressing"
+  local queued = condition(status, "Queued")
+  if queued ~= nil and text(queued.message) ~= "" then
+    hs.message = "Queued: " .. queued.message
+  else
+    hs.message = "Queued: waiting for Kueue to admit it"
   end
   return hs
 end

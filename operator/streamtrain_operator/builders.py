@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -277,7 +278,8 @@ def restricted_container_security() -> Manifest:
 def build_job_manifest(job_name: str, namespace: str, uid: str, mode: Mode,
                        spec: StreamingTrainingJobSpec, kafka: KafkaAccess,
                        suspend: bool | None = None, source: ClaimFolder | None = None,
-                       defaults: PodDefaults = DEFAULT_PODS) -> Manifest:
+                       defaults: PodDefaults = DEFAULT_PODS,
+                       queue: Mapping[str, str] | None = None) -> Manifest:
     """The batch/v1 Job that runs `mode` of the job: `streamtrain run-mode <mode>` in each of
     its pods (one per replica: an Indexed Job when there are several).
 
@@ -286,7 +288,8 @@ def build_job_manifest(job_name: str, namespace: str, uid: str, mode: Mode,
     stopped only because a peer went away (`PEER_LOST_EXIT`): Kubernetes replaces each failed
     pod, the group forms again and resumes from the chief's checkpoint, and `backoffLimit`
     counts the failures that caused it. `source` is where the model of `model.source` is
-    (resolved by the operator)."""
+    (resolved by the operator). `queue`: Kueue's labels (`kueue.queue_labels`), which put the
+    Job in a LocalQueue: it is created suspended, for Kueue to resume once it admits it."""
     role: RoleSpec = getattr(spec, MODE[mode].template)
     policy = spec.run_policy
     labels = job_labels(job_name, uid, mode)
@@ -334,7 +337,7 @@ def build_job_manifest(job_name: str, namespace: str, uid: str, mode: Mode,
         "backoffLimit": policy.backoff_limit,
         "completions": role.replicas,
         "parallelism": role.replicas,
-        "suspend": policy.suspend if suspend is None else suspend,
+        "suspend": bool(queue) or (policy.suspend if suspend is None else suspend),
         # A pod that exits with a permanent failure's code (a bad spec, Kafka refusing it, a
         # missing topic, too many bad records, ...) fails the Job at once: another pod would
         # meet the same. The Job controller applies this from the container's exit code.
@@ -359,7 +362,7 @@ def build_job_manifest(job_name: str, namespace: str, uid: str, mode: Mode,
         "metadata": {
             "name": child_job_name(job_name, mode),
             "namespace": namespace,
-            "labels": labels,
+            "labels": {**labels, **(queue or {})},
             "ownerReferences": [owner_reference(job_name, uid)],
         },
         "spec": job_spec,

@@ -10,6 +10,7 @@ from typing import Any
 
 import kubernetes
 
+from streamtrain_operator import kueue
 from streamtrain_operator.builders import JOB_LABEL, MODE_LABEL, Manifest, bounded_name
 from streamtrain_operator.failures import failure_text
 from streamtrain_operator.planner import ChildObservation
@@ -86,6 +87,10 @@ def observe(job: Any, pods: list[Any]) -> ChildObservation:
         failure_cause=failure_cause(*last_failure) if last_failure else "",
         started_at=started.strftime("%Y-%m-%dT%H:%M:%SZ") if started is not None else None,
         report=report,
+        uid=str(job.metadata.uid or ""),
+        deleting=job.metadata.deletion_timestamp is not None,
+        suspended=bool(job.spec.suspend) if job.spec else False,
+        queue=(job.metadata.labels or {}).get(kueue.QUEUE_LABEL, ""),
     )
 
 
@@ -150,9 +155,30 @@ def set_suspend(api: kubernetes.client.ApiClient, namespace: str, name: str,
 
 
 def _align_suspend(batch: Any, existing: Any, suspend: bool) -> None:
-    if bool(existing.spec.suspend) != suspend and not _true_condition(existing, "Complete"):
+    """Set the Job's `suspend`; a Job queued in Kueue is Kueue's to suspend and resume, so it is
+    left alone, or deleted when it is to stop (see `kueue`)."""
+    if _true_condition(existing, "Complete"):
+        return
+    if kueue.is_queued(existing.metadata.labels):
+        if suspend:
+            # In the foreground: the Job stays until its pods and Kueue's Workload are gone, so
+            # a Job of the same name made on resume is never matched to that stale Workload
+            # (Kueue finds a Job's Workload by the Job's name).
+            _delete_job(batch, existing.metadata.name, existing.metadata.namespace, "Foreground")
+        return
+    if bool(existing.spec.suspend) != suspend:
         batch.patch_namespaced_job(existing.metadata.name, existing.metadata.namespace,
                                    {"spec": {"suspend": suspend}})
+
+
+def _delete_job(batch: Any, name: str, namespace: str, propagation: str = "Background") -> None:
+    """Delete a Job and its pods (`Foreground`: the Job goes last); a Job already gone counts
+    as deleted."""
+    try:
+        batch.delete_namespaced_job(name, namespace, propagation_policy=propagation)
+    except kubernetes.client.ApiException as error:
+        if error.status != 404:
+            raise
 
 
 def ensure_service(api: kubernetes.client.ApiClient, manifest: Manifest) -> bool:
@@ -168,10 +194,5 @@ def delete_children(api: kubernetes.client.ApiClient, namespace: str, job_name: 
     selector = f"{JOB_LABEL}={bounded_name(job_name)}"
     jobs: list[Any] = batch.list_namespaced_job(namespace, label_selector=selector).items
     for job in jobs:
-        try:
-            batch.delete_namespaced_job(job.metadata.name, namespace,
-                                        propagation_policy="Background")
-        except kubernetes.client.ApiException as error:
-            if error.status != 404:
-                raise
+        _delete_job(batch, job.metadata.name, namespace)
     return len(jobs)

@@ -226,7 +226,8 @@ class Controller:
         status = body.get("status") or {}
         now = now_text()
         plan = reconcile(self.api, name, namespace, meta["uid"], int(meta.get("generation") or 0),
-                         body.get("spec") or {}, status, now, self.settings.pods)
+                         body.get("spec") or {}, status, now, self.settings.pods,
+                         meta.get("labels"))
         changes = status_patch(status, plan)
         if changes:
             custom.patch_namespaced_custom_object_status(API_GROUP, API_VERSION, namespace, PLURAL,

@@ -2,8 +2,10 @@
 
 Pure functions only. The phase moves Pending -> Training -> Evaluating ->
 (Online) -> Succeeded | Failed, with Suspended while `runPolicy.suspend` is
-set. Which phase the job is in follows from the status itself (a phase is
-done once its role reports a succeeded pod), so a child Job deleted after
+set, and Queued while the phase's Job waits for Kueue to admit it (reason
+`WaitingForAdmission`, Kueue's message; again after a preemption). Which
+phase the job is in follows from the status itself (a phase is done once
+its role reports a succeeded pod), so a child Job deleted after
 it finished (TTL) never makes a phase run twice. Conditions are recomputed
 from the phase every time, so they cannot contradict it.
 """
@@ -23,6 +25,7 @@ from streamtrain_operator.failures import (
     failure_message,
     seconds_left,
 )
+from streamtrain_operator.kueue import ADMISSION_REASON, default_message
 from workload.contract import KAFKA_FAILURES, MODE, MODE_TABLE, TERMINAL_PHASES, Mode, Phase
 from workload.spec import StreamingTrainingJobSpec
 from workload.status import (
@@ -40,8 +43,9 @@ TERMINAL = TERMINAL_PHASES
 FIGURE_DIGITS = 4
 """Decimals of the metrics copied into status."""
 
-WAIT_CONDITIONS = frozenset({"KafkaReady", "ModelSourceReady"})
-"""Conditions that, while False, say the job waits for an object it does not own."""
+WAIT_CONDITIONS = {"KafkaReady": "False", "ModelSourceReady": "False", "Queued": "True"}
+"""Conditions that, with this status, say the job waits for what no watch of the operator
+reports: an object it does not own, or Kueue's word on a queued Job (its Workload)."""
 
 WAIT_RECHECK_S = (2.0, 60.0)
 """Least and most seconds between two looks at a waiting job."""
@@ -72,6 +76,23 @@ class ChildObservation:
     from here until the first post."""
     report: PodReport | None = None
     """The report of the pod that completed."""
+    uid: str = ""
+    """The Job's `metadata.uid`."""
+    deleting: bool = False
+    """The Job is being deleted (its `deletionTimestamp` is set): it counts as gone, and a new
+    one is made once it is."""
+    suspended: bool = False
+    """The Job's `spec.suspend`."""
+    queue: str = ""
+    """The Kueue LocalQueue the Job was submitted to (its `kueue.x-k8s.io/queue-name` label);
+    empty when Kueue does not manage it."""
+    waiting_message: str = ""
+    """Kueue's word on why the Job waits for admission (from its Workload), if it said one."""
+
+    @property
+    def waits_for_admission(self) -> bool:
+        """Whether Kueue holds the Job: queued and suspended (not yet admitted, or preempted)."""
+        return bool(self.queue) and self.suspended and not self.complete
 
 
 @dataclass(frozen=True)
@@ -167,6 +188,9 @@ def phase_conditions(spec: StreamingTrainingJobSpec | None, status: StreamingTra
                    message if failed else "", generation, now),
         _condition("Suspended", phase == "Suspended",
                    "Suspended" if phase == "Suspended" else "NotSuspended", "", generation, now),
+        _condition("Queued", phase == "Queued",
+                   ADMISSION_REASON if phase == "Queued" else "NotQueued",
+                   message if phase == "Queued" else "", generation, now),
     ]
     for mode in spec.phases if spec is not None else []:
         row = MODE[mode]
@@ -233,10 +257,11 @@ def _readiness(status: StreamingTrainingJobStatus, current: StreamingTrainingJob
 def next_plan(spec: StreamingTrainingJobSpec, job_name: str, generation: int,
               current: StreamingTrainingJobStatus, children: Mapping[Mode, ChildObservation],
               kafka: KafkaState, now: str, source: SourceState | None = None,
-              watch_progress: bool = False) -> Plan:
+              watch_progress: bool = False, queue: str = "") -> Plan:
     """The next status of the job and the child Job that should exist (`source`: the state of
     `model.source`, when the job names one; `watch_progress`: pods post live progress, so
-    `runPolicy.progressDeadlineSeconds` applies)."""
+    `runPolicy.progressDeadlineSeconds` applies; `queue`: the Kueue LocalQueue the job's new
+    child Jobs are submitted to, if any)."""
     status = current.model_copy(deep=True)
     status.observed_generation = generation
     if current.phase in TERMINAL:
@@ -259,6 +284,8 @@ def next_plan(spec: StreamingTrainingJobSpec, job_name: str, generation: int,
     mode = current_mode(spec, status)
     while mode is not None:
         child = children.get(mode)
+        if child is not None and child.deleting and not child.complete:
+            child = None
         name = child_job_name(job_name, mode)
         role = RoleStatus(job=name, replicas=getattr(spec, MODE[mode].template).replicas)
         if child is not None:
@@ -289,6 +316,13 @@ def next_plan(spec: StreamingTrainingJobSpec, job_name: str, generation: int,
         if child is None and blocked:
             break  # no pods until Kafka and the source are known; running pods keep theirs
         run = mode
+        if not spec.run_policy.suspend and (child.waits_for_admission if child is not None
+                                            else bool(queue)):
+            status.reason = ADMISSION_REASON
+            message = (child.waiting_message if child is not None else "") or default_message(
+                name, child.queue if child is not None else queue)
+            _transition(status, "Queued", message, events)
+            break
         status.start_time = status.start_time or now
         left = seconds_left(spec, mode, child.started_at if child is not None else None,
                             status.progress, now) if watch_progress else None
@@ -312,14 +346,16 @@ def next_plan(spec: StreamingTrainingJobSpec, job_name: str, generation: int,
 
 
 def waiting_recheck(status: StreamingTrainingJobStatus, now: str) -> float | None:
-    """Seconds until a job that waits for an object it does not own is looked at again.
+    """Seconds until a job that waits for what it does not watch is looked at again.
 
-    A Strimzi `Kafka` or `KafkaUser`, or the job `model.source` names, are not
-    watched (they may not even have a CRD yet); a waiting job looks again after
-    half the time it has waited so far, within `WAIT_RECHECK_S`.
+    A Strimzi `Kafka` or `KafkaUser`, the job `model.source` names, and Kueue's
+    Workload of a queued Job are not watched (they may not even have a CRD
+    yet; Kueue's admission itself shows as the Job's resume, which is
+    watched); a waiting job looks again after half the time it has waited so
+    far, within `WAIT_RECHECK_S`.
     """
     waiting = [condition for condition in status.conditions
-               if condition.type in WAIT_CONDITIONS and condition.status == "False"]
+               if WAIT_CONDITIONS.get(condition.type) == condition.status]
     if not waiting:
         return None
     waited = max(seconds_between(condition.last_transition_time, now) for condition in waiting)

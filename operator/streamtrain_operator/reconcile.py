@@ -16,7 +16,7 @@ from typing import Any
 
 import kubernetes
 
-from streamtrain_operator import children, sources, strimzi
+from streamtrain_operator import children, kueue, sources, strimzi
 from streamtrain_operator.builders import (
     DEFAULT_PODS,
     PodDefaults,
@@ -27,11 +27,13 @@ from streamtrain_operator.builders import (
 from streamtrain_operator.clock import parse_time
 from streamtrain_operator.planner import (
     TERMINAL,
+    ChildObservation,
     Event,
     Plan,
     invalid_spec,
     next_plan,
 )
+from workload.contract import Mode
 from workload.spec import SpecError, parse_spec
 from workload.status import StreamingTrainingJobStatus
 
@@ -61,9 +63,11 @@ def _ttl_due(phase: str | None, completion_time: str | None, ttl_seconds: int | 
 def reconcile(api: kubernetes.client.ApiClient, name: str, namespace: str, uid: str,
               generation: int, spec_body: Mapping[str, Any],
               status_body: Mapping[str, Any] | None, now: str,
-              pods: PodDefaults = DEFAULT_PODS) -> Plan:
+              pods: PodDefaults = DEFAULT_PODS,
+              labels: Mapping[str, str] | None = None) -> Plan:
     """Bring the children in line with the spec; return the next status and events (`pods`:
-    the operator's settings for what a job's pod templates leave out)."""
+    the operator's settings for what a job's pod templates leave out; `labels`: the job's
+    own, which may submit its child Jobs to a Kueue LocalQueue)."""
     current = StreamingTrainingJobStatus.model_validate(dict(status_body or {}))
     try:
         spec = parse_spec(spec_body, in_cluster=True)
@@ -85,15 +89,23 @@ def reconcile(api: kubernetes.client.ApiClient, name: str, namespace: str, uid: 
         return invalid_spec(current, generation, str(error), now, reason="InvalidModelSource")
     folder = source.folder if source is not None else None
     resolution = strimzi.resolve(api, namespace, spec.kafka)
-    observed = children.observe_children(api, namespace, name)
+    observed = _with_waiting_messages(api, namespace,
+                                      children.observe_children(api, namespace, name))
+    queue = kueue.queue_labels(labels)
     plan = next_plan(spec, name, generation, current, observed, resolution.state, now, source,
-                     watch_progress=bool(pods.progress_url))
+                     watch_progress=bool(pods.progress_url),
+                     queue=queue.get(kueue.QUEUE_LABEL, ""))
     if plan.run is not None and resolution.access is not None:
         if spec.kafka.manage_topics and resolution.strimzi_version is not None:
             for topic in strimzi.ensure_topics(api, spec, resolution.strimzi_version, namespace):
                 plan.events.append(Event("Normal", "TopicCreated", f"KafkaTopic {topic}"))
         manifest = build_job_manifest(name, namespace, uid, plan.run, spec, resolution.access,
-                                      suspend=plan.suspend, source=folder, defaults=pods)
+                                      suspend=plan.suspend, source=folder, defaults=pods,
+                                      queue=queue)
+        if queue and plan.suspend:
+            # Kueue would admit and resume a queued Job however it was created: none while held.
+            children.set_suspend(api, namespace, manifest["metadata"]["name"], True)
+            return _with_ttl(plan, spec.run_policy.ttl_seconds_after_finished, now)
         try:
             if plan.run == "train" and spec.trainer.replicas > 1:
                 children.ensure_service(api, build_service_manifest(name, namespace, uid,
@@ -108,6 +120,14 @@ def reconcile(api: kubernetes.client.ApiClient, name: str, namespace: str, uid: 
         # Kafka went away while a phase runs: keep its pods, honour suspend, create nothing.
         children.set_suspend(api, namespace, child_job_name(name, plan.run), plan.suspend)
     return _with_ttl(plan, spec.run_policy.ttl_seconds_after_finished, now)
+
+
+def _with_waiting_messages(api: kubernetes.client.ApiClient, namespace: str,
+                           observed: dict[Mode, ChildObservation]) -> dict[Mode, ChildObservation]:
+    """The children, each Job that waits for Kueue with Kueue's word on why."""
+    return {mode: dataclasses.replace(child, waiting_message=kueue.read_waiting_message(
+                api, namespace, child.uid)) if child.waits_for_admission and child.uid else child
+            for mode, child in observed.items()}
 
 
 def _with_ttl(plan: Plan, ttl_seconds: int | None, now: str) -> Plan:

@@ -196,9 +196,10 @@ class Jobs:
         self.core: Any = kubernetes.client.CoreV1Api(api)
         self.namespace = namespace
 
-    def create(self, name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+    def create(self, name: str, spec: Mapping[str, Any],
+               labels: Mapping[str, str] | None = None) -> dict[str, Any]:
         body = {"apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": "StreamingTrainingJob",
-                "metadata": {"name": name}, "spec": dict(spec)}
+                "metadata": {"name": name, "labels": dict(labels or {})}, "spec": dict(spec)}
         created: dict[str, Any] = self.custom.create_namespaced_custom_object(
             API_GROUP, API_VERSION, self.namespace, PLURAL, body)
         return created

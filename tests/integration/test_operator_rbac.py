@@ -14,7 +14,9 @@ from typing import Any
 import kubernetes
 import pytest
 import yaml
+from streamtrain_operator.kueue import QUEUE_LABEL
 
+from localparts.kueue import KueueManager
 from tests.conftest import Kube
 from tests.e2e.harness import (
     REPO,
@@ -24,6 +26,7 @@ from tests.e2e.harness import (
     finish_pod,
     install_streamtrain_crd,
 )
+from tests.e2e.queues import kueue_objects
 from workload.status import Metrics, PodReport
 
 RBAC = REPO / "operator" / "rbac"
@@ -103,4 +106,27 @@ def test_operator_runs_a_job_to_the_end_with_only_the_shipped_rbac(
                30, "the JobCreated and Succeeded events", restricted_operator.tail)
     # RBAC denials read "User ... cannot <verb> resource ..."; a cluster-wide operator may
     # also meet 403s from namespaces other tests are deleting, which are not about RBAC.
+    assert " cannot " not in restricted_operator.tail(500)
+
+
+def test_operator_queues_a_job_in_kueue_and_reads_why_it_waits_with_only_the_shipped_rbac(
+        kube: Kube, kueue: KueueManager, restricted_operator: OperatorProcess) -> None:
+    jobs = Jobs(kube.cluster.api, kube.namespace)
+    with kueue_objects(kube.cluster.api, kube.namespace) as queues:
+        cluster_queue = queues.cluster_queue("1")
+        queues.local_queue("team", cluster_queue)
+        jobs.create("queued", {"kafka": {"bootstrapServers": "127.0.0.1:9092"},
+                               "train": {"topic": "susy-train"},
+                               "trainer": {"resources": {"requests": {"cpu": "2"}}}},
+                    labels={QUEUE_LABEL: "team"})
+        # Kueue's words come from its Workload, which the operator may only list.
+        eventually(lambda: "couldn't assign flavors" in (
+            jobs.condition("queued", "Queued") or {}).get("message", ""), 60,
+            "Queued with Kueue's message", restricted_operator.tail)
+        queues.set_cpu_quota(cluster_queue, "2")
+        pod = eventually(lambda: next(iter(jobs.pods("queued-train")), None), 60,
+                         "the admitted trainer's pod", restricted_operator.tail)
+        finish_pod(jobs.core, pod, 0, PodReport(mode="train", ok=True).to_message())
+        eventually(lambda: jobs.phase("queued") == "Succeeded", 60, "Succeeded",
+                   restricted_operator.tail)
     assert " cannot " not in restricted_operator.tail(500)

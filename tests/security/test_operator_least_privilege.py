@@ -42,6 +42,7 @@ NAMESPACED_RULES: frozenset[Rule] = frozenset({
     *(("kafkas.kafka.strimzi.io", verb) for verb in ("get", "list", "watch")),
     *(("kafkausers.kafka.strimzi.io", verb) for verb in ("get", "list", "watch")),
     ("kafkatopics.kafka.strimzi.io", "create"), ("kafkatopics.kafka.strimzi.io", "get"),
+    ("workloads.kueue.x-k8s.io", "list"),
 })
 """Everything the operator may do in a namespace it watches (both variants)."""
 

@@ -16,6 +16,7 @@ from streamtrain_operator.builders import (
     build_service_manifest,
     child_job_name,
 )
+from streamtrain_operator.kueue import PRIORITY_CLASS_LABEL, QUEUE_LABEL, queue_labels
 
 from workload.contract import (
     BOOTSTRAP_ENV,
@@ -78,6 +79,34 @@ def test_run_policy_maps_onto_the_job() -> None:
     suspended = build_job_manifest("susy", "ns", "u", "train", SPEC, KafkaAccess("k:9092"),
                                    suspend=True)
     assert suspended["spec"]["suspend"] is True
+
+
+def test_a_queued_job_gets_kueues_labels_and_is_created_suspended() -> None:
+    labels = queue_labels({QUEUE_LABEL: "team-a", PRIORITY_CLASS_LABEL: "high", "team": "x"})
+    assert labels == {QUEUE_LABEL: "team-a", PRIORITY_CLASS_LABEL: "high"}
+    job = build_job_manifest("susy", "ns", "u", "train", SPEC, KafkaAccess("k:9092"),
+                             suspend=False, queue=labels)
+    assert job["spec"]["suspend"] is True  # Kueue resumes it once admitted
+    assert {key: job["metadata"]["labels"][key] for key in labels} == labels
+    assert QUEUE_LABEL not in job["spec"]["template"]["metadata"]["labels"]
+    group = parse_spec({**dump_spec(SPEC), "trainer": {"replicas": 3, "resources": {
+        "requests": {"cpu": "500m"}}}})
+    indexed = build_job_manifest("susy", "ns", "u", "train", group, KafkaAccess("k:9092"),
+                                 queue=labels)
+    # One Job of three pods: one Kueue Workload, admitted whole or not at all.
+    assert (indexed["spec"]["parallelism"], indexed["spec"]["completions"]) == (3, 3)
+    assert indexed["spec"]["template"]["spec"]["containers"][0]["resources"] == {
+        "requests": {"cpu": "500m"}}
+
+
+def test_a_job_without_a_queue_label_gets_no_kueue_label() -> None:
+    assert queue_labels({"team": "x"}) == {}
+    assert queue_labels({PRIORITY_CLASS_LABEL: "high"}) == {}  # a priority without a queue
+    assert queue_labels(None) == {}
+    job = build_job_manifest("susy", "ns", "u", "train", SPEC, KafkaAccess("k:9092"),
+                             queue=queue_labels({"team": "x"}))
+    assert job["spec"]["suspend"] is False
+    assert not any(key.startswith("kueue.x-k8s.io/") for key in job["metadata"]["labels"])
 
 
 def test_pod_is_restricted_with_writable_scratch_and_model_volume() -> None:

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from streamtrain_operator.children import COMPLETION_INDEX, failure_cause, observe
+from streamtrain_operator.kueue import QUEUE_LABEL
 
 from workload.contract import PEER_LOST_EXIT
 from workload.status import PodReport
@@ -21,10 +22,14 @@ def pod(index: int | None, code: int, report: PodReport | str, finished: str) ->
             SimpleNamespace(state=SimpleNamespace(terminated=terminated))]))
 
 
-def job(succeeded: int, failed: int = 0) -> Any:
+def job(succeeded: int, failed: int = 0, suspend: bool = False,
+        labels: dict[str, str] | None = None) -> Any:
     complete = SimpleNamespace(type="Complete", status="True", reason="", message="")
-    return SimpleNamespace(status=SimpleNamespace(start_time=None, active=0, succeeded=succeeded,
-                                                  failed=failed, conditions=[complete]))
+    return SimpleNamespace(
+        metadata=SimpleNamespace(uid="job-uid", labels=labels or {}, deletion_timestamp=None),
+        spec=SimpleNamespace(suspend=suspend),
+        status=SimpleNamespace(start_time=None, active=0, succeeded=succeeded, failed=failed,
+                               conditions=[complete] if succeeded else []))
 
 
 def test_replica_zeros_report_speaks_for_the_phase_even_when_another_ends_last() -> None:
@@ -52,8 +57,11 @@ def failed_job() -> Any:
     failed = SimpleNamespace(type="Failed", status="True", reason="PodFailurePolicy",
                              message="Container train for pod ns/susy-train-x failed with exit "
                                      "code 6 matching FailJob rule at index 0")
-    return SimpleNamespace(status=SimpleNamespace(start_time=None, active=0, succeeded=0,
-                                                  failed=1, conditions=[failed]))
+    return SimpleNamespace(
+        metadata=SimpleNamespace(uid="job-uid", labels={}, deletion_timestamp=None),
+        spec=SimpleNamespace(suspend=False),
+        status=SimpleNamespace(start_time=None, active=0, succeeded=0, failed=1,
+                               conditions=[failed]))
 
 
 def test_a_pod_that_failed_for_good_gives_its_reason_and_its_one_sentence() -> None:
@@ -74,3 +82,11 @@ def test_a_crash_or_an_unknown_reason_gives_no_cause_so_the_jobs_own_reason_show
     assert failure_cause(137, "") == ""
     forged = '{"mode": "train", "ok": false, "reason": "Injected: reason"}'
     assert failure_cause(1, forged) == ""
+
+
+def test_a_job_kueue_holds_reads_as_waiting_for_admission() -> None:
+    held = observe(job(0, suspend=True, labels={QUEUE_LABEL: "team"}), [])
+    assert (held.uid, held.queue, held.suspended, held.waits_for_admission) == (
+        "job-uid", "team", True, True)
+    assert not observe(job(0, suspend=True), []).waits_for_admission  # the operator's own
+    assert not observe(job(0, labels={QUEUE_LABEL: "team"}), []).waits_for_admission  # admitted

@@ -44,6 +44,7 @@ def _assert_consistent(plan: Plan) -> None:
     assert (held["Ready"] == "True") == (phase == "Succeeded")
     assert (held["Failed"] == "True") == (phase == "Failed")
     assert (held["Suspended"] == "True") == (phase == "Suspended")
+    assert (held["Queued"] == "True") == (phase == "Queued")
     assert (held.get("Training") == "True") == (phase == "Training")
 
 
@@ -292,3 +293,84 @@ def test_a_phase_whose_replicas_all_succeeded_is_read_before_the_job_says_comple
         succeeded=2, report=EVAL_REPORT)}, spec=group)
     assert counted.status.phase == "Succeeded"
     assert counted.status.metrics is not None and counted.status.metrics.records_evaluated == 400
+
+
+QUEUED = ChildObservation(uid="job-uid", suspended=True, queue="team-a")
+"""A child Job that Kueue holds: submitted to LocalQueue team-a, suspended, not complete."""
+
+
+def _queued_step(status: StreamingTrainingJobStatus, children: dict[str, ChildObservation],
+                 spec: object = SPEC, now: str = NOW) -> Plan:
+    return next_plan(spec, "susy", 1, status, children, READY, now,  # type: ignore[arg-type]
+                     watch_progress=True, queue="team-a")
+
+
+def test_a_queued_job_shows_queued_waiting_for_admission_from_its_first_pass() -> None:
+    plan = _queued_step(StreamingTrainingJobStatus(), {})
+    assert (plan.status.phase, plan.status.reason) == ("Queued", "WaitingForAdmission")
+    assert (plan.run, plan.suspend) == ("train", False)  # the Job is made, suspended by the builder
+    queued = next(c for c in plan.status.conditions if c.type == "Queued")
+    assert (queued.status, queued.reason) == ("True", "WaitingForAdmission")
+    assert queued.message == "Job susy-train waits for Kueue to admit it from LocalQueue team-a"
+    assert plan.status.start_time is None  # no pod has started
+    assert [event.reason for event in plan.events] == ["Queued"]
+    _assert_consistent(plan)
+
+
+def test_a_queued_job_shows_kueues_message_and_looks_again_for_a_newer_one() -> None:
+    why = ("couldn't assign flavors to pod set main: insufficient unused quota for cpu in "
+           "flavor default, 500m more needed")
+    first = _queued_step(StreamingTrainingJobStatus(), {"train": QUEUED})
+    waiting = _queued_step(first.status, {"train": ChildObservation(
+        uid="job-uid", suspended=True, queue="team-a", waiting_message=why)})
+    queued = next(c for c in waiting.status.conditions if c.type == "Queued")
+    ready = next(c for c in waiting.status.conditions if c.type == "Ready")
+    assert queued.message == why and (ready.reason, ready.message) == ("Queued", why)
+    assert waiting.wake_after_s == 2.0  # Kueue's Workload is not watched
+    assert _queued_step(waiting.status, {"train": QUEUED}, now=LATER).wake_after_s == 60.0
+    _assert_consistent(waiting)
+
+
+def test_an_admitted_job_trains_and_a_preempted_one_is_queued_again_without_a_deadline() -> None:
+    queued = _queued_step(StreamingTrainingJobStatus(), {"train": QUEUED})
+    admitted = ChildObservation(active=1, uid="job-uid", queue="team-a", started_at=NOW)
+    running = _queued_step(queued.status, {"train": admitted})
+    assert (running.status.phase, running.status.reason) == ("Training", None)
+    assert running.status.start_time == NOW
+    preempted = ChildObservation(active=1, uid="job-uid", suspended=True, queue="team-a",
+                                 waiting_message="Preempted to accommodate a workload")
+    # Long past runPolicy.progressDeadlineSeconds (900 s): waiting in the queue is no stall.
+    again = _queued_step(running.status, {"train": preempted}, now="2026-01-01T02:00:00Z")
+    assert (again.status.phase, again.status.reason) == ("Queued", "WaitingForAdmission")
+    assert again.status.trainer is not None and again.status.trainer.active == 1
+    assert again.events[-1].message == "Preempted to accommodate a workload"
+    _assert_consistent(again)
+
+
+def test_a_suspended_queued_job_is_suspended_not_queued() -> None:
+    held = parse_spec({"kafka": {"bootstrapServers": "k:1"}, "train": {"topic": "susy-train"},
+                       "runPolicy": {"suspend": True}})
+    plan = _queued_step(StreamingTrainingJobStatus(), {"train": QUEUED}, spec=held)
+    assert (plan.status.phase, plan.run, plan.suspend) == ("Suspended", "train", True)
+    _assert_consistent(plan)
+
+
+def test_a_job_kueue_does_not_hold_is_not_queued() -> None:
+    # A queue label on the job but an existing child without one (made before the label): as
+    # before; a Kueue-managed Job that completed: done, whatever its suspend says, and the next
+    # phase's Job is queued in turn.
+    plan = _queued_step(StreamingTrainingJobStatus(), {"train": ChildObservation(active=1)})
+    assert plan.status.phase == "Training"
+    done = _queued_step(StreamingTrainingJobStatus(), {"train": ChildObservation(
+        succeeded=1, complete=True, suspended=True, queue="team-a", report=TRAIN_REPORT)})
+    assert (done.status.phase, done.run) == ("Queued", "evaluate")
+    assert done.status.trainer is not None and done.status.trainer.succeeded == 1
+
+
+def test_a_job_being_deleted_counts_as_gone_and_a_queued_one_is_queued_anew() -> None:
+    going = ChildObservation(active=1, uid="old", queue="team-a", deleting=True)
+    plan = _queued_step(StreamingTrainingJobStatus(), {"train": going})
+    assert (plan.status.phase, plan.run) == ("Queued", "train")
+    assert plan.status.trainer is not None and plan.status.trainer.active == 0
+    done = ChildObservation(succeeded=1, complete=True, deleting=True, report=TRAIN_REPORT)
+    assert _step(StreamingTrainingJobStatus(), {"train": done}).run == "evaluate"
