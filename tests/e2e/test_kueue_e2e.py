@@ -30,6 +30,11 @@ from tests.e2e.harness import (
 )
 from tests.e2e.kubelet_agent import KubeletAgent
 from tests.e2e.queues import Queues, kueue_objects
+from workload.datagen.produce import encoded_chunks
+from workload.datagen.synthetic import generate
+from workload.kafka.connection import KafkaConnection
+from workload.kafka.producer import produce_chunks
+from workload.spec import DataSpec
 
 EXAMPLE = REPO / "examples" / "01-minimal" / "job.yaml"
 TRAIN_ROWS, TEST_ROWS = 3000, 1000
@@ -82,6 +87,15 @@ def _diagnosis(cluster: Cluster, kueue: KueueManager, names: list[str]) -> Calla
                     f"\nworkloads: {[w.get('status') for w in queues.workloads()]}"
                     f"\n--- operator\n{operator.tail()}\n--- kueue\n{kueue.log()}"
                     f"\n--- pods\n{agent.logs()}")
+
+
+def _succeeded(jobs: Jobs, name: str, diagnose: Callable[[], str]) -> dict[str, Any]:
+    """Wait for job `name` to end; its status, which must say Succeeded."""
+    eventually(lambda: jobs.phase(name) in ("Succeeded", "Failed"), 600, f"{name} to finish",
+               diagnose)
+    status = jobs.status(name)
+    assert status["phase"] == "Succeeded", diagnose()
+    return status
 
 
 def _folder(agent: KubeletAgent, jobs: Jobs, name: str) -> Path:
@@ -180,13 +194,8 @@ def test_a_preempted_trainer_checkpoints_waits_queued_and_resumes_where_it_stopp
     stopped_at = epochs_done()
     assert 1 <= stopped_at < PREEMPTED_EPOCHS
 
-    eventually(lambda: jobs.phase("urgent") in ("Succeeded", "Failed"), 300, "urgent to finish",
-               diagnose)
-    assert jobs.phase("urgent") == "Succeeded", diagnose()
-    eventually(lambda: jobs.phase("patient") in ("Succeeded", "Failed"), 600,
-               "patient to finish", diagnose)
-    status = jobs.status("patient")
-    assert status["phase"] == "Succeeded", diagnose()
+    _succeeded(jobs, "urgent", diagnose)
+    status = _succeeded(jobs, "patient", diagnose)
     assert status["metrics"]["epochsTrained"] == PREEMPTED_EPOCHS
     assert status["metrics"]["recordsEvaluated"] == TEST_ROWS
 
@@ -198,3 +207,48 @@ def test_a_preempted_trainer_checkpoints_waits_queued_and_resumes_where_it_stopp
     assert all(len(values) == PREEMPTED_EPOCHS for values in trained["history"].values())
     stops = [path.read_text() for path in agent.workdir.glob("patient-train-*/termination-log")]
     assert any("stopped (SIGTERM)" in text for text in stops), stops
+
+
+HALF_TEST_ROWS = 500
+FOLLOW_MS = 30000
+"""The preempted evaluator follows its topic until no record has come for 30 s: the second half
+of its records arrives while it waits in the queue, whenever it is readmitted."""
+
+
+def test_a_preempted_evaluator_resumes_from_its_ledger_and_scores_each_record_once(
+        kube: Kube, kafka: KafkaHandle, kueue: KueueManager, cluster: Cluster) -> None:
+    _, agent, queues, jobs = cluster
+    queue = queues.local_queue(QUEUE, queues.cluster_queue("1", preempt_lower_priority=True))
+    low, high = queues.priority_class("low", 100), queues.priority_class("high", 1000)
+    servers = kafka.bootstrap_servers
+    train, test = fresh_split(servers, TRAIN_ROWS, HALF_TEST_ROWS, seed=24)
+    most = {"resources": {"requests": {"cpu": "600m"}}}  # two never fit in 1 CPU
+    patient = _manifest("scorer", servers, train, test, 1,
+                        {QUEUE_LABEL: queue, PRIORITY_CLASS_LABEL: low}, most)
+    patient["spec"]["evaluate"]["streamTimeoutMs"] = FOLLOW_MS
+    group = patient["spec"]["evaluate"]["consumerGroup"]
+    _apply(kube, patient)
+    diagnose = _diagnosis(cluster, kueue, ["scorer", "urgent"])
+
+    def scored() -> int:
+        return sum(offset for (topic, _), offset in kafka.committed(group).items()
+                   if topic == test and offset > 0)
+    eventually(lambda: scored() == HALF_TEST_ROWS, 300, "the first half scored", diagnose)
+
+    urgent = _manifest("urgent", servers, train, test, 1,
+                       {QUEUE_LABEL: queue, PRIORITY_CLASS_LABEL: high}, most)
+    del urgent["spec"]["train"]
+    urgent["spec"]["model"]["source"] = {"job": "scorer"}  # its model: no training of its own
+    _apply(kube, urgent)
+    eventually(lambda: jobs.phase("scorer") in ("Queued", "Succeeded"), 120,
+               "scorer preempted", diagnose)
+    assert jobs.phase("scorer") == "Queued", "scorer finished before urgent preempted it"
+    produce_chunks(KafkaConnection(servers), test, encoded_chunks(
+        generate(HALF_TEST_ROWS, seed=25), DataSpec()), HALF_TEST_ROWS, 2, False)
+
+    _succeeded(jobs, "urgent", diagnose)
+    status = _succeeded(jobs, "scorer", diagnose)
+    assert status["metrics"]["recordsEvaluated"] == 2 * HALF_TEST_ROWS  # each record once
+    evaluated = json.loads((_folder(agent, jobs, "scorer") / "results-evaluate.json").read_text())
+    assert evaluated["recordsThisRun"] == HALF_TEST_ROWS  # the rest was in the ledger
+    assert scored() == 2 * HALF_TEST_ROWS
