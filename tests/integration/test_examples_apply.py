@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
+from localparts import kueue_build
 from tests.conftest import Kube, KubeCluster
 from tests.integration.cluster_manifests import (
     applied_line,
@@ -20,9 +21,11 @@ from tests.integration.cluster_manifests import (
 
 @pytest.fixture(scope="module")
 def module_crds(kube_cluster: KubeCluster, repo_root: Path) -> KubeCluster:
-    """The StreamingTrainingJob CRD and Strimzi's CRDs, served for this module's tests."""
+    """The StreamingTrainingJob CRD, Strimzi's and Kueue's CRDs, served for this module's
+    tests."""
     apply_crds(kube_cluster, repo_root / "crds")
     apply_crds(kube_cluster, strimzi_crds_dir(repo_root))
+    apply_crds(kube_cluster, kueue_build.crd_dir())
     return kube_cluster
 
 

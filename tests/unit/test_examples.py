@@ -149,3 +149,17 @@ def test_it_should_train_with_a_group_and_evaluate_with_several(
     assert spec.phases == ["train", "evaluate"]
     assert spec.trainer.replicas > 1 and spec.evaluator.replicas > 1
     assert spec.model.output.volume_claim, "several evaluators share their ledgers on a volume"
+
+
+def test_it_should_queue_the_kueue_example_in_its_local_queue_with_requests_to_count(
+    examples: dict[str, Path],
+) -> None:
+    _, spec = job_in(examples["08"])
+    labels = yaml.safe_load((examples["08"] / "job.yaml").read_text())["metadata"]["labels"]
+    (queue,) = by_kind(examples["08"], "LocalQueue")
+    (cluster_queue,) = by_kind(examples["08"], "ClusterQueue")
+    assert labels["kueue.x-k8s.io/queue-name"] == queue["metadata"]["name"]
+    assert queue["spec"]["clusterQueue"] == cluster_queue["metadata"]["name"]
+    covered = set(cluster_queue["spec"]["resourceGroups"][0]["coveredResources"])
+    for role in (spec.trainer, spec.evaluator):  # Kueue admits by requests
+        assert covered <= set(role.resources.requests), role
