@@ -161,6 +161,26 @@ def test_three_jobs_on_quota_for_two_run_two_at_a_time_and_each_succeeds_on_its_
                        for c in status["conditions"])
 
 
+MOST_OF_A_CPU = {"resources": {"requests": {"cpu": "600m"}}}
+"""Two such pods never fit in the 1 CPU of a preemption test's ClusterQueue."""
+
+
+def _low_and_high(queues: Queues) -> tuple[dict[str, str], dict[str, str]]:
+    """A LocalQueue on 1 CPU whose ClusterQueue preempts lower priorities; the labels of a low-
+    and of a high-priority job in it."""
+    queue = queues.local_queue(QUEUE, queues.cluster_queue("1", preempt_lower_priority=True))
+    return ({QUEUE_LABEL: queue, PRIORITY_CLASS_LABEL: queues.priority_class("low", 100)},
+            {QUEUE_LABEL: queue, PRIORITY_CLASS_LABEL: queues.priority_class("high", 1000)})
+
+
+def _preempted(jobs: Jobs, name: str, diagnose: Callable[[], str]) -> None:
+    """Wait for job `name` to be preempted: Queued again, waiting for admission."""
+    eventually(lambda: jobs.phase(name) in ("Queued", "Succeeded"), 120, f"{name} preempted",
+               diagnose)
+    assert jobs.phase(name) == "Queued", f"{name} finished before it was preempted"
+    assert jobs.status(name)["reason"] == "WaitingForAdmission"
+
+
 PREEMPTED_ROWS, PREEMPTED_EPOCHS = 6000, 30
 """The low-priority trainer's work: long enough (about half a minute here) for the preemption,
 which takes a few seconds, to land while it trains."""
@@ -169,14 +189,12 @@ which takes a few seconds, to land while it trains."""
 def test_a_preempted_trainer_checkpoints_waits_queued_and_resumes_where_it_stopped(
         kube: Kube, kafka: KafkaHandle, kueue: KueueManager, cluster: Cluster) -> None:
     _, agent, queues, jobs = cluster
-    queue = queues.local_queue(QUEUE, queues.cluster_queue("1", preempt_lower_priority=True))
-    low, high = queues.priority_class("low", 100), queues.priority_class("high", 1000)
+    low, high = _low_and_high(queues)
     servers = kafka.bootstrap_servers
     long_train, test = fresh_split(servers, PREEMPTED_ROWS, TEST_ROWS, seed=22)
     short_train, _ = fresh_split(servers, TRAIN_ROWS, TEST_ROWS, seed=23)
-    most = {"resources": {"requests": {"cpu": "600m"}}}  # two never fit in 1 CPU
-    _apply(kube, _manifest("patient", servers, long_train, test, PREEMPTED_EPOCHS,
-                           {QUEUE_LABEL: queue, PRIORITY_CLASS_LABEL: low}, most))
+    _apply(kube, _manifest("patient", servers, long_train, test, PREEMPTED_EPOCHS, low,
+                           MOST_OF_A_CPU))
     diagnose = _diagnosis(cluster, kueue, ["patient", "urgent"])
     eventually(lambda: jobs.phase("patient") == "Training", 120, "patient admitted", diagnose)
     state = _folder(agent, jobs, "patient") / "checkpoints" / "state.json"
@@ -185,12 +203,8 @@ def test_a_preempted_trainer_checkpoints_waits_queued_and_resumes_where_it_stopp
         return int(json.loads(state.read_text())["epochsDone"]) if state.exists() else 0
     eventually(lambda: epochs_done() >= 1, 120, "a first epoch checkpointed", diagnose)
 
-    _apply(kube, _manifest("urgent", servers, short_train, test, 2,
-                           {QUEUE_LABEL: queue, PRIORITY_CLASS_LABEL: high}, most))
-    eventually(lambda: jobs.phase("patient") in ("Queued", "Succeeded"), 120,
-               "patient preempted", diagnose)
-    assert jobs.phase("patient") == "Queued", "patient finished before urgent preempted it"
-    assert jobs.status("patient")["reason"] == "WaitingForAdmission"
+    _apply(kube, _manifest("urgent", servers, short_train, test, 2, high, MOST_OF_A_CPU))
+    _preempted(jobs, "patient", diagnose)
     stopped_at = epochs_done()
     assert 1 <= stopped_at < PREEMPTED_EPOCHS
 
@@ -218,13 +232,10 @@ of its records arrives while it waits in the queue, whenever it is readmitted.""
 def test_a_preempted_evaluator_resumes_from_its_ledger_and_scores_each_record_once(
         kube: Kube, kafka: KafkaHandle, kueue: KueueManager, cluster: Cluster) -> None:
     _, agent, queues, jobs = cluster
-    queue = queues.local_queue(QUEUE, queues.cluster_queue("1", preempt_lower_priority=True))
-    low, high = queues.priority_class("low", 100), queues.priority_class("high", 1000)
+    low, high = _low_and_high(queues)
     servers = kafka.bootstrap_servers
     train, test = fresh_split(servers, TRAIN_ROWS, HALF_TEST_ROWS, seed=24)
-    most = {"resources": {"requests": {"cpu": "600m"}}}  # two never fit in 1 CPU
-    patient = _manifest("scorer", servers, train, test, 1,
-                        {QUEUE_LABEL: queue, PRIORITY_CLASS_LABEL: low}, most)
+    patient = _manifest("scorer", servers, train, test, 1, low, MOST_OF_A_CPU)
     patient["spec"]["evaluate"]["streamTimeoutMs"] = FOLLOW_MS
     group = patient["spec"]["evaluate"]["consumerGroup"]
     _apply(kube, patient)
@@ -235,14 +246,11 @@ def test_a_preempted_evaluator_resumes_from_its_ledger_and_scores_each_record_on
                    if topic == test and offset > 0)
     eventually(lambda: scored() == HALF_TEST_ROWS, 300, "the first half scored", diagnose)
 
-    urgent = _manifest("urgent", servers, train, test, 1,
-                       {QUEUE_LABEL: queue, PRIORITY_CLASS_LABEL: high}, most)
+    urgent = _manifest("urgent", servers, train, test, 1, high, MOST_OF_A_CPU)
     del urgent["spec"]["train"]
     urgent["spec"]["model"]["source"] = {"job": "scorer"}  # its model: no training of its own
     _apply(kube, urgent)
-    eventually(lambda: jobs.phase("scorer") in ("Queued", "Succeeded"), 120,
-               "scorer preempted", diagnose)
-    assert jobs.phase("scorer") == "Queued", "scorer finished before urgent preempted it"
+    _preempted(jobs, "scorer", diagnose)
     produce_chunks(KafkaConnection(servers), test, encoded_chunks(
         generate(HALF_TEST_ROWS, seed=25), DataSpec()), HALF_TEST_ROWS, 2, False)
 
