@@ -15,6 +15,7 @@ from streamtrain_operator.builders import JOB_LABEL, MODE_LABEL, Manifest, bound
 from streamtrain_operator.failures import failure_text
 from streamtrain_operator.planner import ChildObservation
 from workload.contract import MODES, PEER_LOST_EXIT, PERMANENT_BY_EXIT_CODE, Mode
+from workload.spec import KIND
 from workload.status import PodReport
 
 
@@ -160,7 +161,7 @@ def _align_suspend(batch: Any, existing: Any, suspend: bool) -> None:
     if _true_condition(existing, "Complete"):
         return
     if kueue.is_queued(existing.metadata.labels):
-        if suspend:
+        if suspend and _owned_by_a_job(existing):
             # In the foreground: the Job stays until its pods and Kueue's Workload are gone, so
             # a Job of the same name made on resume is never matched to that stale Workload
             # (Kueue finds a Job's Workload by the Job's name).
@@ -169,6 +170,12 @@ def _align_suspend(batch: Any, existing: Any, suspend: bool) -> None:
     if bool(existing.spec.suspend) != suspend:
         batch.patch_namespaced_job(existing.metadata.name, existing.metadata.namespace,
                                    {"spec": {"suspend": suspend}})
+
+
+def _owned_by_a_job(existing: Any) -> bool:
+    """Whether a StreamingTrainingJob controls the object (so the operator may delete it)."""
+    return any(ref.kind == KIND and ref.controller
+               for ref in existing.metadata.owner_references or [])
 
 
 def _delete_job(batch: Any, name: str, namespace: str, propagation: str = "Background") -> None:

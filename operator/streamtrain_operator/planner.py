@@ -92,7 +92,7 @@ class ChildObservation:
     @property
     def waits_for_admission(self) -> bool:
         """Whether Kueue holds the Job: queued and suspended (not yet admitted, or preempted)."""
-        return bool(self.queue) and self.suspended and not self.complete
+        return bool(self.queue) and self.suspended and not (self.complete or self.deleting)
 
 
 @dataclass(frozen=True)

@@ -50,9 +50,11 @@ class Queues:
         """Change a ClusterQueue's CPU quota."""
         found = self.custom.get_cluster_custom_object(KUEUE_GROUP, KUEUE_VERSION,
                                                       "clusterqueues", cluster_queue)
-        found["spec"]["resourceGroups"][0]["flavors"][0]["resources"][0]["nominalQuota"] = cpu
-        self.custom.replace_cluster_custom_object(KUEUE_GROUP, KUEUE_VERSION, "clusterqueues",
-                                                  cluster_queue, found)
+        groups = found["spec"]["resourceGroups"]
+        groups[0]["flavors"][0]["resources"][0]["nominalQuota"] = cpu
+        # A merge patch of the spec: Kueue writes the status meanwhile, so a replace may conflict.
+        self.custom.patch_cluster_custom_object(KUEUE_GROUP, KUEUE_VERSION, "clusterqueues",
+                                                cluster_queue, {"spec": {"resourceGroups": groups}})
 
     def local_queue(self, name: str, cluster_queue: str) -> str:
         """A LocalQueue in the test's namespace feeding `cluster_queue`; its name."""
