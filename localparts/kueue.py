@@ -22,7 +22,10 @@ the API server has no Service network, so:
   overlayfs inside them; some distributions restrict them, e.g. Ubuntu's
   ``kernel.apparmor_restrict_unprivileged_userns``);
 - ``VisibilityOnDemand`` is turned off (its API server wants
-  ``/visibility/tls.crt``), and so is leader election (one replica).
+  ``/visibility/tls.crt``), and so is leader election (one replica);
+- the start ends once the controller manager's garbage collector watches
+  Kueue's kinds (`wait_for_garbage_collection`), as in a cluster where Kueue
+  was installed earlier.
 
 The manager talks to the API server as the admin of the local control plane.
 """
@@ -67,6 +70,14 @@ METRICS_CERT_DIR = "kueue/metrics/certs"
 OVERLAY_SCRIPT = 'mount -t overlay overlay -o "lowerdir=$1:/etc" /etc && shift && exec "$@"'
 """Run inside the private mount namespace: lay ``$1`` over ``/etc`` (read-only), then exec
 the manager."""
+
+GC_PROBE = "streamtrain-garbage-collection-probe"
+"""A WorkloadPriorityClass whose owner does not exist: gone once the garbage collector watches
+Kueue's kinds."""
+
+GC_TIMEOUT_S = 120.0
+"""How long the garbage collector may take to notice Kueue's CRDs (it looks for new kinds every
+30 s)."""
 
 OPENSSL_HINT = "apt-get install openssl"
 UNSHARE_HINT = "apt-get install util-linux"
@@ -203,6 +214,25 @@ def with_private_etc(overlay: Path, command: list[str]) -> list[str]:
             "private-etc", str(overlay), *command]
 
 
+def wait_for_garbage_collection(kubectl: Path, kubeconfig: Path, workdir: Path) -> None:
+    """Wait until kube-controller-manager's garbage collector watches Kueue's kinds.
+
+    It looks for new CRDs every 30 s. Until then a Job deleted in the foreground goes at once,
+    leaving its Workload behind, and Kueue (which finds a Job's Workload by the Job's name)
+    takes that stale Workload for a new Job of the same name. A cluster whose Kueue was
+    installed earlier never meets this; a control plane started with the tests does.
+    """
+    absent_owner = {"apiVersion": "v1", "kind": "Namespace", "name": f"{GC_PROBE}-owner",
+                    "uid": "00000000-0000-0000-0000-000000000000"}
+    probe = {"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "WorkloadPriorityClass",
+             "metadata": {"name": GC_PROBE, "ownerReferences": [absent_owner]}, "value": 0}
+    _apply(kubectl, kubeconfig, _written(workdir / "gc-probe.yaml", [probe]),
+           "creating the garbage collection probe")
+    run([kubectl, "--kubeconfig", kubeconfig, "wait", "--for=delete",
+         f"--timeout={GC_TIMEOUT_S:.0f}s", f"workloadpriorityclass/{GC_PROBE}"],
+        what="waiting for the garbage collector to watch Kueue's kinds")
+
+
 def manager_command(binary: Path, config: Path, overlay: Path) -> list[str]:
     """The manager's command line, where ``overlay/kueue/metrics/certs`` is
     ``/etc/kueue/metrics/certs``."""
@@ -246,6 +276,7 @@ def start(kubeconfig: Path, workdir: Path, kubectl: Path,
                                           for document in configurations]
         _apply(kubectl, kubeconfig, _written(workdir / "webhooks.yaml", configurations),
                "installing Kueue's webhook configurations")
+        wait_for_garbage_collection(kubectl, kubeconfig, workdir)
     except BaseException:
         manager.stop()
         raise
