@@ -131,6 +131,14 @@ def _manifests(servers: Servers) -> list[Figure]:
     return invalid_manifests(api, servers.kubeconfig, namespace, servers.folder("manifests"))
 
 
+def _progress_posts(servers: Servers) -> list[Figure]:
+    from tests.faults.progress_posts import forged_and_invalid_posts
+
+    api, namespace = servers.namespace("progress")
+    return forged_and_invalid_posts(api, servers.kubeconfig, namespace,
+                                    servers.folder("progress"), random_bodies=200)
+
+
 SCENARIOS: dict[str, Callable[[Servers], list[Figure]]] = {
     "evaluate": _evaluate,
     "train": _train,
@@ -141,6 +149,7 @@ SCENARIOS: dict[str, Callable[[Servers], list[Figure]]] = {
     "operator": _operator,
     "bad-records": _bad_records,
     "manifests": _manifests,
+    "progress": _progress_posts,
 }
 """Scenario name -> how to run it, in the order of the report."""
 

@@ -106,6 +106,9 @@ PROGRESS_URL_ENV = "STREAMTRAIN_PROGRESS_URL"
 PROGRESS_TOKEN_ENV = "STREAMTRAIN_PROGRESS_TOKEN"
 """The file holding the pod's projected service-account token for the progress channel."""
 
+PROGRESS_CA_ENV = "STREAMTRAIN_PROGRESS_CA"
+"""The file holding the CA that the progress endpoint's certificate is verified against."""
+
 # ---------------------------------------------------------------- replicas of a phase
 
 WORKER_INDEX_ENV = "JOB_COMPLETION_INDEX"
@@ -139,10 +142,14 @@ SOURCE_PATH = "/var/run/streamtrain/source-model"
 """Where the folder holding the model of `spec.model.source` is mounted, read-only."""
 
 PROGRESS_TOKEN_DIR = "/var/run/streamtrain/progress"
-"""Where the projected progress token is mounted (the kubelet refreshes it there)."""
+"""Where the projected progress token and the endpoint's CA are mounted (the kubelet refreshes
+both there)."""
 
 PROGRESS_TOKEN_FILE = "token"
 """The token's file name inside `PROGRESS_TOKEN_DIR`."""
+
+PROGRESS_CA_FILE = "ca.crt"
+"""The CA's file name inside `PROGRESS_TOKEN_DIR`."""
 
 TERMINATION_LOG = "/dev/termination-log"
 """Kubernetes' default `terminationMessagePath`, where a pod leaves its final report."""
@@ -244,6 +251,13 @@ def progress_step(percent: float | None) -> int:
 
 PROGRESS_TOKEN_SECONDS = 3600
 """Lifetime of a projected progress token; the kubelet renews it well before it expires."""
+
+PROGRESS_CA_CONFIGMAP = "streamtrain-progress-ca"
+"""The ConfigMap, one per namespace with jobs, in which the operator publishes the CA of its
+progress endpoint's certificate (the pods mount it beside their token)."""
+
+PROGRESS_CA_KEY = "ca.crt"
+"""The CA's key (PEM) in `PROGRESS_CA_CONFIGMAP`."""
 
 
 def progress_audience(namespace: str, name: str, uid: str) -> str:

@@ -3,8 +3,9 @@
 The progress displays (training's `TrainProgress`, evaluation's progress
 bar, online learning's status line) call `report(...)`, which only stores
 the latest figures and returns. A daemon thread posts them to the
-operator's progress endpoint (`STREAMTRAIN_PROGRESS_URL`) with the pod's
-projected service-account token (`STREAMTRAIN_PROGRESS_TOKEN`, valid for
+operator's progress endpoint (`STREAMTRAIN_PROGRESS_URL`, HTTPS, its
+certificate verified against the CA in `STREAMTRAIN_PROGRESS_CA`) with the
+pod's projected service-account token (`STREAMTRAIN_PROGRESS_TOKEN`, valid for
 that one job): when they changed, at most every `PROGRESS_MIN_INTERVAL_S`,
 and at least every `PROGRESS_MAX_INTERVAL_S` as a heartbeat; and, whatever
 the clock says, the figures of the moment a phase's percent enters a new
@@ -14,7 +15,9 @@ progress rising. Records per second, percent and the time left are worked
 out here, from what was done between two posts, and for the first post
 from the phase's start (so it has a time left too). An endpoint that cannot be reached is logged once and
 then ignored: the pod keeps working, and its final figures still travel
-in the termination message. Outside a pod (no URL in the environment)
+in the termination message. The token and the CA are read again for every
+post, since the kubelet renews the token and refreshes the CA (an operator
+that restarted has a new one). Outside a pod (no URL in the environment)
 `report` does nothing.
 """
 
@@ -25,6 +28,7 @@ import contextlib
 import logging
 import math
 import os
+import ssl
 import threading
 import time
 import urllib.request
@@ -32,7 +36,10 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from workload.contract import (
+    PROGRESS_CA_ENV,
     PROGRESS_MAX_INTERVAL_S,
     PROGRESS_MIN_INTERVAL_S,
     PROGRESS_STEP_PERCENT,
@@ -59,12 +66,19 @@ Sender = Callable[[str, str, bytes], None]
 """Posts a body to a URL with a bearer token; raises `OSError` when it cannot."""
 
 
-def post_json(url: str, token: str, body: bytes) -> None:
-    """POST `body` (JSON) to `url` with `token` as the bearer credential."""
+def post_json(url: str, token: str, body: bytes, ca_file: Path | None = None) -> None:
+    """POST `body` (JSON) to `url` with `token` as the bearer credential; an HTTPS server is
+    verified against the CA in `ca_file` (the system's CAs without one)."""
     request = urllib.request.Request(url, data=body, method="POST", headers={
         "Content-Type": "application/json", "Authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(request, timeout=SEND_TIMEOUT_S) as response:
+    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    with urllib.request.urlopen(request, timeout=SEND_TIMEOUT_S, context=context) as response:
         response.read()
+
+
+def verified_sender(ca_file: Path | None) -> Sender:
+    """A sender that verifies the endpoint against the CA in `ca_file`, read at every post."""
+    return lambda url, token, body: post_json(url, token, body, ca_file)
 
 
 def _finite(value: float | None) -> float | None:
@@ -182,7 +196,7 @@ class Reporter:
                 at, figures = self._steps.popleft()
                 if figures == self._figures:
                     self._changed = False  # this post carries the latest figures
-            report = self.snapshot(figures, at)
+            report = self._checked(figures, at)
             if report is not None:
                 self._post(report, at)
 
@@ -192,10 +206,20 @@ class Reporter:
             if not (self._changed or force):
                 return True
             self._changed = False
-        report = self.snapshot()
+        report = self._checked()
         if report is None:
             return True
         return self._post(report, self._clock())
+
+    def _checked(self, figures: Mapping[str, Any] | None = None,
+                 at: float | None = None) -> ProgressReport | None:
+        """`snapshot`, or `None` when a figure is out of its range (the operator would refuse
+        the post; the pod's work goes on)."""
+        try:
+            return self.snapshot(figures, at)
+        except ValidationError as error:
+            log.warning("live progress not posted: %s", error.errors()[0]["msg"])
+            return None
 
     def _post(self, report: ProgressReport, at: float) -> bool:
         self._last_sent, self._posted = (at, report.records), True
@@ -229,15 +253,18 @@ def report(**figures: Any) -> None:
 
 @contextlib.contextmanager
 def channel(mode: Mode, environ: Mapping[str, str] | None = None,
-            send: Sender = post_json) -> Iterator[Reporter | None]:
-    """Report `mode`'s progress while the block runs, when the environment names a channel."""
+            send: Sender | None = None) -> Iterator[Reporter | None]:
+    """Report `mode`'s progress while the block runs, when the environment names a channel
+    (`send`: how to post; by default HTTPS verified against the channel's CA)."""
     global _current
     env = os.environ if environ is None else environ
     url, token = env.get(PROGRESS_URL_ENV), env.get(PROGRESS_TOKEN_ENV)
     if not url or not token:
         yield None
         return
-    reporter = Reporter(mode, url, Path(token), send).start()
+    ca = env.get(PROGRESS_CA_ENV)
+    reporter = Reporter(mode, url, Path(token),
+                        send or verified_sender(Path(ca) if ca else None)).start()
     _current = reporter
     try:
         yield reporter

@@ -249,13 +249,18 @@ class EarlyStoppingSpec(SpecModel):
     """Export the weights of the epoch with the lowest validation loss, not the last epoch's."""
 
 
+MAX_EPOCHS = 10_000
+"""Most passes a training phase may make (`train.epochs`); also the bound of the epoch figures a
+pod reports (`workload.status`)."""
+
+
 class TrainSpec(SpecModel):
     """Batch training: replay a fixed offset range of the topic every epoch."""
 
     topic: TopicName
     """Topic to train on; every partition is read, from its start to its end offset at job start.
     Kafka's rule for names: 1-249 of `[a-zA-Z0-9._-]`, not `.` or `..`."""
-    epochs: int = Field(10, ge=1, le=10000)
+    epochs: int = Field(10, ge=1, le=MAX_EPOCHS)
     """Passes over the data."""
     batch_size: int = Field(64, ge=1, le=1 << 20)
     """Records per gradient step."""

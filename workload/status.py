@@ -9,15 +9,51 @@ workload writes it, the operator reads it into `StreamingTrainingJobStatus`.
 from __future__ import annotations
 
 import json
-from typing import Literal
+import math
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
 from workload.contract import PERMANENT, FailureReason, Mode, Phase
+from workload.spec import MAX_EPOCHS
 
 TERMINATION_MESSAGE_LIMIT = 4096
 """Bytes the kubelet keeps of a termination message."""
+
+# ---------------------------------------------------------------- the range of every figure
+# What a pod writes (a progress post, a termination message) is untrusted: each figure is
+# declared with its range here, so one out of range, or not a finite number, never reaches
+# status. The same bounds become `minimum`/`maximum` in the CRD's status schema.
+
+RECORDS_LIMIT = 2**53 - 1
+"""Most records a figure may count: the largest integer JSON carries exactly (a stream of a
+million records per second would need 285 years to reach it)."""
+
+RATE_LIMIT = 1e9
+"""Most records per second a figure may claim (a thousand times what one pod reads here)."""
+
+SECONDS_LIMIT = 10 * 365 * 24 * 3600
+"""Most seconds an estimate of the time left may say (ten years)."""
+
+LOSS_LIMIT = 1e12
+"""Largest loss a figure may carry (cross-entropy is a few units; room for squared errors)."""
+
+Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+"""A share, 0-1 (accuracy, AUC)."""
+Percent = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
+"""A share, 0-100."""
+Loss = Annotated[float, Field(ge=0, le=LOSS_LIMIT, allow_inf_nan=False)]
+"""A loss (non-negative)."""
+Rate = Annotated[float, Field(ge=0, le=RATE_LIMIT, allow_inf_nan=False)]
+"""Records per second."""
+Count = Annotated[int, Field(ge=0, le=RECORDS_LIMIT)]
+"""A number of records."""
+Seconds = Annotated[int, Field(ge=0, le=SECONDS_LIMIT)]
+"""A duration in whole seconds."""
+EpochCount = Annotated[int, Field(ge=0, le=MAX_EPOCHS)]
+"""A number of epochs."""
 
 
 class StatusModel(BaseModel):
@@ -29,39 +65,64 @@ class StatusModel(BaseModel):
     )
 
 
-class Metrics(StatusModel):
-    """Model quality and data figures, as the pods reported them."""
+class BadRecords(StatusModel):
+    """Malformed records of one phase: set aside (dead-lettered), neither scored nor trained on."""
 
-    train_loss: float | None = None
+    records: Count = 0
+    """How many."""
+    by_reason: dict[str, Count] = Field(default_factory=dict)
+    """How many by reason (as in their dead letters' `streamtrain.reason`), e.g. `{"empty": 3}`."""
+
+
+class Metrics(StatusModel):
+    """Model quality and data figures, as the pods reported them.
+
+    A figure that is not a number (a diverged loss) is absent, as JSON has no NaN; one out of
+    its range is refused (`PodReport.from_message` drops it from a pod's report)."""
+
+    train_loss: Loss | None = None
     """Training loss of the exported epoch (the last, or the best with early stopping)."""
-    train_accuracy: float | None = None
+    train_accuracy: Fraction | None = None
     """Training accuracy of the exported epoch (0-1)."""
-    validation_loss: float | None = None
+    validation_loss: Loss | None = None
     """Loss on the held-out validation slice, at the exported epoch."""
-    validation_accuracy: float | None = None
+    validation_accuracy: Fraction | None = None
     """Accuracy on the held-out validation slice, at the exported epoch (0-1)."""
-    eval_loss: float | None = None
+    eval_loss: Loss | None = None
     """Binary cross-entropy on the evaluation topic."""
-    eval_accuracy: float | None = None
+    eval_accuracy: Fraction | None = None
     """Accuracy on the evaluation topic (0-1)."""
-    eval_auc: float | None = None
+    eval_auc: Fraction | None = None
     """ROC AUC on the evaluation topic (0-1)."""
-    online_accuracy: float | None = None
+    online_accuracy: Fraction | None = None
     """Prequential (test-then-train) accuracy of online learning (0-1)."""
-    records_trained: int | None = None
+    records_trained: Count | None = None
     """Distinct records the trainer learned from (one epoch's worth)."""
-    records_validated: int | None = None
+    records_validated: Count | None = None
     """Distinct records held out for validation (read, never trained on)."""
-    epochs_trained: int | None = None
+    epochs_trained: EpochCount | None = None
     """Epochs the trainer completed."""
-    records_evaluated: int | None = None
+    records_evaluated: Count | None = None
     """Records scored, each exactly once."""
-    records_online: int | None = None
+    records_online: Count | None = None
     """Records learned online."""
-    bad_records: int | None = None
-    """Malformed records set aside (not scored, not trained on)."""
-    bad_records_by_reason: dict[str, int] | None = None
-    """Malformed records by reason (as in their dead letters' `streamtrain.reason`), e.g. `{"empty": 3}`."""
+    bad_records: Count | None = None
+    """Malformed records set aside (not scored, not trained on): in a pod's report, its phase's;
+    in status, every phase's together."""
+    bad_records_by_reason: dict[str, Count] | None = None
+    """Malformed records by reason (as in their dead letters' `streamtrain.reason`), e.g.
+    `{"empty": 3}`: in a pod's report, its phase's; in status, every phase's together."""
+    bad_records_by_phase: dict[Mode, BadRecords] | None = None
+    """Malformed records of each phase that reported (status only), e.g. `{"train": {"records":
+    55, "byReason": {...}}, "evaluate": {...}}`."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_a_number_is_absent(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {key: None if isinstance(value, float) and not math.isfinite(value) else value
+                    for key, value in data.items()}
+        return data
 
 
 class PodReport(StatusModel):
@@ -81,9 +142,9 @@ class PodReport(StatusModel):
     """Figures of this phase."""
     model_uri: str | None = None
     """Where the model was written."""
-    epoch: int | None = None
+    epoch: EpochCount | None = None
     """Epochs completed (train)."""
-    records_per_second: float | None = None
+    records_per_second: Rate | None = None
     """Throughput of the phase."""
     preprocessing: str | None = None
     """How the trained model prepares raw features (train), e.g. `robust: 9 standardize, 9
@@ -109,11 +170,23 @@ class PodReport(StatusModel):
 
     @classmethod
     def from_message(cls, text: str) -> PodReport | None:
-        """Parse a termination message; `None` when it is not a report (e.g. a crash trace)."""
+        """Parse a termination message; `None` when it is not a report (e.g. a crash trace).
+
+        A figure out of its range is dropped, and the rest of the report stands: the pod's
+        phase still counts as done, but the figure never reaches status."""
         try:
-            return cls.model_validate(json.loads(text))
+            data = json.loads(text)
         except (ValueError, TypeError):
             return None
+        if not isinstance(data, dict):
+            return None
+        for _ in range(len(data) + len(data.get("metrics") or {}) + 1):
+            try:
+                return cls.model_validate(data)
+            except ValidationError as error:
+                if not _drop_invalid_figures(data, error):
+                    return None
+        return None
 
 
 class Condition(StatusModel):
@@ -150,41 +223,58 @@ class RoleStatus(StatusModel):
     """Pods that failed."""
 
 
-class ProgressReport(StatusModel):
-    """What a pod posts to the operator's progress endpoint while its phase runs."""
+class ProgressFigures(StatusModel):
+    """The live figures of a running phase, each within its range."""
 
-    mode: Mode
-    """The phase the pod runs."""
-    records: int = Field(ge=0)
-    """Records done in this phase (train: over every epoch so far)."""
-    records_total: int | None = Field(None, ge=0)
+    records_total: Count | None = None
     """Records the phase will have done when it ends (absent when unbounded: online)."""
-    epoch: int | None = Field(None, ge=0)
+    epoch: EpochCount | None = None
     """Epochs completed (train)."""
-    epochs: int | None = Field(None, ge=1)
+    epochs: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] | None = None
     """Epochs the phase runs (train)."""
-    records_per_second: float | None = Field(None, ge=0)
+    records_per_second: Rate | None = None
     """Recent throughput."""
-    percent: float | None = Field(None, ge=0, le=100)
+    percent: Percent | None = None
     """Share of `recordsTotal` done (0-100)."""
-    eta_seconds: int | None = Field(None, ge=0)
+    eta_seconds: Seconds | None = None
     """Seconds left at the recent throughput."""
-    loss: float | None = None
+    loss: Loss | None = None
     """Running loss (train, evaluate)."""
-    accuracy: float | None = None
+    accuracy: Fraction | None = None
     """Running accuracy (0-1); online: prequential (test-then-train)."""
-    auc: float | None = None
+    auc: Fraction | None = None
     """Running ROC AUC (0-1; evaluate)."""
 
 
-class Progress(ProgressReport):
-    """Where the running phase is, as its pod last reported (while it runs; final when it ends)."""
+class ProgressReport(ProgressFigures):
+    """What a pod posts to the operator's progress endpoint while its phase runs: every figure
+    in its range, finite, records within their total and the epoch within the epochs."""
 
-    mode: Mode | None = None  # type: ignore[assignment]
-    """The phase the figures are of."""
-    records: int | None = None  # type: ignore[assignment]
+    mode: Mode
+    """The phase the pod runs."""
+    records: Count
     """Records done in this phase (train: over every epoch so far)."""
 
+    @model_validator(mode="after")
+    def _within_totals(self) -> Self:
+        if self.records_total is not None and self.records > self.records_total:
+            raise PydanticCustomError(
+                "records_beyond_total", "records: {records} is more than recordsTotal {total}",
+                {"records": self.records, "total": self.records_total})
+        if self.epoch is not None and self.epochs is not None and self.epoch > self.epochs:
+            raise PydanticCustomError(
+                "epoch_beyond_epochs", "epoch: {epoch} is more than epochs {epochs}",
+                {"epoch": self.epoch, "epochs": self.epochs})
+        return self
+
+
+class Progress(ProgressFigures):
+    """Where the running phase is, as its pods last reported (while it runs; final when it ends)."""
+
+    mode: Mode | None = None
+    """The phase the figures are of."""
+    records: Count | None = None
+    """Records done in this phase (train: over every epoch so far)."""
     last_update_time: str | None = None
     """When the pod last reported (RFC 3339)."""
     last_progress_time: str | None = None
@@ -235,3 +325,20 @@ class StreamingTrainingJobStatus(StatusModel):
     """Figures reported by the pods."""
     model: ModelStatus | None = None
     """The exported model."""
+
+
+def _drop_invalid_figures(data: dict[str, Any], error: ValidationError) -> bool:
+    """Remove from a report's raw `data` each figure `error` names (a metric, or an optional
+    figure of the report itself); `False` when an error is about something that cannot go
+    (`mode`, `ok`, the shape of the report)."""
+    dropped = False
+    for problem in error.errors():
+        location = problem["loc"]
+        if len(location) >= 2 and location[0] == "metrics" and isinstance(data.get("metrics"),
+                                                                          dict):
+            dropped = data["metrics"].pop(str(location[1]), None) is not None or dropped
+        elif len(location) >= 1 and location[0] not in ("mode", "ok", "metrics"):
+            dropped = data.pop(str(location[0]), None) is not None or dropped
+        else:
+            return False
+    return dropped

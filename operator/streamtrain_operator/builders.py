@@ -36,6 +36,10 @@ from workload.contract import (
     NOT_RETRIED_EXIT_CODES,
     OUTPUT_URI_ENV,
     PEER_LOST_EXIT,
+    PROGRESS_CA_CONFIGMAP,
+    PROGRESS_CA_ENV,
+    PROGRESS_CA_FILE,
+    PROGRESS_CA_KEY,
     PROGRESS_TOKEN_DIR,
     PROGRESS_TOKEN_ENV,
     PROGRESS_TOKEN_FILE,
@@ -248,18 +252,25 @@ def _volumes(spec: StreamingTrainingJobSpec, kafka: KafkaAccess, output: ClaimFo
 
 def progress_channel(job_name: str, namespace: str, uid: str,
                      base_url: str) -> tuple[Manifest, Manifest, list[Manifest]]:
-    """The projected token volume, its mount and the environment of the progress channel.
+    """The projected volume (token and CA), its mount and the environment of the progress
+    channel.
 
     The token is the pod's service account's, with the job's own audience: the operator's
-    endpoint accepts it for that job only, and the API server not at all.
+    endpoint accepts it for that job only, and the API server not at all. The CA, which the
+    operator publishes in the namespace, is what the pod verifies the endpoint against; it is
+    optional, so a pod never waits for it (without it the pod's posts fail and its work goes on).
     """
-    volume = {"name": "progress-token", "projected": {"sources": [{"serviceAccountToken": {
-        "audience": progress_audience(namespace, job_name, uid),
-        "expirationSeconds": PROGRESS_TOKEN_SECONDS, "path": PROGRESS_TOKEN_FILE}}]}}
+    volume = {"name": "progress-token", "projected": {"sources": [
+        {"serviceAccountToken": {"audience": progress_audience(namespace, job_name, uid),
+                                 "expirationSeconds": PROGRESS_TOKEN_SECONDS,
+                                 "path": PROGRESS_TOKEN_FILE}},
+        {"configMap": {"name": PROGRESS_CA_CONFIGMAP, "optional": True,
+                       "items": [{"key": PROGRESS_CA_KEY, "path": PROGRESS_CA_FILE}]}}]}}
     mount = {"name": "progress-token", "mountPath": PROGRESS_TOKEN_DIR, "readOnly": True}
     env = [{"name": PROGRESS_URL_ENV, "value": base_url.rstrip("/") + progress_path(namespace,
                                                                                     job_name)},
-           {"name": PROGRESS_TOKEN_ENV, "value": f"{PROGRESS_TOKEN_DIR}/{PROGRESS_TOKEN_FILE}"}]
+           {"name": PROGRESS_TOKEN_ENV, "value": f"{PROGRESS_TOKEN_DIR}/{PROGRESS_TOKEN_FILE}"},
+           {"name": PROGRESS_CA_ENV, "value": f"{PROGRESS_TOKEN_DIR}/{PROGRESS_CA_FILE}"}]
     return volume, mount, env
 
 

@@ -2,11 +2,13 @@
 
 kopf delivers watch events: of the jobs, and of their child Jobs and pods
 (selected by label on the API server). The handlers hand them to
-`Controller.observe_job` / `observe_child`, which only put the job's key in
-a work queue; worker threads take keys and run one pass each: read the job,
-`reconcile`, write the status patch, post the events and schedule the next
-timed look (a TTL or a progress deadline coming due, a retry after an API
-error). One operator-wide resync queues every unfinished job every
+`Controller.observe_job` / `observe_child`, which note what the progress
+endpoint needs (each job's uid, phase and progress; which pods belong to
+which job, `membership.py`) and put the job's key in a work queue; worker
+threads take keys and run one pass each: read the job, `reconcile`, write
+the status patch, post the events and schedule the next timed look (a TTL
+or a progress deadline coming due, a retry after an API error). One
+operator-wide resync queues every unfinished job every
 `resync_interval_s`, for anything a watch missed. A finished job costs
 nothing: its children's events are ignored and it is looked at again only
 when its TTL is due.
@@ -30,17 +32,21 @@ from dataclasses import dataclass
 from typing import Any
 
 import kubernetes
+from pydantic import ValidationError
 
 from streamtrain_operator import events
 from streamtrain_operator.builders import JOB_UID_LABEL
 from streamtrain_operator.clock import now_text
+from streamtrain_operator.membership import Membership
 from streamtrain_operator.metrics import OperatorMetrics
 from streamtrain_operator.planner import Plan
 from streamtrain_operator.reconcile import reconcile, ttl_due_in
 from streamtrain_operator.settings import OperatorSettings
+from streamtrain_operator.tls import CaPublisher
 from streamtrain_operator.workqueue import WorkQueue
 from workload.contract import API_GROUP, TERMINAL_PHASES
 from workload.spec import API_VERSION, PLURAL
+from workload.status import Progress
 
 Key = tuple[str, str]
 """A job by (namespace, name)."""
@@ -60,6 +66,8 @@ class Known:
     phase: str | None
     source: Key | None = None
     """The job whose model it reads (`model.source.job`), if any."""
+    progress: Mapping[str, Any] | None = None
+    """Its `status.progress`, as written."""
 
     @property
     def finished(self) -> bool:
@@ -75,8 +83,22 @@ def _source_of(body: Mapping[str, Any]) -> Key | None:
 
 def status_patch(old: Mapping[str, Any], plan: Plan) -> dict[str, Any]:
     """A merge patch from `old` to the plan's status (`None` removes a field); empty if equal."""
-    new = plan.status.model_dump(mode="json", by_alias=True, exclude_none=True)
-    patch: dict[str, Any] = {key: value for key, value in new.items() if old.get(key) != value}
+    return merge_patch(old, plan.status.model_dump(mode="json", by_alias=True, exclude_none=True))
+
+
+def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON merge patch (RFC 7386) from `old` to `new`: changed fields, objects patched field by
+    field (a merge patch keeps what it does not name, so a field gone from a nested object must be
+    named `None`), lists whole."""
+    patch: dict[str, Any] = {}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            nested = merge_patch(before, value)
+            if nested:
+                patch[key] = nested
+        elif before != value:
+            patch[key] = value
     for key in old:
         if key not in new:
             patch[key] = None
@@ -95,10 +117,13 @@ class Controller:
     """The work queue, its worker threads and the resync, for one operator process."""
 
     def __init__(self, api: kubernetes.client.ApiClient, settings: OperatorSettings,
-                 metrics: OperatorMetrics) -> None:
+                 metrics: OperatorMetrics, ca: CaPublisher | None = None) -> None:
         self.api = api
         self.settings = settings
         self.metrics = metrics
+        self.ca = ca
+        """Publishes the progress endpoint's CA where pods are made (`None`: no channel)."""
+        self.members = Membership()
         self.queue: WorkQueue[Key] = WorkQueue()
         self._known: dict[Key, Known] = {}
         self._owners: dict[str, Key] = {}
@@ -130,6 +155,17 @@ class Controller:
         with self._lock:
             return self._known.get(key)
 
+    def progress(self, key: Key, uid: str) -> Progress | None:
+        """The job's `status.progress` as the watch last showed it (`None`: none, or the job
+        is gone or made anew)."""
+        known = self.known(key)
+        if known is None or known.uid != uid or not known.progress:
+            return None
+        try:
+            return Progress.model_validate(known.progress)
+        except ValidationError:
+            return None
+
     # ------------------------------------------------------------ events
 
     def observe_job(self, event_type: str | None, body: Mapping[str, Any]) -> None:
@@ -144,7 +180,8 @@ class Controller:
                     self._owners.pop(known.uid, None)
             self.metrics.observe_phase(f"{key[0]}/{key[1]}", None)
             return
-        seen = Known(meta["uid"], int(meta.get("generation") or 0), phase, _source_of(body))
+        seen = Known(meta["uid"], int(meta.get("generation") or 0), phase, _source_of(body),
+                     (body.get("status") or {}).get("progress"))
         with self._lock:
             before = self._known.get(key)
             self._known[key] = seen
@@ -165,8 +202,10 @@ class Controller:
             return
         self.queue.add(key)
 
-    def observe_child(self, body: Mapping[str, Any]) -> None:
-        """A watch event of a child Job or pod: queue its job unless that one is finished."""
+    def observe_child(self, kind: str, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """A watch event of a child Job (`kind` "Job") or pod ("Pod"): note whose it is, and
+        queue its job unless that one is finished."""
+        self.members.observe(kind, event_type, body)
         uid = (body["metadata"].get("labels") or {}).get(JOB_UID_LABEL)
         with self._lock:
             key = self._owners.get(uid or "")
@@ -227,7 +266,7 @@ class Controller:
         now = now_text()
         plan = reconcile(self.api, name, namespace, meta["uid"], int(meta.get("generation") or 0),
                          body.get("spec") or {}, status, now, self.settings.pods,
-                         meta.get("labels"))
+                         meta.get("labels"), self.ca)
         changes = status_patch(status, plan)
         if changes:
             custom.patch_namespaced_custom_object_status(API_GROUP, API_VERSION, namespace, PLURAL,

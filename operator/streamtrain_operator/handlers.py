@@ -3,7 +3,8 @@
 Jobs, their child Jobs and their pods are watched (the children by label,
 selected on the API server); each event only tells the controller which job
 to look at (`controller.py` decides when and runs the passes). The progress
-endpoint (`progress.py`) serves on kopf's event loop. No timers,
+endpoint (`progress.py`) serves HTTPS on kopf's event loop, with a certificate made at start
+(`tls.py`). No timers,
 no finalizers, no annotations: the operator writes only `status`, through
 the status subresource, so jobs stay deletable while it is down. The API
 client and the controller live in kopf's `memo`.
@@ -21,6 +22,7 @@ from streamtrain_operator.controller import Controller
 from streamtrain_operator.metrics import OperatorMetrics
 from streamtrain_operator.progress import ProgressEndpoint
 from streamtrain_operator.settings import CHILD_RESOURCES, OperatorSettings
+from streamtrain_operator.tls import CaPublisher, make_serving_certificate, server_host
 from workload.contract import API_GROUP
 from workload.spec import API_VERSION, PLURAL
 
@@ -36,11 +38,16 @@ def register(settings: OperatorSettings, metrics: OperatorMetrics,
     @kopf.on.startup(registry=registry)
     async def start(memo: kopf.Memo, **_: Any) -> None:
         memo.api = counting_client(metrics)
-        memo.controller = Controller(memo.api, settings, metrics)
+        certificate = (make_serving_certificate(server_host(settings.progress_url))
+                       if settings.progress_port else None)
+        ca = (CaPublisher(certificate.ca_pem)
+              if certificate is not None and settings.pods.progress_url else None)
+        memo.controller = Controller(memo.api, settings, metrics, ca)
         memo.controller.start()
         memo.progress = ProgressEndpoint(memo.api, memo.controller)
-        if settings.progress_port:
-            await memo.progress.start(settings.bind_address, settings.progress_port)
+        if certificate is not None:
+            await memo.progress.start(settings.bind_address, settings.progress_port,
+                                      certificate.ssl_context())
 
     @kopf.on.cleanup(registry=registry)
     async def stop(memo: kopf.Memo, **_: Any) -> None:
@@ -52,7 +59,15 @@ def register(settings: OperatorSettings, metrics: OperatorMetrics,
         memo.controller.observe_job(type, body)
 
     for group, version, plural in CHILD_RESOURCES:
-        @kopf.on.event(group, version, plural, labels={JOB_UID_LABEL: kopf.PRESENT},
-                       id=f"child-{plural}", registry=registry)
-        def child_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-            memo.controller.observe_child(body)
+        kopf.on.event(group, version, plural, labels={JOB_UID_LABEL: kopf.PRESENT},
+                      id=f"child-{plural}", registry=registry)(
+            _child_handler("Pod" if plural == "pods" else "Job"))
+
+
+def _child_handler(kind: str) -> Any:
+    """The event handler of one kind of child (`Job` or `Pod`)."""
+
+    def child_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        memo.controller.observe_child(kind, type, body)
+
+    return child_event

@@ -33,6 +33,7 @@ from streamtrain_operator.planner import (
     invalid_spec,
     next_plan,
 )
+from streamtrain_operator.tls import CaPublisher
 from workload.contract import Mode
 from workload.spec import SpecError, parse_spec
 from workload.status import StreamingTrainingJobStatus
@@ -64,10 +65,11 @@ def reconcile(api: kubernetes.client.ApiClient, name: str, namespace: str, uid: 
               generation: int, spec_body: Mapping[str, Any],
               status_body: Mapping[str, Any] | None, now: str,
               pods: PodDefaults = DEFAULT_PODS,
-              labels: Mapping[str, str] | None = None) -> Plan:
+              labels: Mapping[str, str] | None = None, ca: CaPublisher | None = None) -> Plan:
     """Bring the children in line with the spec; return the next status and events (`pods`:
     the operator's settings for what a job's pod templates leave out; `labels`: the job's
-    own, which may submit its child Jobs to a Kueue LocalQueue)."""
+    own, which may submit its child Jobs to a Kueue LocalQueue; `ca`: publishes the progress
+    endpoint's CA in the namespace before pods are made there)."""
     current = StreamingTrainingJobStatus.model_validate(dict(status_body or {}))
     try:
         spec = parse_spec(spec_body, in_cluster=True)
@@ -99,6 +101,8 @@ def reconcile(api: kubernetes.client.ApiClient, name: str, namespace: str, uid: 
         if spec.kafka.manage_topics and resolution.strimzi_version is not None:
             for topic in strimzi.ensure_topics(api, spec, resolution.strimzi_version, namespace):
                 plan.events.append(Event("Normal", "TopicCreated", f"KafkaTopic {topic}"))
+        if ca is not None and pods.progress_url:
+            ca.publish(api, namespace)
         manifest = build_job_manifest(name, namespace, uid, plan.run, spec, resolution.access,
                                       suspend=plan.suspend, source=folder, defaults=pods,
                                       queue=queue)

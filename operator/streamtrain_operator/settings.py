@@ -55,9 +55,10 @@ class OperatorSettings:
     """Port of the progress endpoint pods post their live figures to (`PROGRESS_PORT`); 0
     disables it (and `runPolicy.progressDeadlineSeconds`, which measures those figures)."""
     progress_url: str = ""
-    """The progress endpoint's base URL as pods reach it (`PROGRESS_URL`), e.g. the operator
-    Service `http://streamtrain-operator.streamtrain-system.svc:8081` (the chart sets it);
-    empty = pods get no channel."""
+    """The progress endpoint's base URL as pods reach it (`PROGRESS_URL`), HTTPS, e.g. the
+    operator's Service `https://streamtrain-operator-progress.streamtrain-system.svc:8081` (the
+    chart sets it); its host is what the endpoint's certificate is made for. Empty = pods get
+    no channel."""
     bind_address: str = "0.0.0.0"
     """Address the liveness and metrics endpoints listen on (`BIND_ADDRESS`)."""
     workload_image: str = WORKLOAD_IMAGE
@@ -121,8 +122,9 @@ class OperatorSettings:
         if self.workload_image_pull_policy not in PULL_POLICIES:
             raise SettingsError(f"{PREFIX}WORKLOAD_IMAGE_PULL_POLICY must be one of "
                                 f"{', '.join(PULL_POLICIES)}")
-        if self.progress_url and not self.progress_url.startswith(("http://", "https://")):
-            raise SettingsError(f"{PREFIX}PROGRESS_URL must be an http(s) URL")
+        if self.progress_url and not self.progress_url.startswith("https://"):
+            raise SettingsError(f"{PREFIX}PROGRESS_URL must be an https:// URL (the progress "
+                                "endpoint serves TLS only)")
         for name, port in (("LIVENESS_PORT", self.liveness_port),
                            ("METRICS_PORT", self.metrics_port),
                            ("PROGRESS_PORT", self.progress_port)):

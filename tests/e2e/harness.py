@@ -155,7 +155,7 @@ class OperatorProcess:
                "STREAMTRAIN_OPERATOR_METRICS_PORT": str(self.metrics_port),
                "STREAMTRAIN_OPERATOR_LIVENESS_PORT": str(self.liveness_port),
                "STREAMTRAIN_OPERATOR_PROGRESS_PORT": str(self.progress_port),
-               "STREAMTRAIN_OPERATOR_PROGRESS_URL": f"http://127.0.0.1:{self.progress_port}"}
+               "STREAMTRAIN_OPERATOR_PROGRESS_URL": f"https://127.0.0.1:{self.progress_port}"}
         if self.namespace:
             env["STREAMTRAIN_OPERATOR_NAMESPACES"] = self.namespace
         env.update({f"STREAMTRAIN_OPERATOR_{key}": value for key, value in self.settings.items()})

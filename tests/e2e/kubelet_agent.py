@@ -11,7 +11,8 @@ Mapping a container onto the host:
 - each volume mount becomes a temporary folder (Secrets are written out as
   files; a projected service-account token is requested from the API
   server with the pod's service account, audience and expiry, bound to the
-  pod, and written out as the kubelet does); a PersistentVolumeClaim is one
+  pod, and written out as the kubelet does, beside the projected ConfigMap
+  items, read when the pod starts); a PersistentVolumeClaim is one
   folder shared by every pod that
   claims it, and a mount's `subPath` is a folder inside it, created when
   missing (as the kubelet does); `readOnly` is enforced only in image mode; environment
@@ -259,13 +260,16 @@ class KubeletAgent:
                 for key, encoded in (secret.data or {}).items():
                     (host / key).write_bytes(base64.b64decode(encoded))
             if volume is not None and volume.projected is not None:
-                self._project_tokens(pod, volume.projected, host)
+                self._project(pod, volume.projected, host)
             mounts[mount.mount_path] = host
         return mounts
 
-    def _project_tokens(self, pod: Any, projected: Any, host: Path) -> None:
-        """Write each projected service-account token: a TokenRequest bound to the pod."""
+    def _project(self, pod: Any, projected: Any, host: Path) -> None:
+        """Write each projected service-account token (a TokenRequest bound to the pod) and
+        ConfigMap item (an optional ConfigMap that is missing writes nothing)."""
         for source in projected.sources or []:
+            if source.config_map is not None:
+                self._project_config_map(source.config_map, host)
             request = source.service_account_token
             if request is None:
                 continue
@@ -276,6 +280,20 @@ class KubeletAgent:
                     "boundObjectRef": {"apiVersion": "v1", "kind": "Pod",
                                        "name": pod.metadata.name, "uid": pod.metadata.uid}}})
             (host / request.path).write_text(token.status.token)
+
+    def _project_config_map(self, source: Any, host: Path) -> None:
+        try:
+            found = self.core.read_namespaced_config_map(source.name, self.namespace)
+        except kubernetes.client.ApiException as error:
+            if error.status == 404 and source.optional:
+                return
+            raise
+        data = found.data or {}
+        for item in source.items or [{"key": key, "path": key} for key in data]:
+            key, path = (item["key"], item["path"]) if isinstance(item, dict) else (item.key,
+                                                                                    item.path)
+            if key in data:
+                (host / path).write_text(data[key])
 
     def _start(self, pod: Any) -> None:
         if pod.spec.node_name is None:

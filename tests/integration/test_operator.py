@@ -7,7 +7,6 @@ under tests/e2e runs the real workload instead.
 
 from __future__ import annotations
 
-import json
 import time
 import urllib.error
 import urllib.request
@@ -15,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import kubernetes
 import pytest
 
 from tests.conftest import Kube, KubeCluster
@@ -26,6 +24,7 @@ from tests.e2e.harness import (
     finish_pod,
     install_streamtrain_crd,
 )
+from tests.e2e.progress_client import pod_token, post, published_ca
 from workload.contract import progress_audience
 from workload.status import Metrics, PodReport
 
@@ -282,55 +281,28 @@ def test_finished_and_deleted_jobs_cost_no_api_requests(
     assert _counter(operator, "streamtrain_reconcile_seconds_count") == 0
 
 
-def _token(kube: Kube, audience: str, pod: Any | None) -> str:
-    """A token of the namespace's default ServiceAccount, as the kubelet projects one."""
-    spec: dict[str, Any] = {"audiences": [audience], "expirationSeconds": 600}
-    if pod is not None:
-        spec["boundObjectRef"] = {"apiVersion": "v1", "kind": "Pod", "name": pod.metadata.name,
-                                  "uid": pod.metadata.uid}
-    request = eventually(lambda: _request_token(kube, spec), 30, "the default ServiceAccount")
-    return str(request.status.token)
-
-
-def _request_token(kube: Kube, spec: dict[str, Any]) -> Any:
-    try:
-        return kube.cluster.core.create_namespaced_service_account_token(
-            "default", kube.namespace, {"spec": spec})
-    except kubernetes.client.ApiException as error:
-        if error.status == 404:
-            return None
-        raise
-
-
-def _post(operator: OperatorProcess, path: str, token: str | None, body: dict[str, Any]) -> int:
-    """POST a progress report; the HTTP status."""
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{operator.progress_port}{path}", data=json.dumps(body).encode(),
-        method="POST", headers={"Content-Type": "application/json",
-                                **({"Authorization": f"Bearer {token}"} if token else {})})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as error:
-        return int(error.code)
-
-
 def test_progress_is_accepted_only_with_a_token_of_the_jobs_audience_bound_to_its_pod(
         jobs: Jobs, operator: OperatorProcess, kube: Kube) -> None:
     created = jobs.create("watched", SPEC)
     _wait_phase(jobs, operator, "watched", "Training")
     pod = _pod_of(jobs, "watched-train", operator)
+    core = kube.cluster.core
+    ca = published_ca(core, kube.namespace)
     path = f"/progress/{kube.namespace}/watched"
     audience = progress_audience(kube.namespace, "watched", created["metadata"]["uid"])
     report = {"mode": "train", "records": 640, "recordsTotal": 6400, "epoch": 0, "epochs": 10,
               "recordsPerSecond": 320.0, "percent": 10.0, "etaSeconds": 18, "loss": 0.61}
-    assert _post(operator, path, None, report) == 401
-    assert _post(operator, path, _token(kube, "someone-else", pod), report) == 403
-    assert _post(operator, path, _token(kube, audience, None), report) == 403  # not a pod's
-    assert _post(operator, f"/progress/{kube.namespace}/nobody", _token(kube, audience, pod),
-                 report) == 404
-    assert _post(operator, path, _token(kube, audience, pod), {**report, "mode": "online"}) == 409
-    assert _post(operator, path, _token(kube, audience, pod), report) == 204
+    refused = post(operator, path, None, report, ca)
+    assert refused[0] == 403
+    assert post(operator, path, pod_token(core, kube.namespace, "someone-else", pod), report,
+                ca) == refused
+    assert post(operator, path, pod_token(core, kube.namespace, audience, None), report,
+                ca) == refused  # not a pod's
+    assert post(operator, f"/progress/{kube.namespace}/nobody",
+                pod_token(core, kube.namespace, audience, pod), report, ca) == refused
+    token = pod_token(core, kube.namespace, audience, pod)
+    assert post(operator, path, token, {**report, "mode": "online"}, ca)[0] == 409
+    assert post(operator, path, token, report, ca)[0] == 204
     progress = eventually(lambda: jobs.status("watched").get("progress"), 10, "status.progress")
     assert (progress["percent"], progress["etaSeconds"], progress["mode"]) == (10.0, 18, "train")
     assert progress["lastProgressTime"] == progress["lastUpdateTime"]

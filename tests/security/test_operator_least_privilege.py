@@ -29,7 +29,8 @@ BARE_ACCOUNT = "no-grants"
 """A ServiceAccount bound to nothing: what it may do is what every account may do."""
 
 Rule = tuple[str, str]
-"""(resource.group, verb) as `kubectl auth can-i --list` names them."""
+"""(resource.group, verb) as `kubectl auth can-i --list` names them; a rule limited to some
+objects by name has them after the resource: `configmaps/[a b]`."""
 
 NAMESPACED_RULES: frozenset[Rule] = frozenset({
     *(("streamingtrainingjobs.streamtrain.dev", verb) for verb in ("get", "list", "watch")),
@@ -37,6 +38,8 @@ NAMESPACED_RULES: frozenset[Rule] = frozenset({
     *(("jobs.batch", verb) for verb in ("create", "get", "list", "watch", "patch", "delete")),
     *(("pods", verb) for verb in ("get", "list", "watch")),
     ("services", "create"), ("services", "get"),
+    # The progress endpoint's CA for the pods: ConfigMaps created, only that one changed.
+    ("configmaps", "create"), ("configmaps/[streamtrain-progress-ca]", "patch"),
     ("events", "create"), ("events", "patch"),
     ("events.events.k8s.io", "create"), ("events.events.k8s.io", "patch"),
     *(("kafkas.kafka.strimzi.io", verb) for verb in ("get", "list", "watch")),
@@ -74,7 +77,8 @@ ESCALATIONS = [("create", "pods"), ("create", "pods/exec"), ("create", "roles.rb
                ("bind", "clusterroles.rbac.authorization.k8s.io"),
                ("escalate", "clusterroles.rbac.authorization.k8s.io"),
                ("impersonate", "serviceaccounts"), ("create", "serviceaccounts/token"),
-               ("get", "configmaps"), ("update", "jobs.batch"), ("patch", "jobs.batch/status")]
+               ("get", "configmaps"), ("patch", "configmaps"), ("delete", "configmaps"),
+               ("update", "jobs.batch"), ("patch", "jobs.batch/status")]
 """Each would let the operator reach further than its jobs: none is granted."""
 
 
@@ -91,7 +95,9 @@ def listed_rules(kube: Kube, account: str, namespace: str) -> set[Rule]:
         resource = line[:urls].strip()
         if not resource:
             continue  # a non-resource URL (/api, /healthz): discovery, granted to everyone
-        assert line[names:verbs].strip() == "[]", f"a rule limited to names: {line}"
+        limited = line[names:verbs].strip()
+        if limited != "[]":
+            resource = f"{resource}/{limited}"
         rules.update((resource, verb) for verb in line[verbs:].strip(" []").split())
     return rules
 

@@ -30,6 +30,10 @@ from workload.contract import (
     OUTPUT_URI_ENV,
     PEER_LOST_EXIT,
     PERMANENT_FAILURES,
+    PROGRESS_CA_CONFIGMAP,
+    PROGRESS_CA_ENV,
+    PROGRESS_CA_FILE,
+    PROGRESS_CA_KEY,
     PROGRESS_TOKEN_DIR,
     PROGRESS_TOKEN_ENV,
     PROGRESS_URL_ENV,
@@ -221,7 +225,7 @@ def test_the_workload_image_is_the_operators_unless_the_job_names_one() -> None:
 
 
 def test_pods_get_a_job_scoped_progress_token_and_no_api_token() -> None:
-    defaults = PodDefaults(progress_url="http://operator.system.svc:8081/")
+    defaults = PodDefaults(progress_url="https://operator.system.svc:8081/")
     job = build_job_manifest("susy", "ns", "uid-7", "train", SPEC, KafkaAccess("k:9092"),
                              defaults=defaults)
     pod = job["spec"]["template"]["spec"]
@@ -231,8 +235,13 @@ def test_pods_get_a_job_scoped_progress_token_and_no_api_token() -> None:
     assert token["audience"] == progress_audience("ns", "susy", "uid-7")
     assert token["audience"] == "streamtrain.dev/progress/ns/susy/uid-7"
     env = _env(job)
-    assert env[PROGRESS_URL_ENV] == "http://operator.system.svc:8081/progress/ns/susy"
+    assert env[PROGRESS_URL_ENV] == "https://operator.system.svc:8081/progress/ns/susy"
     assert env[PROGRESS_TOKEN_ENV].startswith(PROGRESS_TOKEN_DIR)
+    # The endpoint's CA, published by the operator, beside the token; optional: never waited for.
+    assert projected["sources"][1] == {"configMap": {
+        "name": PROGRESS_CA_CONFIGMAP, "optional": True,
+        "items": [{"key": PROGRESS_CA_KEY, "path": PROGRESS_CA_FILE}]}}
+    assert env[PROGRESS_CA_ENV] == f"{PROGRESS_TOKEN_DIR}/{PROGRESS_CA_FILE}"
     assert "progress-token" not in str(build_job_manifest(
         "susy", "ns", "u", "train", SPEC, KafkaAccess("k:9092")))  # no URL, no channel
 

@@ -381,7 +381,7 @@ def test_it_should_serve_progress_behind_a_service_the_pods_are_told_about() -> 
                                          "targetPort": "progress", "protocol": "TCP"}]
     settings = OperatorSettings.from_env(operator_env(rendered.one("Deployment")))
     assert settings.pods.progress_url == (
-        "http://streamtrain-operator-progress.streamtrain-system.svc:8081")
+        "https://streamtrain-operator-progress.streamtrain-system.svc:8081")
     off = OperatorSettings.from_env(operator_env(render({"progress": {"enabled": False}}).one(
         "Deployment")))
     assert (off.progress_port, off.pods.progress_url) == (0, "")

@@ -6,13 +6,21 @@ from streamtrain_operator.controller import status_patch
 from streamtrain_operator.planner import Plan
 from streamtrain_operator.reconcile import ttl_due_in, ttl_expired
 
-from workload.status import StreamingTrainingJobStatus
+from workload.status import Progress, StreamingTrainingJobStatus
 
 
 def test_patch_holds_only_changes_and_removes_vanished_fields() -> None:
     old = {"phase": "Training", "conditions": [], "observedGeneration": 1, "stale": "x"}
     plan = Plan(StreamingTrainingJobStatus(phase="Training", observed_generation=2))
     assert status_patch(old, plan) == {"observedGeneration": 2, "stale": None}
+
+
+def test_a_field_gone_from_a_nested_object_is_removed_by_name() -> None:
+    old = {"phase": "Training", "conditions": [],
+           "progress": {"mode": "train", "percent": 32.1, "etaSeconds": 40}}
+    plan = Plan(StreamingTrainingJobStatus(phase="Suspended", progress=Progress(
+        mode="train", percent=32.1)))
+    assert status_patch(old, plan) == {"phase": "Suspended", "progress": {"etaSeconds": None}}
 
 
 def test_unchanged_status_gives_an_empty_patch() -> None:

@@ -19,7 +19,7 @@ watches, how replicas share the work, where its endpoints listen.
   value: {{ if .Values.progress.enabled }}{{ .Values.progress.port | quote }}{{ else }}"0"{{ end }}
 {{- if .Values.progress.enabled }}
 - name: STREAMTRAIN_OPERATOR_PROGRESS_URL
-  value: {{ printf "http://%s.%s.svc:%v" (include "streamtrain-operator.suffixedName" (dict "context" . "suffix" "progress")) .Release.Namespace .Values.progress.port | quote }}
+  value: {{ printf "https://%s.%s.svc:%v" (include "streamtrain-operator.suffixedName" (dict "context" . "suffix" "progress")) .Release.Namespace .Values.progress.port | quote }}
 {{- end }}
 - name: STREAMTRAIN_OPERATOR_METRICS_PORT
   value: {{ if .Values.metrics.enabled }}{{ .Values.metrics.port | quote }}{{ else }}"0"{{ end }}
