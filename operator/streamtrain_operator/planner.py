@@ -29,6 +29,7 @@ from streamtrain_operator.kueue import ADMISSION_REASON, default_message
 from workload.contract import KAFKA_FAILURES, MODE, MODE_TABLE, TERMINAL_PHASES, Mode, Phase
 from workload.spec import StreamingTrainingJobSpec
 from workload.status import (
+    BadRecords,
     Condition,
     Metrics,
     ModelStatus,
@@ -203,23 +204,73 @@ def phase_conditions(spec: StreamingTrainingJobSpec | None, status: StreamingTra
     return conditions
 
 
+FINAL_FIGURES: dict[Mode, dict[str, str]] = {
+    "train": {"loss": "train_loss", "accuracy": "train_accuracy"},
+    "evaluate": {"loss": "eval_loss", "accuracy": "eval_accuracy", "auc": "eval_auc"},
+    "online": {"accuracy": "online_accuracy"},
+}
+"""For each mode, which `status.metrics` figure a finished phase's `status.progress` figure
+shows: the phase ends with the figures of its whole group (a training group's, every evaluator's
+merged), whatever its replica 0 last posted."""
+
+
+def _bad_records(metrics: Metrics, report: PodReport) -> dict[str, object]:
+    """`metrics`' bad-record figures with the reported phase's in place: by phase, and over every
+    phase (a later phase no longer hides an earlier one's)."""
+    by_phase = dict(metrics.bad_records_by_phase or {})
+    reported = report.metrics
+    if reported.bad_records is not None or reported.bad_records_by_reason:
+        by_reason = dict(reported.bad_records_by_reason or {})
+        by_phase[report.mode] = BadRecords(
+            records=reported.bad_records if reported.bad_records is not None
+            else sum(by_reason.values()), by_reason=by_reason)
+    if not by_phase:
+        return {}
+    total: dict[str, int] = {}
+    for phase in by_phase.values():
+        for reason, count in phase.by_reason.items():
+            total[reason] = total.get(reason, 0) + count
+    return {"bad_records_by_phase": dict(sorted(by_phase.items())),
+            "bad_records": sum(phase.records for phase in by_phase.values()),
+            "bad_records_by_reason": dict(sorted(total.items()))}
+
+
 def _merge_report(status: StreamingTrainingJobStatus, report: PodReport, now: str) -> None:
     # Four decimals are what `kubectl get stj` should show; the pods' artefacts keep the rest.
     figures = {key: round(value, FIGURE_DIGITS) if isinstance(value, float) else value
-               for key, value in report.metrics.model_dump(exclude_none=True).items()}
+               for key, value in report.metrics.model_dump(
+                   exclude_none=True, exclude={"bad_records", "bad_records_by_reason",
+                                               "bad_records_by_phase"}).items()}
     if report.mode == "train" and report.epoch is not None:
         figures["epochs_trained"] = report.epoch
-    status.metrics = (status.metrics or Metrics()).model_copy(update=figures)
-    # The phase is done: its last live figures stand, completed.
+    metrics = status.metrics or Metrics()
+    figures.update(_bad_records(metrics, report))
+    status.metrics = metrics.model_copy(update=figures)
+    # The phase is done: its live figures stand, completed, and agree with `status.metrics`.
     last = status.progress if status.progress is not None and status.progress.mode == report.mode \
         else Progress(mode=report.mode)
+    final = {field: getattr(status.metrics, source)
+             for field, source in FINAL_FIGURES[report.mode].items()
+             if getattr(status.metrics, source) is not None}
     status.progress = last.model_copy(update={
-        "percent": 100.0, "eta_seconds": 0, "last_update_time": now,
+        "percent": 100.0, "eta_seconds": 0, "last_update_time": now, **final,
         **({"epoch": report.epoch} if report.epoch is not None else {})})
     if report.model_uri:
         kept = status.model.preprocessing if status.model is not None else None
         status.model = ModelStatus(uri=report.model_uri, saved_at=now,
                                    preprocessing=report.preprocessing or kept)
+
+
+def _live_progress(status: StreamingTrainingJobStatus, run: Mode | None, suspended: bool,
+                   now: str) -> None:
+    """`status.progress` as the running phase may show it: from zero when the phase is new (not
+    the last phase's completed figures), and without a time left while the job is suspended."""
+    progress = status.progress
+    if run is not None and progress is not None and progress.mode != run:
+        status.progress = Progress(mode=run, records=0, percent=0.0, last_update_time=now)
+    elif suspended and progress is not None:
+        status.progress = progress.model_copy(update={"eta_seconds": None,
+                                                      "records_per_second": None})
 
 
 def _transition(status: StreamingTrainingJobStatus, phase: Phase, message: str,
@@ -335,6 +386,7 @@ def next_plan(spec: StreamingTrainingJobSpec, job_name: str, generation: int,
         _transition(status, "Suspended" if spec.run_policy.suspend else MODE[mode].phase,
                     "", events)
         break
+    _live_progress(status, run, status.phase == "Suspended", now)
     if mode is None:
         _transition(status, "Succeeded", "every phase completed", events)
     if status.phase in TERMINAL:

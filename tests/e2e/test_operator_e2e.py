@@ -36,8 +36,10 @@ from tests.e2e.harness import (
 from tests.e2e.kubelet_agent import KubeletAgent
 from workload.datagen.records import corrupt, encode
 from workload.datagen.synthetic import generate
+from workload.datagen.table import SUSY_COLUMNS, split
 from workload.kafka.connection import KafkaConnection
 from workload.kafka.producer import produce_messages
+from workload.spec import DataSpec
 
 EXAMPLE = REPO / "examples" / "01-minimal" / "job.yaml"
 TRAIN_ROWS, TEST_ROWS = 3000, 1000
@@ -100,16 +102,16 @@ def _watch_table(kube: Kube, log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
 
 
-def _progress_rows(log: Path, name: str) -> list[tuple[float, int | None]]:
-    """(PROGRESS, ETA) of each Training row `kubectl get stj -w` printed.
+def _progress_rows(log: Path, name: str, phase: str = "Training") -> list[tuple[float, int | None]]:
+    """(PROGRESS, ETA) of each row of `phase` that `kubectl get stj -w` printed.
 
-    kubectl leaves empty cells blank; while a job trains, REASON, ACCURACY, AUC and RECORDS
-    are empty, so such a row reads NAME PHASE [PROGRESS [ETA]] AGE.
+    kubectl leaves empty cells blank; while a job trains or evaluates, REASON, ACCURACY, AUC
+    and RECORDS are empty, so such a row reads NAME PHASE [PROGRESS [ETA]] AGE.
     """
     rows: list[tuple[float, int | None]] = []
     for line in log.read_text().splitlines():
         cells = line.split()
-        if cells[:2] == [name, "Training"] and len(cells) >= 4:
+        if cells[:2] == [name, phase] and len(cells) >= 4:
             rows.append((float(cells[2]), int(cells[3]) if len(cells) == 5 else None))
     return rows
 
@@ -131,6 +133,9 @@ def test_applied_example_trains_evaluates_and_reports_progress_and_accuracy(
     percents = [percent for percent, _ in rows]
     assert len(set(percents)) >= 2 and percents == sorted(percents), rows  # it rose
     assert any(eta is not None and eta > 0 for _, eta in rows), rows
+    evaluating = _progress_rows(tmp_path / "watch.txt", name, "Evaluating")
+    assert evaluating and evaluating[0] == (0.0, None), evaluating  # not training's "100 0"
+    assert [percent for percent, _ in evaluating] == sorted(p for p, _ in evaluating), evaluating
     assert status["progress"]["percent"] == 100.0 and status["progress"]["mode"] == "evaluate"
     metrics = status["metrics"]
     assert metrics["recordsEvaluated"] == TEST_ROWS
@@ -372,6 +377,12 @@ def test_two_workers_and_two_evaluators_train_and_score_each_record_once(
     assert status["metrics"]["recordsValidated"] == held_out
     assert status["metrics"]["recordsEvaluated"] == TEST_ROWS
     assert 0.6 < status["metrics"]["evalAuc"] <= 1.0
+    # The live figures end as the group's merged ones, not evaluator 0's own.
+    progress = status["progress"]
+    assert (progress["mode"], progress["percent"]) == ("evaluate", 100.0)
+    assert (progress["accuracy"], progress["auc"], progress["loss"]) == (
+        status["metrics"]["evalAccuracy"], status["metrics"]["evalAuc"],
+        status["metrics"]["evalLoss"])
     assert kube.cluster.batch.read_namespaced_job(
         "group-train", kube.namespace).spec.completion_mode == "Indexed"
     assert kube.cluster.core.read_namespaced_service(
@@ -386,3 +397,40 @@ def test_two_workers_and_two_evaluators_train_and_score_each_record_once(
     assert evaluated["evaluators"] == 2
     group = manifest["spec"]["evaluate"]["consumerGroup"]
     assert kafka.committed(group) == {(test, p): end for p, end in kafka.end_offsets(test).items()}
+
+
+JSON_DATA = {"format": "json", "label": "label", "maxRecordBytes": 4096,
+             "columns": [f"event.{name}" for name in SUSY_COLUMNS] + ["label"]}
+"""Each record: `{"event": {"lepton1_pt": ..., ...}, "label": 0|1}`."""
+
+
+def test_a_json_job_shows_the_bad_records_of_training_and_of_evaluation(
+        kube: Kube, kafka: KafkaHandle, cluster: tuple[OperatorProcess, KubeletAgent]) -> None:
+    """Junk in both topics: status keeps each phase's count by reason, and their sum (the last
+    phase's count no longer hides the first's)."""
+    data = DataSpec.model_validate(JSON_DATA)
+    train_rows, test_rows = split(generate(TRAIN_ROWS + TEST_ROWS, seed=21), TRAIN_ROWS)
+    train, train_made = corrupt(encode(train_rows, data), 0.02, seed=22, spec=data)
+    test, test_made = corrupt(encode(test_rows, data), 0.03, seed=23, spec=data)
+    train_topic = kafka.create_topic("json-train", partitions=1)
+    test_topic = kafka.create_topic("json-test", partitions=2)
+    connection = KafkaConnection(kafka.bootstrap_servers)
+    produce_messages(connection, train_topic, train, 1)
+    produce_messages(connection, test_topic, test, 2)
+    manifest = _example_for(kafka.bootstrap_servers, train_topic, test_topic, epochs=2)
+    manifest["metadata"]["name"] = "junk"
+    manifest["spec"]["data"] = {**JSON_DATA, "deadLetterTopic": f"{train_topic}-dead"}
+    jobs = _apply(kube, _on_claim(manifest, "junk", "/models/junk"))
+    status = _succeeded(jobs, "junk", _diagnosis(jobs, "junk", cluster))
+
+    made = {"train": {k: v for k, v in train_made.items() if v},
+            "evaluate": {k: v for k, v in test_made.items() if v}}
+    metrics = status["metrics"]
+    assert {mode: found["byReason"] for mode, found in metrics["badRecordsByPhase"].items()} == made
+    assert {mode: found["records"] for mode, found in metrics["badRecordsByPhase"].items()} == {
+        mode: sum(counts.values()) for mode, counts in made.items()}
+    assert metrics["badRecords"] == sum(train_made.values()) + sum(test_made.values()) > 0
+    assert sum(made["train"].values()) > 0 and sum(made["evaluate"].values()) > 0
+    assert metrics["badRecordsByReason"] == {
+        reason: made["train"].get(reason, 0) + made["evaluate"].get(reason, 0)
+        for reason in {*made["train"], *made["evaluate"]}}

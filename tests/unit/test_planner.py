@@ -15,7 +15,13 @@ from streamtrain_operator.planner import (
 )
 
 from workload.spec import parse_spec
-from workload.status import Metrics, PodReport, Progress, StreamingTrainingJobStatus
+from workload.status import (
+    Metrics,
+    PodReport,
+    Progress,
+    RoleStatus,
+    StreamingTrainingJobStatus,
+)
 
 SPEC = parse_spec({"kafka": {"bootstrapServers": "kafka:9092"}, "train": {"topic": "susy-train"},
     "evaluate": {"topic": "susy-test"}})
@@ -255,14 +261,81 @@ def test_a_crash_reads_as_its_exception_line_not_its_traceback() -> None:
     assert failure_text(log) == "kafka.errors.NoBrokersAvailable: NoBrokersAvailable"
 
 
-def test_a_finished_phase_shows_its_progress_complete() -> None:
+def test_the_last_phase_ends_with_its_progress_complete_and_equal_to_its_metrics() -> None:
+    train_only = parse_spec({"kafka": {"bootstrapServers": "kafka:9092"},
+                             "train": {"topic": "susy-train"}})
     live = StreamingTrainingJobStatus(phase="Training", progress=Progress(
-        mode="train", records=500, records_total=1000, percent=50.0, eta_seconds=30))
+        mode="train", records=500, records_total=1000, percent=50.0, eta_seconds=30, loss=0.9,
+        accuracy=0.6))
     done = _step(live, {"train": ChildObservation(succeeded=1, complete=True,
-                                                  report=TRAIN_REPORT)})
-    assert done.status.progress is not None
+                                                  report=TRAIN_REPORT)}, spec=train_only)
+    assert done.status.phase == "Succeeded" and done.status.progress is not None
     assert (done.status.progress.percent, done.status.progress.eta_seconds,
             done.status.progress.epoch) == (100.0, 0, 10)
+    assert done.status.metrics is not None
+    assert (done.status.progress.loss, done.status.progress.accuracy) == (
+        done.status.metrics.train_loss, done.status.metrics.train_accuracy) == (0.4, 0.8)
+
+
+def test_a_group_of_evaluators_ends_with_the_merged_figures_not_evaluator_0s() -> None:
+    evaluating = StreamingTrainingJobStatus(
+        phase="Evaluating", trainer=RoleStatus(succeeded=1),
+        progress=Progress(mode="evaluate", records=390, records_total=400, percent=97.5,
+                          accuracy=0.7874, auc=0.8709, loss=0.45))
+    merged = PodReport(mode="evaluate", ok=True, metrics=Metrics(
+        eval_accuracy=0.7882, eval_auc=0.8715, eval_loss=0.4432, records_evaluated=400))
+    done = _step(evaluating, {"evaluate": ChildObservation(succeeded=2, complete=True,
+                                                           report=merged)})
+    progress, metrics = done.status.progress, done.status.metrics
+    assert progress is not None and metrics is not None
+    assert (progress.accuracy, progress.auc, progress.loss, progress.percent) == (
+        metrics.eval_accuracy, metrics.eval_auc, metrics.eval_loss, 100.0) == (
+        0.7882, 0.8715, 0.4432, 100.0)
+
+
+def test_the_next_phase_starts_from_zero_not_the_last_phases_completed_figures() -> None:
+    live = StreamingTrainingJobStatus(phase="Training", progress=Progress(
+        mode="train", records=1000, records_total=1000, percent=99.0, eta_seconds=1))
+    evaluating = _step(live, {"train": ChildObservation(succeeded=1, complete=True,
+                                                        report=TRAIN_REPORT)})
+    assert (evaluating.status.phase, evaluating.run) == ("Evaluating", "evaluate")
+    progress = evaluating.status.progress
+    assert progress is not None
+    assert (progress.mode, progress.percent, progress.records, progress.eta_seconds,
+            progress.loss, progress.last_progress_time) == ("evaluate", 0.0, 0, None, None, None)
+
+
+def test_a_suspended_job_shows_no_time_left() -> None:
+    suspended = parse_spec({"kafka": {"bootstrapServers": "k:1"}, "train": {"topic": "t"},
+                            "runPolicy": {"suspend": True}})
+    live = StreamingTrainingJobStatus(phase="Training", progress=Progress(
+        mode="train", records=321, records_total=1000, percent=32.1, eta_seconds=40,
+        records_per_second=8.0))
+    plan = _step(live, {"train": ChildObservation(active=1)}, spec=suspended)
+    assert plan.status.phase == "Suspended" and plan.status.progress is not None
+    assert (plan.status.progress.percent, plan.status.progress.eta_seconds,
+            plan.status.progress.records_per_second) == (32.1, None, None)
+
+
+def test_bad_records_are_kept_for_each_phase_and_counted_over_all() -> None:
+    trained = PodReport(mode="train", ok=True, epoch=3, metrics=Metrics(
+        train_accuracy=0.8, bad_records=55, bad_records_by_reason={"json": 50, "empty": 5}))
+    evaluated = PodReport(mode="evaluate", ok=True, metrics=Metrics(
+        eval_accuracy=0.79, records_evaluated=400, bad_records=30,
+        bad_records_by_reason={"json": 30}))
+    evaluating = _step(StreamingTrainingJobStatus(phase="Training"), {
+        "train": ChildObservation(succeeded=1, complete=True, report=trained)})
+    done = _step(evaluating.status, {
+        "train": ChildObservation(succeeded=1, complete=True, report=trained),
+        "evaluate": ChildObservation(succeeded=1, complete=True, report=evaluated)})
+    metrics = done.status.metrics
+    assert done.status.phase == "Succeeded" and metrics is not None
+    assert metrics.bad_records == 85
+    assert metrics.bad_records_by_reason == {"empty": 5, "json": 80}
+    assert metrics.bad_records_by_phase is not None
+    assert {mode: (found.records, found.by_reason)
+            for mode, found in metrics.bad_records_by_phase.items()} == {
+        "train": (55, {"json": 50, "empty": 5}), "evaluate": (30, {"json": 30})}
 
 
 def test_a_phase_of_several_replicas_is_done_only_when_all_have_succeeded() -> None:

@@ -210,8 +210,9 @@ def _evaluate(name: str, spec: StreamingTrainingJobSpec, identity: RunIdentity,
             if merged is not None:
                 _commit(cursor, merged.next_offsets, share.last_slices)
                 if of_group is not None:  # every evaluator has finished: the group's last figures
-                    done, total = of_group()
-                    live.report(records=done, records_total=total)
+                    done, total, figures = of_group()
+                    live.report(records=done, records_total=total, loss=figures["loss"],
+                                accuracy=figures["accuracy"], auc=figures["auc"])
     elapsed = time.monotonic() - started
     left = (sum(max(0, end - position[p]) for p, end in share.limit(final_ends).items())
             if stop_event.is_set() else 0)
@@ -338,32 +339,35 @@ def _finite(value: float) -> float | None:
     return value if value == value and abs(value) != float("inf") else None
 
 
-GroupProgress = Callable[[], tuple[int, int]]
-"""(records covered, records planned) of every evaluator of a group, from their ledgers."""
+GroupProgress = Callable[[], tuple[int, int, dict[str, Any]]]
+"""(records covered, records planned, figures) of every evaluator of a group, from their ledgers:
+the figures (loss, accuracy, AUC) of their tallies merged, as the group's result will be."""
 
 
 def _group_progress(artifacts: Artifacts, group: str, replica: Replica,
                     bounds: dict[int, tuple[int, int]]) -> GroupProgress | None:
     """For evaluator 0 of several (which posts the live progress): what all the ledgers cover
-    against the plan's records; `None` otherwise."""
+    against the plan's records, and their merged figures; `None` otherwise."""
     if not (replica.grouped and replica.chief):
         return None
     paths = [artifacts.ledger(group, index, replica.count) for index in range(replica.count)]
     planned = sum(end - start for start, end in bounds.values())
 
-    def covered() -> tuple[int, int]:
-        ledgers = [Ledger.load(path) for path in paths]
-        done = sum(found.tally.records + found.tally.bad_records
-                   for found in ledgers if found is not None)
-        return done, max(planned, done)
+    def covered() -> tuple[int, int, dict[str, Any]]:
+        tally = Tally()
+        for found in (Ledger.load(path) for path in paths):
+            if found is not None:
+                tally = tally.merged(found.tally)
+        done = tally.records + tally.bad_records
+        return done, max(planned, done), tally.summary()
 
     return covered
 
 
 class _ProgressBar:
     """A rich progress bar over records to score (silent when disabled); its figures also go to
-    the live progress channel (`workload.progress`): the group's records when `group` says them
-    (evaluator 0 of several)."""
+    the live progress channel (`workload.progress`): the group's records and merged figures when
+    `group` says them (evaluator 0 of several)."""
 
     def __init__(self, enabled: bool, total: int, group: GroupProgress | None = None) -> None:
         self._progress: Any = None
@@ -377,7 +381,9 @@ class _ProgressBar:
 
     def advance(self, records: int, figures: dict[str, Any]) -> None:
         self._done += records
-        done, total = self._group() if self._group is not None else (self._done, self._total)
+        done, total = self._done, self._total
+        if self._group is not None:  # the group's records and figures, not this evaluator's
+            done, total, figures = self._group()
         live.report(records=done, records_total=total, loss=figures["loss"],
                     accuracy=figures["accuracy"], auc=figures["auc"])
         if self._progress is not None:

@@ -335,7 +335,8 @@ def _train(spec: StreamingTrainingJobSpec, identity: RunIdentity, connection: Ka
             keras.callbacks.TensorBoard(log_dir=str(artifacts.tensorboard), write_graph=False),
         ]
         if progress or live.active():  # a per-batch callback makes Keras fetch every batch's logs
-            callbacks.append(display.keras_callback(summary.good, train.batch_size, train.epochs))
+            callbacks.append(display.keras_callback(summary.good, train.batch_size, train.epochs,
+                                                    skipped=lambda: checkpointer.skipped))
         started = time.perf_counter()
         with stop_on_sigterm(stop):
             _fit_epochs(model, rows, checks, spec, state, checkpointer, callbacks)

@@ -3,12 +3,14 @@
 Rich draws it on a terminal; with `enabled=False` (pods, tests) nothing is
 drawn. Updates are throttled so a fast epoch is not slowed by redrawing.
 The epoch callback also hands its figures to the live progress channel
-(`workload.progress`: a no-op outside a pod).
+(`workload.progress`: a no-op outside a pod), counting the batches a resumed
+epoch skipped, so the records posted never fall back after a restart.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from types import TracebackType
 
 import keras
@@ -71,18 +73,20 @@ class TrainProgress:
         rate = completed / max(now - started, 1e-9)
         self._progress.update(task, completed=completed, rate=f"{rate:,.0f} rec/s", note=note)
 
-    def keras_callback(self, records_per_epoch: int, batch_size: int,
-                       epochs: int) -> keras.callbacks.Callback:
-        """A callback that shows each epoch's records as they are trained."""
-        return _EpochProgress(self, records_per_epoch, batch_size, epochs)
+    def keras_callback(self, records_per_epoch: int, batch_size: int, epochs: int,
+                       skipped: Callable[[], int] = lambda: 0) -> keras.callbacks.Callback:
+        """A callback that shows each epoch's records as they are trained (`skipped`: batches
+        of the current epoch done before this `fit`, by a run that resumed mid-epoch)."""
+        return _EpochProgress(self, records_per_epoch, batch_size, epochs, skipped)
 
 
 class _EpochProgress(keras.callbacks.Callback):  # type: ignore[misc]
     def __init__(self, display: TrainProgress, records: int, batch_size: int,
-                 epochs: int) -> None:
+                 epochs: int, skipped: Callable[[], int]) -> None:
         super().__init__()
         self.display, self.records, self.batch_size, self.epochs = (
             display, records, batch_size, epochs)
+        self.skipped = skipped
         self.task: TaskID | None = None
         self.started = time.perf_counter()
         self.epoch = 0
@@ -93,7 +97,8 @@ class _EpochProgress(keras.callbacks.Callback):  # type: ignore[misc]
         self.epoch = epoch
 
     def on_train_batch_end(self, batch: int, logs: dict[str, float] | None = None) -> None:
-        done = min(self.records, (batch + 1) * self.batch_size)
+        # Keras counts the batches of this `fit`; a resumed epoch began after `skipped` of them.
+        done = min(self.records, (self.skipped() + batch + 1) * self.batch_size)
         self.display.update(self.task, done, self.started)
         figures = logs or {}
         live.report(records=self.epoch * self.records + done,
