@@ -95,8 +95,9 @@ bench: parts setup-tfio  ## Input pipeline and evaluation benchmarks (prints a t
 quality: kafka-jars  ## The default model on every generated data family vs its Bayes-optimal accuracy (table, JSON)
 	$(PY) -m bench.quality
 
-bench-operator: parts  ## The operator with 200 jobs on the real control plane: latency, CPU, memory, idle API requests (table + JSON)
-	$(PY) -m bench.operator_scale
+bench-operator: parts  ## The operator with 200, then 1,000 jobs on the real control plane: latency, API requests per pass, CPU, memory, idle API requests (tables + JSON)
+	$(PY) -m bench.operator_scale --jobs 200 --output bench-operator-200.json; met=$$?; \
+	$(PY) -m bench.operator_scale --jobs 1000 --output bench-operator-1000.json && exit $$met
 
 faults: parts  ## Fault scenarios: kills, broker restarts, bad input; prints a table of figures, writes JSON
 	$(PY) -m bench.faults_report

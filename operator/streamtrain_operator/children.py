@@ -1,52 +1,57 @@
-"""The Kubernetes edge for child Jobs: observe them (and their pods), create, suspend, delete.
+"""Child Jobs and their pods: read them (as the watches hold them), create, suspend, delete.
 
-Creation is by deterministic name and `AlreadyExists` counts as success, so
-an operator restarted at any moment converges without duplicates.
+Reading is pure: `observe_children` turns the job's child Jobs and pods, as
+the store holds them (`store.py`: the objects the job controls, as the API
+serves them in JSON), into what the state machine needs. Creation is by
+deterministic name and `AlreadyExists` counts as success once the object is
+found to be the job's own, so an operator restarted at any moment converges
+without duplicates; a child the store already holds is not created again.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import kubernetes
 
 from streamtrain_operator import kueue
-from streamtrain_operator.builders import JOB_LABEL, MODE_LABEL, Manifest, bounded_name
+from streamtrain_operator.builders import MODE_LABEL, Manifest
 from streamtrain_operator.failures import failure_text
 from streamtrain_operator.planner import ChildObservation
+from streamtrain_operator.store import COMPLETION_INDEX
 from workload.contract import MODES, PEER_LOST_EXIT, PERMANENT_BY_EXIT_CODE, Mode
 from workload.spec import KIND
 from workload.status import PodReport
+
+Body = Mapping[str, Any]
+"""An object as the API serves it in JSON (camelCase)."""
 
 
 class NameTakenError(RuntimeError):
     """A Job with the child's deterministic name exists but is not owned by this job."""
 
 
-def _true_condition(job: Any, kind: str) -> Any:
-    for condition in (job.status.conditions or []) if job.status else []:
-        if condition.type == kind and condition.status == "True":
-            return condition
+def _true_condition(job: Body, kind: str) -> Body | None:
+    for condition in (job.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == kind and condition.get("status") == "True":
+            return dict(condition)
     return None
 
 
-COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
-"""The annotation with which the Job controller numbers the pods of an Indexed Job."""
-
-
-def _terminations(pods: list[Any]) -> list[tuple[str, int, str, bool]]:
+def _terminations(pods: Sequence[Body]) -> list[tuple[str, int, str, bool]]:
     """(finish time, exit code, message, whether the pod is replica 0) of each terminated
     container, oldest first."""
     found = []
     for pod in pods:
-        annotations = (pod.metadata.annotations or {}) if pod.metadata else {}
+        annotations = pod["metadata"].get("annotations") or {}
         first = annotations.get(COMPLETION_INDEX, "0") == "0"
-        for container in (pod.status.container_statuses or []) if pod.status else []:
-            terminated = container.state.terminated if container.state else None
+        for container in (pod.get("status") or {}).get("containerStatuses") or []:
+            terminated = (container.get("state") or {}).get("terminated")
             if terminated is not None:
-                finished = str(terminated.finished_at or "")
-                found.append((finished, int(terminated.exit_code), terminated.message or "",
-                              first))
+                found.append((str(terminated.get("finishedAt") or ""),
+                              int(terminated.get("exitCode") or 0),
+                              terminated.get("message") or "", first))
     return sorted(found)
 
 
@@ -60,11 +65,11 @@ def failure_cause(exit_code: int, message: str) -> str:
     return row.reason if row is not None else ""
 
 
-def observe(job: Any, pods: list[Any]) -> ChildObservation:
+def observe(job: Body, pods: Sequence[Body]) -> ChildObservation:
     """A child Job and its pods as the state machine needs them; replica 0's report speaks for
     a phase of several (the chief of a training group, or any evaluator: each reports the
     merged result)."""
-    status = job.status
+    status = job.get("status") or {}
     complete = _true_condition(job, "Complete") is not None
     failed = _true_condition(job, "Failed")
     terminations = _terminations(pods)
@@ -75,107 +80,107 @@ def observe(job: Any, pods: list[Any]) -> ChildObservation:
         failed_pods)
     report = PodReport.from_message(successes[-1]) if successes else None
     last_failure = failures[-1] if failures else None
-    started = status.start_time if status else None
     return ChildObservation(
-        active=int(status.active or 0) if status else 0,
-        succeeded=int(status.succeeded or 0) if status else 0,
-        failed=int(status.failed or 0) if status else 0,
+        active=int(status.get("active") or 0),
+        succeeded=int(status.get("succeeded") or 0),
+        failed=int(status.get("failed") or 0),
         complete=complete,
         failed_for_good=failed is not None,
-        failure_reason=str(failed.reason or "") if failed is not None else "",
+        failure_reason=str(failed.get("reason") or "") if failed is not None else "",
         failure_message=failure_text(last_failure[1] if last_failure else None,
-                                     str(failed.message or "") if failed is not None else ""),
+                                     str(failed.get("message") or "") if failed is not None
+                                     else ""),
         failure_cause=failure_cause(*last_failure) if last_failure else "",
-        started_at=started.strftime("%Y-%m-%dT%H:%M:%SZ") if started is not None else None,
+        started_at=status.get("startTime"),
         report=report,
-        uid=str(job.metadata.uid or ""),
-        deleting=job.metadata.deletion_timestamp is not None,
-        suspended=bool(job.spec.suspend) if job.spec else False,
-        queue=(job.metadata.labels or {}).get(kueue.QUEUE_LABEL, ""),
+        uid=str(job["metadata"].get("uid") or ""),
+        deleting=job["metadata"].get("deletionTimestamp") is not None,
+        suspended=bool((job.get("spec") or {}).get("suspend")),
+        queue=(job["metadata"].get("labels") or {}).get(kueue.QUEUE_LABEL, ""),
     )
 
 
-def observe_children(api: kubernetes.client.ApiClient, namespace: str,
-                     job_name: str) -> dict[Mode, ChildObservation]:
-    """Every child Job of `job_name`, by mode, with its pods' termination messages."""
-    selector = f"{JOB_LABEL}={bounded_name(job_name)}"
-    jobs: list[Any] = kubernetes.client.BatchV1Api(api).list_namespaced_job(
-        namespace, label_selector=selector).items
-    pods: list[Any] = kubernetes.client.CoreV1Api(api).list_namespaced_pod(
-        namespace, label_selector=selector).items
+def observe_children(jobs: Sequence[Body], pods: Sequence[Body]) -> dict[Mode, ChildObservation]:
+    """The job's child Jobs by mode, each with its own pods (those it controls)."""
     observed: dict[Mode, ChildObservation] = {}
     for job in jobs:
-        mode = (job.metadata.labels or {}).get(MODE_LABEL)
+        mode = (job["metadata"].get("labels") or {}).get(MODE_LABEL)
         if mode in MODES:
-            own_pods = [pod for pod in pods
-                        if (pod.metadata.labels or {}).get(MODE_LABEL) == mode]
+            uid = job["metadata"]["uid"]
+            own_pods = [pod for pod in pods if any(
+                owner.get("uid") == uid and owner.get("controller")
+                for owner in pod["metadata"].get("ownerReferences") or [])]
             observed[mode] = observe(job, own_pods)
     return observed
 
 
-def ensure_job(api: kubernetes.client.ApiClient, manifest: Manifest, suspend: bool) -> bool:
-    """Create the Job if missing, else align its `suspend`; `True` when it was created now."""
+def by_mode(jobs: Sequence[Body]) -> dict[str, Body]:
+    """Child Jobs by the mode they run."""
+    return {str((job["metadata"].get("labels") or {}).get(MODE_LABEL)): job for job in jobs}
+
+
+def ensure_job(api: kubernetes.client.ApiClient, manifest: Manifest, suspend: bool,
+               existing: Body | None = None) -> Body | None:
+    """Create the Job unless it exists (`existing`: as the store holds it), else align its
+    `suspend`; the Job as the API created it (JSON) when it was created now, else `None`."""
     batch: Any = kubernetes.client.BatchV1Api(api)
-    existing = _create_or_own(manifest, "Job", batch.create_namespaced_job,
-                              batch.read_namespaced_job)
     if existing is None:
-        return True
-    _align_suspend(batch, existing, suspend)
-    return False
+        created, existing = _create_or_own(api, manifest, "Job", batch.create_namespaced_job,
+                                           batch.read_namespaced_job)
+        if created is not None:
+            return created
+    if existing is not None:
+        _align_suspend(batch, existing, suspend)
+    return None
 
 
-def _create_or_own(manifest: Manifest, kind: str, create: Any, read: Any) -> Any:
-    """Create the object; `None` when created now, else the existing one, which must be ours
-    (`NameTakenError` otherwise)."""
+def _create_or_own(api: kubernetes.client.ApiClient, manifest: Manifest, kind: str, create: Any,
+                   read: Any) -> tuple[Body | None, Body | None]:
+    """Create the object: (what the API created, `None`) when created now, else (`None`, the
+    existing one), which must be ours (`NameTakenError` otherwise); both as JSON."""
     namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
     try:
-        create(namespace, manifest)
-        return None
+        return api.sanitize_for_serialization(  # type: ignore[no-untyped-call]
+            create(namespace, manifest)), None
     except kubernetes.client.ApiException as error:
         if error.status != 409:
             raise
-    existing = read(name, namespace)
+    existing: Body = api.sanitize_for_serialization(  # type: ignore[no-untyped-call]
+        read(name, namespace))
     owner = manifest["metadata"]["ownerReferences"][0]["uid"]
-    if owner not in {ref.uid for ref in existing.metadata.owner_references or []}:
+    if owner not in {ref.get("uid") for ref in existing["metadata"].get("ownerReferences") or []}:
         raise NameTakenError(f"{kind} {name} exists and belongs to someone else; "
                              f"rename the StreamingTrainingJob or delete that {kind}")
-    return existing
+    return None, existing
 
 
-def set_suspend(api: kubernetes.client.ApiClient, namespace: str, name: str,
-                suspend: bool) -> None:
+def set_suspend(api: kubernetes.client.ApiClient, existing: Body | None, suspend: bool) -> None:
     """Align an existing child Job's `suspend`; a missing one is left missing (never created)."""
-    batch: Any = kubernetes.client.BatchV1Api(api)
-    try:
-        existing = batch.read_namespaced_job(name, namespace)
-    except kubernetes.client.ApiException as error:
-        if error.status == 404:
-            return
-        raise
-    _align_suspend(batch, existing, suspend)
+    if existing is not None:
+        _align_suspend(kubernetes.client.BatchV1Api(api), existing, suspend)
 
 
-def _align_suspend(batch: Any, existing: Any, suspend: bool) -> None:
+def _align_suspend(batch: Any, existing: Body, suspend: bool) -> None:
     """Set the Job's `suspend`; a Job queued in Kueue is Kueue's to suspend and resume, so it is
     left alone, or deleted when it is to stop (see `kueue`)."""
+    meta = existing["metadata"]
     if _true_condition(existing, "Complete"):
         return
-    if kueue.is_queued(existing.metadata.labels):
+    if kueue.is_queued(meta.get("labels")):
         if suspend and _owned_by_a_job(existing):
             # In the foreground: the Job stays until its pods and Kueue's Workload are gone, so
             # a Job of the same name made on resume is never matched to that stale Workload
             # (Kueue finds a Job's Workload by the Job's name).
-            _delete_job(batch, existing.metadata.name, existing.metadata.namespace, "Foreground")
+            _delete_job(batch, meta["name"], meta["namespace"], "Foreground")
         return
-    if bool(existing.spec.suspend) != suspend:
-        batch.patch_namespaced_job(existing.metadata.name, existing.metadata.namespace,
-                                   {"spec": {"suspend": suspend}})
+    if bool((existing.get("spec") or {}).get("suspend")) != suspend:
+        batch.patch_namespaced_job(meta["name"], meta["namespace"], {"spec": {"suspend": suspend}})
 
 
-def _owned_by_a_job(existing: Any) -> bool:
+def _owned_by_a_job(existing: Body) -> bool:
     """Whether a StreamingTrainingJob controls the object (so the operator may delete it)."""
-    return any(ref.kind == KIND and ref.controller
-               for ref in existing.metadata.owner_references or [])
+    return any(ref.get("kind") == KIND and ref.get("controller")
+               for ref in existing["metadata"].get("ownerReferences") or [])
 
 
 def _delete_job(batch: Any, name: str, namespace: str, propagation: str = "Background") -> None:
@@ -191,15 +196,14 @@ def _delete_job(batch: Any, name: str, namespace: str, propagation: str = "Backg
 def ensure_service(api: kubernetes.client.ApiClient, manifest: Manifest) -> bool:
     """Create the Service if missing; `True` when it was created now."""
     core: Any = kubernetes.client.CoreV1Api(api)
-    return _create_or_own(manifest, "Service", core.create_namespaced_service,
-                          core.read_namespaced_service) is None
+    created, _ = _create_or_own(api, manifest, "Service", core.create_namespaced_service,
+                                core.read_namespaced_service)
+    return created is not None
 
 
-def delete_children(api: kubernetes.client.ApiClient, namespace: str, job_name: str) -> int:
-    """Delete every child Job and its pods (TTL after the job finished); return how many."""
+def delete_children(api: kubernetes.client.ApiClient, jobs: Sequence[Body]) -> int:
+    """Delete the job's child Jobs and their pods (TTL after the job finished); how many."""
     batch: Any = kubernetes.client.BatchV1Api(api)
-    selector = f"{JOB_LABEL}={bounded_name(job_name)}"
-    jobs: list[Any] = batch.list_namespaced_job(namespace, label_selector=selector).items
     for job in jobs:
-        _delete_job(batch, job.metadata.name, namespace)
+        _delete_job(batch, job["metadata"]["name"], job["metadata"]["namespace"])
     return len(jobs)

@@ -2,16 +2,19 @@
 
 kopf delivers watch events: of the jobs, and of their child Jobs and pods
 (selected by label on the API server). The handlers hand them to
-`Controller.observe_job` / `observe_child`, which note what the progress
-endpoint needs (each job's uid, phase and progress; which pods belong to
-which job, `membership.py`) and put the job's key in a work queue; worker
-threads take keys and run one pass each: read the job, `reconcile`, write
-the status patch, post the events and schedule the next timed look (a TTL
-or a progress deadline coming due, a retry after an API error). One
-operator-wide resync queues every unfinished job every
-`resync_interval_s`, for anything a watch missed. A finished job costs
-nothing: its children's events are ignored and it is looked at again only
-when its TTL is due.
+`Controller.observe_job` / `observe_child`, which keep each object in the
+store (`store.py`: what a pass reads, and which pods belong to which job for
+the progress endpoint) and put the job's key in a work queue; worker threads
+take keys and run one pass each: take the job from the store, `reconcile`,
+write the status patch (whose answer goes back into the store), post the
+events and schedule the next timed look (a TTL or a progress deadline
+coming due, a retry after an API error). A pass reads nothing from the API
+server but a Strimzi resource a job names. One operator-wide resync every
+`resync_interval_s` lists the jobs, child Jobs and pods again (three lists
+per watched namespace, not per job) and queues every unfinished job, for
+anything a watch missed; with no unfinished job it does nothing. A finished
+job costs nothing: its children's events are ignored and it is looked at
+again only when its TTL is due.
 
 A job's own status writes come back as watch events; those with an
 unchanged `metadata.generation` are ignored, so writing status never
@@ -37,11 +40,11 @@ from pydantic import ValidationError
 from streamtrain_operator import events
 from streamtrain_operator.builders import JOB_UID_LABEL
 from streamtrain_operator.clock import now_text
-from streamtrain_operator.membership import Membership
 from streamtrain_operator.metrics import OperatorMetrics
 from streamtrain_operator.planner import Plan
 from streamtrain_operator.reconcile import reconcile, ttl_due_in
 from streamtrain_operator.settings import OperatorSettings
+from streamtrain_operator.store import Kind, Store
 from streamtrain_operator.tls import CaPublisher
 from streamtrain_operator.workqueue import WorkQueue
 from workload.contract import API_GROUP, TERMINAL_PHASES
@@ -66,8 +69,6 @@ class Known:
     phase: str | None
     source: Key | None = None
     """The job whose model it reads (`model.source.job`), if any."""
-    progress: Mapping[str, Any] | None = None
-    """Its `status.progress`, as written."""
 
     @property
     def finished(self) -> bool:
@@ -105,6 +106,12 @@ def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any
     return patch
 
 
+def _json(response: Any) -> dict[str, Any]:
+    """The JSON document of an API answer read without the client's models."""
+    document: dict[str, Any] = json.loads(response.data)
+    return document
+
+
 def api_message(error: kubernetes.client.ApiException) -> str:
     """The API server's own message (it names the verb and resource that failed)."""
     try:
@@ -123,10 +130,12 @@ class Controller:
         self.metrics = metrics
         self.ca = ca
         """Publishes the progress endpoint's CA where pods are made (`None`: no channel)."""
-        self.members = Membership()
+        self.store = Store()
         self.queue: WorkQueue[Key] = WorkQueue()
         self._known: dict[Key, Known] = {}
         self._owners: dict[str, Key] = {}
+        self._dependants: dict[Key, set[Key]] = {}
+        """Jobs by the job their `model.source` names."""
         self._failures: dict[Key, int] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -156,13 +165,14 @@ class Controller:
             return self._known.get(key)
 
     def progress(self, key: Key, uid: str) -> Progress | None:
-        """The job's `status.progress` as the watch last showed it (`None`: none, or the job
-        is gone or made anew)."""
-        known = self.known(key)
-        if known is None or known.uid != uid or not known.progress:
+        """The job's `status.progress` as the store holds it: the watch's, or the last write's
+        if newer (`None`: none, or the job is gone or made anew)."""
+        body = self.store.get("StreamingTrainingJob", key)
+        if body is None or body["metadata"].get("uid") != uid:
             return None
+        found = (body.get("status") or {}).get("progress")
         try:
-            return Progress.model_validate(known.progress)
+            return Progress.model_validate(found) if found else None
         except ValidationError:
             return None
 
@@ -173,21 +183,21 @@ class Controller:
         meta = body["metadata"]
         key: Key = (meta["namespace"], meta["name"])
         phase = (body.get("status") or {}).get("phase")
+        self.store.observe("StreamingTrainingJob", event_type, body)
         if event_type == "DELETED":
-            with self._lock:
-                known = self._known.pop(key, None)
-                if known is not None:
-                    self._owners.pop(known.uid, None)
-            self.metrics.observe_phase(f"{key[0]}/{key[1]}", None)
+            self._forget(key)
             return
-        seen = Known(meta["uid"], int(meta.get("generation") or 0), phase, _source_of(body),
-                     (body.get("status") or {}).get("progress"))
+        seen = Known(meta["uid"], int(meta.get("generation") or 0), phase, _source_of(body))
         with self._lock:
             before = self._known.get(key)
             self._known[key] = seen
             self._owners[seen.uid] = key
-            waiting = [other for other, known in self._known.items()
-                       if known.source == key and not known.finished]
+            if before is not None and before.source is not None:
+                self._dependants.get(before.source, set()).discard(key)
+            if seen.source is not None:
+                self._dependants.setdefault(seen.source, set()).add(key)
+            waiting = [other for other in self._dependants.get(key, ())
+                       if (found := self._known.get(other)) is not None and not found.finished]
         for other in waiting:
             self.queue.add(other)
         if phase is not None:
@@ -202,10 +212,20 @@ class Controller:
             return
         self.queue.add(key)
 
-    def observe_child(self, kind: str, event_type: str | None, body: Mapping[str, Any]) -> None:
-        """A watch event of a child Job (`kind` "Job") or pod ("Pod"): note whose it is, and
-        queue its job unless that one is finished."""
-        self.members.observe(kind, event_type, body)
+    def _forget(self, key: Key) -> None:
+        """A job is gone."""
+        with self._lock:
+            known = self._known.pop(key, None)
+            if known is not None:
+                self._owners.pop(known.uid, None)
+                if known.source is not None:
+                    self._dependants.get(known.source, set()).discard(key)
+        self.metrics.observe_phase(f"{key[0]}/{key[1]}", None)
+
+    def observe_child(self, kind: Kind, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """A watch event of a child Job (`kind` "Job") or pod ("Pod"): store it, and queue its
+        job unless that one is finished."""
+        self.store.observe(kind, event_type, body)
         uid = (body["metadata"].get("labels") or {}).get(JOB_UID_LABEL)
         with self._lock:
             key = self._owners.get(uid or "")
@@ -226,8 +246,60 @@ class Controller:
         while not self._stop.wait(self.settings.resync_interval_s):
             with self._lock:
                 unfinished = [key for key, known in self._known.items() if not known.finished]
+            if not unfinished:
+                continue  # nothing waits on a watch: a missed event can wait for the next job
+            try:
+                self.refresh()
+            except Exception as error:  # the passes still run on what the store holds
+                log.warning("resync: listing failed (%s); the store stays as the watches left it",
+                            error)
+            with self._lock:
+                unfinished = [key for key, known in self._known.items() if not known.finished]
             for key in unfinished:
                 self.queue.add(key)
+
+    def refresh(self) -> None:
+        """List the jobs, child Jobs and pods again into the store (per watched namespace, or
+        the whole cluster), so that an event a watch missed is healed; jobs the list lacks are
+        forgotten, jobs it adds are queued."""
+        custom: Any = kubernetes.client.CustomObjectsApi(self.api)
+        batch: Any = kubernetes.client.BatchV1Api(self.api)
+        core: Any = kubernetes.client.CoreV1Api(self.api)
+        selector = {"label_selector": JOB_UID_LABEL, "_preload_content": False}
+        for namespace in self.settings.namespaces or (None,):
+            scope = [namespace] if namespace is not None else None
+            if namespace is None:
+                listings: list[tuple[Kind, Any]] = [
+                    ("StreamingTrainingJob", lambda: custom.list_cluster_custom_object(
+                        API_GROUP, API_VERSION, PLURAL)),
+                    ("Job", lambda: _json(batch.list_job_for_all_namespaces(**selector))),
+                    ("Pod", lambda: _json(core.list_pod_for_all_namespaces(**selector)))]
+            else:
+                listings = [
+                    ("StreamingTrainingJob", lambda ns=namespace: custom.list_namespaced_custom_object(
+                        API_GROUP, API_VERSION, ns, PLURAL)),
+                    ("Job", lambda ns=namespace: _json(batch.list_namespaced_job(ns, **selector))),
+                    ("Pod", lambda ns=namespace: _json(core.list_namespaced_pod(ns, **selector)))]
+            for kind, listing in listings:
+                document = listing()
+                self.store.replace(kind, document.get("items") or [],
+                                   str((document.get("metadata") or {}).get("resourceVersion")),
+                                   scope)
+                if kind == "StreamingTrainingJob":
+                    self._heal_jobs(document.get("items") or [], scope)
+
+    def _heal_jobs(self, listed: list[Mapping[str, Any]], scope: list[str] | None) -> None:
+        """Bring the known jobs in line with a fresh list of them."""
+        for body in listed:
+            meta = body["metadata"]
+            known = self.known((meta["namespace"], meta["name"]))
+            if known is None or known.uid != meta["uid"]:
+                self.observe_job("LISTED", body)
+        with self._lock:
+            gone = [key for key in self._known if (scope is None or key[0] in scope)
+                    and self.store.get("StreamingTrainingJob", key) is None]
+        for key in gone:
+            self._forget(key)
 
     def process(self, key: Key) -> None:
         """One pass over one job; errors are counted, logged and retried later."""
@@ -252,25 +324,22 @@ class Controller:
     def _pass(self, key: Key) -> float | None:
         namespace, name = key
         custom: Any = kubernetes.client.CustomObjectsApi(self.api)
-        try:
-            body: dict[str, Any] = custom.get_namespaced_custom_object(
-                API_GROUP, API_VERSION, namespace, PLURAL, name)
-        except kubernetes.client.ApiException as error:
-            if error.status == 404:
-                return None  # deleted; its DELETED event forgets it
-            raise
+        body = self.store.get("StreamingTrainingJob", key)
+        if body is None:
+            return None  # deleted; its DELETED event forgot it
         meta = body["metadata"]
         if meta.get("deletionTimestamp"):
             return None
         status = body.get("status") or {}
         now = now_text()
-        plan = reconcile(self.api, name, namespace, meta["uid"], int(meta.get("generation") or 0),
-                         body.get("spec") or {}, status, now, self.settings.pods,
-                         meta.get("labels"), self.ca)
+        plan = reconcile(self.api, self.store, name, namespace, meta["uid"],
+                         int(meta.get("generation") or 0), body.get("spec") or {}, status, now,
+                         self.settings.pods, meta.get("labels"), self.ca)
         changes = status_patch(status, plan)
         if changes:
-            custom.patch_namespaced_custom_object_status(API_GROUP, API_VERSION, namespace, PLURAL,
-                                                         name, {"status": changes})
+            written = custom.patch_namespaced_custom_object_status(
+                API_GROUP, API_VERSION, namespace, PLURAL, name, {"status": changes})
+            self.store.observe("StreamingTrainingJob", "PATCHED", written)
         for event in plan.events:
             try:
                 events.post(self.api, body, event, now)

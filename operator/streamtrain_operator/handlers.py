@@ -22,6 +22,7 @@ from streamtrain_operator.controller import Controller
 from streamtrain_operator.metrics import OperatorMetrics
 from streamtrain_operator.progress import ProgressEndpoint
 from streamtrain_operator.settings import CHILD_RESOURCES, OperatorSettings
+from streamtrain_operator.store import Kind
 from streamtrain_operator.tls import CaPublisher, make_serving_certificate, server_host
 from workload.contract import API_GROUP
 from workload.spec import API_VERSION, PLURAL
@@ -64,7 +65,7 @@ def register(settings: OperatorSettings, metrics: OperatorMetrics,
             _child_handler("Pod" if plural == "pods" else "Job"))
 
 
-def _child_handler(kind: str) -> Any:
+def _child_handler(kind: Kind) -> Any:
     """The event handler of one kind of child (`Job` or `Pod`)."""
 
     def child_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:

@@ -8,7 +8,7 @@ accepted only when a TokenReview says the token is authentic, of that
 audience, of a service account of the job's namespace, and bound to a pod
 (name and uid) that exists now, carries the job's uid label and is
 controlled by a child Job that the job controls: the last three are checked
-against what the watches hold (`membership.py`), with no API call. A
+against what the watches hold (`store.py`), with no API call. A
 verified token is remembered for `TOKEN_CACHE_S` (a pod costs one
 TokenReview per few minutes, not one per post); the pod is checked at every
 post. No pod gets any verb on the Kubernetes API, and the token is useless
@@ -48,7 +48,7 @@ from pydantic import ValidationError
 
 from streamtrain_operator.clock import now_text
 from streamtrain_operator.controller import Controller, Key
-from streamtrain_operator.membership import Membership
+from streamtrain_operator.store import Store
 from workload.contract import (
     API_GROUP,
     MODE,
@@ -134,10 +134,10 @@ class TokenChecker:
     """TokenReviews, with reviewed tokens remembered for a while; the pod's membership is
     checked at every post against the watches."""
 
-    def __init__(self, api: kubernetes.client.ApiClient, members: Membership,
+    def __init__(self, api: kubernetes.client.ApiClient, store: Store,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.api = api
-        self.members = members
+        self.store = store
         self.clock = clock
         self._reviewed: dict[tuple[str, str], Reviewed] = {}
 
@@ -157,7 +157,7 @@ class TokenChecker:
             return "the token is not of a service account of the job's namespace"
         if not reviewed.pod:
             return "the token is not bound to a pod"
-        return self.members.problem(namespace, reviewed.pod, reviewed.pod_uid, job_uid)
+        return self.store.pod_problem(namespace, reviewed.pod, reviewed.pod_uid, job_uid)
 
     def _review(self, token: str, audience: str) -> tuple[str, str, str] | str:
         """(user name, pod name, pod uid) of an authentic token of `audience`, else why not."""
@@ -178,7 +178,7 @@ class ProgressEndpoint:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.api = api
         self.controller = controller
-        self.tokens = TokenChecker(api, controller.members, clock)
+        self.tokens = TokenChecker(api, controller.store, clock)
         self.clock = clock
         # Per job (and its uid: a job made again under the same name starts afresh): when
         # progress was last written, and the report written then.
@@ -261,6 +261,7 @@ class ProgressEndpoint:
         custom: Any = kubernetes.client.CustomObjectsApi(self.api)
         # Every field written, absent ones as null: a merge patch would keep stale ones.
         body = {"status": {"progress": progress.model_dump(mode="json", by_alias=True)}}
-        custom.patch_namespaced_custom_object_status(API_GROUP, API_VERSION, key[0], PLURAL,
-                                                     key[1], body)
+        written = custom.patch_namespaced_custom_object_status(API_GROUP, API_VERSION, key[0],
+                                                               PLURAL, key[1], body)
+        self.controller.store.observe("StreamingTrainingJob", "PATCHED", written)
         self._written[key] = (uid, now, report)

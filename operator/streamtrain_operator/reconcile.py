@@ -1,10 +1,12 @@
 """One reconcile pass: parse, resolve Kafka, observe children, plan, act.
 
-Called by the controller's workers with the job's current body; returns the
-plan whose status the controller writes through the status subresource.
-Side effects (creating or suspending the current phase's Job, topics,
-clean-up after the TTL) happen here; the decisions come from the pure
-`planner.next_plan`.
+Called by the controller's workers with the job's body as the watch last
+showed it; the job's children (and a job `model.source` names) are read from
+the same watches (`store.py`), so a pass makes no read of its own but a
+Strimzi resource's. Returns the plan whose status the controller writes
+through the status subresource. Side effects (creating or suspending the
+current phase's Job, topics, clean-up after the TTL) happen here; the
+decisions come from the pure `planner.next_plan`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from streamtrain_operator.builders import (
     PodDefaults,
     build_job_manifest,
     build_service_manifest,
-    child_job_name,
 )
 from streamtrain_operator.clock import parse_time
 from streamtrain_operator.planner import (
@@ -33,6 +34,7 @@ from streamtrain_operator.planner import (
     invalid_spec,
     next_plan,
 )
+from streamtrain_operator.store import Store
 from streamtrain_operator.tls import CaPublisher
 from workload.contract import Mode
 from workload.spec import SpecError, parse_spec
@@ -61,16 +63,17 @@ def _ttl_due(phase: str | None, completion_time: str | None, ttl_seconds: int | 
     return (due - parse_time(now)).total_seconds()
 
 
-def reconcile(api: kubernetes.client.ApiClient, name: str, namespace: str, uid: str,
-              generation: int, spec_body: Mapping[str, Any],
+def reconcile(api: kubernetes.client.ApiClient, store: Store, name: str, namespace: str,
+              uid: str, generation: int, spec_body: Mapping[str, Any],
               status_body: Mapping[str, Any] | None, now: str,
               pods: PodDefaults = DEFAULT_PODS,
               labels: Mapping[str, str] | None = None, ca: CaPublisher | None = None) -> Plan:
-    """Bring the children in line with the spec; return the next status and events (`pods`:
-    the operator's settings for what a job's pod templates leave out; `labels`: the job's
-    own, which may submit its child Jobs to a Kueue LocalQueue; `ca`: publishes the progress
-    endpoint's CA in the namespace before pods are made there)."""
+    """Bring the children in line with the spec; return the next status and events (`store`:
+    what the watches hold; `pods`: the operator's settings for what a job's pod templates leave
+    out; `labels`: the job's own, which may submit its child Jobs to a Kueue LocalQueue; `ca`:
+    publishes the progress endpoint's CA in the namespace before pods are made there)."""
     current = StreamingTrainingJobStatus.model_validate(dict(status_body or {}))
+    child_jobs, child_pods = store.children(namespace, uid)
     try:
         spec = parse_spec(spec_body, in_cluster=True)
     except SpecError as error:
@@ -82,17 +85,20 @@ def reconcile(api: kubernetes.client.ApiClient, name: str, namespace: str, uid: 
         due = _ttl_due(current.phase, current.completion_time,
                        spec.run_policy.ttl_seconds_after_finished, now)
         if due is not None and due <= 0:
-            children.delete_children(api, namespace, name)
+            children.delete_children(api, child_jobs)
             return plan
         return dataclasses.replace(plan, wake_after_s=due)
     try:
-        source = sources.resolve(api, namespace, spec)
+        source = sources.resolve(namespace, spec,
+                                 lambda other: store.get("StreamingTrainingJob",
+                                                         (namespace, other)))
     except SpecError as error:
         return invalid_spec(current, generation, str(error), now, reason="InvalidModelSource")
     folder = source.folder if source is not None else None
     resolution = strimzi.resolve(api, namespace, spec.kafka)
     observed = _with_waiting_messages(api, namespace,
-                                      children.observe_children(api, namespace, name))
+                                      children.observe_children(child_jobs, child_pods))
+    existing = children.by_mode(child_jobs)
     queue = kueue.queue_labels(labels)
     plan = next_plan(spec, name, generation, current, observed, resolution.state, now, source,
                      watch_progress=bool(pods.progress_url),
@@ -108,21 +114,22 @@ def reconcile(api: kubernetes.client.ApiClient, name: str, namespace: str, uid: 
                                       queue=queue)
         if queue and plan.suspend:
             # Kueue would admit and resume a queued Job however it was created: none while held.
-            children.set_suspend(api, namespace, manifest["metadata"]["name"], True)
+            children.set_suspend(api, existing.get(plan.run), True)
             return _with_ttl(plan, spec.run_policy.ttl_seconds_after_finished, now)
         try:
             if plan.run == "train" and spec.trainer.replicas > 1:
                 children.ensure_service(api, build_service_manifest(name, namespace, uid,
                                                                     plan.run))
-            created = children.ensure_job(api, manifest, plan.suspend)
+            created = children.ensure_job(api, manifest, plan.suspend, existing.get(plan.run))
         except children.NameTakenError as error:
             return invalid_spec(current, generation, str(error), now, reason="JobNameTaken")
-        if created:
+        if created is not None:
+            store.observe("Job", "CREATED", created)  # the next pass knows it before its event
             plan.events.append(Event("Normal", "JobCreated",
                                      f"created Job {manifest['metadata']['name']}"))
     elif plan.run is not None:
         # Kafka went away while a phase runs: keep its pods, honour suspend, create nothing.
-        children.set_suspend(api, namespace, child_job_name(name, plan.run), plan.suspend)
+        children.set_suspend(api, existing.get(plan.run), plan.suspend)
     return _with_ttl(plan, spec.run_policy.ttl_seconds_after_finished, now)
 
 

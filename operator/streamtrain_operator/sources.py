@@ -10,17 +10,12 @@ keeps its model on a scratch volume) makes the spec invalid.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
-
-import kubernetes
 
 from streamtrain_operator.builders import ClaimFolder, job_folder
 from streamtrain_operator.planner import SourceState
 from workload.spec import (
-    API_GROUP,
-    API_VERSION,
-    PLURAL,
     ModelSourceSpec,
     SpecError,
     StreamingTrainingJobSpec,
@@ -57,20 +52,13 @@ def source_state(source: ModelSourceSpec, namespace: str,
     return SourceState(True, "Resolved", f"the model of job {name} in {folder.uri}", folder)
 
 
-def resolve(api: kubernetes.client.ApiClient, namespace: str,
-            spec: StreamingTrainingJobSpec) -> SourceState | None:
-    """Where `spec.model.source` is (`None` when the job names none); a `SpecError` when the
-    named job can never provide a model."""
+def resolve(namespace: str, spec: StreamingTrainingJobSpec,
+            job_named: Callable[[str], Mapping[str, Any] | None]) -> SourceState | None:
+    """Where `spec.model.source` is (`None` when the job names none), with `job_named` finding
+    a job of the namespace (as the watches hold it); a `SpecError` when the named job can never
+    provide a model."""
     source = spec.model.source
     if source is None:
         return None
-    found: Mapping[str, Any] | None = None
-    if source.job is not None:
-        custom: Any = kubernetes.client.CustomObjectsApi(api)
-        try:
-            found = custom.get_namespaced_custom_object(API_GROUP, API_VERSION, namespace,
-                                                        PLURAL, source.job)
-        except kubernetes.client.ApiException as error:
-            if error.status != 404:
-                raise
+    found = job_named(source.job) if source.job is not None else None
     return source_state(source, namespace, found)

@@ -15,6 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from streamtrain_operator.builders import JOB_UID_LABEL, owner_reference
+from streamtrain_operator.controller import Controller
+from streamtrain_operator.metrics import OperatorMetrics
+from streamtrain_operator.settings import OperatorSettings
 
 from tests.conftest import Kube, KubeCluster
 from tests.e2e.harness import (
@@ -279,6 +283,46 @@ def test_finished_and_deleted_jobs_cost_no_api_requests(
     time.sleep(3.0)
     assert _counter(operator, "streamtrain_api_requests_total") == 0, operator.tail()
     assert _counter(operator, "streamtrain_reconcile_seconds_count") == 0
+
+
+def test_passes_read_the_job_and_its_children_from_the_watches_not_the_api_server(
+        jobs: Jobs, operator: OperatorProcess) -> None:
+    jobs.create("cached", SPEC)
+    _wait_phase(jobs, operator, "cached", "Training")
+    reads = _counter(operator, 'streamtrain_api_requests_total{verb="GET"}')
+    passes = _counter(operator, "streamtrain_reconcile_seconds_count")
+    _complete(jobs, "cached-train", TRAINED, operator)
+    _wait_phase(jobs, operator, "cached", "Evaluating")
+    _complete(jobs, "cached-evaluate", EVALUATED, operator)
+    status = _wait_phase(jobs, operator, "cached", "Succeeded")
+    assert status["metrics"]["evalAccuracy"] == pytest.approx(0.787)
+    assert _counter(operator, "streamtrain_reconcile_seconds_count") > passes + 2
+    assert _counter(operator, 'streamtrain_api_requests_total{verb="GET"}') == reads, \
+        operator.tail()
+
+
+def test_a_resync_lists_what_the_watches_missed_into_the_store(
+        jobs: Jobs, kube: Kube, streamtrain_crd: KubeCluster) -> None:
+    controller = Controller(streamtrain_crd.api, OperatorSettings(namespaces=(kube.namespace,)),
+                            OperatorMetrics())  # no watches: only the resync's lists feed it
+    uid = jobs.create("unseen", SPEC)["metadata"]["uid"]
+    child = {"metadata": {"name": "unseen-train", "labels": {JOB_UID_LABEL: uid},
+                          "ownerReferences": [owner_reference("unseen", uid)]},
+             "spec": {"suspend": True, "template": {"spec": {
+                 "restartPolicy": "Never", "containers": [{"name": "c", "image": "x"}]}}}}
+    jobs.batch.create_namespaced_job(kube.namespace, child)
+    controller.refresh()
+    assert controller.known((kube.namespace, "unseen")) is not None
+    assert [job["metadata"]["name"] for job in
+            controller.store.children(kube.namespace, uid)[0]] == ["unseen-train"]
+    assert controller.queue.get(timeout_s=5) == (kube.namespace, "unseen")  # missed: queued
+    jobs.delete("unseen")
+    eventually(lambda: not jobs.custom.list_namespaced_custom_object(
+        "streamtrain.dev", "v1alpha1", kube.namespace, "streamingtrainingjobs")["items"], 30,
+        "the job to go")
+    controller.refresh()
+    assert controller.known((kube.namespace, "unseen")) is None
+    assert controller.store.get("StreamingTrainingJob", (kube.namespace, "unseen")) is None
 
 
 def test_progress_is_accepted_only_with_a_token_of_the_jobs_audience_bound_to_its_pod(

@@ -1,8 +1,8 @@
-"""Reading a child Job's pods: which report speaks for a phase of several replicas."""
+"""Reading a child Job's pods (as the API serves them in JSON): which report speaks for a phase of
+several replicas."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 from streamtrain_operator.children import COMPLETION_INDEX, failure_cause, observe
@@ -12,24 +12,21 @@ from workload.contract import PEER_LOST_EXIT
 from workload.status import PodReport
 
 
-def pod(index: int | None, code: int, report: PodReport | str, finished: str) -> Any:
+def pod(index: int | None, code: int, report: PodReport | str, finished: str) -> dict[str, Any]:
     message = report if isinstance(report, str) else report.to_message()
-    terminated = SimpleNamespace(exit_code=code, message=message, finished_at=finished)
+    terminated = {"exitCode": code, "message": message, "finishedAt": finished}
     annotations = {} if index is None else {COMPLETION_INDEX: str(index)}
-    return SimpleNamespace(
-        metadata=SimpleNamespace(annotations=annotations),
-        status=SimpleNamespace(container_statuses=[
-            SimpleNamespace(state=SimpleNamespace(terminated=terminated))]))
+    return {"metadata": {"annotations": annotations},
+            "status": {"containerStatuses": [{"state": {"terminated": terminated}}]}}
 
 
 def job(succeeded: int, failed: int = 0, suspend: bool = False,
-        labels: dict[str, str] | None = None) -> Any:
-    complete = SimpleNamespace(type="Complete", status="True", reason="", message="")
-    return SimpleNamespace(
-        metadata=SimpleNamespace(uid="job-uid", labels=labels or {}, deletion_timestamp=None),
-        spec=SimpleNamespace(suspend=suspend),
-        status=SimpleNamespace(start_time=None, active=0, succeeded=succeeded, failed=failed,
-                               conditions=[complete] if succeeded else []))
+        labels: dict[str, str] | None = None) -> dict[str, Any]:
+    complete = {"type": "Complete", "status": "True", "reason": "", "message": ""}
+    return {"metadata": {"uid": "job-uid", "labels": labels or {}},
+            "spec": {"suspend": suspend},
+            "status": {"active": 0, "succeeded": succeeded, "failed": failed,
+                       "conditions": [complete] if succeeded else []}}
 
 
 def test_replica_zeros_report_speaks_for_the_phase_even_when_another_ends_last() -> None:
@@ -53,15 +50,12 @@ def test_the_failure_told_is_the_failed_workers_not_its_peers() -> None:
     assert seen.failure_message == "worker 1: out of memory"
 
 
-def failed_job() -> Any:
-    failed = SimpleNamespace(type="Failed", status="True", reason="PodFailurePolicy",
-                             message="Container train for pod ns/susy-train-x failed with exit "
-                                     "code 6 matching FailJob rule at index 0")
-    return SimpleNamespace(
-        metadata=SimpleNamespace(uid="job-uid", labels={}, deletion_timestamp=None),
-        spec=SimpleNamespace(suspend=False),
-        status=SimpleNamespace(start_time=None, active=0, succeeded=0, failed=1,
-                               conditions=[failed]))
+def failed_job() -> dict[str, Any]:
+    failed = {"type": "Failed", "status": "True", "reason": "PodFailurePolicy",
+              "message": "Container train for pod ns/susy-train-x failed with exit code 6 "
+                         "matching FailJob rule at index 0"}
+    return {"metadata": {}, "status": {"active": 0, "succeeded": 0, "failed": 1,
+                                       "conditions": [failed]}}
 
 
 def test_a_pod_that_failed_for_good_gives_its_reason_and_its_one_sentence() -> None:

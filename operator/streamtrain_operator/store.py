@@ -1,0 +1,194 @@
+"""What the watches last said: the jobs, their child Jobs and pods, as an informer's cache.
+
+kopf delivers every watch event of the jobs and of the child Jobs and pods
+(selected by the job-uid label on the API server); `Store.observe` keeps a
+slim copy of each object (the fields the operator reads: no `managedFields`,
+no last-applied annotation) by kind and (namespace, name), and drops it on
+DELETED. A reconcile pass then reads its job and the job's children from
+here, not from the API server (controller-runtime's informer caches do the
+same), and a resync lists them again (`replace`) to heal anything a watch
+missed.
+
+Children are found by ownership, not by label (anyone who may create a pod
+may set a label): a child Job is one the job controls (its controller
+ownerReference), and a child pod one that such a Job controls. The progress
+endpoint asks the same question of the pod a token is bound to
+(`pod_problem`).
+
+An event older than what is stored (a resourceVersion below it) is ignored,
+so an object the operator just wrote and stored from the API's answer is not
+taken back by a late event. Resource versions are compared as the integers
+every API server since etcd3 hands out; when one is not, the newer event
+wins.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+from streamtrain_operator.builders import JOB_UID_LABEL
+from workload.contract import API_GROUP
+from workload.spec import KIND
+
+Kind = Literal["StreamingTrainingJob", "Job", "Pod"]
+Name = tuple[str, str]
+"""An object by (namespace, name)."""
+
+COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
+"""The annotation with which the Job controller numbers the pods of an Indexed Job."""
+
+OWNER_KIND: dict[Kind, tuple[str, str]] = {"Job": (KIND, API_GROUP), "Pod": ("Job", "batch")}
+"""Of a child kind: the kind and API group of the controller that makes it a child."""
+
+
+def controller_uid(body: Mapping[str, Any], kind: str, group: str) -> str | None:
+    """The uid of the object's controlling owner when that is a `kind` of API `group`."""
+    for owner in body["metadata"].get("ownerReferences") or []:
+        api_group = str(owner.get("apiVersion", "")).rpartition("/")[0]
+        if owner.get("controller") and owner.get("kind") == kind and api_group == group:
+            return str(owner.get("uid"))
+    return None
+
+
+def slim(kind: Kind, body: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of an object the operator reads: identity, labels, owners, spec, status."""
+    meta = body["metadata"]
+    kept = {key: meta[key] for key in ("name", "namespace", "uid", "generation",
+                                       "resourceVersion", "labels", "ownerReferences",
+                                       "deletionTimestamp", "creationTimestamp") if key in meta}
+    index = (meta.get("annotations") or {}).get(COMPLETION_INDEX)
+    if index is not None:
+        kept["annotations"] = {COMPLETION_INDEX: index}
+    found: dict[str, Any] = {"apiVersion": body.get("apiVersion"), "kind": kind,
+                             "metadata": kept, "status": dict(body.get("status") or {})}
+    if kind == "StreamingTrainingJob":
+        found["spec"] = body.get("spec") or {}
+    elif kind == "Job":
+        found["spec"] = {"suspend": (body.get("spec") or {}).get("suspend")}
+    return found
+
+
+def _not_older(new: Mapping[str, Any], old: Mapping[str, Any] | None) -> bool:
+    """Whether `new` is at least as recent as `old` (the same object)."""
+    if old is None or old["metadata"].get("uid") != new["metadata"].get("uid"):
+        return True
+    new_rv, old_rv = (str(body["metadata"].get("resourceVersion") or "") for body in (new, old))
+    if new_rv.isdigit() and old_rv.isdigit():
+        return int(new_rv) >= int(old_rv)
+    return True
+
+
+class Store:
+    """Slim copies of the watched objects, with the child index; thread-safe."""
+
+    def __init__(self) -> None:
+        self._objects: dict[Kind, dict[Name, dict[str, Any]]] = {
+            "StreamingTrainingJob": {}, "Job": {}, "Pod": {}}
+        self._children: dict[str, set[Name]] = {}
+        """Child Jobs and pods by the uid of their controller (a job's, a child Job's)."""
+        self._uids: dict[str, Name] = {}
+        """Child Jobs' names by uid."""
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ writes
+
+    def observe(self, kind: Kind, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """A watch event (`event_type` `None` for the initial listing), or an object the API
+        returned for a write."""
+        meta = body["metadata"]
+        name: Name = (meta["namespace"], meta["name"])
+        with self._lock:
+            old = self._objects[kind].get(name)
+            if event_type == "DELETED":
+                if old is not None and old["metadata"].get("uid") == meta.get("uid"):
+                    self._remove(kind, name, old)
+                return
+            new = slim(kind, body)
+            if _not_older(new, old):
+                if old is not None:
+                    self._remove(kind, name, old)
+                self._add(kind, name, new)
+
+    def replace(self, kind: Kind, listed: Iterable[Mapping[str, Any]], list_version: str,
+                namespaces: Iterable[str] | None) -> None:
+        """A fresh list of `kind` in `namespaces` (`None`: every namespace) at resourceVersion
+        `list_version`: what it holds is stored unless something newer is, and what it lacks is
+        dropped (its DELETED event was missed), unless it changed after the list was taken."""
+        fresh: set[Name] = set()
+        for item in listed:
+            self.observe(kind, "LISTED", item)
+            fresh.add((item["metadata"]["namespace"], item["metadata"]["name"]))
+        scope = None if namespaces is None else set(namespaces)
+        with self._lock:
+            for name, old in list(self._objects[kind].items()):
+                if name in fresh or (scope is not None and name[0] not in scope):
+                    continue
+                rv = str(old["metadata"].get("resourceVersion") or "")
+                if not (rv.isdigit() and list_version.isdigit()) or int(rv) <= int(list_version):
+                    self._remove(kind, name, old)
+
+    def _add(self, kind: Kind, name: Name, body: dict[str, Any]) -> None:
+        self._objects[kind][name] = body
+        if kind == "Job":
+            self._uids[str(body["metadata"]["uid"])] = name
+        if kind != "StreamingTrainingJob":
+            owner = controller_uid(body, *OWNER_KIND[kind])
+            if owner is not None:
+                self._children.setdefault(owner, set()).add(name)
+
+    def _remove(self, kind: Kind, name: Name, body: dict[str, Any]) -> None:
+        self._objects[kind].pop(name, None)
+        if kind == "Job":
+            self._uids.pop(str(body["metadata"]["uid"]), None)
+        if kind != "StreamingTrainingJob":
+            owner = controller_uid(body, *OWNER_KIND[kind])
+            siblings = self._children.get(owner or "")
+            if siblings is not None:
+                siblings.discard(name)
+                if not siblings:
+                    self._children.pop(owner or "", None)
+
+    # ------------------------------------------------------------ reads
+
+    def get(self, kind: Kind, name: Name) -> dict[str, Any] | None:
+        """The stored object (a copy the caller may keep), or `None`."""
+        with self._lock:
+            found = self._objects[kind].get(name)
+            return dict(found) if found is not None else None
+
+    def children(self, namespace: str, job_uid: str) -> tuple[list[dict[str, Any]],
+                                                               list[dict[str, Any]]]:
+        """The job's child Jobs and their pods (each Job's pods controlled by that Job)."""
+        with self._lock:
+            jobs = [self._objects["Job"][name] for name in self._children.get(job_uid, ())
+                    if name[0] == namespace and name in self._objects["Job"]]
+            pods = [self._objects["Pod"][name] for job in jobs
+                    for name in self._children.get(str(job["metadata"]["uid"]), ())
+                    if name in self._objects["Pod"]]
+            return list(jobs), list(pods)
+
+    def pod_problem(self, namespace: str, pod: str, pod_uid: str, job_uid: str) -> str | None:
+        """Why the pod `namespace/pod` with uid `pod_uid` may not speak for the job with uid
+        `job_uid` (`None`: it may): it must exist now, carry the job's uid label, and be
+        controlled by a child Job that carries the label and that the job controls."""
+        with self._lock:
+            found = self._objects["Pod"].get((namespace, pod))
+            if found is None or found["metadata"].get("uid") != pod_uid:
+                return f"pod {pod} ({pod_uid or 'no uid'}) does not exist"
+            if (found["metadata"].get("labels") or {}).get(JOB_UID_LABEL) != job_uid:
+                return f"pod {pod} is not labelled as the job's"
+            name = self._uids.get(controller_uid(found, "Job", "batch") or "")
+            child = self._objects["Job"].get(name) if name is not None else None
+        if child is None or child["metadata"]["namespace"] != namespace:
+            return f"pod {pod} is not controlled by a Job the operator knows"
+        if ((child["metadata"].get("labels") or {}).get(JOB_UID_LABEL) != job_uid
+                or controller_uid(child, KIND, API_GROUP) != job_uid):
+            return f"pod {pod} is controlled by a Job that the job does not own"
+        return None
+
+    def count(self, kind: Kind) -> int:
+        """How many objects of `kind` are stored."""
+        with self._lock:
+            return len(self._objects[kind])
