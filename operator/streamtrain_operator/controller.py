@@ -6,15 +6,18 @@ kopf delivers watch events: of the jobs, and of their child Jobs and pods
 store (`store.py`: what a pass reads, and which pods belong to which job for
 the progress endpoint) and put the job's key in a work queue; worker threads
 take keys and run one pass each: take the job from the store, `reconcile`,
-write the status patch (whose answer goes back into the store), post the
-events and schedule the next timed look (a TTL or a progress deadline
+write the status patch (whose answer goes back into the store), hand the
+events to a thread that posts them and schedule the next timed look (a TTL or a progress deadline
 coming due, a retry after an API error). A pass reads nothing from the API
 server but a Strimzi resource a job names. One operator-wide resync every
 `resync_interval_s` lists the jobs, child Jobs and pods again (three lists
-per watched namespace, not per job) and queues every unfinished job, for
-anything a watch missed; with no unfinished job it does nothing. A finished
-job costs nothing: its children's events are ignored and it is looked at
-again only when its TTL is due.
+per watched namespace, not per job, from the API server's watch cache) and
+queues the unfinished jobs whose objects a watch had missed; with no
+unfinished job it does nothing. What a pass waits for in time (a TTL, a
+deadline, a retry, an object the job waits for) is scheduled by the pass
+itself, so a resync need not look at every job, and 1,000 jobs do not all
+come due at once. A finished job costs nothing: its children's events are
+ignored and it is looked at again only when its TTL is due.
 
 A job's own status writes come back as watch events; those with an
 unchanged `metadata.generation` are ignored, so writing status never
@@ -28,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import queue
 import threading
 import time
 from collections.abc import Mapping
@@ -41,7 +45,7 @@ from streamtrain_operator import events
 from streamtrain_operator.builders import JOB_UID_LABEL
 from streamtrain_operator.clock import now_text
 from streamtrain_operator.metrics import OperatorMetrics
-from streamtrain_operator.planner import Plan
+from streamtrain_operator.planner import Event, Plan
 from streamtrain_operator.reconcile import reconcile, ttl_due_in
 from streamtrain_operator.settings import OperatorSettings
 from streamtrain_operator.store import Kind, Store
@@ -137,6 +141,10 @@ class Controller:
         self._dependants: dict[Key, set[Key]] = {}
         """Jobs by the job their `model.source` names."""
         self._failures: dict[Key, int] = {}
+        self._events: queue.SimpleQueue[tuple[Mapping[str, Any], Event, str] | None] = (
+            queue.SimpleQueue())
+        """Events to post, in order, off the passes: a pass's own requests are only the ones its
+        job waits for (a child Job, the status)."""
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -149,6 +157,8 @@ class Controller:
             self._threads.append(threading.Thread(target=self._work, name=f"reconcile-{index}",
                                                   daemon=True))
         self._threads.append(threading.Thread(target=self._resync, name="resync", daemon=True))
+        self._threads.append(threading.Thread(target=self._post_events, name="events",
+                                              daemon=True))
         for thread in self._threads:
             thread.start()
 
@@ -156,6 +166,7 @@ class Controller:
         """Stop taking work; a pass under way finishes."""
         self._stop.set()
         self.queue.close()
+        self._events.put(None)
         for thread in self._threads:
             thread.join(timeout=30)
 
@@ -210,7 +221,7 @@ class Controller:
             if due is not None:
                 self.queue.add_after(key, due)
             return
-        self.queue.add(key)
+        self.queue.add(key, first=True)  # new, or its spec changed: it waits for its pass
 
     def _forget(self, key: Key) -> None:
         """A job is gone."""
@@ -224,8 +235,9 @@ class Controller:
 
     def observe_child(self, kind: Kind, event_type: str | None, body: Mapping[str, Any]) -> None:
         """A watch event of a child Job (`kind` "Job") or pod ("Pod"): store it, and queue its
-        job unless that one is finished."""
-        self.store.observe(kind, event_type, body)
+        job when what a pass reads of the child changed, unless the job is finished."""
+        if not self.store.observe(kind, event_type, body):
+            return  # a pod condition, a Job's `ready` count: nothing a pass reads
         uid = (body["metadata"].get("labels") or {}).get(JOB_UID_LABEL)
         with self._lock:
             key = self._owners.get(uid or "")
@@ -242,51 +254,67 @@ class Controller:
             finally:
                 self.queue.done(key)
 
+    def _post_events(self) -> None:
+        while (item := self._events.get()) is not None:
+            body, event, now = item
+            try:
+                events.post(self.api, body, event, now)
+            except Exception as error:  # the status is the record
+                message = (api_message(error) if isinstance(error, kubernetes.client.ApiException)
+                           else str(error))
+                log.warning("%s/%s: event %s not posted: %s", body["metadata"]["namespace"],
+                            body["metadata"]["name"], event.reason, message)
+
     def _resync(self) -> None:
         while not self._stop.wait(self.settings.resync_interval_s):
             with self._lock:
-                unfinished = [key for key, known in self._known.items() if not known.finished]
-            if not unfinished:
-                continue  # nothing waits on a watch: a missed event can wait for the next job
+                if all(known.finished for known in self._known.values()):
+                    continue  # nothing waits on a watch: a missed event can wait for the next job
             try:
-                self.refresh()
+                missed = self.refresh()
             except Exception as error:  # the passes still run on what the store holds
                 log.warning("resync: listing failed (%s); the store stays as the watches left it",
                             error)
-            with self._lock:
-                unfinished = [key for key, known in self._known.items() if not known.finished]
-            for key in unfinished:
+                continue
+            for key in missed:
                 self.queue.add(key)
 
-    def refresh(self) -> None:
+    def refresh(self) -> set[Key]:
         """List the jobs, child Jobs and pods again into the store (per watched namespace, or
-        the whole cluster), so that an event a watch missed is healed; jobs the list lacks are
-        forgotten, jobs it adds are queued."""
+        the whole cluster; from the API server's watch cache), so that an event a watch missed
+        is healed; jobs the list lacks are forgotten, jobs it adds are queued. Returns the
+        unfinished jobs whose objects the watches had missed (the ones a pass must look at)."""
         custom: Any = kubernetes.client.CustomObjectsApi(self.api)
         batch: Any = kubernetes.client.BatchV1Api(self.api)
         core: Any = kubernetes.client.CoreV1Api(self.api)
-        selector = {"label_selector": JOB_UID_LABEL, "_preload_content": False}
+        cached = {"resource_version": "0"}
+        selector = {"label_selector": JOB_UID_LABEL, "_preload_content": False, **cached}
+        missed: set[Key] = set()
         for namespace in self.settings.namespaces or (None,):
             scope = [namespace] if namespace is not None else None
             if namespace is None:
                 listings: list[tuple[Kind, Any]] = [
                     ("StreamingTrainingJob", lambda: custom.list_cluster_custom_object(
-                        API_GROUP, API_VERSION, PLURAL)),
+                        API_GROUP, API_VERSION, PLURAL, **cached)),
                     ("Job", lambda: _json(batch.list_job_for_all_namespaces(**selector))),
                     ("Pod", lambda: _json(core.list_pod_for_all_namespaces(**selector)))]
             else:
                 listings = [
                     ("StreamingTrainingJob", lambda ns=namespace: custom.list_namespaced_custom_object(
-                        API_GROUP, API_VERSION, ns, PLURAL)),
+                        API_GROUP, API_VERSION, ns, PLURAL, **cached)),
                     ("Job", lambda ns=namespace: _json(batch.list_namespaced_job(ns, **selector))),
                     ("Pod", lambda ns=namespace: _json(core.list_namespaced_pod(ns, **selector)))]
             for kind, listing in listings:
                 document = listing()
-                self.store.replace(kind, document.get("items") or [],
-                                   str((document.get("metadata") or {}).get("resourceVersion")),
-                                   scope)
+                changed = self.store.replace(
+                    kind, document.get("items") or [],
+                    str((document.get("metadata") or {}).get("resourceVersion")), scope)
                 if kind == "StreamingTrainingJob":
                     self._heal_jobs(document.get("items") or [], scope)
+                missed |= self._jobs_of(kind, changed)
+        with self._lock:
+            return {key for key in missed if (known := self._known.get(key)) is not None
+                    and not known.finished}
 
     def _heal_jobs(self, listed: list[Mapping[str, Any]], scope: list[str] | None) -> None:
         """Bring the known jobs in line with a fresh list of them."""
@@ -300,6 +328,14 @@ class Controller:
                     and self.store.get("StreamingTrainingJob", key) is None]
         for key in gone:
             self._forget(key)
+
+    def _jobs_of(self, kind: Kind, changed: list[dict[str, Any]]) -> set[Key]:
+        """The jobs the changed objects belong to (by their job-uid label: a hint to look)."""
+        if kind == "StreamingTrainingJob":
+            return {(body["metadata"]["namespace"], body["metadata"]["name"]) for body in changed}
+        with self._lock:
+            return {key for body in changed if (key := self._owners.get(
+                (body["metadata"].get("labels") or {}).get(JOB_UID_LABEL) or "")) is not None}
 
     def process(self, key: Key) -> None:
         """One pass over one job; errors are counted, logged and retried later."""
@@ -341,11 +377,7 @@ class Controller:
                 API_GROUP, API_VERSION, namespace, PLURAL, name, {"status": changes})
             self.store.observe("StreamingTrainingJob", "PATCHED", written)
         for event in plan.events:
-            try:
-                events.post(self.api, body, event, now)
-            except kubernetes.client.ApiException as error:  # the status is the record
-                log.warning("%s/%s: event %s not posted: %s", *key, event.reason,
-                            api_message(error))
+            self._events.put((body, event, now))
         with self._lock:
             known = self._known.get(key)
             if known is not None and known.uid == meta["uid"]:

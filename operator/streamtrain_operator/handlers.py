@@ -38,7 +38,8 @@ def register(settings: OperatorSettings, metrics: OperatorMetrics,
 
     @kopf.on.startup(registry=registry)
     async def start(memo: kopf.Memo, **_: Any) -> None:
-        memo.api = counting_client(metrics)
+        # The workers, the event poster, the resync and the progress endpoint's threads.
+        memo.api = counting_client(metrics, connections=settings.workers + 8)
         certificate = (make_serving_certificate(server_host(settings.progress_url))
                        if settings.progress_port else None)
         ca = (CaPublisher(certificate.ca_pem)

@@ -33,12 +33,15 @@ class OperatorSettings:
     namespaces: tuple[str, ...] = ()
     """Namespaces to watch (`NAMESPACES`, comma-separated); empty = the whole cluster."""
     resync_interval_s: float = 300.0
-    """Seconds between operator-wide resyncs (`RESYNC_INTERVAL_S`): every unfinished job is
-    looked at again, for anything a watch missed. Jobs move on their own events, so this only
-    bounds how long a missed event can go unnoticed; finished jobs are never resynced."""
-    workers: int = 4
-    """Reconcile passes that may run at once (`WORKERS`), each on another job. A pass mostly
-    waits on the API server (5-10 requests); four keep up with hundreds of jobs applied at once."""
+    """Seconds between operator-wide resyncs (`RESYNC_INTERVAL_S`): the jobs, child Jobs and
+    pods are listed again (three lists per namespace) and the unfinished jobs whose objects a
+    watch missed are looked at. Jobs move on their own events, so this only bounds how long a
+    missed event can go unnoticed; with every job finished nothing is listed."""
+    workers: int = 16
+    """Reconcile passes that may run at once (`WORKERS`), each on another job. A pass reads
+    nothing and mostly waits on the API server for its writes (a child Job, the status); with 200
+    jobs applied at 20/s on 2 loaded cores, 4 workers left new jobs 2.9 s (p50) in the queue,
+    16 under 1 s."""
     watch_server_timeout_s: int = 300
     """Seconds the API server keeps a watch open (`WATCH_SERVER_TIMEOUT_S`). Without it a
     watch broken by a proxy or load balancer can stall silently for ever."""

@@ -53,21 +53,45 @@ def controller_uid(body: Mapping[str, Any], kind: str, group: str) -> str | None
 
 
 def slim(kind: Kind, body: Mapping[str, Any]) -> dict[str, Any]:
-    """The part of an object the operator reads: identity, labels, owners, spec, status."""
+    """The part of an object the operator reads: identity, labels, owners, spec, and of the
+    status what a pass reads (a pod's terminated containers, a Job's counts and conditions)."""
     meta = body["metadata"]
     kept = {key: meta[key] for key in ("name", "namespace", "uid", "generation",
                                        "resourceVersion", "labels", "ownerReferences",
-                                       "deletionTimestamp", "creationTimestamp") if key in meta}
+                                       "deletionTimestamp") if key in meta}
     index = (meta.get("annotations") or {}).get(COMPLETION_INDEX)
     if index is not None:
         kept["annotations"] = {COMPLETION_INDEX: index}
+    status: dict[str, Any] = dict(body.get("status") or {})
     found: dict[str, Any] = {"apiVersion": body.get("apiVersion"), "kind": kind,
-                             "metadata": kept, "status": dict(body.get("status") or {})}
+                             "metadata": kept, "status": status}
     if kind == "StreamingTrainingJob":
         found["spec"] = body.get("spec") or {}
     elif kind == "Job":
         found["spec"] = {"suspend": (body.get("spec") or {}).get("suspend")}
+        found["status"] = {key: status[key] for key in JOB_STATUS if key in status}
+    else:
+        found["status"] = {"phase": status.get("phase"), "containerStatuses": [
+            {"name": container.get("name"), "state": {
+                "terminated": (container.get("state") or {}).get("terminated")}}
+            for container in status.get("containerStatuses") or []
+            if (container.get("state") or {}).get("terminated")]}
     return found
+
+
+JOB_STATUS = ("active", "succeeded", "failed", "conditions", "startTime")
+"""The fields of a child Job's status a pass reads (`children.observe`): a change elsewhere
+(`ready`, `terminating`, ...) is not worth a pass."""
+
+
+def _same(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Whether two copies differ in nothing but their resourceVersion."""
+    def without_version(body: Mapping[str, Any]) -> dict[str, Any]:
+        meta = {key: value for key, value in body["metadata"].items()
+                if key != "resourceVersion"}
+        return {**body, "metadata": meta}
+
+    return without_version(old) == without_version(new)
 
 
 def _not_older(new: Mapping[str, Any], old: Mapping[str, Any] | None) -> bool:
@@ -94,9 +118,10 @@ class Store:
 
     # ------------------------------------------------------------ writes
 
-    def observe(self, kind: Kind, event_type: str | None, body: Mapping[str, Any]) -> None:
+    def observe(self, kind: Kind, event_type: str | None, body: Mapping[str, Any]) -> bool:
         """A watch event (`event_type` `None` for the initial listing), or an object the API
-        returned for a write."""
+        returned for a write; whether what a pass reads changed: a job or child Job added,
+        removed or changed in more than its resourceVersion, a pod's ended containers."""
         meta = body["metadata"]
         name: Name = (meta["namespace"], meta["name"])
         with self._lock:
@@ -104,21 +129,32 @@ class Store:
             if event_type == "DELETED":
                 if old is not None and old["metadata"].get("uid") == meta.get("uid"):
                     self._remove(kind, name, old)
-                return
+                    return kind != "Pod" or bool(old["status"]["containerStatuses"])
+                return False
             new = slim(kind, body)
-            if _not_older(new, old):
-                if old is not None:
-                    self._remove(kind, name, old)
-                self._add(kind, name, new)
+            if not _not_older(new, old):
+                return False
+            if kind == "Pod":  # a pass reads only how its containers ended
+                same = (old["status"] if old is not None else {"containerStatuses": []}
+                        )["containerStatuses"] == new["status"]["containerStatuses"]
+            else:
+                same = old is not None and _same(old, new)
+            if old is not None:
+                self._remove(kind, name, old)
+            self._add(kind, name, new)
+            return not same
 
     def replace(self, kind: Kind, listed: Iterable[Mapping[str, Any]], list_version: str,
-                namespaces: Iterable[str] | None) -> None:
+                namespaces: Iterable[str] | None) -> list[dict[str, Any]]:
         """A fresh list of `kind` in `namespaces` (`None`: every namespace) at resourceVersion
         `list_version`: what it holds is stored unless something newer is, and what it lacks is
-        dropped (its DELETED event was missed), unless it changed after the list was taken."""
+        dropped (its DELETED event was missed), unless it changed after the list was taken.
+        Returns the objects that changed (as listed, or as they were when dropped)."""
+        changed: list[dict[str, Any]] = []
         fresh: set[Name] = set()
         for item in listed:
-            self.observe(kind, "LISTED", item)
+            if self.observe(kind, "LISTED", item):
+                changed.append(dict(item))
             fresh.add((item["metadata"]["namespace"], item["metadata"]["name"]))
         scope = None if namespaces is None else set(namespaces)
         with self._lock:
@@ -128,6 +164,8 @@ class Store:
                 rv = str(old["metadata"].get("resourceVersion") or "")
                 if not (rv.isdigit() and list_version.isdigit()) or int(rv) <= int(list_version):
                     self._remove(kind, name, old)
+                    changed.append(old)
+        return changed
 
     def _add(self, kind: Kind, name: Name, body: dict[str, Any]) -> None:
         self._objects[kind][name] = body

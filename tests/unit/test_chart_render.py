@@ -271,7 +271,7 @@ def test_it_should_set_only_settings_the_operator_knows() -> None:
     assert settings.namespaces == ("ml",)
     assert settings.peering == "streamtrain"
     assert (settings.liveness_port, settings.metrics_port) == (8080, 9090)
-    assert (settings.resync_interval_s, settings.workers) == (300.0, 4)
+    assert (settings.resync_interval_s, settings.workers) == (300.0, 16)
 
 
 def test_it_should_run_a_single_operator_that_stops_before_its_successor() -> None:

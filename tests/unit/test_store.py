@@ -105,3 +105,17 @@ def test_a_fresh_list_heals_a_missed_deletion_but_keeps_what_changed_after_it() 
     assert [pod["metadata"]["name"] for pod in store.children("ns", JOB_UID)[1]] == ["newer"]
     store.replace("Pod", [_pod(version="11")], "11", ["other-ns"])
     assert store.get("Pod", ("ns", "newer")) is not None  # another namespace's list
+
+
+def test_only_what_a_pass_reads_counts_as_a_change() -> None:
+    store = _members(("Pod", None, _pod(version="1")))
+    scheduled = {**_pod(version="2"), "status": {"conditions": [{"type": "PodScheduled"}]}}
+    assert not store.observe("Pod", "MODIFIED", scheduled)  # a condition: no pass
+    ended = {**_pod(version="3"), "status": {"containerStatuses": [
+        {"name": "train", "state": {"terminated": {"exitCode": 0, "message": "{}"}}}]}}
+    assert store.observe("Pod", "MODIFIED", ended)
+    ready = {**_job(), "metadata": {**_job()["metadata"], "resourceVersion": "4"},
+             "status": {"ready": 1}}
+    store.observe("Job", "ADDED", _job())
+    assert not store.observe("Job", "MODIFIED", ready)
+    assert store.observe("Job", "MODIFIED", {**ready, "status": {"active": 1}})

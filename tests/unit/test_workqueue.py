@@ -55,3 +55,13 @@ def test_close_wakes_a_waiting_worker() -> None:
     queue.close()
     worker.join(timeout=5)
     assert got == [None] and not worker.is_alive()
+
+
+def test_new_jobs_go_ahead_of_the_events_of_running_ones() -> None:
+    queue: WorkQueue[str] = WorkQueue()
+    for running in ("a", "b"):
+        queue.add(running)
+    queue.add("new", first=True)
+    queue.add("b", first=True)  # its spec changed while it waited
+    queue.add("a")
+    assert [queue.get(0), queue.get(0), queue.get(0), queue.get(0)] == ["new", "b", "a", None]
