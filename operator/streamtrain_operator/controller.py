@@ -305,6 +305,7 @@ class Controller:
                     ("Job", lambda ns=namespace: _json(batch.list_namespaced_job(ns, **selector))),
                     ("Pod", lambda ns=namespace: _json(core.list_namespaced_pod(ns, **selector)))]
             for kind, listing in listings:
+                self.metrics.resync_lists.inc()
                 document = listing()
                 changed = self.store.replace(
                     kind, document.get("items") or [],

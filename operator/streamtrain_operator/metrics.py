@@ -1,9 +1,12 @@
-"""Prometheus metrics: jobs by phase, reconcile errors and latency, API requests by verb.
+"""Prometheus metrics: jobs by phase, reconcile errors and latency, API requests by verb, the
+resyncs' lists.
 
 Served by `prometheus_client`'s own HTTP server on the metrics port.
 """
 
 from __future__ import annotations
+
+import threading
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
@@ -25,21 +28,27 @@ class OperatorMetrics:
         self.api_requests = Counter("streamtrain_api_requests",
                                     "Kubernetes API requests the operator sent, by HTTP method",
                                     ["verb"], registry=self.registry)
+        self.resync_lists = Counter("streamtrain_resync_lists",
+                                    "Lists the resyncs sent (among the GET requests): three per "
+                                    "watched namespace and resync", registry=self.registry)
         self._phases: dict[str, Phase] = {}
-        self._publish()
+        self._lock = threading.Lock()
+        for phase in PHASES:
+            self.jobs.labels(phase=phase).set(0)
 
     def observe_phase(self, key: str, phase: Phase | None) -> None:
-        """Record a job's phase (`None` once it is deleted)."""
-        if phase is None:
-            self._phases.pop(key, None)
-        else:
-            self._phases[key] = phase
-        self._publish()
-
-    def _publish(self) -> None:
-        for phase in PHASES:
-            self.jobs.labels(phase=phase).set(
-                sum(1 for seen in self._phases.values() if seen == phase))
+        """Record a job's phase (`None` once it is deleted); the gauge moves by the change only,
+        so a thousand jobs cost no more per event than one."""
+        with self._lock:
+            before = self._phases.pop(key, None) if phase is None else self._phases.get(key)
+            if phase is not None:
+                self._phases[key] = phase
+        if before == phase:
+            return
+        if before is not None:
+            self.jobs.labels(phase=before).dec()
+        if phase is not None:
+            self.jobs.labels(phase=phase).inc()
 
     def serve(self, address: str, port: int) -> None:
         """Serve `/metrics` on a background thread."""

@@ -65,6 +65,9 @@ TOKEN_CACHE_S = 300.0
 BODY_LIMIT = 16 * 1024
 """Bytes of a post the endpoint reads (a report is a few hundred)."""
 
+SWEEP_S = 60.0
+"""Seconds between two sweeps of what was written for jobs that are gone."""
+
 POD_NAME_EXTRA = "authentication.kubernetes.io/pod-name"
 """The TokenReview `user.extra` key naming the pod a projected token is bound to."""
 
@@ -184,6 +187,7 @@ class ProgressEndpoint:
         # progress was last written, and the report written then.
         self._written: dict[Key, tuple[str, float, ProgressReport]] = {}
         self._runner: web.AppRunner | None = None
+        self._swept = -SWEEP_S
 
     def app(self) -> web.Application:
         """The web application (one route)."""
@@ -240,7 +244,12 @@ class ProgressEndpoint:
 
     def _forget_gone(self) -> None:
         """Drop what was written for jobs that no longer exist (or exist anew), so memory stays
-        bounded by the jobs the operator knows."""
+        bounded by the jobs the operator knows; at most every `SWEEP_S` (a sweep visits every
+        job that posted)."""
+        now = self.clock()
+        if now - self._swept < SWEEP_S:
+            return
+        self._swept = now
         for key, (uid, _, _) in list(self._written.items()):
             known = self.controller.known(key)
             if known is None or known.uid != uid:
