@@ -1,9 +1,10 @@
 """The contract between the operator and its pods, declared once and imported by both sides.
 
-- The mode table: each mode (a phase of a job, one child Job) with the status
-  phase it shows, the pod template of the spec it runs with, the status field
-  that records its child Job and the condition that tracks it. Every other
-  list of modes is derived from it.
+- The mode table: each mode (a phase of a job run by a child Job, or the
+  long-running `serve`, run by a Deployment) with the status phase it shows,
+  the pod template of the spec it runs with, the status field that records
+  its child and the condition that tracks it. Every other list of modes is
+  derived from it.
 - The environment the operator sets on a pod and the paths it mounts there.
 - How the replicas of a phase find each other (`replicas` > 1).
 - How a pod ends: its exit code, and the failures no retry can fix
@@ -24,12 +25,13 @@ from typing import Literal, get_args
 API_GROUP = "streamtrain.dev"
 """The API group of `StreamingTrainingJob` (also the prefix of the operator's labels)."""
 
-Mode = Literal["train", "evaluate", "online"]
-Phase = Literal["Pending", "Queued", "Training", "Evaluating", "Online", "Succeeded", "Failed",
-                "Suspended"]
-PodTemplate = Literal["trainer", "evaluator"]
-StatusField = Literal["trainer", "evaluator", "online"]
-ModeCondition = Literal["Training", "Evaluated", "Online"]
+Mode = Literal["train", "evaluate", "online", "serve"]
+Phase = Literal["Pending", "Queued", "Training", "Evaluating", "Online", "Serving", "Succeeded",
+                "Failed", "Suspended"]
+PodTemplate = Literal["trainer", "evaluator", "serve"]
+StatusField = Literal["trainer", "evaluator", "online", "serving"]
+ModeCondition = Literal["Training", "Evaluated", "Online", "Serving"]
+Workload = Literal["Job", "Deployment"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,14 @@ class ModeRow:
     (`Evaluated`)."""
     done_reason: str
     """The condition's reason once the mode completed."""
+    runs_as: Workload = "Job"
+    """The Kubernetes object that runs its pods: a `Job` runs to completion, one phase after
+    another; a `Deployment` runs until the job is deleted, beside the phases (`serve`)."""
+
+    @property
+    def phase_of_run(self) -> bool:
+        """Whether the mode is one of the job's phases, run one after another to completion."""
+        return self.runs_as == "Job"
 
 
 MODE_TABLE: tuple[ModeRow, ...] = (
@@ -58,10 +68,14 @@ MODE_TABLE: tuple[ModeRow, ...] = (
     ModeRow("evaluate", "Evaluating", "evaluator", "evaluator", "Evaluated", False,
             "EvaluationSucceeded"),
     ModeRow("online", "Online", "trainer", "online", "Online", True, "OnlineSucceeded"),
+    ModeRow("serve", "Serving", "serve", "serving", "Serving", True, "ServingStopped",
+            runs_as="Deployment"),
 )
-"""Every mode, in the order a job runs them."""
+"""Every mode, in the order a job starts them (`serve` starts once there is a model to serve)."""
 
 MODES: tuple[Mode, ...] = tuple(row.mode for row in MODE_TABLE)
+PHASE_MODES: tuple[Mode, ...] = tuple(row.mode for row in MODE_TABLE if row.phase_of_run)
+"""The modes run one after another to completion (child Jobs)."""
 MODE: dict[Mode, ModeRow] = {row.mode: row for row in MODE_TABLE}
 PHASES: tuple[Phase, ...] = get_args(Phase)
 TERMINAL_PHASES: frozenset[Phase] = frozenset({"Succeeded", "Failed"})
@@ -121,6 +135,12 @@ cluster); set only for a training group of several workers."""
 
 WORKER_PORT = 2222
 """The port a training worker listens on for its group (TFJob's default)."""
+
+SERVE_REPLICA_ENV = "STREAMTRAIN_SERVE_REPLICA"
+"""Which serving replica this process is: the pod's name in a cluster (a Deployment's pods have
+no index), `0..replicas-1` in a local run. With the job's uid it makes the replica's Kafka
+`transactional.id`, which stays the same when the container restarts in its pod, so the
+restarted replica fences its predecessor and aborts the transaction it left open."""
 
 PEER_LOST_EXIT = 75
 """The exit code of a training worker that stops because a peer of its group went away (the

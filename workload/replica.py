@@ -69,9 +69,10 @@ def replicas_of(mode: Mode, spec: StreamingTrainingJobSpec) -> int:
 
 def replica_for(mode: Mode, spec: StreamingTrainingJobSpec,
                 environ: Mapping[str, str]) -> Replica:
-    """This process's replica of `mode`, from the environment (`SINGLE` for one replica)."""
+    """This process's replica of `mode`, from the environment (`SINGLE` for one replica, and for
+    serving, whose replicas are not numbered: `contract.SERVE_REPLICA_ENV` names them)."""
     count = replicas_of(mode, spec)
-    if count == 1:
+    if count == 1 or not MODE[mode].phase_of_run:
         return SINGLE
     template = MODE[mode].template
     text = environ.get(WORKER_INDEX_ENV, "")

@@ -23,6 +23,7 @@ from workload.contract import (
     JOB_SPEC_ENV,
     MODEL_SOURCE_ENV,
     OUTPUT_URI_ENV,
+    SERVE_REPLICA_ENV,
     FailureReason,
     Mode,
 )
@@ -108,6 +109,12 @@ def _start_mode(mode: Mode, name: str, spec: StreamingTrainingJobSpec,
 
         return run_evaluate(name, spec, connection, artifacts, progress=progress,
                             job_uid=job_uid, replica=replica)
+    if mode == "serve":
+        from workload.modes.serve import run_serve
+
+        return run_serve(name, spec, connection, artifacts, progress=progress,
+                         stop_event=stop_event, job_uid=job_uid,
+                         replica=os.environ.get(SERVE_REPLICA_ENV) or str(replica.index))
     from workload.modes.online import run_online
 
     return run_online(name, spec, connection, artifacts, progress=progress,
@@ -139,7 +146,8 @@ def check_topic(spec: StreamingTrainingJobSpec, mode: Mode, connection: KafkaCon
     waited = (f" after waiting {MANAGED_TOPIC_WAIT_S:.0f} s for its KafkaTopic"
               if spec.kafka.manage_topics else "")
     raise TopicMissing(
-        f"topic {section.topic!r} (spec.{mode}.topic) does not exist on "
+        f"topic {section.topic!r} (spec.{mode}.{'inputTopic' if mode == 'serve' else 'topic'}) "
+        "does not exist on "
         f"{connection.bootstrap_servers}{waited}: create it, or name a topic that exists")
 
 

@@ -13,14 +13,14 @@ defaults reproduce TensorFlow's Kafka tutorial.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError, field_validator
 
 from workload.contract import API_GROUP as API_GROUP  # the resource's group, re-exported
-from workload.contract import MODES, Mode
+from workload.contract import MODES, PHASE_MODES, Mode
 from workload.spec_base import IN_CLUSTER, Rule, SpecModel, format_validation_error
 
 API_VERSION = "v1alpha1"
@@ -444,6 +444,61 @@ class RoleSpec(SpecModel):
     """ServiceAccount the pods run as (none of the workload needs API access)."""
 
 
+MAX_SERVE_LATENCY_MS = 10_000
+"""The longest a serving transaction may stay open (`serve.maxLatencyMs`): well inside the
+transaction timeout the replicas ask Kafka for, so a slow batch is never aborted by the broker."""
+
+
+class ServeSpec(RoleSpec):
+    """Serving: predict each record of a topic into another topic, exactly once, as it arrives."""
+
+    input_topic: TopicName
+    """Topic whose records are scored, in the job's `data` layout (the label is not needed:
+    a record is served when its features decode). Kafka's rule for names: 1-249 of
+    `[a-zA-Z0-9._-]`, not `.` or `..`."""
+    output_topic: TopicName
+    """Topic that receives one prediction per good input record: the input's key and headers,
+    a JSON value with the prediction, the model version and the input's partition and offset.
+    Created with the input's partition count when missing; an input partition's predictions
+    go to the output partition of the same number (modulo the output's partitions), in order."""
+    consumer_group: GroupName = "cgserve"
+    """Consumer group of the serving replicas; its offsets, committed in the same Kafka
+    transaction as the predictions, say what has been served (not blank)."""
+    replicas: int = Field(1, ge=1, le=MAX_REPLICAS)
+    """Serving pods; the input's partitions are divided among them by the consumer group, so
+    replicas beyond the partition count stand by."""
+    batch_size: int = Field(5000, ge=1, le=1 << 20)
+    """Records per transaction at most: predictions and offsets are committed together after
+    this many records, or after `maxLatencyMs`, whichever comes first. Each commit has a fixed
+    cost (markers written to every partition of the transaction), so larger batches serve
+    more records per second."""
+    max_latency_ms: int = Field(100, ge=1, le=MAX_SERVE_LATENCY_MS)
+    """Milliseconds a transaction stays open at most once it holds a record: the longest a
+    prediction waits before a `read_committed` consumer can see it."""
+    stream_timeout_ms: int = Field(FOREVER, ge=FOREVER)
+    """Milliseconds without a new record after which serving stops (-1 = until stopped). In a
+    cluster it must be -1: serving runs as a Deployment, which restarts a pod that ends."""
+    partitions: int = Field(1, ge=1, le=10000)
+    """Partitions to create the input topic with when `kafka.manageTopics` is set."""
+
+    @property
+    def topic(self) -> str:
+        """The topic it reads (`inputTopic`), as every mode's section names it."""
+        return self.input_topic
+
+    RULES = (
+        Rule(lambda serve: serve.input_topic != serve.output_topic,
+             "self.inputTopic != self.outputTopic",
+             "outputTopic must differ from inputTopic: predictions written to the topic served "
+             "would be served again", field="outputTopic"),
+        Rule(lambda serve: serve.stream_timeout_ms == FOREVER,
+             f"self.streamTimeoutMs == {FOREVER}",
+             "serving runs as a Deployment in a cluster, which restarts a pod that stops: "
+             "streamTimeoutMs must be -1 there (a local run may stop when idle)",
+             field="streamTimeoutMs", in_cluster_only=True),
+    )
+
+
 class RunPolicy(SpecModel):
     """How the job's pods are retried, limited and cleaned up."""
 
@@ -470,6 +525,19 @@ other section defines the work and is immutable."""
 MUTABLE_KAFKA_FIELDS = frozenset({"user_ref"})
 """`kafka` fields that may change while a job runs: the credentials (a rotated KafkaUser)."""
 
+MUTABLE_SUBFIELDS: dict[str, tuple[type[SpecModel], frozenset[str]]] = {
+    "kafka": (KafkaSpec, MUTABLE_KAFKA_FIELDS),
+    "serve": (ServeSpec, frozenset(RoleSpec.model_fields)),
+}
+"""Sections that are immutable except some fields: the Kafka credentials, and the serving pods
+(replicas, image, resources: a Deployment scales and rolls them while the job runs)."""
+
+
+def _has_a_model(mode: Mode) -> Callable[[StreamingTrainingJobSpec], bool]:
+    """The check that `mode`, when the job runs it, has a model: trained here, or named."""
+    return lambda spec: (getattr(spec, mode) is None or spec.train is not None
+                         or spec.model.source is not None)
+
 
 class StreamingTrainingJobSpec(SpecModel):
     """Train a tf.keras model on a Kafka topic, evaluate it on another, optionally keep learning online."""
@@ -486,6 +554,10 @@ class StreamingTrainingJobSpec(SpecModel):
     settings); absent = none."""
     online: OnlineSpec | None = None
     """Online learning after evaluation; omit for a job that ends after evaluation."""
+    serve: ServeSpec | None = None
+    """Serving: predictions of the model into a topic, exactly once, by pods that run until
+    the job is deleted (once the model is trained, or at once with `model.source`); absent =
+    no serving."""
     model: ModelSpec = Field(default_factory=ModelSpec)
     """The network and where it is written."""
     trainer: RoleSpec = Field(default_factory=RoleSpec)
@@ -496,18 +568,23 @@ class StreamingTrainingJobSpec(SpecModel):
     """Retries, deadlines, clean-up and suspension."""
 
     RULES = (
-        Rule(lambda spec: bool(spec.phases),
+        Rule(lambda spec: bool(spec.modes),
              " || ".join(f"has(self.{mode})" for mode in MODES),
              f"set at least one of {', '.join(MODES[:-1])} and {MODES[-1]}"),
         Rule(lambda spec: spec.train is None or spec.model.source is None,
              "!has(self.train) || !has(self.model.source)",
              "model.source is for jobs that do not train: a job with train uses the model it "
              "trains", field="model.source"),
-        Rule(lambda spec: spec.evaluate is None or spec.train is not None
-             or spec.model.source is not None,
-             "!has(self.evaluate) || has(self.train) || has(self.model.source)",
-             "evaluate needs a model: add train, or name a trained model in model.source",
-             field="evaluate", in_cluster_only=True),
+        *(Rule(_has_a_model(mode),
+               f"!has(self.{mode}) || has(self.train) || has(self.model.source)",
+               f"{mode} needs a model: add train, or name a trained model in model.source",
+               field=mode, in_cluster_only=True) for mode in ("evaluate", "serve")),
+        Rule(lambda spec: spec.serve is None or spec.data.dead_letter_topic not in (
+                 spec.serve.input_topic, spec.serve.output_topic),
+             "!has(self.serve) || !has(self.data.deadLetterTopic) || "
+             "!(self.data.deadLetterTopic in [self.serve.inputTopic, self.serve.outputTopic])",
+             "data.deadLetterTopic must differ from serve.inputTopic and serve.outputTopic",
+             field="data.deadLetterTopic"),
         Rule(lambda spec: spec.online is None or spec.trainer.replicas == 1,
              "!has(self.online) || self.trainer.replicas == 1",
              "online learning runs one learner: trainer.replicas must be 1 when online is set "
@@ -520,7 +597,7 @@ class StreamingTrainingJobSpec(SpecModel):
              "required when evaluator.replicas is above 1: the evaluators share their plan and "
              "ledgers in the job's folder on this volume", field="model.output.volumeClaim",
              in_cluster_only=True),
-        Rule(lambda spec: _model_outlives_the_trainer(spec.model.output, spec.phases),
+        Rule(lambda spec: _model_outlives_the_trainer(spec.model.output, spec.modes),
              f"!has(self.train) || !({' || '.join(f'has(self.{mode})' for mode in MODES[1:])})"
              " || has(self.model.output.volumeClaim)",
              f"required when {' or '.join(MODES[1:])} run after train: each phase is a pod of "
@@ -529,9 +606,14 @@ class StreamingTrainingJobSpec(SpecModel):
     )
 
     @property
-    def phases(self) -> list[Mode]:
-        """The modes this job runs, in order (a mode runs when its section is present)."""
+    def modes(self) -> list[Mode]:
+        """Every mode this job runs, in order (a mode runs when its section is present)."""
         return [mode for mode in MODES if getattr(self, mode) is not None]
+
+    @property
+    def phases(self) -> list[Mode]:
+        """The modes this job runs one after another to completion, in order (not `serve`)."""
+        return [mode for mode in PHASE_MODES if getattr(self, mode) is not None]
 
 
 def _model_outlives_the_trainer(output: OutputSpec, phases: list[Mode]) -> bool:

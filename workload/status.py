@@ -106,6 +106,8 @@ class Metrics(StatusModel):
     """Records scored, each exactly once."""
     records_online: Count | None = None
     """Records learned online."""
+    records_served: Count | None = None
+    """Predictions written to the serving output topic, one per good input record."""
     bad_records: Count | None = None
     """Malformed records set aside (not scored, not trained on): in a pod's report, its phase's;
     in status, every phase's together."""
@@ -192,8 +194,8 @@ class PodReport(StatusModel):
 class Condition(StatusModel):
     """A Kubernetes-style condition."""
 
-    type: Literal["Ready", "Training", "Evaluated", "Online", "Failed", "Suspended", "Queued",
-                  "KafkaReady", "ModelSourceReady"]
+    type: Literal["Ready", "Training", "Evaluated", "Online", "Serving", "Failed", "Suspended",
+                  "Queued", "KafkaReady", "ModelSourceReady"]
     """What the condition is about."""
     status: Literal["True", "False", "Unknown"]
     """Whether it holds."""
@@ -221,6 +223,23 @@ class RoleStatus(StatusModel):
     """Pods that completed."""
     failed: int = 0
     """Pods that failed."""
+
+
+class ServingStatus(StatusModel):
+    """The serving pods and the model they serve."""
+
+    deployment: str | None = None
+    """Name of the apps/v1 Deployment that runs them."""
+    replicas: int = 1
+    """Serving pods asked for (`spec.serve.replicas`)."""
+    ready_replicas: int = 0
+    """Serving pods running and ready."""
+    version: str | None = None
+    """The model version the replicas serve (named in every prediction)."""
+    since: str | None = None
+    """When that version started serving (RFC 3339)."""
+    records_served: Count | None = None
+    """Predictions written so far (the replicas' committed transactions)."""
 
 
 class ProgressFigures(StatusModel):
@@ -319,6 +338,8 @@ class StreamingTrainingJobStatus(StatusModel):
     """The evaluation phase's Job."""
     online: RoleStatus | None = None
     """The online phase's Job."""
+    serving: ServingStatus | None = None
+    """The serving pods and the model they serve."""
     progress: Progress | None = None
     """Where the work is."""
     metrics: Metrics | None = None

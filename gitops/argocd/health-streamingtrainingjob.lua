@@ -5,6 +5,7 @@
 --   Pending, Training, Evaluating     -> Progressing
 --   Queued (waiting for Kueue)        -> Progressing, with Kueue's message
 --   Online (learning as data arrives) -> Healthy
+--   Serving (predicting as data arrives) -> Healthy
 --   Succeeded                         -> Healthy
 --   Failed, or a Failed condition     -> Degraded
 --   Suspended, or spec.runPolicy.suspend set -> Suspended
@@ -93,6 +94,19 @@ if phase == "Queued" then
     hs.message = "Queued: " .. queued.message
   else
     hs.message = "Queued: waiting for Kueue to admit it"
+  end
+  return hs
+end
+
+if phase == "Serving" then
+  hs.status = "Healthy"
+  local serving = status.serving or {}
+  hs.message = "Serving"
+  if serving.version ~= nil then
+    hs.message = hs.message .. " model " .. text(serving.version)
+  end
+  if serving.recordsServed ~= nil then
+    hs.message = hs.message .. ", " .. text(serving.recordsServed) .. " predictions so far"
   end
   return hs
 end

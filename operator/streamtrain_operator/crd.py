@@ -36,11 +36,10 @@ from workload.spec import (
     API_VERSION,
     KIND,
     MUTABLE_FIELDS,
-    MUTABLE_KAFKA_FIELDS,
+    MUTABLE_SUBFIELDS,
     PLURAL,
     SHORT_NAME,
     SINGULAR,
-    KafkaSpec,
     StreamingTrainingJobSpec,
 )
 from workload.spec_base import SpecModel
@@ -84,12 +83,18 @@ def _unchanged(path: str) -> str:
 def immutability_rules() -> list[Schema]:
     """Transition rules on the spec: each work-defining section stays as it was created."""
     rules: list[Schema] = []
+    fields = StreamingTrainingJobSpec.model_fields
+    partly = {fields[field].serialization_alias or field: section
+              for field, section in MUTABLE_SUBFIELDS.items()}
     for name in _aliases(StreamingTrainingJobSpec, MUTABLE_FIELDS):
-        if name == "kafka":
-            kept = _aliases(KafkaSpec, MUTABLE_KAFKA_FIELDS)
-            rule = " && ".join(_unchanged(f"kafka.{field}") for field in kept)
-            mutable = _aliases(KafkaSpec, frozenset(KafkaSpec.model_fields) - MUTABLE_KAFKA_FIELDS)
-            what = f"spec.kafka is immutable except {', '.join(mutable)}"
+        if name in partly:
+            model, free = partly[name]
+            kept = _aliases(model, free)
+            rule = " && ".join(_unchanged(f"{name}.{field}") for field in kept)
+            if name != "kafka":  # kafka is required; an optional section stays present or absent
+                rule = f"has(self.{name}) == has(oldSelf.{name}) && (!has(self.{name}) || {rule})"
+            mutable = _aliases(model, frozenset(model.model_fields) - free)
+            what = f"spec.{name} is immutable except {', '.join(mutable)}"
         else:
             rule = _unchanged(name)
             what = f"spec.{name} is immutable"
@@ -239,7 +244,8 @@ def status_schema() -> Schema:
 def spec_edits() -> str:
     """What the spec's description says about edits while the job runs."""
     fixed = _aliases(StreamingTrainingJobSpec, MUTABLE_FIELDS)
-    return (f" Edits while the job runs: {', '.join(fixed)} are immutable (kafka except userRef)"
+    return (f" Edits while the job runs: {', '.join(fixed)} are immutable (kafka except userRef;"
+            " serve except its pod settings, which scale or roll its pods at once)"
             " and can be neither added nor removed (create a new job instead);"
             " runPolicy.suspend acts at once; the other runPolicy fields, trainer, evaluator and"
             " kafka.userRef apply to phases that have not started yet.")

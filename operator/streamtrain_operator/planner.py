@@ -143,6 +143,8 @@ def done_modes(status: StreamingTrainingJobStatus) -> set[Mode]:
     """Modes whose child Job has completed, according to the status."""
     done: set[Mode] = set()
     for row in MODE_TABLE:
+        if not row.phase_of_run:
+            continue
         role: RoleStatus | None = getattr(status, row.status_field)
         if role is not None and role.succeeded >= max(role.replicas, 1):
             done.add(row.mode)

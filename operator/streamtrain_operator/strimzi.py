@@ -133,12 +133,16 @@ def topic_resource_name(topic: str) -> str:
 
 
 def topic_manifests(spec: StreamingTrainingJobSpec, version: str, namespace: str) -> list[Resource]:
-    """`KafkaTopic` resources for each topic the job reads (no owner: data outlives jobs)."""
+    """`KafkaTopic` resources for each topic the job reads, and the one it serves into (no
+    owner: data outlives jobs)."""
     assert spec.kafka.cluster_ref is not None
     wanted: dict[str, int] = {}
-    for step in (spec.train, spec.evaluate, spec.online):
+    for step in (spec.train, spec.evaluate, spec.online, spec.serve):
         if step is not None:
             wanted[step.topic] = max(wanted.get(step.topic, 0), step.partitions)
+    if spec.serve is not None:  # its predictions, one output partition per input partition
+        output = spec.serve.output_topic
+        wanted[output] = max(wanted.get(output, 0), spec.serve.partitions)
     return [{
         "apiVersion": f"{GROUP}/{version}",
         "kind": "KafkaTopic",

@@ -44,7 +44,7 @@ def _rejection(jobs: Jobs, spec: dict[str, Any]) -> str:
     ({**VALID, "model": {"layers": [{"dense": 8, "dropout": 0.1}]}}, "spec.model.layers[0]",
      "exactly one of dense and dropout"),
     ({**VALID, "data": {"label": "target"}}, "spec.data", "label must be 'key' or one of"),
-    ({"kafka": {"bootstrapServers": "k:1"}}, "spec", "set at least one of train, evaluate and online"),
+    ({"kafka": {"bootstrapServers": "k:1"}}, "spec", "set at least one of train, evaluate, online and serve"),
     ({**VALID, "data": {"format": "xml"}}, "spec.data.format", "Unsupported value"),
     ({**VALID, "kafka": {"bootstrapServers": "no port"}}, "spec.kafka.bootstrapServers",
      'Invalid value: "no port": must be a comma-separated list of host:port, each port 1-65535'),

@@ -75,7 +75,7 @@ def test_it_should_reject_an_example_job_that_breaks_a_cross_field_rule(
     result = dry_run(crds_installed, yaml.safe_dump(job), namespace=crds_installed.namespace,
                      check=False)
     assert result.returncode != 0
-    assert "set at least one of train, evaluate and online" in result.stderr
+    assert "set at least one of train, evaluate, online and serve" in result.stderr
 
 
 def test_it_should_keep_the_online_example_online_only_with_plain_kubectl_apply(

@@ -8,7 +8,9 @@ a port out of range, credentials and unknown keys in `kafka.config`, labels
 that are not a column, duplicate columns, layers of both kinds, a
 multi-phase job without a model volume, an output folder that is relative
 or climbs with `..`, blank consumer groups, several learners online,
-several evaluators without a model volume). Each is judged by `parse_spec` as the operator calls it and by a
+several evaluators without a model volume, serving into the topic it reads,
+serving that stops when idle). Each is judged by `parse_spec` as the
+operator calls it and by a
 server-side dry run against the generated CRD; the verdicts must be the
 same.
 """
@@ -58,10 +60,17 @@ def valid_specs(draw: st.DrawFn) -> dict[str, Any]:
                             "data": draw(DATA),
                             "model": {"layers": draw(LAYERS), "output": draw(OUTPUTS)}}
     for mode in draw(PHASES):
-        spec[mode] = {"topic": draw(TOPICS)}
+        spec[mode] = _section(mode, draw(TOPICS))
     if "train" in spec:
         spec["train"]["epochs"] = draw(st.integers(1, 3))
     return spec
+
+
+def _section(mode: str, topic: str) -> dict[str, Any]:
+    """A mode's section with its topic (serving reads one topic and writes another)."""
+    if mode == "serve":
+        return {"inputTopic": topic, "outputTopic": f"{topic[:240]}-out"}
+    return {"topic": topic}
 
 
 def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
@@ -70,7 +79,7 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
         *parents, leaf = path.split(".")
         target = spec
         for part in parents:
-            target = target.setdefault(part, {"topic": "t"} if part in MODES else {})
+            target = target.setdefault(part, _section(part, "t") if part in MODES else {})
         if value is None:
             target.pop(leaf, None)
         else:
@@ -109,6 +118,9 @@ MUTATIONS: list[Callable[[dict[str, Any]], None]] = [
     _set("model.layers", [{"dense": 4, "dropout": 0.1}]),
     _set("model.layers", [{"dropout": 0.1, "activation": "relu"}]),
     _set("trainer.replicas", 2), _set("evaluator.replicas", 3),
+    _set("serve.outputTopic", "t"), _set("serve.maxLatencyMs", 0),
+    _set("serve.streamTimeoutMs", 5000), _set("serve.replicas", 101),
+    _set("data.deadLetterTopic", "t-out"),
 ]
 """Each breaks one rule of a valid spec (a few break it only in some specs)."""
 

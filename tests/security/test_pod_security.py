@@ -21,7 +21,7 @@ from streamtrain_operator.builders import KafkaAccess, Manifest, build_job_manif
 
 from tests.conftest import Kube
 from tests.e2e.harness import eventually
-from workload.contract import MODES, Mode
+from workload.contract import PHASE_MODES, Mode
 from workload.spec import parse_spec
 
 SPEC = parse_spec({
@@ -127,7 +127,7 @@ def restricted(kube: Kube) -> Kube:
     return kube
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", PHASE_MODES)
 def test_restricted_namespace_admits_the_operators_pod_of_each_mode(
         restricted: Kube, mode: Mode) -> None:
     pod = pod_of(job_manifest(restricted, mode))
@@ -167,7 +167,7 @@ def _failed_creates(kube: Kube, job: str) -> list[str]:
 def test_job_controller_creates_the_operators_pods_in_a_restricted_namespace(
         restricted: Kube) -> None:
     names = []
-    for mode in MODES:
+    for mode in PHASE_MODES:
         job = job_manifest(restricted, mode)
         batch(restricted).create_namespaced_job(restricted.namespace, job)
         names.append(job["metadata"]["name"])

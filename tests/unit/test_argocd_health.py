@@ -84,6 +84,14 @@ def test_it_should_be_healthy_while_learning_online(script: str) -> None:
     assert "42 records" in message
 
 
+def test_it_should_be_healthy_while_serving_with_the_model_version(script: str) -> None:
+    status, message = health(script, job({
+        "phase": "Serving", "observedGeneration": 1,
+        "serving": {"version": "trained-3fa2c19b0d4e", "recordsServed": 7}}))
+    assert status == "Healthy"
+    assert "trained-3fa2c19b0d4e" in message and "7 predictions" in message
+
+
 def test_it_should_be_degraded_with_the_reason_when_failed(script: str) -> None:
     obj = job({"phase": "Failed", "observedGeneration": 1,
                "conditions": [condition("Failed", "True", "topic susy-train does not exist")]})

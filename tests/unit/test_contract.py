@@ -29,7 +29,7 @@ from workload.status import Condition, PodReport, StreamingTrainingJobStatus
 
 
 def test_the_mode_table_covers_the_mode_type_in_run_order() -> None:
-    assert MODES == get_args(Mode) == ("train", "evaluate", "online")
+    assert MODES == get_args(Mode) == ("train", "evaluate", "online", "serve")
 
 
 def test_each_row_names_a_spec_section_a_pod_template_a_status_field_and_a_condition() -> None:

@@ -98,10 +98,16 @@ def test_a_rule_in_a_fields_type_is_a_cel_rule_on_that_field_with_a_human_messag
 def test_work_defining_sections_are_immutable_at_the_spec_level() -> None:
     rules = {rule["fieldPath"]: rule for rule in crd.spec_schema()["x-kubernetes-validations"]
              if "oldSelf" in rule["rule"]}
-    assert sorted(rules) == [".data", ".evaluate", ".kafka", ".model", ".online", ".train"]
+    assert sorted(rules) == [".data", ".evaluate", ".kafka", ".model", ".online", ".serve",
+                             ".train"]
     assert rules[".train"]["rule"] == ("has(self.train) == has(oldSelf.train) && "
                                        "(!has(self.train) || self.train == oldSelf.train)")
     assert "userRef" not in rules[".kafka"]["rule"] and "kafka.config" in rules[".kafka"]["rule"]
+    # Serving pods scale and roll while the job runs; what they serve stays.
+    serve = rules[".serve"]["rule"]
+    assert serve.startswith("has(self.serve) == has(oldSelf.serve) && (!has(self.serve) || ")
+    assert "serve.inputTopic" in serve and "serve.batchSize" in serve
+    assert "serve.replicas" not in serve and "serve.image" not in serve
 
 
 def test_descriptions_are_one_line_each() -> None:

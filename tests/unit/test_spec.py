@@ -75,7 +75,7 @@ def test_defaults_reproduce_the_tutorial() -> None:
          "spec.model.source.volumeClaim: path and volumeClaim go together"),
         ({"kafka": {"bootstrapServers": "a:1"}, "evaluate": {"topic": "susy-test"},
           "model": {"source": {"path": "/abs", "volumeClaim": "c"}}}, "spec.model.source.path"),
-        ({"kafka": {"bootstrapServers": "a:1"}}, "set at least one of train, evaluate and online"),
+        ({"kafka": {"bootstrapServers": "a:1"}}, "set at least one of train, evaluate, online and serve"),
         (with_(unknownField=1), "spec.unknownField: Extra inputs are not permitted"),
         (with_(trainer={"replicas": 101}), "spec.trainer.replicas"),
         (with_(evaluator={"replicas": 0}), "spec.evaluator.replicas"),

@@ -7,6 +7,7 @@ otherwise, since rows would then land in partitions nobody reads.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 
@@ -84,6 +85,17 @@ def ensure_topic(connection: KafkaConnection, topic: str, partitions: int,
     _wait_until(lambda: partition_count(admin, topic) == partitions,
                 f"topic {topic!r} to show its {partitions} partition(s)")
     return True
+
+
+def topic_with_partitions(connection: KafkaConnection, topic: str, partitions: int) -> int:
+    """The partition count of `topic`, created with `partitions` partitions if it is missing
+    (an existing topic keeps the count it has)."""
+    with contextlib.suppress(TopicLayoutError):
+        ensure_topic(connection, topic, partitions)
+    count = partition_count(admin_client(connection), topic)
+    if count is None:
+        raise TopicMissing(f"topic {topic!r} does not exist on {connection.bootstrap_servers}")
+    return count
 
 
 def delete_topic(connection: KafkaConnection, topic: str) -> bool:

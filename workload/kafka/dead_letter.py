@@ -27,6 +27,15 @@ SOURCE_HEADER = "streamtrain.source"
 """Header with the topic the record was read from."""
 
 
+def dead_letter_headers(reason: str, source_topic: str,
+                        field: str | None) -> list[tuple[str, bytes]]:
+    """The headers of a dead letter: its reason, the topic it came from, the missing column."""
+    headers = [(REASON_HEADER, reason.encode()), (SOURCE_HEADER, source_topic.encode())]
+    if field is not None:
+        headers.append((FIELD_HEADER, field.encode()))
+    return headers
+
+
 def send_dead_letters(
     connection: KafkaConnection, topic: str, source_topic: str, records: Iterable[BadRecord]
 ) -> int:
@@ -41,12 +50,9 @@ def send_dead_letters(
         return 0
     ensure_topic(connection, topic, 1)
     producer = BatchProducer(connection)
-    source = source_topic.encode()
     for key, value, reason, field in batch:
-        headers: list[tuple[str, str | bytes | None]] = [(REASON_HEADER, reason.encode()),
-                                                         (SOURCE_HEADER, source)]
-        if field is not None:
-            headers.append((FIELD_HEADER, field.encode()))
+        headers: list[tuple[str, str | bytes | None]] = list(
+            dead_letter_headers(reason, source_topic, field))
         producer.send(topic, key or None, value, headers=headers)
     producer.flush(f"dead-letter topic {topic!r}")
     return len(batch)

@@ -1,0 +1,393 @@
+"""Read, process and write exactly once: a consumer-group member and a transactional producer.
+
+Kafka's transactions (KIP-98) make a read-process-write loop exactly once:
+the records written and the input offsets they answer are committed in one
+transaction, so a `read_committed` reader downstream sees each input
+record's output once or not at all, whatever fails in between. KIP-447
+(brokers 2.5+) fences a member that the consumer group has moved on from:
+its offsets carry the group's generation, and a stale one is refused. So one
+transactional producer per process serves whatever partitions the group
+assigns it.
+
+How the link is used (`workload.modes.serve`): `poll` records, `produce`
+outputs (the first one begins a transaction), `consumed` the records
+answered, `commit` when due (`send_offsets_to_transaction` with the offsets
+after the last record answered per partition, then `commit_transaction`).
+
+Errors, as librdkafka documents them (INTRODUCTION.md, "Transactional
+Producer"):
+- retriable (`KafkaError.retriable()`): the same call again, for up to
+  `RETRY_FOR_S`; a broker restart is ridden out this way;
+- abortable (`txn_requires_abort()`): `abort_transaction`, then every owned
+  partition is rewound to the group's committed offsets, where the aborted
+  outputs' inputs start, and the next record begins a new transaction;
+- fatal, or no flag at all (a fenced producer: another process took this
+  `transactional.id`): `TransactionFatal`, and the process exits to be
+  restarted with a new producer.
+
+Traps avoided:
+- an abort right after a transaction's first produce can fail with
+  INVALID_TXN_STATE (librdkafka#4849): the first output of each transaction
+  asks for its delivery report, and an abort first waits for it;
+- short transactions are slow (confluent-kafka-python#967): the caller
+  commits every `serve.batchSize` records or `serve.maxLatencyMs`;
+- rebalances: an open transaction is committed when partitions are revoked
+  (its offsets are the group's last word on them) and aborted when they are
+  lost (the group has moved on: they must not be committed). Records fetched
+  in the same `consume` call as a rebalance are dropped and their partitions
+  rewound, since they may belong to the assignment that ended.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from workload.kafka.bounds import watermarks
+from workload.kafka.connection import KafkaConnection
+from workload.kafka.group_reader import GROUP_DEFAULTS
+
+log = logging.getLogger(__name__)
+
+PRODUCER_DEFAULTS: dict[str, Any] = {
+    "linger.ms": 5,
+    "batch.num.messages": 10_000,
+    "batch.size": 1 << 20,
+    "queue.buffering.max.messages": 1_000_000,
+    "compression.type": "lz4",
+}
+"""Producer settings unless the job sets them: batches of up to 10,000 records or 1 MiB, 5 ms to
+fill one (a transaction waits for its records anyway at commit), lz4."""
+
+PRODUCER_OWNED: dict[str, Any] = {
+    "enable.idempotence": True,
+    "acks": "all",
+    "delivery.report.only.error": False,
+    "transaction.timeout.ms": 60_000,
+}
+"""What the link depends on. The broker aborts a transaction left open this long (a replica
+killed mid-transaction and not restarted); 60 s rides out a broker restart with a transaction
+open."""
+
+CONSUMER_OWNED: dict[str, Any] = {
+    "enable.auto.commit": False,
+    "enable.auto.offset.store": False,
+    "enable.partition.eof": False,
+    "isolation.level": "read_committed",
+}
+"""Offsets move only in transactions; an input written by transactions is read once committed."""
+
+RETRY_FOR_S = 60.0
+"""Seconds a retriable transactional call is retried before the process gives up and exits."""
+
+CALL_TIMEOUT_S = 30.0
+"""Seconds one transactional call may block."""
+
+HUNG_AFTER_S = CALL_TIMEOUT_S + 15.0
+"""Seconds after which a transactional call that has not returned is taken as hung: librdkafka
+does not always honour the timeout (`send_offsets_to_transaction` waits for a group
+coordinator that a restarted broker's metadata dropped, librdkafka#5456 and #5511). The
+process then exits to be restarted with a new producer, which fences the stuck one."""
+
+FIRST_DELIVERY_WAIT_S = 15.0
+"""Seconds an abort waits for its transaction's first delivery report (librdkafka#4849)."""
+
+COMMITTED_TIMEOUT_S = 30.0
+"""Seconds to wait for the group's committed offsets when rewinding."""
+
+Result = TypeVar("Result")
+
+Headers = list[tuple[str, str | bytes | None]]
+"""Kafka record headers, in order (a name may repeat)."""
+
+
+class TransactionFatal(RuntimeError):
+    """The producer cannot go on (fenced by a newer instance, or a fatal error): exit, restart."""
+
+
+class TransactionAborted(RuntimeError):
+    """The open transaction had to be aborted; its inputs were rewound to be answered again."""
+
+
+class ExactlyOnceLink:
+    """One member of `group` reading `topic`, answering through one transactional producer."""
+
+    def __init__(self, connection: KafkaConnection, topic: str, group: str,
+                 transactional_id: str,
+                 on_settled: Callable[[bool], None] | None = None) -> None:
+        """`on_settled(committed)` is called as each transaction ends: `True` once committed,
+        `False` once aborted (also when a rebalance commits or aborts it)."""
+        self.topic = topic
+        self.group = group
+        self.transactional_id = transactional_id
+        self.owned: set[int] = set()
+        """Partitions assigned to this member now."""
+        self.positions: dict[int, int] = {}
+        """Per partition answered in the open transaction: the offset after its last record."""
+        self.pending = 0
+        """Records answered in the open transaction (what `commit` makes visible)."""
+        self.opened_at: float | None = None
+        """`time.monotonic()` when the open transaction began (`None`: none is open)."""
+        self.rebalances = 0
+        """Assignments, revokes and losses so far."""
+        self.aborts = 0
+        """Transactions aborted so far."""
+        self._first_delivered = False
+        self._produced = 0
+        self._on_settled = on_settled
+        self._reset_to_end = connection.settings.get("auto.offset.reset") in ("latest", "end")
+        self._producer = Producer(connection.librdkafka_config(
+            {**PRODUCER_OWNED, "transactional.id": transactional_id}, PRODUCER_DEFAULTS))
+        self._retry(lambda: self._producer.init_transactions(CALL_TIMEOUT_S), "init_transactions")
+        self._consumer = Consumer(connection.librdkafka_config(
+            {**CONSUMER_OWNED, "group.id": group}, GROUP_DEFAULTS))
+        self._consumer.subscribe([topic], on_assign=self._assigned, on_revoke=self._revoked,
+                                 on_lost=self._lost)
+
+    # ------------------------------------------------------------ reading
+
+    def poll(self, max_records: int, timeout_s: float) -> list[Message]:
+        """Up to `max_records` records of owned partitions (possibly none), waiting at most
+        `timeout_s`. A fatal consumer error raises `TransactionFatal`."""
+        before = self.rebalances
+        messages = self._consumer.consume(num_messages=max_records, timeout=timeout_s)
+        good: list[Message] = []
+        for message in messages:
+            error = message.error()
+            if error is None:
+                good.append(message)
+            elif error.fatal():
+                raise TransactionFatal(f"consumer group {self.group!r} on topic {self.topic!r}: "
+                                       f"{error.str()}")
+            else:
+                log.warning("consumer group %s: %s", self.group, error.str())
+        if self.rebalances != before and good:
+            # Some of these may have been fetched for the assignment that just ended.
+            self._rewind(self.owned)
+            return []
+        return good
+
+    def consumed(self, messages: Sequence[Message]) -> None:
+        """`messages` have been answered in the open transaction: their offsets go with it."""
+        for message in messages:
+            self.positions[message.partition() or 0] = (message.offset() or 0) + 1
+        self.pending += len(messages)
+
+    # ------------------------------------------------------------ writing
+
+    def produce(self, topic: str, value: bytes, key: bytes | None = None,
+                headers: Headers | None = None, partition: int = -1) -> None:
+        """Queue one record in the open transaction (beginning one if none is open).
+
+        `TransactionAborted` when the producer's state asks for an abort (which is done).
+        """
+        if self.opened_at is None:
+            self._begin()
+        first = self._produced == 0
+        while True:
+            try:
+                if first:
+                    self._producer.produce(topic, value, key, partition=partition,
+                                           headers=headers, on_delivery=self._delivered)
+                else:
+                    self._producer.produce(topic, value, key, partition=partition,
+                                           headers=headers)
+                self._produced += 1
+                return
+            except BufferError:
+                self._producer.poll(0.05)
+            except KafkaException as error:
+                self._fail(error.args[0], "produce")
+
+    def _delivered(self, error: KafkaError | None, _message: Message) -> None:
+        self._first_delivered = True
+        if error is not None:
+            log.warning("transaction of %s: a delivery failed: %s", self.transactional_id,
+                        error.str())
+
+    def _begin(self) -> None:
+        try:
+            self._producer.begin_transaction()
+        except KafkaException as error:
+            self._fail(error.args[0], "begin_transaction")
+        self.opened_at = time.monotonic()
+        self._first_delivered = False
+        self._produced = 0
+
+    def serve(self) -> None:
+        """Serve pending delivery callbacks without waiting."""
+        self._producer.poll(0)
+
+    def due(self, max_records: int, max_latency_s: float) -> bool:
+        """Whether the open transaction holds `max_records` records or has been open for
+        `max_latency_s` seconds."""
+        return self.opened_at is not None and (
+            self.pending >= max_records or time.monotonic() - self.opened_at >= max_latency_s)
+
+    def commit(self, rewind: bool = True) -> int:
+        """Commit the open transaction with the offsets it answered; the records it made
+        visible (0 when none was open). `TransactionAborted` when it had to be aborted (then,
+        with `rewind`, owned partitions are rewound)."""
+        if self.opened_at is None:
+            return 0
+        offsets = [TopicPartition(self.topic, partition, offset)
+                   for partition, offset in sorted(self.positions.items())
+                   if partition in self.owned]
+        try:
+            if offsets:
+                self._retry(lambda: self._producer.send_offsets_to_transaction(
+                    offsets, self._consumer.consumer_group_metadata(), CALL_TIMEOUT_S),
+                    "send_offsets_to_transaction")
+            self._retry(lambda: self._producer.commit_transaction(CALL_TIMEOUT_S),
+                        "commit_transaction")
+        except KafkaException as error:
+            self._fail(error.args[0], "commit", rewind)
+        committed = self.pending
+        self._closed()
+        if self._on_settled is not None:
+            self._on_settled(True)
+        return committed
+
+    def abort(self, why: str, rewind: bool = True) -> None:
+        """Abort the open transaction and (with `rewind`) seek owned partitions back to the
+        committed offsets, where the aborted records' inputs start."""
+        self.aborts += 1
+        log.warning("transaction of %s aborted (%s): its %d records are answered again",
+                    self.transactional_id, why, self.pending)
+        if self.opened_at is not None:
+            self._await_first_delivery()
+            try:
+                self._retry(lambda: self._producer.abort_transaction(CALL_TIMEOUT_S),
+                            "abort_transaction")
+            except KafkaException as error:
+                raise TransactionFatal(f"abort_transaction: {error.args[0].str()}") from None
+        self._closed()
+        if self._on_settled is not None:
+            self._on_settled(False)
+        if rewind:
+            self._rewind(self.owned)
+
+    def _await_first_delivery(self) -> None:
+        if self._produced == 0:
+            return
+        deadline = time.monotonic() + FIRST_DELIVERY_WAIT_S
+        while not self._first_delivered and time.monotonic() < deadline:
+            self._producer.poll(0.05)
+
+    def _closed(self) -> None:
+        self.opened_at = None
+        self.pending = 0
+        self.positions.clear()
+
+    def _fail(self, error: KafkaError, call: str, rewind: bool = True) -> None:
+        """An error that retrying did not cure: abort (abortable) or give up (anything else)."""
+        if error.txn_requires_abort():
+            self.abort(f"{call}: {error.str()}", rewind)
+            raise TransactionAborted(f"{call}: {error.str()}")
+        raise TransactionFatal(f"{call}: {error.str()}"
+                               + (" (fenced by a newer producer with this transactional.id)"
+                                  if error.code() == KafkaError._FENCED else ""))
+
+    def _retry(self, call: Callable[[], Result], what: str) -> Result:
+        """`call()`, again while it fails with a retriable error, for up to `RETRY_FOR_S`."""
+        deadline = time.monotonic() + RETRY_FOR_S
+        tries = 0
+        while True:
+            try:
+                return self._bounded(call, what)
+            except KafkaException as raised:
+                error: KafkaError = raised.args[0]
+                if not error.retriable() or time.monotonic() > deadline:
+                    raise
+                tries += 1
+                log.log(logging.WARNING if tries == 1 else logging.DEBUG,
+                        "%s of %s: %s; retrying", what, self.transactional_id, error.str())
+                time.sleep(0.1)
+
+    def _bounded(self, call: Callable[[], Result], what: str) -> Result:
+        """`call()` in a thread of its own; `TransactionFatal` if it has not returned after
+        `HUNG_AFTER_S` (the call releases the GIL while it waits, so this thread can tell)."""
+        outcome: list[Result] = []
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                outcome.append(call())
+            except BaseException as error:  # handed to the caller's thread
+                failure.append(error)
+
+        worker = threading.Thread(target=run, name=f"kafka-{what}", daemon=True)
+        worker.start()
+        worker.join(HUNG_AFTER_S)
+        if worker.is_alive():
+            raise TransactionFatal(f"{what} of {self.transactional_id} has not returned after "
+                                   f"{HUNG_AFTER_S:.0f} s (librdkafka#5456): restarting")
+        if failure:
+            raise failure[0]
+        return outcome[0]
+
+    # ------------------------------------------------------------ the group
+
+    def _assigned(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        self.rebalances += 1
+        self.owned |= {tp.partition for tp in partitions}
+
+    def _revoked(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        self.rebalances += 1
+        revoked = {tp.partition for tp in partitions}
+        if self.opened_at is not None:
+            try:
+                # The group's last word on these partitions is this transaction.
+                self.commit(rewind=False)
+            except TransactionAborted:
+                # Whoever owns the revoked ones next starts at the committed offsets; the ones
+                # kept (a cooperative rebalance) are rewound there.
+                self._rewind(self.owned - revoked)
+        self.owned -= revoked
+
+    def _lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        self.rebalances += 1
+        log.warning("consumer group %s: partitions %s lost (session expired)", self.group,
+                    sorted(tp.partition for tp in partitions))
+        self.owned -= {tp.partition for tp in partitions}
+        if self.opened_at is not None:
+            with_lost = self.pending
+            self.abort(f"partitions lost with {with_lost} records in the transaction",
+                       rewind=False)
+
+    def _rewind(self, partitions: set[int]) -> None:
+        """Seek `partitions` to the group's committed offsets (or where a new group starts)."""
+        if not partitions:
+            return
+        wanted = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        committed = self._consumer.committed(wanted, timeout=COMMITTED_TIMEOUT_S)
+        for tp in committed:
+            if tp.offset < 0:
+                low, high = watermarks(self._consumer, TopicPartition(self.topic, tp.partition))
+                tp.offset = high if self._reset_to_end else low
+            try:
+                self._consumer.seek(tp)
+            except KafkaException as error:
+                # Not fetching yet (just assigned): it starts at the committed offset anyway.
+                log.info("rewind of partition %d to %d: %s", tp.partition, tp.offset,
+                         error.args[0].str())
+
+    # ------------------------------------------------------------ the end
+
+    def close(self) -> int:
+        """Commit what is open, leave the group, flush; the records the last commit made visible.
+        A failure to commit on the way out is logged: the records are answered again by the
+        partitions' next owner."""
+        committed = 0
+        try:
+            committed = self.commit()
+        except (TransactionAborted, TransactionFatal) as error:
+            log.warning("closing %s: %s", self.transactional_id, error)
+        self._consumer.close()
+        self._producer.flush(CALL_TIMEOUT_S)
+        return committed
