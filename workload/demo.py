@@ -3,13 +3,16 @@
 100,000 synthetic SUSY-like rows split 60,000 / 40,000 into `susy-train`
 (1 partition) and `susy-test` (2 partitions); 10 epochs of the tutorial's
 network; exactly-once evaluation with consumer group `testcg`; then online
-learning on 20,000 newly arriving rows. Prints test accuracy and AUC next
-to the best accuracy any model could reach on this data, records/s per
-phase and wall time, and leaves the model, results and plots in one folder.
+learning on 20,000 newly arriving rows, while the trained model serves the
+test topic into `susy-predictions`, exactly once, until it has been idle for
+5 s. Prints test accuracy and AUC next to the best accuracy any model could
+reach on this data, records/s per phase, the first predictions served and
+wall time, and leaves the model, results and plots in one folder.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -22,6 +25,10 @@ from rich.console import Console
 from workload.artifacts import Artifacts, write_json_atomic
 from workload.kafka.connection import KafkaConnection
 from workload.spec import load_job_file
+from workload.status import PodReport
+
+PREDICTIONS_SHOWN = 5
+"""Predictions the demo prints at its end."""
 
 ONLINE_ROWS = 20_000
 """Rows that arrive after training, for the online phase."""
@@ -38,6 +45,7 @@ spec:
   train: {topic: susy-train, epochs: 10, batchSize: 64, shuffleBuffer: 64}
   evaluate: {topic: susy-test, consumerGroup: testcg, streamTimeoutMs: 10000}
   online: {topic: susy-online, consumerGroup: cgonline, streamTimeoutMs: 5000}
+  serve: {inputTopic: susy-test, outputTopic: susy-predictions, consumerGroup: cgserve, streamTimeoutMs: 5000}
   model:
     layers:
       - {dense: 128, activation: relu}
@@ -135,6 +143,32 @@ def _demo(console: Console, output: Path, rows: int, bootstrap_servers: str,
                       f"AUC {auc or 0:.4f}; "
                       f"Bayes-optimal accuracy of this data {100 * bayes:.2f}% "
                       f"(± {100 * bayes_error:.2f}); gap {summary['gapToBayesPoints']} points")
+    _show_predictions(console, connection, reports)
     console.print(f"produce {produced.records_per_second:,.0f} records/s; wall time {wall:.0f} s")
     console.print(f"model, results.json and training_curve.png are in {output}")
     return bool(summary["ok"])
+
+
+def _show_predictions(console: Console, connection: KafkaConnection,
+                      reports: list[PodReport]) -> None:
+    """What serving wrote: how many predictions, and the first few as a consumer reads them."""
+    served = next((report for report in reports if report.mode == "serve"), None)
+    if served is None or not served.ok:
+        return
+    from rich.table import Table
+
+    from workload.kafka.peek import first_committed
+
+    table = Table(title=f"served: {served.metrics.records_served:,} predictions in "
+                        f"susy-predictions (the first {PREDICTIONS_SHOWN}, read_committed)")
+    for column in ("key", "class", "P(class 1)", "model version", "input partition/offset"):
+        table.add_column(column)
+    for message in first_committed(connection, "susy-predictions", PREDICTIONS_SHOWN):
+        value = json.loads(message.value() or b"{}")
+        prediction = value.get("prediction", {})
+        table.add_row((message.key() or b"").decode(errors="replace"),
+                      str(prediction.get("class")),
+                      f"{prediction.get('probabilities', {}).get('1', 0):.4f}",
+                      str(value.get("modelVersion")),
+                      f"{value.get('partition')}/{value.get('offset')}")
+    console.print(table)

@@ -34,6 +34,8 @@ def render_reports(reports: list[PodReport], console: Console | None = None,
         elif report.mode == "evaluate":
             loss, accuracy, auc, records = (metrics.eval_loss, metrics.eval_accuracy,
                                             metrics.eval_auc, metrics.records_evaluated)
+        elif report.mode == "serve":
+            loss, accuracy, auc, records = None, None, None, metrics.records_served
         else:
             loss, accuracy, auc, records = (None, metrics.online_accuracy, None,
                                             metrics.records_online)

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from workload import tflog
 from workload.artifacts import Artifacts, read_json, write_json_atomic
@@ -40,6 +40,9 @@ from workload.permanent import PermanentError
 from workload.replica import SINGLE, Replica, replicas_of
 from workload.spec import StreamingTrainingJobSpec, parse_spec
 from workload.status import PodReport
+
+if TYPE_CHECKING:
+    from workload.local_serving import LocalServing
 
 OUTPUT_DIR_ENV = "STREAMTRAIN_OUTPUT_DIR"
 """Environment variable that moves the output folder away from `spec.model.output.path`."""
@@ -206,20 +209,48 @@ def run_phases(
     on_report: Callable[[PodReport], None] | None = None,
 ) -> list[PodReport]:
     """Run train -> evaluate -> online as the spec asks; stop at the first failed phase. A phase
-    of several replicas runs as that many processes (`workload.local_group`)."""
+    of several replicas runs as that many processes (`workload.local_group`). With `serve`,
+    serving starts once there is a model (before online learning, which runs beside it) as
+    processes of their own (`workload.local_serving`), and the run ends when serving does
+    (idle for `serve.streamTimeoutMs`, or Ctrl-C)."""
     reports: list[PodReport] = []
-    for index, mode in enumerate(spec.phases):
-        if replicas_of(mode, spec) > 1:
-            report = run_local_group(mode, name, spec, connection.bootstrap_servers, artifacts)
+    serving = None
+    try:
+        for index, mode in enumerate(spec.phases):
+            if mode == "online" and spec.serve is not None:
+                serving = _serve_locally(name, spec, connection, artifacts)
+            if replicas_of(mode, spec) > 1:
+                report = run_local_group(mode, name, spec, connection.bootstrap_servers, artifacts)
+            else:
+                report = run_mode(mode, name, spec, connection, artifacts, progress=progress,
+                                  first_phase=index == 0)
+            reports.append(report)
+            if on_report is not None:
+                on_report(report)
+            if not report.ok:
+                if serving is not None:
+                    serving.stop()
+                break
         else:
-            report = run_mode(mode, name, spec, connection, artifacts, progress=progress,
-                              first_phase=index == 0)
-        reports.append(report)
-        if on_report is not None:
-            on_report(report)
-        if not report.ok:
-            break
+            if spec.serve is not None and serving is None:
+                serving = _serve_locally(name, spec, connection, artifacts)
+        if serving is not None:
+            report = serving.wait()
+            reports.append(report)
+            if on_report is not None:
+                on_report(report)
+    except BaseException:
+        if serving is not None:
+            serving.stop()
+        raise
     return reports
+
+
+def _serve_locally(name: str, spec: StreamingTrainingJobSpec, connection: KafkaConnection,
+                   artifacts: Artifacts) -> LocalServing:
+    from workload.local_serving import LocalServing
+
+    return LocalServing(name, spec, connection.bootstrap_servers, artifacts)
 
 
 def results_document(name: str, reports: list[PodReport], **extra: Any) -> dict[str, Any]:

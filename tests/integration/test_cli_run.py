@@ -174,3 +174,39 @@ spec:
     assert sorted(path.name for path in (output / "logs").iterdir()) == [
         "evaluate-0.log", "evaluate-1.log", "train-0.log", "train-1.log"]
     assert any((output / "tensorboard").rglob("*tfevents*"))
+
+
+def test_a_local_run_serves_the_trained_model_until_the_input_is_idle(
+        kafka: KafkaHandle, tmp_path: Path) -> None:
+    from tests.integration.serve_support import answered_twice, read_predictions
+
+    train_topic, test_topic = kafka.create_topic("cli-train", 1), kafka.create_topic("cli-test", 2)
+    produced = streamtrain("produce", "--bootstrap-servers", kafka.bootstrap_servers,
+                           "--rows", "2000", "--train-topic", train_topic,
+                           "--test-topic", test_topic, "--quiet")
+    assert produced.returncode == 0, produced.stderr
+    predictions_topic = f"{test_topic}-predictions"
+    job = tmp_path / "job.yaml"
+    job.write_text(f"""\
+apiVersion: streamtrain.dev/v1alpha1
+kind: StreamingTrainingJob
+metadata: {{name: served}}
+spec:
+  kafka: {{bootstrapServers: "{kafka.bootstrap_servers}"}}
+  train: {{topic: {train_topic}, epochs: 1}}
+  serve: {{inputTopic: {test_topic}, outputTopic: {predictions_topic}, replicas: 2, \
+consumerGroup: cli-{uuid.uuid4().hex[:8]}, streamTimeoutMs: 3000}}
+  model: {{layers: [{{dense: 16}}]}}
+""")
+    output = tmp_path / "out"
+    run = streamtrain("run", str(job), "--quiet", "--output-dir", str(output))
+
+    assert run.returncode == 0, run.stdout[-3000:]
+    document = json.loads((output / "results.json").read_text())
+    assert document["ok"] is True
+    assert [phase["mode"] for phase in document["phases"]] == ["train", "serve"]
+    assert document["phases"][1]["metrics"]["recordsServed"] == 800
+    predictions = read_predictions(kafka.bootstrap_servers, predictions_topic)
+    assert len(predictions) == 800 and not answered_twice(predictions)
+    assert sorted(path.name for path in (output / "logs").iterdir()) == [
+        "serve-0.log", "serve-1.log"]
