@@ -56,6 +56,13 @@ EpochCount = Annotated[int, Field(ge=0, le=MAX_EPOCHS)]
 """A number of epochs."""
 
 
+MODEL_VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+"""A model version's characters (e.g. `trained-3fa2c19b0d4e`)."""
+
+MODEL_VERSION_LENGTH = 80
+"""A model version's length at most."""
+
+
 class StatusModel(BaseModel):
     """camelCase on the wire, tolerant of fields written by newer versions."""
 
@@ -263,6 +270,10 @@ class ProgressFigures(StatusModel):
     """Running accuracy (0-1); online: prequential (test-then-train)."""
     auc: Fraction | None = None
     """Running ROC AUC (0-1; evaluate)."""
+    model_version: str | None = Field(None, max_length=MODEL_VERSION_LENGTH,
+                                      pattern=MODEL_VERSION_PATTERN)
+    """The model version the pod serves (serve: `records` are its predictions committed since
+    it started)."""
 
 
 class ProgressReport(ProgressFigures):

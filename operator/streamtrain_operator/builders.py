@@ -286,29 +286,19 @@ def restricted_container_security() -> Manifest:
     }
 
 
-def build_job_manifest(job_name: str, namespace: str, uid: str, mode: Mode,
-                       spec: StreamingTrainingJobSpec, kafka: KafkaAccess,
-                       suspend: bool | None = None, source: ClaimFolder | None = None,
-                       defaults: PodDefaults = DEFAULT_PODS,
-                       queue: Mapping[str, str] | None = None) -> Manifest:
-    """The batch/v1 Job that runs `mode` of the job: `streamtrain run-mode <mode>` in each of
-    its pods (one per replica: an Indexed Job when there are several).
-
-    A training group of several workers also gets every worker's address (`WORKERS_ENV`), the
-    headless Service as subdomain, and a pod failure policy that does not count a worker that
-    stopped only because a peer went away (`PEER_LOST_EXIT`): Kubernetes replaces each failed
-    pod, the group forms again and resumes from the chief's checkpoint, and `backoffLimit`
-    counts the failures that caused it. `source` is where the model of `model.source` is
-    (resolved by the operator). `queue`: Kueue's labels (`kueue.queue_labels`), which put the
-    Job in a LocalQueue: it is created suspended, for Kueue to resume once it admits it."""
+def build_pod_spec(job_name: str, namespace: str, uid: str, mode: Mode,
+                   spec: StreamingTrainingJobSpec, kafka: KafkaAccess,
+                   source: ClaimFolder | None = None, defaults: PodDefaults = DEFAULT_PODS,
+                   workers: list[str] | None = None,
+                   extra_env: list[Manifest] | None = None) -> Manifest:
+    """The pod spec of `mode`'s pods (`streamtrain run-mode <mode>`), under the `restricted` Pod
+    Security level: volumes, environment (`extra_env` added), resources, progress channel;
+    `restartPolicy: Never` (a Job's pods; a Deployment sets `Always`)."""
     role: RoleSpec = getattr(spec, MODE[mode].template)
-    policy = spec.run_policy
-    labels = job_labels(job_name, uid, mode)
     output = output_folder(namespace, job_name, uid, spec)
-    group = mode == "train" and role.replicas > 1
-    workers = worker_addresses(job_name, namespace, role.replicas) if group else []
     volumes, mounts = _volumes(spec, kafka, output, source)
-    env = _environment(job_name, uid, spec, kafka, output, source, workers)
+    env = [*_environment(job_name, uid, spec, kafka, output, source, workers or []),
+           *(extra_env or [])]
     if defaults.progress_url:
         volume, mount, channel = progress_channel(job_name, namespace, uid, defaults.progress_url)
         volumes.append(volume)
@@ -344,6 +334,31 @@ def build_job_manifest(job_name: str, namespace: str, uid: str, mode: Mode,
     }
     if role.service_account_name:
         pod_spec["serviceAccountName"] = role.service_account_name
+    return pod_spec
+
+
+def build_job_manifest(job_name: str, namespace: str, uid: str, mode: Mode,
+                       spec: StreamingTrainingJobSpec, kafka: KafkaAccess,
+                       suspend: bool | None = None, source: ClaimFolder | None = None,
+                       defaults: PodDefaults = DEFAULT_PODS,
+                       queue: Mapping[str, str] | None = None) -> Manifest:
+    """The batch/v1 Job that runs `mode` of the job: `streamtrain run-mode <mode>` in each of
+    its pods (one per replica: an Indexed Job when there are several).
+
+    A training group of several workers also gets every worker's address (`WORKERS_ENV`), the
+    headless Service as subdomain, and a pod failure policy that does not count a worker that
+    stopped only because a peer went away (`PEER_LOST_EXIT`): Kubernetes replaces each failed
+    pod, the group forms again and resumes from the chief's checkpoint, and `backoffLimit`
+    counts the failures that caused it. `source` is where the model of `model.source` is
+    (resolved by the operator). `queue`: Kueue's labels (`kueue.queue_labels`), which put the
+    Job in a LocalQueue: it is created suspended, for Kueue to resume once it admits it."""
+    role: RoleSpec = getattr(spec, MODE[mode].template)
+    policy = spec.run_policy
+    labels = job_labels(job_name, uid, mode)
+    group = mode == "train" and role.replicas > 1
+    workers = worker_addresses(job_name, namespace, role.replicas) if group else []
+    pod_spec = build_pod_spec(job_name, namespace, uid, mode, spec, kafka, source, defaults,
+                              workers)
     job_spec: Manifest = {
         "backoffLimit": policy.backoff_limit,
         "completions": role.replicas,

@@ -125,8 +125,8 @@ def ensure_job(api: kubernetes.client.ApiClient, manifest: Manifest, suspend: bo
     `suspend`; the Job as the API created it (JSON) when it was created now, else `None`."""
     batch: Any = kubernetes.client.BatchV1Api(api)
     if existing is None:
-        created, existing = _create_or_own(api, manifest, "Job", batch.create_namespaced_job,
-                                           batch.read_namespaced_job)
+        created, existing = create_or_own(api, manifest, "Job", batch.create_namespaced_job,
+                                          batch.read_namespaced_job)
         if created is not None:
             return created
     if existing is not None:
@@ -134,8 +134,8 @@ def ensure_job(api: kubernetes.client.ApiClient, manifest: Manifest, suspend: bo
     return None
 
 
-def _create_or_own(api: kubernetes.client.ApiClient, manifest: Manifest, kind: str, create: Any,
-                   read: Any) -> tuple[Body | None, Body | None]:
+def create_or_own(api: kubernetes.client.ApiClient, manifest: Manifest, kind: str, create: Any,
+                  read: Any) -> tuple[Body | None, Body | None]:
     """Create the object: (what the API created, `None`) when created now, else (`None`, the
     existing one), which must be ours (`NameTakenError` otherwise); both as JSON."""
     namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
@@ -196,8 +196,8 @@ def _delete_job(batch: Any, name: str, namespace: str, propagation: str = "Backg
 def ensure_service(api: kubernetes.client.ApiClient, manifest: Manifest) -> bool:
     """Create the Service if missing; `True` when it was created now."""
     core: Any = kubernetes.client.CoreV1Api(api)
-    created, _ = _create_or_own(api, manifest, "Service", core.create_namespaced_service,
-                                core.read_namespaced_service)
+    created, _ = create_or_own(api, manifest, "Service", core.create_namespaced_service,
+                               core.read_namespaced_service)
     return created is not None
 
 

@@ -10,9 +10,9 @@ write the status patch (whose answer goes back into the store), hand the
 events to a thread that posts them and schedule the next timed look (a TTL or a progress deadline
 coming due, a retry after an API error). A pass reads nothing from the API
 server but a Strimzi resource a job names. One operator-wide resync every
-`resync_interval_s` lists the jobs, child Jobs and pods again (three lists
-per watched namespace, not per job, from the API server's watch cache) and
-queues the unfinished jobs whose objects a watch had missed; with no
+`resync_interval_s` lists the jobs, child Jobs, serving Deployments,
+ReplicaSets and pods again (five lists per watched namespace, not per job,
+from the API server's watch cache) and queues the unfinished jobs whose objects a watch had missed; with no
 unfinished job it does nothing. What a pass waits for in time (a TTL, a
 deadline, a retry, an object the job waits for) is scheduled by the pass
 itself, so a resync need not look at every job, and 1,000 jobs do not all
@@ -234,7 +234,7 @@ class Controller:
         self.metrics.observe_phase(f"{key[0]}/{key[1]}", None)
 
     def observe_child(self, kind: Kind, event_type: str | None, body: Mapping[str, Any]) -> None:
-        """A watch event of a child Job (`kind` "Job") or pod ("Pod"): store it, and queue its
+        """A watch event of a child Job, Deployment, ReplicaSet or pod: store it, and queue its
         job when what a pass reads of the child changed, unless the job is finished."""
         if not self.store.observe(kind, event_type, body):
             return  # a pod condition, a Job's `ready` count: nothing a pass reads
@@ -280,13 +280,14 @@ class Controller:
                 self.queue.add(key)
 
     def refresh(self) -> set[Key]:
-        """List the jobs, child Jobs and pods again into the store (per watched namespace, or
+        """List the jobs and their children again into the store (per watched namespace, or
         the whole cluster; from the API server's watch cache), so that an event a watch missed
         is healed; jobs the list lacks are forgotten, jobs it adds are queued. Returns the
         unfinished jobs whose objects the watches had missed (the ones a pass must look at)."""
         custom: Any = kubernetes.client.CustomObjectsApi(self.api)
         batch: Any = kubernetes.client.BatchV1Api(self.api)
         core: Any = kubernetes.client.CoreV1Api(self.api)
+        apps: Any = kubernetes.client.AppsV1Api(self.api)
         cached = {"resource_version": "0"}
         selector = {"label_selector": JOB_UID_LABEL, "_preload_content": False, **cached}
         missed: set[Key] = set()
@@ -297,12 +298,20 @@ class Controller:
                     ("StreamingTrainingJob", lambda: custom.list_cluster_custom_object(
                         API_GROUP, API_VERSION, PLURAL, **cached)),
                     ("Job", lambda: _json(batch.list_job_for_all_namespaces(**selector))),
+                    ("Deployment", lambda: _json(
+                        apps.list_deployment_for_all_namespaces(**selector))),
+                    ("ReplicaSet", lambda: _json(
+                        apps.list_replica_set_for_all_namespaces(**selector))),
                     ("Pod", lambda: _json(core.list_pod_for_all_namespaces(**selector)))]
             else:
                 listings = [
                     ("StreamingTrainingJob", lambda ns=namespace: custom.list_namespaced_custom_object(
                         API_GROUP, API_VERSION, ns, PLURAL, **cached)),
                     ("Job", lambda ns=namespace: _json(batch.list_namespaced_job(ns, **selector))),
+                    ("Deployment", lambda ns=namespace: _json(
+                        apps.list_namespaced_deployment(ns, **selector))),
+                    ("ReplicaSet", lambda ns=namespace: _json(
+                        apps.list_namespaced_replica_set(ns, **selector))),
                     ("Pod", lambda ns=namespace: _json(core.list_namespaced_pod(ns, **selector)))]
             for kind, listing in listings:
                 self.metrics.resync_lists.inc()

@@ -63,7 +63,12 @@ def register(settings: OperatorSettings, metrics: OperatorMetrics,
     for group, version, plural in CHILD_RESOURCES:
         kopf.on.event(group, version, plural, labels={JOB_UID_LABEL: kopf.PRESENT},
                       id=f"child-{plural}", registry=registry)(
-            _child_handler("Pod" if plural == "pods" else "Job"))
+            _child_handler(CHILD_KINDS[plural]))
+
+
+CHILD_KINDS: dict[str, Kind] = {"jobs": "Job", "deployments": "Deployment",
+                                "replicasets": "ReplicaSet", "pods": "Pod"}
+"""The store's kind of each watched child resource (`settings.CHILD_RESOURCES`)."""
 
 
 def _child_handler(kind: Kind) -> Any:

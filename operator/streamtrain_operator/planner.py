@@ -26,6 +26,13 @@ from streamtrain_operator.failures import (
     seconds_left,
 )
 from streamtrain_operator.kueue import ADMISSION_REASON, default_message
+from streamtrain_operator.serving import (
+    ServingObservation,
+    serving_condition,
+    serving_replicas,
+    serving_status,
+    should_serve,
+)
 from workload.contract import KAFKA_FAILURES, MODE, MODE_TABLE, TERMINAL_PHASES, Mode, Phase
 from workload.spec import StreamingTrainingJobSpec
 from workload.status import (
@@ -137,6 +144,9 @@ class Plan:
     wake_after_s: float | None = None
     """Seconds until the job must be looked at again without an event (a TTL or a deadline
     coming due); `None` = only on events."""
+    serve_replicas: int | None = None
+    """Pods the serving Deployment should have (`serving.serving_replicas`); `None` = leave it
+    as it is (or uncreated)."""
 
 
 def done_modes(status: StreamingTrainingJobStatus) -> set[Mode]:
@@ -310,11 +320,12 @@ def _readiness(status: StreamingTrainingJobStatus, current: StreamingTrainingJob
 def next_plan(spec: StreamingTrainingJobSpec, job_name: str, generation: int,
               current: StreamingTrainingJobStatus, children: Mapping[Mode, ChildObservation],
               kafka: KafkaState, now: str, source: SourceState | None = None,
-              watch_progress: bool = False, queue: str = "") -> Plan:
+              watch_progress: bool = False, queue: str = "",
+              serving: ServingObservation | None = None) -> Plan:
     """The next status of the job and the child Job that should exist (`source`: the state of
     `model.source`, when the job names one; `watch_progress`: pods post live progress, so
     `runPolicy.progressDeadlineSeconds` applies; `queue`: the Kueue LocalQueue the job's new
-    child Jobs are submitted to, if any)."""
+    child Jobs are submitted to, if any; `serving`: the serving Deployment, if one exists)."""
     status = current.model_copy(deep=True)
     status.observed_generation = generation
     if current.phase in TERMINAL:
@@ -389,14 +400,27 @@ def next_plan(spec: StreamingTrainingJobSpec, job_name: str, generation: int,
                     "", events)
         break
     _live_progress(status, run, status.phase == "Suspended", now)
-    if mode is None:
+    if mode is None and spec.serve is not None:  # serving runs on until the job is deleted
+        _transition(status, "Suspended" if spec.run_policy.suspend else "Serving",
+                    "every phase completed; serving", events)
+    elif mode is None:
         _transition(status, "Succeeded", "every phase completed", events)
     if status.phase in TERMINAL:
         status.completion_time = status.completion_time or now
     status.conditions = phase_conditions(spec, status, message, generation, now)
+    serve_replicas = None
+    if spec.serve is not None:
+        serve = should_serve(spec, "train" in done_modes(status),
+                             source is not None and source.ready, kafka.ready)
+        serve_replicas = serving_replicas(spec, serve, spec.run_policy.suspend,
+                                          status.phase == "Failed", serving)
+        status.serving = serving_status(spec, job_name, status.serving, serve_replicas, serving)
+        status.conditions = set_condition(status.conditions, serving_condition(
+            status, serve_replicas, generation, now))
     looks = [wake for wake in (deadline, waiting_recheck(status, now)) if wake is not None]
     return Plan(status, run, spec.run_policy.suspend or stop, events,
-                wake_after_s=min(looks) if looks and status.phase not in TERMINAL else None)
+                wake_after_s=min(looks) if looks and status.phase not in TERMINAL else None,
+                serve_replicas=serve_replicas)
 
 
 def waiting_recheck(status: StreamingTrainingJobStatus, now: str) -> float | None:

@@ -7,7 +7,8 @@ one job (`contract.progress_audience`: namespace, name and uid). A post is
 accepted only when a TokenReview says the token is authentic, of that
 audience, of a service account of the job's namespace, and bound to a pod
 (name and uid) that exists now, carries the job's uid label and is
-controlled by a child Job that the job controls: the last three are checked
+controlled by a child Job that the job controls (a serving pod: by a
+ReplicaSet of the serving Deployment the job controls): the last three are checked
 against what the watches hold (`store.py`), with no API call. A
 verified token is remembered for `TOKEN_CACHE_S` (a pod costs one
 TokenReview per few minutes, not one per post); the pod is checked at every
@@ -21,9 +22,11 @@ the operator's log. The figures are validated where they enter
 their total): a bad body gets 400 naming the field; no body gets a 500.
 
 A post for a phase the job is not in (a late post of a finished phase) is
-ignored. Within a phase PROGRESS never goes backwards (a resumed pod may
-count from its checkpoint). The figures are written with a merge patch of
-`status.progress` only, at most every `PROGRESS_MIN_INTERVAL_S` per job,
+ignored. A serving pod's post (`mode: serve`, beside the phases) is summed
+per pod into `status.serving` (`serving_progress.py`), the pod known by the
+name its reviewed token is bound to, never by what it says. Within a phase
+progress never goes backwards (a resumed pod may count from its checkpoint).
+The figures are written with a merge patch of `status.progress` only, at most every `PROGRESS_MIN_INTERVAL_S` per job,
 except a post that starts a phase or enters a new `PROGRESS_STEP_PERCENT`
 step of it, which is written at once (at most 11 such writes per phase);
 `lastProgressTime` moves when the pod's records (or epoch) grew since its
@@ -48,16 +51,18 @@ from pydantic import ValidationError
 
 from streamtrain_operator.clock import now_text
 from streamtrain_operator.controller import Controller, Key
+from streamtrain_operator.serving_progress import JobServing
 from streamtrain_operator.store import Store
 from workload.contract import (
     API_GROUP,
     MODE,
     PROGRESS_MIN_INTERVAL_S,
+    TERMINAL_PHASES,
     progress_audience,
     progress_step,
 )
 from workload.spec import API_VERSION, PLURAL
-from workload.status import Progress, ProgressReport
+from workload.status import Progress, ProgressReport, ServingStatus
 
 TOKEN_CACHE_S = 300.0
 """Seconds a verified token is trusted without asking the API server again."""
@@ -173,6 +178,11 @@ class TokenChecker:
         return (str(status.user.username), (extra.get(POD_NAME_EXTRA) or [""])[0],
                 (extra.get(POD_UID_EXTRA) or [""])[0])
 
+    def pod(self, token: str, audience: str) -> str:
+        """The pod a token that `problem` accepted is bound to ("" when it reviewed none)."""
+        reviewed = self._reviewed.get((hashlib.sha256(token.encode()).hexdigest(), audience))
+        return reviewed.pod if reviewed is not None else ""
+
 
 class ProgressEndpoint:
     """An aiohttp server on kopf's event loop; blocking API calls go to worker threads."""
@@ -186,6 +196,8 @@ class ProgressEndpoint:
         # Per job (and its uid: a job made again under the same name starts afresh): when
         # progress was last written, and the report written then.
         self._written: dict[Key, tuple[str, float, ProgressReport]] = {}
+        self._serving: dict[Key, JobServing] = {}
+        """Per job: what its serving pods posted (`serving_progress`)."""
         self._runner: web.AppRunner | None = None
         self._swept = -SWEEP_S
 
@@ -232,10 +244,16 @@ class ProgressEndpoint:
             return web.Response(status=400, text=_body_problem(error))
         except web.HTTPRequestEntityTooLarge:
             return web.Response(status=413, text=f"a report is at most {BODY_LIMIT} bytes")
-        if MODE[report.mode].phase != known.phase:
-            return web.Response(status=409, text=f"the job is not in {report.mode}")
         self._forget_gone()
         try:
+            if report.mode == "serve":  # serving runs beside the phases, until the job ends
+                if known.phase in TERMINAL_PHASES:
+                    return web.Response(status=409, text="the job has ended")
+                await loop.run_in_executor(None, self._write_serving, key, known.uid,
+                                           self.tokens.pod(token, audience), report)
+                return web.Response(status=204)
+            if MODE[report.mode].phase != known.phase:
+                return web.Response(status=409, text=f"the job is not in {report.mode}")
             await loop.run_in_executor(None, self._write, key, known.uid, report)
         except API_ERRORS as error:
             log.warning("%s/%s: progress not written: %s", *key, getattr(error, "reason", error))
@@ -254,6 +272,33 @@ class ProgressEndpoint:
             known = self.controller.known(key)
             if known is None or known.uid != uid:
                 self._written.pop(key, None)
+        for key, serving in list(self._serving.items()):
+            known = self.controller.known(key)
+            if known is None or known.uid != serving.uid:
+                self._serving.pop(key, None)
+
+    def _write_serving(self, key: Key, uid: str, pod: str, report: ProgressReport) -> None:
+        """Sum a serving pod's post into `status.serving`, written at most every
+        `PROGRESS_MIN_INTERVAL_S` per job, and at once when the version changes."""
+        serving = self._serving.get(key)
+        if serving is None or serving.uid != uid:  # the job as the watch last showed it
+            body = self.controller.store.get("StreamingTrainingJob", key) or {}
+            current = ServingStatus.model_validate((body.get("status") or {}).get("serving")
+                                                   or {})
+            serving = self._serving[key] = JobServing(uid, current.records_served or 0,
+                                                      current.version, current.since)
+        changed = serving.post(pod, report.records, report.model_version, now_text())
+        now = self.clock()
+        if (not changed and serving.written_at is not None
+                and now - serving.written_at < PROGRESS_MIN_INTERVAL_S):
+            return
+        figures = serving.status(None).model_dump(
+            mode="json", by_alias=True, include={"records_served", "version", "since"})
+        custom: Any = kubernetes.client.CustomObjectsApi(self.api)
+        written = custom.patch_namespaced_custom_object_status(
+            API_GROUP, API_VERSION, key[0], PLURAL, key[1], {"status": {"serving": figures}})
+        self.controller.store.observe("StreamingTrainingJob", "PATCHED", written)
+        serving.written_at = now
 
     def _write(self, key: Key, uid: str, report: ProgressReport) -> None:
         """Patch `status.progress`, at most every `PROGRESS_MIN_INTERVAL_S` per job, and at once

@@ -18,14 +18,17 @@ from typing import Any
 
 import kubernetes
 
-from streamtrain_operator import children, kueue, sources, strimzi
+from streamtrain_operator import children, kueue, serving_children, sources, strimzi
 from streamtrain_operator.builders import (
     DEFAULT_PODS,
+    ClaimFolder,
+    KafkaAccess,
     PodDefaults,
     build_job_manifest,
     build_service_manifest,
 )
 from streamtrain_operator.clock import parse_time
+from streamtrain_operator.deployment import build_deployment_manifest
 from streamtrain_operator.planner import (
     TERMINAL,
     ChildObservation,
@@ -37,7 +40,7 @@ from streamtrain_operator.planner import (
 from streamtrain_operator.store import Store
 from streamtrain_operator.tls import CaPublisher
 from workload.contract import Mode
-from workload.spec import SpecError, parse_spec
+from workload.spec import SpecError, StreamingTrainingJobSpec, parse_spec
 from workload.status import StreamingTrainingJobStatus
 
 
@@ -86,6 +89,8 @@ def reconcile(api: kubernetes.client.ApiClient, store: Store, name: str, namespa
                        spec.run_policy.ttl_seconds_after_finished, now)
         if due is not None and due <= 0:
             children.delete_children(api, child_jobs)
+            serving_children.delete_serving(api, namespace, name,
+                                            store.deployments(namespace, uid))
             return plan
         return dataclasses.replace(plan, wake_after_s=due)
     try:
@@ -99,10 +104,17 @@ def reconcile(api: kubernetes.client.ApiClient, store: Store, name: str, namespa
     observed = _with_waiting_messages(api, namespace,
                                       children.observe_children(child_jobs, child_pods))
     existing = children.by_mode(child_jobs)
+    deployments = store.deployments(namespace, uid)
     queue = kueue.queue_labels(labels)
     plan = next_plan(spec, name, generation, current, observed, resolution.state, now, source,
                      watch_progress=bool(pods.progress_url),
-                     queue=queue.get(kueue.QUEUE_LABEL, ""))
+                     queue=queue.get(kueue.QUEUE_LABEL, ""),
+                     serving=serving_children.observe_serving(deployments))
+    try:
+        _serve(api, store, (name, namespace, uid), spec, plan, resolution.access, folder, pods,
+               deployments, ca)
+    except children.NameTakenError as error:
+        return invalid_spec(current, generation, str(error), now, reason="DeploymentNameTaken")
     if plan.run is not None and resolution.access is not None:
         if spec.kafka.manage_topics and resolution.strimzi_version is not None:
             for topic in strimzi.ensure_topics(api, spec, resolution.strimzi_version, namespace):
@@ -131,6 +143,33 @@ def reconcile(api: kubernetes.client.ApiClient, store: Store, name: str, namespa
         # Kafka went away while a phase runs: keep its pods, honour suspend, create nothing.
         children.set_suspend(api, existing.get(plan.run), plan.suspend)
     return _with_ttl(plan, spec.run_policy.ttl_seconds_after_finished, now)
+
+
+def _serve(api: kubernetes.client.ApiClient, store: Store, job: tuple[str, str, str],
+           spec: StreamingTrainingJobSpec, plan: Plan, access: KafkaAccess | None,
+           source: ClaimFolder | None, pods: PodDefaults,
+           deployments: list[dict[str, Any]], ca: CaPublisher | None) -> None:
+    """Create, update or scale the serving Deployment as the plan says (`job`: name,
+    namespace, uid; `deployments`: the job's, as the store holds them; `ca`: published in the
+    namespace first, since serving pods post their progress over TLS too)."""
+    if plan.serve_replicas is None:
+        return
+    name, namespace, uid = job
+    existing = deployments[0] if deployments else None
+    if access is None:  # Kafka's address unknown: only a scale (to 0) is possible
+        serving_children.scale_serving(api, existing, plan.serve_replicas)
+        return
+    if ca is not None and pods.progress_url:
+        ca.publish(api, namespace)
+    manifest = build_deployment_manifest(name, namespace, uid, spec, access, plan.serve_replicas,
+                                         source, pods)
+    written = serving_children.ensure_deployment(api, manifest, existing)
+    if written is not None:
+        store.observe("Deployment", "CREATED", written)  # the next pass knows it at once
+    if existing is None and written is not None:
+        plan.events.append(Event("Normal", "DeploymentCreated",
+                                 f"created Deployment {manifest['metadata']['name']} "
+                                 f"({plan.serve_replicas} serving pods)"))
 
 
 def _with_waiting_messages(api: kubernetes.client.ApiClient, namespace: str,

@@ -18,7 +18,9 @@ PREFIX = "STREAMTRAIN_OPERATOR_"
 
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 
-CHILD_RESOURCES: tuple[tuple[str, str, str], ...] = (("batch", "v1", "jobs"), ("", "v1", "pods"))
+CHILD_RESOURCES: tuple[tuple[str, str, str], ...] = (
+    ("batch", "v1", "jobs"), ("apps", "v1", "deployments"), ("apps", "v1", "replicasets"),
+    ("", "v1", "pods"))
 """(group, version, plural) of the children whose events move a job on."""
 
 
@@ -33,10 +35,10 @@ class OperatorSettings:
     namespaces: tuple[str, ...] = ()
     """Namespaces to watch (`NAMESPACES`, comma-separated); empty = the whole cluster."""
     resync_interval_s: float = 300.0
-    """Seconds between operator-wide resyncs (`RESYNC_INTERVAL_S`): the jobs, child Jobs and
-    pods are listed again (three lists per namespace) and the unfinished jobs whose objects a
-    watch missed are looked at. Jobs move on their own events, so this only bounds how long a
-    missed event can go unnoticed; with every job finished nothing is listed."""
+    """Seconds between operator-wide resyncs (`RESYNC_INTERVAL_S`): the jobs, child Jobs,
+    Deployments, ReplicaSets and pods are listed again (five lists per namespace) and the
+    unfinished jobs whose objects a watch missed are looked at. Jobs move on their own events,
+    so this only bounds how long a missed event can go unnoticed; with every job finished nothing is listed."""
     workers: int = 16
     """Reconcile passes that may run at once (`WORKERS`), each on another job. A pass reads
     nothing and mostly waits on the API server for its writes (a child Job, the status); with 200

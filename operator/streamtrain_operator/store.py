@@ -11,9 +11,12 @@ missed.
 
 Children are found by ownership, not by label (anyone who may create a pod
 may set a label): a child Job is one the job controls (its controller
-ownerReference), and a child pod one that such a Job controls. The progress
-endpoint asks the same question of the pod a token is bound to
-(`pod_problem`).
+ownerReference), and a child pod one that such a Job controls. Serving
+runs as a Deployment the job controls, whose ReplicaSets control its pods:
+a serving pod is one controlled by a ReplicaSet that such a Deployment
+controls. The progress endpoint asks the same question of the pod a token is
+bound to (`pod_problem`), walking the chain through objects the watches hold
+(each link labelled as the job's), never through a reference alone.
 
 An event older than what is stored (a resourceVersion below it) is ignored,
 so an object the operator just wrote and stored from the API's answer is not
@@ -29,18 +32,22 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from streamtrain_operator.builders import JOB_UID_LABEL
+from streamtrain_operator.deployment import TEMPLATE_DIGEST
 from workload.contract import API_GROUP
-from workload.spec import KIND
 
-Kind = Literal["StreamingTrainingJob", "Job", "Pod"]
+Kind = Literal["StreamingTrainingJob", "Job", "Deployment", "ReplicaSet", "Pod"]
 Name = tuple[str, str]
 """An object by (namespace, name)."""
 
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 """The annotation with which the Job controller numbers the pods of an Indexed Job."""
 
-OWNER_KIND: dict[Kind, tuple[str, str]] = {"Job": (KIND, API_GROUP), "Pod": ("Job", "batch")}
-"""Of a child kind: the kind and API group of the controller that makes it a child."""
+OWNER_KIND: dict[Kind, tuple[tuple[Kind, str], ...]] = {
+    "Job": (("StreamingTrainingJob", API_GROUP),),
+    "Deployment": (("StreamingTrainingJob", API_GROUP),),
+    "ReplicaSet": (("Deployment", "apps"),),
+    "Pod": (("Job", "batch"), ("ReplicaSet", "apps"))}
+"""Of a child kind: the kinds (and API groups) of the controllers that make it a child."""
 
 
 def controller_uid(body: Mapping[str, Any], kind: str, group: str) -> str | None:
@@ -49,6 +56,15 @@ def controller_uid(body: Mapping[str, Any], kind: str, group: str) -> str | None
         api_group = str(owner.get("apiVersion", "")).rpartition("/")[0]
         if owner.get("controller") and owner.get("kind") == kind and api_group == group:
             return str(owner.get("uid"))
+    return None
+
+
+def controller_of(kind: Kind, body: Mapping[str, Any]) -> tuple[Kind, str] | None:
+    """The kind and uid of the controller that makes an object of `kind` a child, if any."""
+    for owner_kind, group in OWNER_KIND.get(kind, ()):
+        uid = controller_uid(body, owner_kind, group)
+        if uid is not None:
+            return owner_kind, uid
     return None
 
 
@@ -70,6 +86,14 @@ def slim(kind: Kind, body: Mapping[str, Any]) -> dict[str, Any]:
     elif kind == "Job":
         found["spec"] = {"suspend": (body.get("spec") or {}).get("suspend")}
         found["status"] = {key: status[key] for key in JOB_STATUS if key in status}
+    elif kind == "Deployment":
+        digest = (meta.get("annotations") or {}).get(TEMPLATE_DIGEST)
+        if digest is not None:
+            kept["annotations"] = {TEMPLATE_DIGEST: digest}
+        found["spec"] = {"replicas": (body.get("spec") or {}).get("replicas")}
+        found["status"] = {"readyReplicas": status.get("readyReplicas")}
+    elif kind == "ReplicaSet":  # only its place in the chain of owners is read
+        found["status"] = {}
     else:
         found["status"] = {"phase": status.get("phase"), "containerStatuses": [
             {"name": container.get("name"), "state": {
@@ -109,11 +133,11 @@ class Store:
 
     def __init__(self) -> None:
         self._objects: dict[Kind, dict[Name, dict[str, Any]]] = {
-            "StreamingTrainingJob": {}, "Job": {}, "Pod": {}}
-        self._children: dict[str, set[Name]] = {}
-        """Child Jobs and pods by the uid of their controller (a job's, a child Job's)."""
-        self._uids: dict[str, Name] = {}
-        """Child Jobs' names by uid."""
+            "StreamingTrainingJob": {}, "Job": {}, "Deployment": {}, "ReplicaSet": {}, "Pod": {}}
+        self._children: dict[tuple[Kind, str], set[Name]] = {}
+        """Children by the kind and uid of their controller (a job's, a child Job's, ...)."""
+        self._uids: dict[tuple[Kind, str], Name] = {}
+        """Child Jobs', Deployments' and ReplicaSets' names by kind and uid."""
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------ writes
@@ -169,24 +193,22 @@ class Store:
 
     def _add(self, kind: Kind, name: Name, body: dict[str, Any]) -> None:
         self._objects[kind][name] = body
-        if kind == "Job":
-            self._uids[str(body["metadata"]["uid"])] = name
-        if kind != "StreamingTrainingJob":
-            owner = controller_uid(body, *OWNER_KIND[kind])
-            if owner is not None:
-                self._children.setdefault(owner, set()).add(name)
+        if kind not in ("StreamingTrainingJob", "Pod"):
+            self._uids[(kind, str(body["metadata"]["uid"]))] = name
+        owner = controller_of(kind, body)
+        if owner is not None:
+            self._children.setdefault(owner, set()).add(name)
 
     def _remove(self, kind: Kind, name: Name, body: dict[str, Any]) -> None:
         self._objects[kind].pop(name, None)
-        if kind == "Job":
-            self._uids.pop(str(body["metadata"]["uid"]), None)
-        if kind != "StreamingTrainingJob":
-            owner = controller_uid(body, *OWNER_KIND[kind])
-            siblings = self._children.get(owner or "")
-            if siblings is not None:
-                siblings.discard(name)
-                if not siblings:
-                    self._children.pop(owner or "", None)
+        if kind not in ("StreamingTrainingJob", "Pod"):
+            self._uids.pop((kind, str(body["metadata"]["uid"])), None)
+        owner = controller_of(kind, body)
+        siblings = self._children.get(owner) if owner is not None else None
+        if owner is not None and siblings is not None:
+            siblings.discard(name)
+            if not siblings:
+                self._children.pop(owner, None)
 
     # ------------------------------------------------------------ reads
 
@@ -200,30 +222,52 @@ class Store:
                                                                list[dict[str, Any]]]:
         """The job's child Jobs and their pods (each Job's pods controlled by that Job)."""
         with self._lock:
-            jobs = [self._objects["Job"][name] for name in self._children.get(job_uid, ())
-                    if name[0] == namespace and name in self._objects["Job"]]
+            jobs = self._owned("Job", "StreamingTrainingJob", job_uid, namespace)
             pods = [self._objects["Pod"][name] for job in jobs
-                    for name in self._children.get(str(job["metadata"]["uid"]), ())
+                    for name in self._children.get(("Job", str(job["metadata"]["uid"])), ())
                     if name in self._objects["Pod"]]
             return list(jobs), list(pods)
+
+    def deployments(self, namespace: str, job_uid: str) -> list[dict[str, Any]]:
+        """The Deployments the job controls (its serving)."""
+        with self._lock:
+            return self._owned("Deployment", "StreamingTrainingJob", job_uid, namespace)
+
+    def _owned(self, kind: Kind, owner_kind: Kind, owner_uid: str,
+               namespace: str) -> list[dict[str, Any]]:
+        """The objects of `kind` in `namespace` that the `owner_kind` `owner_uid` controls."""
+        return [self._objects[kind][name]
+                for name in self._children.get((owner_kind, owner_uid), ())
+                if name[0] == namespace and name in self._objects[kind]]
 
     def pod_problem(self, namespace: str, pod: str, pod_uid: str, job_uid: str) -> str | None:
         """Why the pod `namespace/pod` with uid `pod_uid` may not speak for the job with uid
         `job_uid` (`None`: it may): it must exist now, carry the job's uid label, and be
-        controlled by a child Job that carries the label and that the job controls."""
+        controlled by a child Job that carries the label and that the job controls, or (a
+        serving pod) by a ReplicaSet that carries the label and that such a Deployment
+        controls. Every link is an object the watches hold, in the pod's namespace."""
         with self._lock:
             found = self._objects["Pod"].get((namespace, pod))
             if found is None or found["metadata"].get("uid") != pod_uid:
                 return f"pod {pod} ({pod_uid or 'no uid'}) does not exist"
             if (found["metadata"].get("labels") or {}).get(JOB_UID_LABEL) != job_uid:
                 return f"pod {pod} is not labelled as the job's"
-            name = self._uids.get(controller_uid(found, "Job", "batch") or "")
-            child = self._objects["Job"].get(name) if name is not None else None
-        if child is None or child["metadata"]["namespace"] != namespace:
-            return f"pod {pod} is not controlled by a Job the operator knows"
-        if ((child["metadata"].get("labels") or {}).get(JOB_UID_LABEL) != job_uid
-                or controller_uid(child, KIND, API_GROUP) != job_uid):
-            return f"pod {pod} is controlled by a Job that the job does not own"
+            kind: Kind = "Pod"
+            body: dict[str, Any] = found
+            while kind != "StreamingTrainingJob":
+                owner = controller_of(kind, body)
+                if owner is None:
+                    return f"pod {pod} is not controlled by an object the operator knows"
+                if owner[0] == "StreamingTrainingJob":
+                    return None if owner[1] == job_uid else (
+                        f"pod {pod} is controlled by a {kind} that the job does not own")
+                name = self._uids.get(owner)
+                parent = self._objects[owner[0]].get(name) if name is not None else None
+                if parent is None or parent["metadata"]["namespace"] != namespace:
+                    return f"pod {pod} is not controlled by a {owner[0]} the operator knows"
+                if (parent["metadata"].get("labels") or {}).get(JOB_UID_LABEL) != job_uid:
+                    return f"pod {pod} is controlled by a {owner[0]} that the job does not own"
+                kind, body = owner[0], parent
         return None
 
     def count(self, kind: Kind) -> int:

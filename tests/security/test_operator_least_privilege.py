@@ -37,6 +37,9 @@ NAMESPACED_RULES: frozenset[Rule] = frozenset({
     *(("streamingtrainingjobs.streamtrain.dev/status", verb) for verb in ("get", "patch")),
     *(("jobs.batch", verb) for verb in ("create", "get", "list", "watch", "patch", "delete")),
     *(("pods", verb) for verb in ("get", "list", "watch")),
+    *(("deployments.apps", verb)
+      for verb in ("create", "get", "list", "watch", "patch", "delete")),
+    *(("replicasets.apps", verb) for verb in ("get", "list", "watch")),
     ("services", "create"), ("services", "get"),
     # The progress endpoint's CA for the pods: ConfigMaps created, only that one changed.
     ("configmaps", "create"), ("configmaps/[streamtrain-progress-ca]", "patch"),

@@ -18,6 +18,7 @@ from typing import Any
 import kubernetes
 import pytest
 from streamtrain_operator.builders import KafkaAccess, Manifest, build_job_manifest
+from streamtrain_operator.deployment import build_deployment_manifest
 
 from tests.conftest import Kube
 from tests.e2e.harness import eventually
@@ -29,6 +30,7 @@ SPEC = parse_spec({
     "train": {"topic": "susy-train"},
     "evaluate": {"topic": "susy-test", "consumerGroup": "eval"},
     "online": {"topic": "susy-train", "consumerGroup": "online"},
+    "serve": {"inputTopic": "susy-test", "outputTopic": "susy-predictions"},
     "model": {"output": {"path": "/models/susy", "volumeClaim": "susy-models"}},
 })
 
@@ -176,6 +178,25 @@ def test_job_controller_creates_the_operators_pods_in_a_restricted_namespace(
                    f"a pod of Job {name}",
                    functools.partial(_failed_creates_text, restricted, name))
         assert not _failed_creates(restricted, name)
+
+
+def test_the_replicaset_controller_creates_the_serving_pods_in_a_restricted_namespace(
+        restricted: Kube) -> None:
+    deployment = build_deployment_manifest("susy", restricted.namespace, "0000-uid", SPEC,
+                                           ACCESS, replicas=2)
+    del deployment["metadata"]["ownerReferences"]
+    apps: Any = kubernetes.client.AppsV1Api(restricted.cluster.api)
+    apps.create_namespaced_deployment(restricted.namespace, deployment)
+    selector = ",".join(f"{key}={value}" for key, value in
+                        deployment["spec"]["selector"]["matchLabels"].items())
+
+    def serving_pods() -> list[Any]:
+        return list(core(restricted).list_namespaced_pod(
+            restricted.namespace, label_selector=selector).items)
+
+    pods = eventually(lambda: len(serving_pods()) == 2 and serving_pods(), 60,
+                      "the two serving pods")
+    assert all(pod.spec.containers[0].security_context.run_as_non_root for pod in pods)
 
 
 def test_job_controller_cannot_create_a_non_restricted_pod(restricted: Kube) -> None:

@@ -27,7 +27,8 @@ def test_namespaces_and_peering_are_read_from_the_environment() -> None:
     assert kopf_settings.scanning.disabled is True
     selectors = {selector.any_name: value
                  for selector, value in kopf_settings.watching.label_selectors.items()}
-    assert selectors == {"jobs": "streamtrain.dev/job-uid", "pods": "streamtrain.dev/job-uid"}
+    assert selectors == {"jobs": "streamtrain.dev/job-uid", "deployments": "streamtrain.dev/job-uid",
+                         "replicasets": "streamtrain.dev/job-uid", "pods": "streamtrain.dev/job-uid"}
     assert settings.liveness_endpoint is None
 
 

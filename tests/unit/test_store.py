@@ -1,7 +1,7 @@
 """What the watches hold: a job's children by ownership (not by label), the pods that may speak
 for it (a pod that exists now, name and uid, labelled with the job's uid, controlled by a child
-Job that the job controls), late events that do not take newer objects back, and a fresh list
-that heals a missed DELETED."""
+Job that the job controls, or by a ReplicaSet of the serving Deployment it controls), late
+events that do not take newer objects back, and a fresh list that heals a missed DELETED."""
 
 from __future__ import annotations
 
@@ -75,6 +75,63 @@ def test_a_child_job_that_is_gone_takes_its_pods_standing_with_it() -> None:
     members = _members(("Job", None, _job()), ("Pod", None, _pod()))
     members.observe("Job", "DELETED", _job())
     assert members.pod_problem("ns", "susy-train-abcde", "pod-1", JOB_UID) is not None
+
+
+def _owned(kind: str, name: str, uid: str, owner_kind: str, owner: str | None,
+           label: str = JOB_UID) -> dict[str, Any]:
+    """A Deployment, ReplicaSet or serving pod controlled by `owner_kind` `owner`."""
+    group = {"StreamingTrainingJob": "streamtrain.dev/v1alpha1", "Deployment": "apps/v1",
+             "ReplicaSet": "apps/v1"}[owner_kind]
+    owners = [{"apiVersion": group, "kind": owner_kind, "name": "x", "uid": owner,
+               "controller": True}] if owner else []
+    return {"kind": kind, "metadata": {"namespace": "ns", "name": name, "uid": uid,
+                                       "labels": {JOB_UID_LABEL: label},
+                                       "ownerReferences": owners}}
+
+
+def _serving(*extra: tuple[Any, str | None, dict[str, Any]]) -> Store:
+    """The job's serving Deployment, its ReplicaSet and one pod of it, with `extra` events."""
+    return _members(
+        ("Deployment", None, _owned("Deployment", "susy-serve", "dep-1", "StreamingTrainingJob",
+                                    JOB_UID)),
+        ("ReplicaSet", None, _owned("ReplicaSet", "susy-serve-5f", "rs-1", "Deployment", "dep-1")),
+        ("Pod", None, _owned("Pod", "susy-serve-5f-abcde", "sp-1", "ReplicaSet", "rs-1")),
+        *extra)
+
+
+def test_a_pod_of_the_jobs_serving_deployment_may_speak_for_it() -> None:
+    members = _serving()
+    assert members.pod_problem("ns", "susy-serve-5f-abcde", "sp-1", JOB_UID) is None
+    assert [body["metadata"]["name"] for body in members.deployments("ns", JOB_UID)] == [
+        "susy-serve"]
+    assert members.children("ns", JOB_UID) == ([], [])  # serving pods are no phase's
+
+
+def test_serving_pods_without_the_whole_chain_of_owners_may_not() -> None:
+    members = _serving(
+        # a ReplicaSet of someone else's Deployment, and one forged to point at the job's
+        ("Deployment", None, _owned("Deployment", "theirs", "dep-2", "StreamingTrainingJob",
+                                    "other", label="other")),
+        ("ReplicaSet", None, _owned("ReplicaSet", "rs-theirs", "rs-2", "Deployment", "dep-2",
+                                    label="other")),
+        ("ReplicaSet", None, _owned("ReplicaSet", "rs-unknown", "rs-3", "Deployment", "nobody")),
+        ("ReplicaSet", None, _owned("ReplicaSet", "rs-unlabelled", "rs-4", "Deployment", "dep-1",
+                                    label="other")),
+        ("Pod", None, _owned("Pod", "of-theirs", "sp-2", "ReplicaSet", "rs-2")),
+        ("Pod", None, _owned("Pod", "of-unknown", "sp-3", "ReplicaSet", "rs-3")),
+        ("Pod", None, _owned("Pod", "of-unlabelled", "sp-4", "ReplicaSet", "rs-4")),
+        ("Pod", None, _owned("Pod", "of-nothing", "sp-5", "ReplicaSet", "rs-none")),
+        # a pod claiming the job, or its Deployment, as its direct controller
+        ("Pod", None, _owned("Pod", "of-the-job", "sp-6", "StreamingTrainingJob", JOB_UID)),
+        ("Pod", None, _owned("Pod", "of-the-deployment", "sp-7", "Deployment", "dep-1")))
+    for name, uid in [("of-theirs", "sp-2"), ("of-unknown", "sp-3"), ("of-unlabelled", "sp-4"),
+                      ("of-nothing", "sp-5"), ("of-the-job", "sp-6"),
+                      ("of-the-deployment", "sp-7")]:
+        assert members.pod_problem("ns", name, uid, JOB_UID) is not None, name
+    members.observe("Deployment", "DELETED", _owned("Deployment", "susy-serve", "dep-1",
+                                                    "StreamingTrainingJob", JOB_UID))
+    assert members.pod_problem("ns", "susy-serve-5f-abcde", "sp-1", JOB_UID) is not None
+    assert members.deployments("ns", JOB_UID) == []
 
 
 def test_a_jobs_children_are_the_jobs_it_controls_and_their_pods_not_any_labelled_ones() -> None:

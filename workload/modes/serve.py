@@ -226,7 +226,7 @@ def run_serve(name: str, spec: StreamingTrainingJobSpec, connection: KafkaConnec
         server: Server | None = None
         try:
             server = Server(spec, connection, model, txn_id)
-            with _status(progress) as show:
+            with _status(progress, lambda: server.model.version if server else "") as show:
                 server.run(stop, show)
         except TransactionFatal as fatal:
             served = server.tally.served if server is not None else 0
@@ -257,11 +257,11 @@ def _report(name: str, spec: StreamingTrainingJobSpec, artifacts: Artifacts, tal
 
 
 @contextlib.contextmanager
-def _status(enabled: bool) -> Iterator[Callable[[Tally], None]]:
+def _status(enabled: bool, model: Callable[[], str]) -> Iterator[Callable[[Tally], None]]:
     """A one-line live status (records served) when enabled; the live progress channel gets the
-    same figure."""
+    same figure and the version served (`model()`)."""
     def report(tally: Tally) -> None:
-        live.report(records=tally.served)
+        live.report(records=tally.served, model_version=model())
 
     if not enabled:
         yield report

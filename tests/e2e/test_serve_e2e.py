@@ -1,0 +1,106 @@
+"""End to end: a job trains, then serves its model as a Deployment on the real control plane.
+
+The operator and the pods run as local processes; `KubeletAgent` plays the kubelet for the
+pods that the Deployment's ReplicaSet (kube-controller-manager) creates. A downstream
+`read_committed` consumer checks the predictions.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+import pytest
+
+from tests.conftest import KafkaHandle, Kube
+from tests.e2e.harness import (
+    Jobs,
+    OperatorProcess,
+    eventually,
+    fresh_split,
+    install_streamtrain_crd,
+)
+from tests.e2e.kubelet_agent import KubeletAgent
+from tests.integration.serve_support import answered_twice, produce_with_headers, read_predictions
+from workload.datagen.records import encode
+from workload.datagen.synthetic import generate
+
+TRAIN_ROWS, TEST_ROWS, LATER_ROWS = 2000, 600, 400
+
+
+@pytest.fixture
+def cluster(kube: Kube, tmp_path: Path) -> Iterator[tuple[OperatorProcess, KubeletAgent]]:
+    """The CRD, the operator and the kubelet agent, all serving the test's namespace."""
+    install_streamtrain_crd(kube.cluster.api)
+    operator = OperatorProcess(kube.cluster.kubeconfig, kube.namespace,
+                               tmp_path / "operator.log").start()
+    agent = KubeletAgent(kube.cluster.api, kube.namespace, tmp_path / "pods").start()
+    yield operator, agent
+    agent.stop()
+    operator.stop()
+
+
+def _diagnosis(jobs: Jobs, name: str, cluster: tuple[OperatorProcess, KubeletAgent]
+               ) -> Callable[[], str]:
+    operator, agent = cluster
+    return lambda: (f"status: {jobs.status(name)}\n--- operator\n{operator.tail()}\n"
+                    f"--- pods\n{agent.logs()}")
+
+
+def _deployment(kube: Kube, name: str) -> Any:
+    apps: Any = kubernetes.client.AppsV1Api(kube.cluster.api)
+    return apps.read_namespaced_deployment(name, kube.namespace)
+
+
+def test_a_trained_job_serves_as_a_deployment_exactly_once_and_scales(
+        kube: Kube, kafka: KafkaHandle, cluster: tuple[OperatorProcess, KubeletAgent]) -> None:
+    train, test = fresh_split(kafka.bootstrap_servers, TRAIN_ROWS, TEST_ROWS, seed=11)
+    predictions_topic = f"{test}-predictions"
+    jobs = Jobs(kube.cluster.api, kube.namespace)
+    jobs.create("susy", {
+        "kafka": {"bootstrapServers": kafka.bootstrap_servers},
+        "train": {"topic": train, "epochs": 1},
+        "serve": {"inputTopic": test, "outputTopic": predictions_topic, "replicas": 2,
+                  "consumerGroup": f"serve-{uuid.uuid4().hex[:8]}", "maxLatencyMs": 200},
+        "model": {"layers": [{"dense": 8}],
+                  "output": {"path": "/models/susy", "volumeClaim": "susy-models"}},
+    })
+    diagnose = _diagnosis(jobs, "susy", cluster)
+
+    def serving(key: str) -> Any:
+        return (jobs.status("susy").get("serving") or {}).get(key)
+
+    eventually(lambda: jobs.phase("susy") == "Serving" and serving("readyReplicas") == 2, 300,
+               "two serving pods ready", diagnose)
+    deployment = _deployment(kube, "susy-serve")
+    assert deployment.metadata.owner_references[0].kind == "StreamingTrainingJob"
+    pod = deployment.spec.template.spec
+    assert pod.security_context.run_as_non_root and pod.containers[0].security_context.\
+        read_only_root_filesystem
+
+    predictions = eventually(lambda: (found := read_predictions(
+        kafka.bootstrap_servers, predictions_topic)) and len(found) >= TEST_ROWS and found,
+        180, f"{TEST_ROWS} predictions", diagnose)
+    assert len(predictions) == TEST_ROWS and not answered_twice(predictions)
+    version = predictions[0].value["modelVersion"]
+    assert version.startswith("trained-")
+    eventually(lambda: serving("recordsServed") == TEST_ROWS and serving("version") == version,
+               60, "status.serving to count the predictions", diagnose)
+    condition = jobs.condition("susy", "Serving")
+    assert condition is not None and condition["status"] == "True"
+
+    jobs.patch_spec("susy", {"serve": {"replicas": 1}})  # scaling is an edit of a running job
+    eventually(lambda: _deployment(kube, "susy-serve").spec.replicas == 1
+               and serving("readyReplicas") == 1, 120, "serving scaled to one pod", diagnose)
+    later = list(encode(generate(LATER_ROWS, seed=12)))
+    produce_with_headers(kafka.bootstrap_servers, test, later, partitions=2, start=TEST_ROWS)
+    total = TEST_ROWS + LATER_ROWS
+    predictions = eventually(lambda: (found := read_predictions(
+        kafka.bootstrap_servers, predictions_topic)) and len(found) >= total and found,
+        180, f"{total} predictions", diagnose)
+    assert len(predictions) == total and not answered_twice(predictions)
+    reasons = {event.reason for event in jobs.events("susy")}
+    assert {"DeploymentCreated", "Serving"} <= reasons, reasons
