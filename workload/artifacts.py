@@ -84,6 +84,11 @@ class Artifacts:
         return self.root / "evaluate" / f"plan-{consumer_group}-{key}.json"
 
     @property
+    def serving(self) -> Path:
+        """The models promoted to serving and the pointer to the current one (`current.json`)."""
+        return self.root / "serving"
+
+    @property
     def online(self) -> Path:
         """Exports of online learning (model.keras, saved_model, state)."""
         return self.root / "online"

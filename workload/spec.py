@@ -449,6 +449,19 @@ MAX_SERVE_LATENCY_MS = 10_000
 transaction timeout the replicas ask Kafka for, so a slow batch is never aborted by the broker."""
 
 
+class PromotionSpec(SpecModel):
+    """When a model learned online replaces the served one (jobs with `online` and `serve`)."""
+
+    window: int = Field(2000, ge=50, le=1_000_000)
+    """Labelled records of the online topic on which the challenger (the learner's model) and
+    the serving model are compared, each scored by both before the learner trains on it;
+    decided at each online export once this many have been scored since the serving model
+    last changed."""
+    min_improvement: float = Field(0.01, ge=0.0, lt=1.0)
+    """Regression: how much lower (a fraction of the serving model's) the challenger's mean
+    squared error must be. Classification is decided by McNemar's test at 99 %."""
+
+
 class ServeSpec(RoleSpec):
     """Serving: predict each record of a topic into another topic, exactly once, as it arrives."""
 
@@ -480,6 +493,9 @@ class ServeSpec(RoleSpec):
     cluster it must be -1: serving runs as a Deployment, which restarts a pod that ends."""
     partitions: int = Field(1, ge=1, le=10000)
     """Partitions to create the input topic with when `kafka.manageTopics` is set."""
+    promotion: PromotionSpec = Field(default_factory=PromotionSpec)
+    """With `online` in the job: each online export is a challenger, served only once it beats
+    the serving model on the same recent labelled records."""
 
     @property
     def topic(self) -> str:

@@ -232,6 +232,34 @@ class RoleStatus(StatusModel):
     """Pods that failed."""
 
 
+RECENT_DECISIONS = 10
+"""Promotion decisions a learner's post carries at most (the latest)."""
+
+
+class PromotionReport(StatusModel):
+    """The online learner's latest promotion decision, as it posts it live."""
+
+    decisions: int = Field(ge=1)
+    """Decisions made so far by this learner (each one an Event)."""
+    promotions: int = Field(ge=0)
+    """Of which promotions (the rest were rejections)."""
+    promoted: bool
+    """Whether the challenger became the served model."""
+    version: str | None = Field(None, max_length=MODEL_VERSION_LENGTH,
+                                pattern=MODEL_VERSION_PATTERN)
+    """The version served after the decision."""
+    metric: Literal["accuracy", "rmse"]
+    """What the scores measure."""
+    challenger_score: float
+    """The challenger's score on the compared records."""
+    serving_score: float
+    """The serving model's score on the same records."""
+    records: int = Field(ge=0)
+    """Records compared."""
+    why: str = Field("", max_length=500)
+    """The figures that decided it, in one sentence."""
+
+
 class ServingStatus(StatusModel):
     """The serving pods and the model they serve."""
 
@@ -247,6 +275,12 @@ class ServingStatus(StatusModel):
     """When that version started serving (RFC 3339)."""
     records_served: Count | None = None
     """Predictions written so far (the replicas' committed transactions)."""
+    promotions: int | None = None
+    """Challengers promoted so far (online learning beside serving)."""
+    rejections: int | None = None
+    """Challengers that did not beat the serving model."""
+    last_decision: PromotionReport | None = None
+    """The latest comparison: both scores, on how many records, and why."""
 
 
 class ProgressFigures(StatusModel):
@@ -274,6 +308,9 @@ class ProgressFigures(StatusModel):
                                       pattern=MODEL_VERSION_PATTERN)
     """The model version the pod serves (serve: `records` are its predictions committed since
     it started)."""
+    promotions: list[PromotionReport] | None = Field(None, max_length=RECENT_DECISIONS)
+    """The learner's latest promotion decisions, oldest first (online beside serve): each
+    becomes an Event once, however many happened between two posts."""
 
 
 class ProgressReport(ProgressFigures):

@@ -175,6 +175,13 @@ class Controller:
         with self._lock:
             return self._known.get(key)
 
+    def post_event(self, key: Key, uid: str, event: Event) -> None:
+        """Post an Event on the job (as the store holds it) off the caller's thread; none when
+        the job is gone or made anew."""
+        body = self.store.get("StreamingTrainingJob", key)
+        if body is not None and body["metadata"].get("uid") == uid:
+            self._events.put((body, event, now_text()))
+
     def progress(self, key: Key, uid: str) -> Progress | None:
         """The job's `status.progress` as the store holds it: the watch's, or the last write's
         if newer (`None`: none, or the job is gone or made anew)."""

@@ -51,6 +51,7 @@ from pydantic import ValidationError
 
 from streamtrain_operator.clock import now_text
 from streamtrain_operator.controller import Controller, Key
+from streamtrain_operator.planner import Event
 from streamtrain_operator.serving_progress import JobServing
 from streamtrain_operator.store import Store
 from workload.contract import (
@@ -62,7 +63,7 @@ from workload.contract import (
     progress_step,
 )
 from workload.spec import API_VERSION, PLURAL
-from workload.status import Progress, ProgressReport, ServingStatus
+from workload.status import Progress, ProgressReport, PromotionReport, ServingStatus
 
 TOKEN_CACHE_S = 300.0
 """Seconds a verified token is trusted without asking the API server again."""
@@ -102,7 +103,7 @@ def progress_status(report: ProgressReport, previous: Progress | None, now: str,
     moved = (not same_phase or before is None
              or report.records > (before.records or 0)
              or (report.epoch or 0) > (before.epoch or 0))
-    figures = report.model_dump(exclude={"mode"})
+    figures = report.model_dump(exclude={"mode", "model_version", "promotions"})
     if same_phase and previous is not None and previous.percent is not None:
         figures["percent"] = max(previous.percent, report.percent or 0.0)
     return Progress(mode=report.mode, **figures, last_update_time=now,
@@ -252,6 +253,11 @@ class ProgressEndpoint:
                 await loop.run_in_executor(None, self._write_serving, key, known.uid,
                                            self.tokens.pod(token, audience), report)
                 return web.Response(status=204)
+            if report.promotions and known.phase not in TERMINAL_PHASES:
+                # Taken even from a learner's last post after its phase ended: its replicas
+                # serve what it promoted, so the decision must be on record.
+                await loop.run_in_executor(None, self._write_promotions, key, known.uid,
+                                           report.promotions)
             if MODE[report.mode].phase != known.phase:
                 return web.Response(status=409, text=f"the job is not in {report.mode}")
             await loop.run_in_executor(None, self._write, key, known.uid, report)
@@ -280,25 +286,49 @@ class ProgressEndpoint:
     def _write_serving(self, key: Key, uid: str, pod: str, report: ProgressReport) -> None:
         """Sum a serving pod's post into `status.serving`, written at most every
         `PROGRESS_MIN_INTERVAL_S` per job, and at once when the version changes."""
-        serving = self._serving.get(key)
-        if serving is None or serving.uid != uid:  # the job as the watch last showed it
-            body = self.controller.store.get("StreamingTrainingJob", key) or {}
-            current = ServingStatus.model_validate((body.get("status") or {}).get("serving")
-                                                   or {})
-            serving = self._serving[key] = JobServing(uid, current.records_served or 0,
-                                                      current.version, current.since)
+        serving = self._job_serving(key, uid)
         changed = serving.post(pod, report.records, report.model_version, now_text())
         now = self.clock()
         if (not changed and serving.written_at is not None
                 and now - serving.written_at < PROGRESS_MIN_INTERVAL_S):
             return
-        figures = serving.status(None).model_dump(
-            mode="json", by_alias=True, include={"records_served", "version", "since"})
+        self._patch_serving(key, serving, {"records_served", "version", "since"})
+        serving.written_at = now
+
+    def _job_serving(self, key: Key, uid: str) -> JobServing:
+        """What this operator knows of the job's serving, begun from its status (as the watch
+        last showed it)."""
+        serving = self._serving.get(key)
+        if serving is None or serving.uid != uid:
+            body = self.controller.store.get("StreamingTrainingJob", key) or {}
+            current = ServingStatus.model_validate((body.get("status") or {}).get("serving")
+                                                   or {})
+            serving = self._serving[key] = JobServing(uid, current.records_served or 0,
+                                                      current.version, current.since,
+                                                      last_decision=current.last_decision)
+        return serving
+
+    def _patch_serving(self, key: Key, serving: JobServing, fields: set[str]) -> None:
+        figures = serving.status(None).model_dump(mode="json", by_alias=True, include=fields)
         custom: Any = kubernetes.client.CustomObjectsApi(self.api)
         written = custom.patch_namespaced_custom_object_status(
             API_GROUP, API_VERSION, key[0], PLURAL, key[1], {"status": {"serving": figures}})
         self.controller.store.observe("StreamingTrainingJob", "PATCHED", written)
-        serving.written_at = now
+
+    def _write_promotions(self, key: Key, uid: str, decisions: list[PromotionReport]) -> None:
+        """The online learner's decisions not seen before: `status.serving` and an Event each."""
+        serving = self._job_serving(key, uid)
+        fresh = [decision for decision in decisions if serving.decided(decision)]
+        if not fresh:
+            return
+        self._patch_serving(key, serving, {"promotions", "rejections", "last_decision"})
+        for decision in fresh:
+            self.controller.post_event(key, uid, Event(
+                "Normal", "ModelPromoted",
+                f"challenger promoted: {decision.version} serves now; {decision.why}")
+                if decision.promoted else Event(
+                "Normal", "PromotionRejected",
+                f"challenger not promoted, {decision.version} serves on; {decision.why}"))
 
     def _write(self, key: Key, uid: str, report: ProgressReport) -> None:
         """Patch `status.progress`, at most every `PROGRESS_MIN_INTERVAL_S` per job, and at once

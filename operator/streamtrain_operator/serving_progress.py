@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from workload.status import ServingStatus
+from workload.status import PromotionReport, ServingStatus
 
 
 @dataclass
@@ -52,6 +52,8 @@ class JobServing:
     """Every version reported so far."""
     written_at: float | None = None
     """Monotonic time of the last status write."""
+    last_decision: PromotionReport | None = None
+    """The learner's latest decision (its counts are the learner's, kept in its checkpoint)."""
 
     def post(self, pod: str, records: int, version: str | None, now: str) -> bool:
         """Take a pod's post; whether the version changed (worth a write at once)."""
@@ -63,8 +65,20 @@ class JobServing:
             self.version, self.since = version, now
         return changed
 
+    def decided(self, report: PromotionReport) -> bool:
+        """Take one of the learner's decisions (they come oldest first); whether it is one not
+        taken before. A learner counts on from its checkpoint, so a decision is new when its
+        count is above the last one taken."""
+        if self.last_decision is not None and report.decisions <= self.last_decision.decisions:
+            return False
+        self.last_decision = report
+        return True
+
     def status(self, current: ServingStatus | None) -> ServingStatus:
         """`status.serving` with these figures (the Deployment's counts kept)."""
         return (current or ServingStatus()).model_copy(update={
             "records_served": self.base + sum(count.total for count in self.pods.values()),
-            "version": self.version, "since": self.since})
+            "version": self.version, "since": self.since, "last_decision": self.last_decision,
+            **({"promotions": self.last_decision.promotions,
+                "rejections": self.last_decision.decisions - self.last_decision.promotions}
+               if self.last_decision is not None else {})})

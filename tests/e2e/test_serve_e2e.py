@@ -104,3 +104,57 @@ def test_a_trained_job_serves_as_a_deployment_exactly_once_and_scales(
     assert len(predictions) == total and not answered_twice(predictions)
     reasons = {event.reason for event in jobs.events("susy")}
     assert {"DeploymentCreated", "Serving"} <= reasons, reasons
+
+
+def test_a_job_that_learns_online_promotes_a_better_model_and_its_replicas_serve_it(
+        kube: Kube, kafka: KafkaHandle, cluster: tuple[OperatorProcess, KubeletAgent]) -> None:
+    # A model trained on 300 rows for one epoch is weak; online learning on 20,000 more beats it.
+    train, test = fresh_split(kafka.bootstrap_servers, 300, TEST_ROWS, seed=21)
+    learn = kafka.create_topic("promote-learn", partitions=1)
+    produce_with_headers(kafka.bootstrap_servers, learn,
+                         list(encode(generate(20_000, seed=22))), partitions=1)
+    predictions_topic = f"{test}-predictions"
+    jobs = Jobs(kube.cluster.api, kube.namespace)
+    jobs.create("susy", {
+        "kafka": {"bootstrapServers": kafka.bootstrap_servers},
+        "train": {"topic": train, "epochs": 1},
+        "online": {"topic": learn, "consumerGroup": f"learn-{uuid.uuid4().hex[:8]}",
+                   "streamTimeoutMs": 5000, "exportEveryRecords": 4000,
+                   "exportEverySeconds": 0},
+        "serve": {"inputTopic": test, "outputTopic": predictions_topic,
+                  "consumerGroup": f"serve-{uuid.uuid4().hex[:8]}", "maxLatencyMs": 200,
+                  "promotion": {"window": 2000}},
+        "model": {"layers": [{"dense": 8}],
+                  "output": {"path": "/models/susy", "volumeClaim": "susy-models"}},
+    })
+    diagnose = _diagnosis(jobs, "susy", cluster)
+
+    def promotions() -> list[Any]:
+        return [event for event in jobs.events("susy") if event.reason == "ModelPromoted"]
+
+    eventually(promotions, 400, "a ModelPromoted event", diagnose)
+    eventually(lambda: jobs.phase("susy") == "Serving", 300, "online learning to end", diagnose)
+    serving = jobs.status("susy")["serving"]
+    assert serving["promotions"] == len(promotions()) >= 1, (serving, promotions())
+    version = serving["lastDecision"]["version"] if serving["lastDecision"]["promoted"] else None
+    version = eventually(lambda: jobs.status("susy")["serving"]["version"] == (
+        version or jobs.status("susy")["serving"]["version"]) and jobs.status("susy")[
+        "serving"]["version"], 60, "the replicas to serve the promoted model", diagnose)
+    assert version.startswith("online-")
+    assert any(version in event.message and "McNemar" in event.message
+               for event in promotions()), (version, [e.message for e in promotions()])
+    # Every replica serves the promoted model: what arrives now is answered by it.
+    before = len(eventually(lambda: (found := read_predictions(
+        kafka.bootstrap_servers, predictions_topic)) and len(found) >= TEST_ROWS and found,
+        180, f"{TEST_ROWS} predictions", diagnose))
+    produce_with_headers(kafka.bootstrap_servers, test,
+                         list(encode(generate(LATER_ROWS, seed=23))), partitions=2,
+                         start=TEST_ROWS)
+    total = TEST_ROWS + LATER_ROWS
+    predictions = eventually(lambda: (found := read_predictions(
+        kafka.bootstrap_servers, predictions_topic)) and len(found) >= total and found,
+        180, f"{total} predictions", diagnose)
+    assert before == TEST_ROWS
+    assert len(predictions) == total and not answered_twice(predictions)
+    later = [p for p in predictions if p.source[1] >= TEST_ROWS // 2]
+    assert len(later) == LATER_ROWS and {p.value["modelVersion"] for p in later} == {version}

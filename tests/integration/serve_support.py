@@ -22,10 +22,10 @@ from workload.spec import StreamingTrainingJobSpec
 def serve_spec(bootstrap: str, output: Path, input_topic: str, output_topic: str,
                **serve: Any) -> StreamingTrainingJobSpec:
     """A job that serves `input_topic` into `output_topic` with the model in `output`; `serve`
-    overrides serve settings (and `data`, `kafka`, `model`, the sections of those names)."""
+    overrides serve settings (and `data`, `kafka`, `model`, `online`: those sections)."""
     settings = {"inputTopic": input_topic, "outputTopic": output_topic,
                 "consumerGroup": f"{input_topic}-serve", "streamTimeoutMs": 3000, **serve}
-    sections: dict[str, Any] = {name: settings.pop(name) for name in ("data", "kafka", "model")
+    sections: dict[str, Any] = {name: settings.pop(name) for name in ("data", "kafka", "model", "online")
                                 if name in settings}
     return job_spec(bootstrap, output, serve=settings, **sections)
 

@@ -218,7 +218,8 @@ def _report(name: str, spec: StreamingTrainingJobSpec, artifacts: Artifacts,
 
 
 def _report_live(state: dict[str, Any]) -> None:
-    live.report(records=state["recordsOnline"], accuracy=state["onlineAccuracy"])
+    live.report(records=state["recordsOnline"], accuracy=state["onlineAccuracy"],
+                promotions=state.get("recentDecisions"))
 
 
 @contextlib.contextmanager

@@ -24,7 +24,7 @@ import os
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -38,6 +38,9 @@ from workload.model.build import build_model, compile_model, load_model
 from workload.model.export import write_keras_atomic, write_saved_model_atomic
 from workload.model.statistics import feature_statistics
 from workload.spec import StreamingTrainingJobSpec
+
+if TYPE_CHECKING:
+    from workload.modes.gate import PromotionGate
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +82,11 @@ class OnlineLearner:
                     self.started_from = str(start)
                     break
         self._decode = make_decoder(spec.data)
+        self.gate = _gate(spec, artifacts)
+        """With `serve` beside: compares this model with the served one, promotes it."""
+        if self.gate is not None and saved is not None:
+            self.gate.resume(int(saved.get("promotionDecisions", 0)),
+                             int(saved.get("promotions", 0)))
         self._records_at_export = self.records
         self._time_at_export = time.monotonic()
 
@@ -153,6 +161,8 @@ class OnlineLearner:
                 self._use(build_model(self._spec.model, self._width, feature_statistics(features)))
             assert self._model is not None
             scores = self._predict(features).numpy()
+            if self.gate is not None:  # both models score the batch before training on it
+                self.gate.observe(features, labels, scores)
             self.correct += int(np.count_nonzero((scores > 0.5) == (labels > 0.5)))
             self.records += len(labels)
             self._train(features, labels)
@@ -199,6 +209,8 @@ class OnlineLearner:
             write_keras_atomic(self._model, folder / "model.keras")
             if final:
                 write_saved_model_atomic(self._model, folder / "saved_model")
+            if self.gate is not None:
+                self.gate.consider(self._model)
         self.exports += 1
         self._records_at_export = self.records
         self._time_at_export = time.monotonic()
@@ -212,10 +224,26 @@ class OnlineLearner:
             "badRecords": sum(self.bad_by_reason.values()),
             "badRecordsByReason": dict(sorted(self.bad_by_reason.items())),
             "exports": self.exports,
+            **(self.gate.counts() if self.gate is not None else {}),
             "startedFrom": self.started_from,
             "exportedAt": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "residentMemoryBytes": resident_memory_bytes(),
         }
+
+
+def _gate(spec: StreamingTrainingJobSpec, artifacts: Artifacts) -> PromotionGate | None:
+    """The promotion gate when the job serves too (and there is a model served to compare
+    with)."""
+    if spec.serve is None:
+        return None
+    from workload.modes.gate import PromotionGate
+    from workload.modes.serving_model import NoModelToServe
+
+    try:
+        return PromotionGate(spec, artifacts)
+    except NoModelToServe as missing:
+        log.warning("no promotion of online models: %s", missing)
+        return None
 
 
 def resident_memory_bytes() -> int | None:

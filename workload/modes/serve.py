@@ -55,13 +55,7 @@ from workload.kafka.transactions import (
     TransactionFatal,
 )
 from workload.modes.prediction import predictions_for
-from workload.modes.serving_model import (
-    NoModelToServe,
-    ServedModel,
-    first_model,
-    load_served,
-    version_of,
-)
+from workload.modes.serving_model import ModelSource, NoModelToServe, ServedModel
 from workload.modes.signals import stop_on_sigterm
 from workload.spec import FOREVER, ServeSpec, StreamingTrainingJobSpec
 from workload.status import Metrics, PodReport
@@ -113,13 +107,13 @@ class Server:
     """One serving replica: reads, scores, answers and commits."""
 
     def __init__(self, spec: StreamingTrainingJobSpec, connection: KafkaConnection,
-                 model: ServedModel, txn_id: str) -> None:
+                 models: ModelSource, txn_id: str) -> None:
         assert spec.serve is not None
         self._serve: ServeSpec = spec.serve
         self._dead_letters = spec.data.dead_letter_topic
         self._decode = features_decoder(spec.data)
         self._task = predictions_for()
-        self.model = model
+        self._models = models
         self.tally = Tally()
         inputs = len(topic_partitions(connection, self._serve.input_topic))
         self._outputs = topic_with_partitions(connection, self._serve.output_topic, inputs)
@@ -128,6 +122,11 @@ class Server:
         self._link = ExactlyOnceLink(connection, self._serve.input_topic,
                                      self._serve.consumer_group, txn_id,
                                      on_settled=self.tally.settle)
+
+    @property
+    def model(self) -> ServedModel:
+        """The model served now."""
+        return self._models.current
 
     def run(self, stop: threading.Event, show: Callable[[Tally], None]) -> None:
         """Serve until `stop` is set or the input is idle for `streamTimeoutMs`."""
@@ -154,6 +153,9 @@ class Server:
                     else:
                         link.serve()
                 except TransactionAborted:
+                    show(self.tally)
+                if link.opened_at is None and self._models.refresh():  # between transactions
+                    log.info("now serving model %s", self.model.version)
                     show(self.tally)
                 if not messages and _idle(serve, last_record, now):
                     break
@@ -218,14 +220,13 @@ def run_serve(name: str, spec: StreamingTrainingJobSpec, connection: KafkaConnec
     started = time.monotonic()
     with stop_on_sigterm(stop):
         try:
-            origin, path = first_model(artifacts)
+            models = ModelSource(artifacts, len(spec.data.feature_names))
         except NoModelToServe as missing:
             return PodReport(mode="serve", ok=False, message=str(missing))
-        model = load_served(path, version_of(origin, path), len(spec.data.feature_names))
         txn_id = transactional_id(job_uid or name, replica)
         server: Server | None = None
         try:
-            server = Server(spec, connection, model, txn_id)
+            server = Server(spec, connection, models, txn_id)
             with _status(progress, lambda: server.model.version if server else "") as show:
                 server.run(stop, show)
         except TransactionFatal as fatal:

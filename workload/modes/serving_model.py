@@ -5,18 +5,26 @@ or, for a job that does not train, the one `model.source` names. Its version
 is what every prediction names: where it came from and the first hex digits
 of the SHA-256 of its file, so two replicas (or a restarted one) serving the
 same file name the same version, and a new file a new one.
+
+A model promoted later (an online export that beat the serving one,
+`workload.modes.gate`) is copied into `Artifacts.serving` and named by the
+pointer `serving/current.json` (written atomically after the model file):
+from then on it is the model served. Replicas look at the pointer between
+transactions (`ModelSource.refresh`, at most every `CHECK_EVERY_S`) and swap
+there, never in the middle of a batch.
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from workload.artifacts import Artifacts
+from workload.artifacts import Artifacts, read_json
 from workload.modes.prediction import Floats
 
 VERSION_DIGITS = 12
@@ -66,6 +74,61 @@ def first_model(artifacts: Artifacts) -> tuple[str, Path]:
     raise NoModelToServe("no model to serve: looked for "
                          + " and ".join(str(path) for _, path in candidates)
                          + " (train the job first, or name a trained model in model.source)")
+
+
+POINTER = "current.json"
+"""The pointer to the promoted model served, inside `Artifacts.serving`."""
+
+CHECK_EVERY_S = 1.0
+"""Seconds between two looks of a replica at the pointer."""
+
+
+def read_pointer(artifacts: Artifacts) -> tuple[str, Path] | None:
+    """The promoted model served (version, file), or `None` before any promotion."""
+    document = read_json(artifacts.serving / POINTER)
+    if not isinstance(document, dict):
+        return None
+    return str(document["version"]), artifacts.serving / str(document["model"])
+
+
+def served_now(artifacts: Artifacts) -> tuple[str, Path]:
+    """The version and file that should serve now: the promoted one, else the first."""
+    pointed = read_pointer(artifacts)
+    if pointed is not None:
+        return pointed
+    origin, path = first_model(artifacts)
+    return version_of(origin, path), path
+
+
+Loader = Callable[[Path, str, int], "ServedModel"]
+"""Loads a model file as a `ServedModel` (path, version, feature width)."""
+
+
+class ModelSource:
+    """The model a replica serves, swapped when the pointer names another."""
+
+    def __init__(self, artifacts: Artifacts, width: int, load: Loader | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._artifacts = artifacts
+        self._width = width
+        self._load: Loader = load or load_served
+        self._clock = clock
+        version, path = served_now(artifacts)
+        self.current = self._load(path, version, width)
+        self._checked = clock()
+
+    def refresh(self) -> bool:
+        """Look at the pointer (at most every `CHECK_EVERY_S`); load and serve the model it
+        names if that is another version. Whether the model changed."""
+        now = self._clock()
+        if now - self._checked < CHECK_EVERY_S:
+            return False
+        self._checked = now
+        pointed = read_pointer(self._artifacts)
+        if pointed is None or pointed[0] == self.current.version:
+            return False
+        self.current = self._load(pointed[1], pointed[0], self._width)
+        return True
 
 
 def load_served(path: Path, version: str, width: int) -> ServedModel:
