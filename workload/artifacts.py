@@ -13,6 +13,7 @@ read-only folder, `source`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -84,6 +85,12 @@ class Artifacts:
         return self.root / "evaluate" / f"plan-{consumer_group}-{key}.json"
 
     @property
+    def litert_model(self) -> Path:
+        """The trained model as a LiteRT file (what serving scores with, without TensorFlow);
+        absent when the model did not convert (`workload.model.litert`)."""
+        return self.root / "model.tflite"
+
+    @property
     def serving(self) -> Path:
         """The models promoted to serving and the pointer to the current one (`current.json`)."""
         return self.root / "serving"
@@ -106,6 +113,7 @@ class Artifacts:
         """What a run left in the folder, as (what, where) pairs, in a fixed order."""
         entries = [
             ("model (Keras)", self.keras_model), ("model (SavedModel)", self.saved_model),
+            ("model (LiteRT)", self.litert_model), ("served models", self.serving),
             ("checkpoints", self.checkpoints), ("evaluation ledgers", self.root / "evaluate"),
             ("online exports", self.online), ("TensorBoard logs", self.tensorboard),
             ("training curve", self.training_curve), ("results", self.summary),
@@ -117,6 +125,15 @@ class Artifacts:
         """Create the folder."""
         self.root.mkdir(parents=True, exist_ok=True)
         return self
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file, hex."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_json(path: Path) -> Any:

@@ -186,7 +186,8 @@ class Reporter:
             epochs=figures.get("epochs"), records_per_second=_finite(self._rate),
             percent=_percent(figures), eta_seconds=eta, loss=_finite(figures.get("loss")),
             accuracy=_finite(figures.get("accuracy")), auc=_finite(figures.get("auc")),
-            model_version=figures.get("model_version"), promotions=figures.get("promotions"))
+            model_version=figures.get("model_version"), runtime=figures.get("runtime"),
+            promotions=figures.get("promotions"))
 
     def post_steps(self) -> None:
         """Post the figures of each step entered since the last call, in order."""

@@ -273,6 +273,9 @@ class ServingStatus(StatusModel):
     """The model version the replicas serve (named in every prediction)."""
     since: str | None = None
     """When that version started serving (RFC 3339)."""
+    runtime: str | None = None
+    """What scores it: `litert` (no TensorFlow in the pods), or `tensorflow (<why not
+    LiteRT>)`, e.g. a model that did not convert."""
     records_served: Count | None = None
     """Predictions written so far (the replicas' committed transactions)."""
     promotions: int | None = None
@@ -308,6 +311,8 @@ class ProgressFigures(StatusModel):
                                       pattern=MODEL_VERSION_PATTERN)
     """The model version the pod serves (serve: `records` are its predictions committed since
     it started)."""
+    runtime: str | None = Field(None, max_length=300)
+    """What scores the served model (serve): `litert`, or `tensorflow (<why not LiteRT>)`."""
     promotions: list[PromotionReport] | None = Field(None, max_length=RECENT_DECISIONS)
     """The learner's latest promotion decisions, oldest first (online beside serve): each
     becomes an Event once, however many happened between two posts."""

@@ -103,7 +103,7 @@ def progress_status(report: ProgressReport, previous: Progress | None, now: str,
     moved = (not same_phase or before is None
              or report.records > (before.records or 0)
              or (report.epoch or 0) > (before.epoch or 0))
-    figures = report.model_dump(exclude={"mode", "model_version", "promotions"})
+    figures = report.model_dump(exclude={"mode", "model_version", "runtime", "promotions"})
     if same_phase and previous is not None and previous.percent is not None:
         figures["percent"] = max(previous.percent, report.percent or 0.0)
     return Progress(mode=report.mode, **figures, last_update_time=now,
@@ -287,12 +287,13 @@ class ProgressEndpoint:
         """Sum a serving pod's post into `status.serving`, written at most every
         `PROGRESS_MIN_INTERVAL_S` per job, and at once when the version changes."""
         serving = self._job_serving(key, uid)
-        changed = serving.post(pod, report.records, report.model_version, now_text())
+        changed = serving.post(pod, report.records, report.model_version, now_text(),
+                               report.runtime)
         now = self.clock()
         if (not changed and serving.written_at is not None
                 and now - serving.written_at < PROGRESS_MIN_INTERVAL_S):
             return
-        self._patch_serving(key, serving, {"records_served", "version", "since"})
+        self._patch_serving(key, serving, {"records_served", "version", "since", "runtime"})
         serving.written_at = now
 
     def _job_serving(self, key: Key, uid: str) -> JobServing:

@@ -48,6 +48,7 @@ class JobServing:
     version: str | None = None
     since: str | None = None
     pods: dict[str, PodCount] = field(default_factory=dict)
+    runtime: str | None = None
     seen: set[str] = field(default_factory=set)
     """Every version reported so far."""
     written_at: float | None = None
@@ -55,9 +56,13 @@ class JobServing:
     last_decision: PromotionReport | None = None
     """The learner's latest decision (its counts are the learner's, kept in its checkpoint)."""
 
-    def post(self, pod: str, records: int, version: str | None, now: str) -> bool:
+    def post(self, pod: str, records: int, version: str | None, now: str,
+             runtime: str | None = None) -> bool:
         """Take a pod's post; whether the version changed (worth a write at once)."""
         self.pods.setdefault(pod, PodCount()).update(records)
+        if runtime is not None and (version is None or version == self.version
+                                    or version not in self.seen):
+            self.runtime = runtime
         if self.version is not None:
             self.seen.add(self.version)
         changed = version is not None and version not in self.seen
@@ -78,7 +83,8 @@ class JobServing:
         """`status.serving` with these figures (the Deployment's counts kept)."""
         return (current or ServingStatus()).model_copy(update={
             "records_served": self.base + sum(count.total for count in self.pods.values()),
-            "version": self.version, "since": self.since, "last_decision": self.last_decision,
+            "version": self.version, "since": self.since, "runtime": self.runtime,
+            "last_decision": self.last_decision,
             **({"promotions": self.last_decision.promotions,
                 "rejections": self.last_decision.decisions - self.last_decision.promotions}
                if self.last_decision is not None else {})})

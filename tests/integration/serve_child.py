@@ -2,7 +2,7 @@
 
 Usage: python serve_child.py SPEC_JSON OUTPUT_DIR REPLICA
 SIGUSR1 prints every thread's stack to stderr (what a test that times out shows). Prints the
-pod report; exit code 0 when serving ended cleanly (SIGTERM, or idle for the
+pod report, then whether TensorFlow was loaded; exit code 0 when serving ended cleanly (SIGTERM, or idle for the
 spec's `serve.streamTimeoutMs`), 1 when it failed.
 """
 
@@ -29,6 +29,8 @@ def main() -> int:
     report = run_serve("child", spec, connection_for(spec.kafka), Artifacts(Path(sys.argv[2])),
                        progress=False, replica=sys.argv[3])
     print(report.to_message(), flush=True)
+    # What the process loaded: a replica scoring with LiteRT never imports TensorFlow.
+    print(json.dumps({"tensorflowLoaded": "tensorflow" in sys.modules}), flush=True)
     return 0 if report.ok else 1
 
 

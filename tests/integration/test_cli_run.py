@@ -210,3 +210,8 @@ consumerGroup: cli-{uuid.uuid4().hex[:8]}, streamTimeoutMs: 3000}}
     assert len(predictions) == 800 and not answered_twice(predictions)
     assert sorted(path.name for path in (output / "logs").iterdir()) == [
         "serve-0.log", "serve-1.log"]
+    # the trainer exported a LiteRT scorer checked against Keras; serving scored with it
+    trained = json.loads((output / "results-train.json").read_text())
+    assert trained["litert"].startswith("max difference"), trained["litert"]
+    assert (output / "model.tflite").is_file()
+    assert json.loads((output / "results-serve.json").read_text())["runtime"] == "litert"

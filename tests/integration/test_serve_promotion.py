@@ -77,6 +77,8 @@ def test_a_challenger_that_beats_the_served_model_is_promoted_and_served_from_th
     pointer = json.loads((artifacts.serving / POINTER).read_text())
     assert pointer["version"].startswith("online-")
     assert (artifacts.serving / pointer["model"]).is_file()
+    # the promoted model got its LiteRT scorer too: replicas keep serving without TensorFlow
+    assert (artifacts.serving / pointer["model"]).with_suffix(".tflite").is_file()
     predictions = read_predictions(bootstrap, output)
     assert len(predictions) == SERVED_ROWS and not answered_twice(predictions)
     for partition in (0, 1):

@@ -50,7 +50,7 @@ def _members_with_partitions(bootstrap: str, group: str) -> int:
 
 
 def _report(log: Path) -> PodReport | None:
-    lines = [line for line in log.read_text().splitlines() if line.startswith("{")]
+    lines = [line for line in log.read_text().splitlines() if line.startswith("{\"mode\"")]
     return PodReport.model_validate(json.loads(lines[-1])) if lines else None
 
 

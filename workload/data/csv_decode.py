@@ -18,18 +18,9 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
+from workload.data.csv_text import CSV_FIELD, FULL_REGEX_MAX_FIELDS, record_pattern
 from workload.data.decode import LABEL_KEY, REASON_CODES, WHITESPACE, Decoded
 from workload.spec import DataSpec
-
-NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
-"""A decimal number as `decode_csv` parses it; `nan`, `inf` and hex are not numbers here."""
-
-CSV_FIELD = rf"\s*{NUMBER}\s*"
-"""One CSV field: a number, optionally padded with blanks."""
-
-FULL_REGEX_MAX_FIELDS = 256
-"""Up to this many CSV fields one regular expression checks a whole record (fast path);
-wider records are split and checked field by field (RE2 limits repetition counts)."""
 
 GOOD, EMPTY, OVERSIZED, FIELD_COUNT, NON_NUMERIC, BAD_KEY = (
     0, *(REASON_CODES[name] for name in ("empty", "oversized", "field_count", "non_numeric",
@@ -58,7 +49,7 @@ def decode_tensors(keys: tf.Tensor, values: tf.Tensor, data: DataSpec
     n_fields = len(data.record_columns)
     if n_fields > FULL_REGEX_MAX_FIELDS:
         return _decode_with_reasons(keys, values, data, None)
-    whole_ok = tf.strings.regex_full_match(values, _record_pattern(n_fields))
+    whole_ok = tf.strings.regex_full_match(values, record_pattern(n_fields))
     clean = whole_ok & (tf.strings.length(values) <= data.max_record_bytes)
     if data.label == "key":
         clean &= tf.strings.regex_full_match(keys, LABEL_KEY)
@@ -118,16 +109,11 @@ def _decode_passed(keys: tf.Tensor, values: tf.Tensor, data: DataSpec
     return features, tf.boolean_mask(labels, keep), late_reasons
 
 
-def _record_pattern(n_fields: int) -> str:
-    """One regular expression for a whole CSV record of `n_fields` numbers."""
-    return CSV_FIELD + (f"(?:,{CSV_FIELD}){{{n_fields - 1}}}" if n_fields > 1 else "")
-
-
 def _shape_reasons(values: tf.Tensor, n_fields: int, whole_ok: tf.Tensor | None) -> tf.Tensor:
     """`GOOD`, `FIELD_COUNT` or `NON_NUMERIC` for each value."""
     if n_fields <= FULL_REGEX_MAX_FIELDS:
         if whole_ok is None:
-            whole_ok = tf.strings.regex_full_match(values, _record_pattern(n_fields))
+            whole_ok = tf.strings.regex_full_match(values, record_pattern(n_fields))
         whole_ok &= tf.not_equal(values, "")
         # Only the records that failed the fast check are split to learn why.
         detail = _field_reasons(tf.where(whole_ok, "", values), n_fields)

@@ -19,16 +19,27 @@ import uuid
 from pathlib import Path
 
 import keras
+import numpy as np
+import numpy.typing as npt
 
 SERVE_ENDPOINT = "serve"
 """Signature name of the SavedModel's inference function."""
 
 
-def export_model(model: keras.Model, keras_path: Path, saved_model_path: Path | None) -> None:
-    """Write the Keras file and, when a path is given, the SavedModel; both atomically."""
+def export_model(model: keras.Model, keras_path: Path, saved_model_path: Path | None,
+                 sample: npt.NDArray[np.float32] | None = None) -> str | None:
+    """Write the Keras file and, when a path is given, the SavedModel; both atomically. With a
+    `sample` of real features, also the LiteRT scorer beside the Keras file, checked against
+    Keras on it (`workload.model.litert`); returns what that export said."""
     write_keras_atomic(model, keras_path)
     if saved_model_path is not None:
         write_saved_model_atomic(model, saved_model_path)
+    if sample is None:
+        return None
+    from workload.artifacts import file_digest
+    from workload.model.litert import export_litert
+
+    return export_litert(model, keras_path, file_digest(keras_path), sample).detail
 
 
 def write_keras_atomic(model: keras.Model, path: Path) -> None:

@@ -22,8 +22,9 @@ from typing import Any
 
 import keras
 
-from workload.artifacts import Artifacts, write_json_atomic
+from workload.artifacts import Artifacts, file_digest, write_json_atomic
 from workload.model.export import write_keras_atomic
+from workload.model.litert import SAMPLE_RECORDS, export_litert
 from workload.modes.prediction import Floats, predictions_for
 from workload.modes.promotion import Decision, PairedWindow, decide
 from workload.modes.serving_model import (
@@ -49,6 +50,7 @@ class PromotionGate:
         self._width = len(spec.data.feature_names)
         self._task = predictions_for()
         self._window = PairedWindow(self._promotion.window)
+        self._sample: Floats | None = None
         version, path = served_now(artifacts)
         self.serving: ServedModel = load_served(path, version, self._width)
         self.decided = 0
@@ -62,6 +64,7 @@ class PromotionGate:
         """Score a batch with the served model and keep both models' errors on it."""
         if not len(labels):
             return
+        self._sample = features[:SAMPLE_RECORDS].copy()  # the LiteRT export's test batch
         serving_outputs = self.serving.predict(features)
         self._window.add(self._task.errors(challenger_outputs, labels),
                          self._task.errors(serving_outputs, labels))
@@ -95,6 +98,9 @@ class PromotionGate:
         version = version_of("online", staged)
         model = folder / f"model-{version}.keras"
         staged.replace(model)
+        if self._sample is not None:
+            outcome = export_litert(challenger, model, file_digest(model), self._sample)
+            log.info("promoted model %s: %s", version, outcome.detail)
         write_json_atomic(folder / POINTER, {"version": version, "model": model.name})
         self.serving = load_served(model, version, self._width)
         self._window.clear()

@@ -155,7 +155,7 @@ class Server:
                 except TransactionAborted:
                     show(self.tally)
                 if link.opened_at is None and self._models.refresh():  # between transactions
-                    log.info("now serving model %s", self.model.version)
+                    log.info("now serving model %s (%s)", self.model.version, self.model.runtime)
                     show(self.tally)
                 if not messages and _idle(serve, last_record, now):
                     break
@@ -227,7 +227,7 @@ def run_serve(name: str, spec: StreamingTrainingJobSpec, connection: KafkaConnec
         server: Server | None = None
         try:
             server = Server(spec, connection, models, txn_id)
-            with _status(progress, lambda: server.model.version if server else "") as show:
+            with _status(progress, lambda: server.model if server else None) as show:
                 server.run(stop, show)
         except TransactionFatal as fatal:
             served = server.tally.served if server is not None else 0
@@ -258,11 +258,14 @@ def _report(name: str, spec: StreamingTrainingJobSpec, artifacts: Artifacts, tal
 
 
 @contextlib.contextmanager
-def _status(enabled: bool, model: Callable[[], str]) -> Iterator[Callable[[Tally], None]]:
+def _status(enabled: bool, model: Callable[[], ServedModel | None]
+            ) -> Iterator[Callable[[Tally], None]]:
     """A one-line live status (records served) when enabled; the live progress channel gets the
-    same figure and the version served (`model()`)."""
+    same figure and the version served and its runtime (`model()`)."""
     def report(tally: Tally) -> None:
-        live.report(records=tally.served, model_version=model())
+        served = model()
+        live.report(records=tally.served, model_version=served.version if served else None,
+                    runtime=served.runtime if served else None)
 
     if not enabled:
         yield report

@@ -16,7 +16,6 @@ there, never in the middle of a batch.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from workload.artifacts import Artifacts, read_json
+from workload.artifacts import Artifacts, file_digest, read_json
 from workload.modes.prediction import Floats
 
 VERSION_DIGITS = 12
@@ -46,16 +45,7 @@ class ServedModel:
     predict: Callable[[Floats], Floats]
     """Outputs for a batch of features (float32 [n, width] -> float32 [n] or [n, k])."""
     runtime: str
-    """What scores it (`tensorflow`)."""
-
-
-def file_digest(path: Path) -> str:
-    """SHA-256 of a file, hex."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """What scores it: `litert`, or `tensorflow (<why not LiteRT>)`."""
 
 
 def version_of(origin: str, path: Path) -> str:
@@ -132,6 +122,18 @@ class ModelSource:
 
 
 def load_served(path: Path, version: str, width: int) -> ServedModel:
+    """The model at `path` as a scorer for batches of `width` features: its LiteRT file when
+    one was made from it (no TensorFlow loaded), else the Keras model with TensorFlow, the
+    runtime saying why."""
+    from workload.model.litert import LiteRtScorer, matching_litert
+
+    litert, detail = matching_litert(path, file_digest(path))
+    if litert is not None:
+        return ServedModel(version, path, LiteRtScorer(litert, width), "litert")
+    return load_keras(path, version, width, f"tensorflow ({detail})")
+
+
+def load_keras(path: Path, version: str, width: int, runtime: str) -> ServedModel:
     """Load a Keras model file and compile its predict for batches of `width` features."""
     import tensorflow as tf
 
@@ -152,4 +154,4 @@ def load_served(path: Path, version: str, width: int) -> ServedModel:
         outputs: Floats = compiled(features).numpy()
         return outputs
 
-    return ServedModel(version, path, predict, "tensorflow")
+    return ServedModel(version, path, predict, runtime)

@@ -356,7 +356,8 @@ def _train(spec: StreamingTrainingJobSpec, identity: RunIdentity, connection: Ka
     if restore_best(artifacts.checkpoints, state, model):
         epoch_of_model = state.best_epoch
     results["exportedEpoch"] = epoch_of_model
-    export_model(model, artifacts.keras_model, artifacts.saved_model)
+    results["litert"] = export_model(model, artifacts.keras_model, artifacts.saved_model,
+                                     first_features(rows))
     training_curve(state.history, artifacts.training_curve, f"{train.topic}: training")
     epochs_run = results["epochsRun"]
     rate = summary.good * epochs_run / fit_seconds if epochs_run else None
@@ -382,6 +383,16 @@ def _train(spec: StreamingTrainingJobSpec, identity: RunIdentity, connection: Ka
 
 VALIDATION_BATCH = 4096
 """Rows per step when validating (memory, not learning: any size gives the same figures)."""
+
+
+def first_features(rows: tf.data.Dataset) -> Floats | None:
+    """Features of the first records of `rows` (the test batch of the LiteRT export)."""
+    from workload.model.litert import SAMPLE_RECORDS
+
+    for features, _ in rows.batch(SAMPLE_RECORDS).take(1):
+        sample: Floats = features.numpy()
+        return sample
+    return None
 
 
 def validation_rows(held_out: ReadSummary) -> tf.data.Dataset | None:

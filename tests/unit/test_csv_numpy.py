@@ -1,0 +1,48 @@
+"""The CSV decoder without TensorFlow gives what the TensorFlow one gives, record for record."""
+
+from __future__ import annotations
+
+from workload import tflog
+
+tflog.quiet()
+
+import numpy as np  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from workload.data.csv_decode import CsvDecoder  # noqa: E402
+from workload.data.csv_numpy import NumpyCsvDecoder  # noqa: E402
+from workload.spec import DataSpec  # noqa: E402
+
+LAYOUTS = [DataSpec.model_validate({"features": 3, "max_record_bytes": 40}),
+           DataSpec.model_validate({"columns": ["y", "a", "b"], "label": "y"})]
+
+FIELDS = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True, width=64).map(repr),
+    st.sampled_from(["1", "-2.5", "x", "", " ", "1e", ".", "+", "1e-3", " 7 ", "\t3", "0",
+                     "1.0", "2", "1e39", "-1e400", "nan", "inf", "0x1", "1_000", "٣"]),
+)
+RECORDS = st.one_of(st.lists(FIELDS, max_size=5).map(lambda fields: ",".join(fields).encode()),
+                    st.binary(max_size=40),
+                    st.sampled_from([b"\x0b1,2,3", b"1,2,3\x0b", b"\x001,2,3", b"1,2,\xff3"]))
+KEYS = st.one_of(st.sampled_from([b"0", b"1", b" 1 ", b"1.0", b"2", b"", b"x"]),
+                 st.binary(max_size=3))
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.lists(st.tuples(KEYS, RECORDS), max_size=16), st.sampled_from(LAYOUTS))
+def test_the_numpy_csv_decoder_agrees_with_the_tensorflow_one(
+        records: list[tuple[bytes, bytes]], data: DataSpec) -> None:
+    keys = [key for key, _ in records]
+    values = [value for _, value in records]
+    expected, found = CsvDecoder(data)(keys, values), NumpyCsvDecoder(data)(keys, values)
+    np.testing.assert_array_equal(found.reasons, expected.reasons)
+    np.testing.assert_array_equal(found.features, expected.features)
+    np.testing.assert_array_equal(found.labels, expected.labels)
+    assert found.features.dtype == np.float32 and found.features.shape == expected.features.shape
+
+
+def test_a_clean_batch_is_parsed_whole() -> None:
+    decoded = NumpyCsvDecoder(LAYOUTS[0])([b"0", b"1"], [b"1,2,3", b" 1.5 , -2e3,.5"])
+    np.testing.assert_array_equal(decoded.features, [[1, 2, 3], [1.5, -2000, 0.5]])
+    np.testing.assert_array_equal(decoded.labels, [0, 1])
