@@ -110,6 +110,17 @@ def _online_kills(servers: Servers) -> list[Figure]:
                                        kills=5, rebalances=3)
 
 
+SERVE_KILLS = 10
+"""SIGKILLs of the serving replica in the report (tests/faults: 3, on fewer records)."""
+
+
+def _serve(servers: Servers) -> list[Figure]:
+    from tests.faults.serve_faults import serve_kills_and_broker_restart
+
+    return serve_kills_and_broker_restart(servers.folder("serve"), rows=60_000,
+                                          kills=SERVE_KILLS, timeout_s=900)
+
+
 def _operator(servers: Servers) -> list[Figure]:
     from tests.faults.operator_faults import operator_killed_through_a_job
 
@@ -146,6 +157,7 @@ SCENARIOS: dict[str, Callable[[Servers], list[Figure]]] = {
     "evaluators": _evaluators,
     "online": _online,
     "online-kills": _online_kills,
+    "serve": _serve,
     "operator": _operator,
     "bad-records": _bad_records,
     "manifests": _manifests,

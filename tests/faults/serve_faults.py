@@ -56,6 +56,9 @@ SERVE_CHILD = processes.INTEGRATION / "serve_child.py"
 SESSION_SETTINGS = {"session.timeout.ms": "6000", "heartbeat.interval.ms": "1000"}
 """The broker's shortest session: a killed member's partitions are handed on after at most 6 s."""
 BAD_FRACTION = 0.01
+KILL_AFTER = 100
+"""Records (and markers) a started replica writes before the next kill may land: each kill
+meets a replica at work, not one still joining its group."""
 
 
 def serve_kills_and_broker_restart(work: Path, rows: int = 20_000, kills: int = 3,
@@ -81,6 +84,7 @@ def _scenario(broker: local_kafka.KafkaBroker, work: Path, rows: int, kills: int
     produce_with_headers(bootstrap, source, messages[:early], PARTITIONS)
     artifacts = Artifacts(work / "out").prepare()
     save_tiny_model(artifacts.keras_model, data=data)
+    with_litert(artifacts, data.features)  # as a trainer exports it: replicas start in seconds
     spec = serve_spec(bootstrap, artifacts.root, source, output, consumerGroup=group,
                       streamTimeoutMs=-1,
                       batchSize=500, maxLatencyMs=100, data={"deadLetterTopic": dead},
@@ -93,7 +97,7 @@ def _scenario(broker: local_kafka.KafkaBroker, work: Path, rows: int, kills: int
     exits: list[int] = []
     restart: dict[str, Any] = {}
     deadline = time.monotonic() + timeout_s
-    child = processes.start(command, log)
+    child, started_at = processes.start(command, log), 0
     ends: dict[int, int] = {}
     try:
         while True:
@@ -107,12 +111,12 @@ def _scenario(broker: local_kafka.KafkaBroker, work: Path, rows: int, kills: int
                 f"{committed_or_none(bootstrap, group, source)}")
             if child.poll() is not None:  # a fatal error: restarted, as its pod would be
                 exits.append(child.returncode)
-                child = processes.start(command, log)
-            if kill_at and written >= kill_at[0]:
-                kill_at.pop(0)
+                child, started_at = processes.start(command, log), written
+            if kill_at and written >= kill_at[0] and written >= started_at + KILL_AFTER:
+                kill_at.pop(0)  # each kill lands after the replica has written something
                 processes.sigkill(child)
                 killed.append(written)
-                child = processes.start(command, log)
+                child, started_at = processes.start(command, log), written
             elif not restart and written >= rows // 2:
                 restart = {"at": written, "stops": time.monotonic()}
                 local_kafka.restart(broker)
@@ -132,6 +136,17 @@ def _scenario(broker: local_kafka.KafkaBroker, work: Path, rows: int, kills: int
     predictions = read_predictions(bootstrap, output)
     letters = read_committed(bootstrap, dead)
     return _figures(rows, bad, kills, killed, restart, exits, code, predictions, len(letters))
+
+
+def with_litert(artifacts: Artifacts, sample: Any) -> None:
+    """The LiteRT scorer beside the model, as the trainer exports it."""
+    from workload.artifacts import file_digest
+    from workload.model.build import load_model
+    from workload.model.litert import export_litert
+
+    outcome = export_litert(load_model(artifacts.keras_model), artifacts.keras_model,
+                            file_digest(artifacts.keras_model), sample)
+    assert outcome.ok, outcome.detail
 
 
 def _written(bootstrap: str, topic: str) -> int:

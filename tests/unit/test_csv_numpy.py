@@ -29,7 +29,7 @@ KEYS = st.one_of(st.sampled_from([b"0", b"1", b" 1 ", b"1.0", b"2", b"", b"x"]),
                  st.binary(max_size=3))
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.lists(st.tuples(KEYS, RECORDS), max_size=16), st.sampled_from(LAYOUTS))
 def test_the_numpy_csv_decoder_agrees_with_the_tensorflow_one(
         records: list[tuple[bytes, bytes]], data: DataSpec) -> None:
@@ -40,6 +40,30 @@ def test_the_numpy_csv_decoder_agrees_with_the_tensorflow_one(
     np.testing.assert_array_equal(found.features, expected.features)
     np.testing.assert_array_equal(found.labels, expected.labels)
     assert found.features.dtype == np.float32 and found.features.shape == expected.features.shape
+
+
+NUMBERS = st.one_of(st.floats(allow_nan=False, allow_infinity=False, width=32).map(repr),
+                    st.sampled_from(["1", "-2.5", " 7 ", "\t3", "+.5", "1.e5", "5.", "1E-3",
+                                     "\n1", "1e39", "0"]))
+CLEAN = st.lists(NUMBERS, min_size=3, max_size=3).map(lambda fields: ",".join(fields).encode())
+"""Records of three numbers, as a clean batch holds them (parsed whole, in one conversion)."""
+ALMOST = st.sampled_from([b"1,2,1e", b"1,2,nan", b"1,2,1_0", b"1,2,\x0b3", b"1,,3", b" , , ",
+                          b"1,2", b"1,2,3,4", b"-,1,2", b"1 2,3,4"])
+"""Records a clean-looking batch may hide, that the whole-batch conversion must not accept."""
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(CLEAN, min_size=1, max_size=16), st.lists(ALMOST, max_size=1),
+       st.sampled_from([b"0", b"1"]))
+def test_a_batch_parsed_whole_agrees_with_the_tensorflow_decoder_too(
+        clean: list[bytes], almost: list[bytes], key: bytes) -> None:
+    values = [*clean, *almost]
+    keys = [key] * len(values)
+    expected, found = CsvDecoder(LAYOUTS[0])(keys, values), NumpyCsvDecoder(LAYOUTS[0])(keys,
+                                                                                          values)
+    np.testing.assert_array_equal(found.reasons, expected.reasons)
+    np.testing.assert_array_equal(found.features, expected.features)
+    np.testing.assert_array_equal(found.labels, expected.labels)
 
 
 def test_a_clean_batch_is_parsed_whole() -> None:

@@ -43,7 +43,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -102,8 +102,8 @@ COMMITTED_TIMEOUT_S = 30.0
 
 Result = TypeVar("Result")
 
-Headers = list[tuple[str, str | bytes | None]]
-"""Kafka record headers, in order (a name may repeat)."""
+Headers = list[tuple[str, str | bytes | None]] | dict[str, str | bytes | None]
+"""Kafka record headers: in order (a name may repeat), as consumed records hand them over."""
 
 
 class TransactionFatal(RuntimeError):
@@ -119,9 +119,13 @@ class ExactlyOnceLink:
 
     def __init__(self, connection: KafkaConnection, topic: str, group: str,
                  transactional_id: str,
-                 on_settled: Callable[[bool], None] | None = None) -> None:
+                 on_settled: Callable[[bool], None] | None = None,
+                 transactional: bool = True) -> None:
         """`on_settled(committed)` is called as each transaction ends: `True` once committed,
-        `False` once aborted (also when a rebalance commits or aborts it)."""
+        `False` once aborted (also when a rebalance commits or aborts it). `transactional`
+        False is the benchmark's baseline only: the same loop at-least-once (outputs flushed,
+        then the offsets committed by the consumer), to show what transactions cost."""
+        self.transactional = transactional
         self.topic = topic
         self.group = group
         self.transactional_id = transactional_id
@@ -141,9 +145,14 @@ class ExactlyOnceLink:
         self._produced = 0
         self._on_settled = on_settled
         self._reset_to_end = connection.settings.get("auto.offset.reset") in ("latest", "end")
-        self._producer = Producer(connection.librdkafka_config(
-            {**PRODUCER_OWNED, "transactional.id": transactional_id}, PRODUCER_DEFAULTS))
-        self._retry(lambda: self._producer.init_transactions(CALL_TIMEOUT_S), "init_transactions")
+        owned = {**PRODUCER_OWNED, "transactional.id": transactional_id}
+        if not transactional:
+            owned = {key: value for key, value in owned.items()
+                     if not key.startswith("transaction")}
+        self._producer = Producer(connection.librdkafka_config(owned, PRODUCER_DEFAULTS))
+        if transactional:
+            self._retry(lambda: self._producer.init_transactions(CALL_TIMEOUT_S),
+                        "init_transactions")
         self._consumer = Consumer(connection.librdkafka_config(
             {**CONSUMER_OWNED, "group.id": group}, GROUP_DEFAULTS))
         self._consumer.subscribe([topic], on_assign=self._assigned, on_revoke=self._revoked,
@@ -153,9 +162,14 @@ class ExactlyOnceLink:
 
     def poll(self, max_records: int, timeout_s: float) -> list[Message]:
         """Up to `max_records` records of owned partitions (possibly none), waiting at most
-        `timeout_s`. A fatal consumer error raises `TransactionFatal`."""
+        `timeout_s` for the first one. A fatal consumer error raises `TransactionFatal`."""
         before = self.rebalances
-        messages = self._consumer.consume(num_messages=max_records, timeout=timeout_s)
+        # The first record is waited for; the rest are what has arrived with it (`consume` alone
+        # would wait the whole timeout for `max_records`, holding a lone record back).
+        first = self._consumer.poll(timeout_s)
+        messages = [] if first is None else [first, *(
+            self._consumer.consume(num_messages=max_records - 1, timeout=0)
+            if max_records > 1 else [])]
         good: list[Message] = []
         for message in messages:
             error = message.error()
@@ -204,6 +218,23 @@ class ExactlyOnceLink:
             except KafkaException as error:
                 self._fail(error.args[0], "produce")
 
+    def produce_all(self, topic: str, records: Iterable[tuple[bytes, bytes | None,
+                                                              Headers | None, int]]) -> int:
+        """Queue (value, key, headers, partition) records to `topic` in the open transaction
+        (beginning one if none is open), as `produce` does one; how many were queued."""
+        produce, queued = self._producer.produce, 0
+        for value, key, headers, partition in records:
+            if self.opened_at is None or self._produced == 0:
+                self.produce(topic, value, key, headers, partition)
+            else:
+                try:
+                    produce(topic, value, key, partition=partition, headers=headers)
+                    self._produced += 1
+                except (BufferError, KafkaException):
+                    self.produce(topic, value, key, headers, partition)
+            queued += 1
+        return queued
+
     def _delivered(self, error: KafkaError | None, _message: Message) -> None:
         self._first_delivered = True
         if error is not None:
@@ -212,7 +243,8 @@ class ExactlyOnceLink:
 
     def _begin(self) -> None:
         try:
-            self._producer.begin_transaction()
+            if self.transactional:
+                self._producer.begin_transaction()
         except KafkaException as error:
             self._fail(error.args[0], "begin_transaction")
         self.opened_at = time.monotonic()
@@ -238,6 +270,8 @@ class ExactlyOnceLink:
         offsets = [TopicPartition(self.topic, partition, offset)
                    for partition, offset in sorted(self.positions.items())
                    if partition in self.owned]
+        if not self.transactional:
+            return self._commit_plainly(offsets)
         try:
             if offsets:
                 self._retry(lambda: self._producer.send_offsets_to_transaction(
@@ -247,6 +281,17 @@ class ExactlyOnceLink:
                         "commit_transaction")
         except KafkaException as error:
             self._fail(error.args[0], "commit", rewind)
+        committed = self.pending
+        self._closed()
+        if self._on_settled is not None:
+            self._on_settled(True)
+        return committed
+
+    def _commit_plainly(self, offsets: list[TopicPartition]) -> int:
+        """The baseline's commit: wait for the outputs, then commit the offsets."""
+        self._producer.flush(CALL_TIMEOUT_S)
+        if offsets:
+            self._consumer.commit(offsets=offsets, asynchronous=False)
         committed = self.pending
         self._closed()
         if self._on_settled is not None:

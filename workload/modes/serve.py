@@ -39,6 +39,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
 from confluent_kafka import Message
 
 from workload import progress as live
@@ -50,7 +51,6 @@ from workload.kafka.connection import KafkaConnection
 from workload.kafka.dead_letter import dead_letter_headers
 from workload.kafka.transactions import (
     ExactlyOnceLink,
-    Headers,
     TransactionAborted,
     TransactionFatal,
 )
@@ -88,12 +88,18 @@ class Tally:
     bad_by_reason: dict[str, int] = field(default_factory=dict)
     pending_served: int = 0
     pending_bad: dict[str, int] = field(default_factory=dict)
+    first_read: float | None = None
+    """`time.monotonic()` when the first record was read."""
+    last_commit: float | None = None
+    """`time.monotonic()` of the last commit that made records visible."""
 
     def settle(self, committed: bool) -> None:
         """The open transaction ended: its counts become final, or are dropped."""
         if committed:
             self.served += self.pending_served
             sum_counts(self.bad_by_reason, self.pending_bad)
+            if self.pending_served or self.pending_bad:
+                self.last_commit = time.monotonic()
         self.pending_served = 0
         self.pending_bad = {}
 
@@ -107,7 +113,7 @@ class Server:
     """One serving replica: reads, scores, answers and commits."""
 
     def __init__(self, spec: StreamingTrainingJobSpec, connection: KafkaConnection,
-                 models: ModelSource, txn_id: str) -> None:
+                 models: ModelSource, txn_id: str, transactional: bool = True) -> None:
         assert spec.serve is not None
         self._serve: ServeSpec = spec.serve
         self._dead_letters = spec.data.dead_letter_topic
@@ -121,7 +127,7 @@ class Server:
             ensure_topic(connection, self._dead_letters, 1)
         self._link = ExactlyOnceLink(connection, self._serve.input_topic,
                                      self._serve.consumer_group, txn_id,
-                                     on_settled=self.tally.settle)
+                                     on_settled=self.tally.settle, transactional=transactional)
 
     @property
     def model(self) -> ServedModel:
@@ -145,6 +151,8 @@ class Server:
                     joined, last_record = True, min(last_record, now)
                 try:
                     if messages:
+                        if self.tally.first_read is None:
+                            self.tally.first_read = now
                         self._answer(messages)
                         last_record = now
                     if link.due(serve.batch_size, latency_s):
@@ -165,34 +173,35 @@ class Server:
 
     def _answer(self, messages: list[Message]) -> None:
         """Score `messages` and queue their answers in the open transaction."""
-        keys = [message.key() or b"" for message in messages]
         values = [message.value() or b"" for message in messages]
-        decoded = self._decode(keys, values)
+        decoded = self._decode([b""] * len(values), values)  # serving reads no label
         outputs = self.model.predict(decoded.features)
         payloads = self._task.payloads(outputs)
-        version = self.model.version
-        output_topic, link = self._serve.output_topic, self._link
-        good = decoded.good.tolist()
-        answered = 0
-        for index, (message, fine) in enumerate(zip(messages, good, strict=True)):
-            partition, offset = message.partition() or 0, message.offset() or 0
-            if fine:
-                value = (f'{{"prediction":{payloads[answered]},"modelVersion":"{version}",'
-                         f'"partition":{partition},"offset":{offset}}}')
-                answered += 1
-                link.produce(output_topic, value.encode(), message.key(), headers_of(message),
-                             partition % self._outputs)
-            elif self._dead_letters is not None:
-                reason = BAD_REASONS[decoded.reasons[index] - 1]
-                link.produce(self._dead_letters, values[index], message.key(),
-                             [*(headers_of(message) or []), *dead_letter_headers(
-                                 reason, self._serve.input_topic, decoded.missing.get(index))])
-        link.consumed(messages)
-        self.tally.pending_served += answered
+        version, outputs_count = self.model.version, self._outputs
+        good = decoded.good
+        answered = [message for message, fine in zip(messages, good.tolist(), strict=True)
+                    if fine]
+        self._link.produce_all(self._serve.output_topic, (
+            (f'{{"prediction":{payload},"modelVersion":"{version}","partition":{partition},'
+             f'"offset":{message.offset()}}}'.encode(), message.key(), message.headers(),
+             partition % outputs_count)
+            for message, payload, partition in zip(
+                answered, payloads, (message.partition() or 0 for message in answered),
+                strict=True)))
+        if self._dead_letters is not None and len(answered) < len(messages):
+            self._link.produce_all(self._dead_letters, (
+                (values[index], messages[index].key(), [
+                    *(headers_of(messages[index]) or []),
+                    *dead_letter_headers(BAD_REASONS[decoded.reasons[index] - 1],
+                                         self._serve.input_topic, decoded.missing.get(index))],
+                 -1)
+                for index in np.flatnonzero(~good).tolist()))
+        self._link.consumed(messages)
+        self.tally.pending_served += len(answered)
         sum_counts(self.tally.pending_bad, decoded.counts())
 
 
-def headers_of(message: Message) -> Headers | None:
+def headers_of(message: Message) -> list[tuple[str, str | bytes | None]] | None:
     """A consumed record's headers, in order (`None`: it has none)."""
     headers = message.headers()
     if isinstance(headers, dict):  # confluent-kafka hands consumed headers over as a list
@@ -208,11 +217,12 @@ def _idle(serve: ServeSpec, last_record: float, now: float) -> bool:
 def run_serve(name: str, spec: StreamingTrainingJobSpec, connection: KafkaConnection,
               artifacts: Artifacts, *, progress: bool = True,
               stop_event: threading.Event | None = None, job_uid: str | None = None,
-              replica: str = "0") -> PodReport:
+              replica: str = "0", transactional: bool = True) -> PodReport:
     """Serve `spec.serve.inputTopic` until stopped (or idle for `streamTimeoutMs`).
 
     `replica` names this replica among the job's serving replicas (its `transactional.id`
-    is made of it and the job's uid, or its name for a local run).
+    is made of it and the job's uid, or its name for a local run). `transactional` False is
+    the benchmark's at-least-once baseline (`ExactlyOnceLink`).
     """
     if spec.serve is None:
         return PodReport(mode="serve", ok=False, message="spec.serve is not set")
@@ -226,7 +236,7 @@ def run_serve(name: str, spec: StreamingTrainingJobSpec, connection: KafkaConnec
         txn_id = transactional_id(job_uid or name, replica)
         server: Server | None = None
         try:
-            server = Server(spec, connection, models, txn_id)
+            server = Server(spec, connection, models, txn_id, transactional)
             with _status(progress, lambda: server.model if server else None) as show:
                 server.run(stop, show)
         except TransactionFatal as fatal:
@@ -251,6 +261,9 @@ def _report(name: str, spec: StreamingTrainingJobSpec, artifacts: Artifacts, tal
             "outputTopic": spec.serve.output_topic, "consumerGroup": spec.serve.consumer_group,
             "modelVersion": model.version, "model": str(model.path), "runtime": model.runtime,
             "recordsThisRun": total, "seconds": elapsed, "recordsPerSecond": rate,
+            "servingSeconds": (tally.last_commit - tally.first_read
+                               if tally.first_read is not None and tally.last_commit is not None
+                               else None),
             "metrics": metrics.model_dump(mode="json", by_alias=True, exclude_none=True),
         })
     return PodReport(mode="serve", ok=True, metrics=metrics, model_uri=artifacts.uri(model.path),

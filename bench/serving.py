@@ -1,0 +1,241 @@
+"""Serving figures: throughput with and without transactions, latency at 1,000 records/s, start-up.
+
+Registers three measurements with the benchmark harness (imported by
+`bench.input_pipeline`), all with the default model (the tutorial's network,
+robust preprocessing) exported as the trainer exports it (Keras file and its
+LiteRT scorer), on the local Kafka 4 broker:
+- `serve_rps`: one replica (`run_serve` in this process, LiteRT, no
+  TensorFlow in its scoring) serving the test topic (two partitions) into a
+  new topic, transactions at the default `serve.batchSize` and
+  `maxLatencyMs`: records over the time from its first record read to its
+  last commit; `serve_plain_rps` the same loop without transactions
+  (outputs flushed, then the offsets committed: at-least-once, the anchors'
+  way); `serve_txn_ratio` the first over the second;
+- `serve_p50_ms`, `serve_p99_ms`: from a record's produce time (a header the
+  prediction carries back) to its prediction being read by a
+  `read_committed` consumer, records produced at 1,000 per second for
+  `LATENCY_SECONDS` into a replica running as a pod runs it
+  (`streamtrain run-mode serve`, its own process);
+- `serve_first_prediction_s`: from starting `streamtrain run-mode serve` (a
+  new process, as a pod's container starts, records already waiting) to the
+  first prediction a `read_committed` consumer reads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from confluent_kafka import Consumer, Producer
+
+from bench.harness import TARGETS, BenchContext, Target, measurement
+from workload.artifacts import Artifacts, file_digest
+from workload.contract import BOOTSTRAP_ENV, JOB_NAME_ENV, JOB_SPEC_ENV, TERMINATION_LOG_ENV
+from workload.datagen.records import encode
+from workload.datagen.synthetic import generate
+from workload.kafka.admin import ensure_topic
+from workload.model.build import build_model
+from workload.model.litert import export_litert
+from workload.model.statistics import feature_statistics
+from workload.modes.serve import run_serve
+from workload.spec import ModelSpec, StreamingTrainingJobSpec, dump_spec
+
+TARGETS.extend([
+    Target("serve_rps", None, 50_000),
+    Target("serve_rps", "serve_plain_rps", 0.8),
+    Target("serve_p99_ms", None, 250, upper=True),
+    Target("serve_first_prediction_s", None, 2.0, upper=True),
+])
+
+LATENCY_RATE = 1000
+"""Records per second produced for the latency figures."""
+
+LATENCY_SECONDS = 20
+"""Seconds of producing at that rate."""
+
+SENT_HEADER = "bench.sent-ns"
+"""Header holding a record's produce time (`time.time_ns()`), copied to its prediction."""
+
+
+def _served_model(context: BenchContext) -> Path:
+    """An output folder with the default model and its LiteRT scorer, as a trainer leaves it."""
+    folder = Path(tempfile.mkdtemp(prefix="streamtrain-bench-serve-"))
+    artifacts = Artifacts(folder).prepare()
+    features = context.data.features.astype(np.float32)
+    model = build_model(ModelSpec(), features.shape[1], feature_statistics(features))
+    model.save(artifacts.keras_model)
+    outcome = export_litert(model, artifacts.keras_model, file_digest(artifacts.keras_model),
+                            features)
+    if not outcome.ok:
+        raise RuntimeError(f"the default model has no LiteRT scorer: {outcome.detail}")
+    return folder
+
+
+def _spec(context: BenchContext, folder: Path, source: str, **serve: Any
+          ) -> StreamingTrainingJobSpec:
+    return StreamingTrainingJobSpec.model_validate({
+        "kafka": {"bootstrapServers": context.connection.bootstrap_servers},
+        "serve": {"inputTopic": source, "outputTopic": f"{source}-out-{uuid.uuid4().hex[:6]}",
+                  "consumerGroup": f"bench-serve-{uuid.uuid4().hex[:8]}", **serve},
+        "model": {"output": {"path": str(folder)}},
+    })
+
+
+@measurement("serving: one replica with transactions at the default size, and without")
+def serve_throughput(context: BenchContext) -> dict[str, float]:
+    folder = _served_model(context)
+    rates: dict[bool, float] = {}
+    for transactional in (True, False, True, False):  # the better of two passes of each
+        spec = _spec(context, folder, context.test_topic, streamTimeoutMs=1000)
+        report = run_serve("bench", spec, context.connection, Artifacts(folder), progress=False,
+                           transactional=transactional)
+        if not report.ok:
+            raise RuntimeError(report.message)
+        results = json.loads(Artifacts(folder).results("serve").read_text())
+        served = report.metrics.records_served or 0
+        rate = served / results["servingSeconds"]
+        rates[transactional] = max(rates.get(transactional, 0.0), rate)
+    return {"serve_rps": rates[True], "serve_plain_rps": rates[False],
+            "serve_txn_ratio": rates[True] / rates[False]}
+
+
+def _pod_environment(spec: StreamingTrainingJobSpec, scratch: Path) -> dict[str, str]:
+    """What a serving pod's container gets (the spec, the job, the Kafka address)."""
+    return {**os.environ, JOB_SPEC_ENV: json.dumps(dump_spec(spec)), JOB_NAME_ENV: "bench",
+            BOOTSTRAP_ENV: spec.kafka.bootstrap_servers or "",
+            TERMINATION_LOG_ENV: str(scratch / "termination-log")}
+
+
+def _start_replica(spec: StreamingTrainingJobSpec, folder: Path) -> subprocess.Popen[bytes]:
+    """`streamtrain run-mode serve` as a pod runs it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "workload.cli", "run-mode", "serve", "--output-dir", str(folder)],
+        env=_pod_environment(spec, folder), stdout=subprocess.DEVNULL,
+        stderr=(folder / "serve.log").open("ab"))
+
+
+def _reader(bootstrap: str, topic: str) -> Consumer:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex}",
+                         "isolation.level": "read_committed", "auto.offset.reset": "earliest",
+                         "enable.auto.commit": False, "fetch.wait.max.ms": 10})
+    consumer.subscribe([topic])
+    return consumer
+
+
+def _stop(replica: subprocess.Popen[bytes]) -> None:
+    replica.send_signal(signal.SIGTERM)
+    try:
+        replica.wait(60)
+    except subprocess.TimeoutExpired:
+        replica.kill()
+        replica.wait()
+
+
+@measurement("serving: produce to visible (read_committed) at 1,000 records/s")
+def serve_latency(context: BenchContext) -> dict[str, float]:
+    folder = _served_model(context)
+    source = f"bench-serve-latency-{uuid.uuid4().hex[:8]}"
+    ensure_topic(context.connection, source, 2)
+    spec = _spec(context, folder, source)
+    assert spec.serve is not None
+    ensure_topic(context.connection, spec.serve.output_topic, 2)
+    rows = [message.value for message in encode(generate(LATENCY_RATE * LATENCY_SECONDS + 1,
+                                                         seed=context.seed + 7))]
+    producer = Producer({"bootstrap.servers": context.connection.bootstrap_servers,
+                         "linger.ms": 0, "enable.idempotence": True})
+    reader = _reader(context.connection.bootstrap_servers, spec.serve.output_topic)
+    replica = _start_replica(spec, folder)
+    latencies: list[float] = []
+    try:
+        producer.produce(source, rows[0], headers=[(SENT_HEADER, str(time.time_ns()))])
+        producer.flush(10)
+        _wait_for(reader, 1, 120)  # the replica is up and has answered
+        done = threading.Event()
+
+        def produce() -> None:
+            start = time.monotonic()
+            for index, value in enumerate(rows[1:]):
+                delay = start + index / LATENCY_RATE - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                producer.produce(source, value, partition=index % 2,
+                                 headers=[(SENT_HEADER, str(time.time_ns()))])
+                producer.poll(0)
+            producer.flush(30)
+            done.set()
+
+        thread = threading.Thread(target=produce, daemon=True)
+        thread.start()
+        latencies = _latencies(reader, len(rows) - 1, LATENCY_SECONDS + 60)
+        thread.join(30)
+    finally:
+        _stop(replica)
+        reader.close()
+    p50, p99 = np.percentile(np.array(latencies) / 1e6, [50, 99])
+    return {"serve_p50_ms": float(p50), "serve_p99_ms": float(p99)}
+
+
+def _wait_for(reader: Consumer, count: int, timeout_s: float) -> None:
+    seen, deadline = 0, time.monotonic() + timeout_s
+    while seen < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no prediction within {timeout_s} s")
+        seen += sum(1 for message in reader.consume(100, 0.1) if message.error() is None)
+
+
+def _latencies(reader: Consumer, count: int, timeout_s: float) -> list[float]:
+    """Nanoseconds from each record's produce to its prediction being read."""
+    found: list[float] = []
+    deadline = time.monotonic() + timeout_s
+    while len(found) < count and time.monotonic() < deadline:
+        for message in reader.consume(1000, 0.05):
+            if message.error() is None:
+                sent = dict(message.headers() or [])[SENT_HEADER]
+                found.append(time.time_ns() - int(sent or 0))
+    if len(found) < count:
+        raise TimeoutError(f"{len(found)} of {count} predictions within {timeout_s} s")
+    return found
+
+
+@measurement("serving: process start to first prediction")
+def serve_start(context: BenchContext) -> dict[str, float]:
+    folder = _served_model(context)
+    source = f"bench-serve-start-{uuid.uuid4().hex[:8]}"
+    ensure_topic(context.connection, source, 2)
+    spec = _spec(context, folder, source)
+    assert spec.serve is not None
+    ensure_topic(context.connection, spec.serve.output_topic, 2)
+    producer = Producer({"bootstrap.servers": context.connection.bootstrap_servers})
+    for index, message in enumerate(encode(generate(1000, seed=context.seed + 8))):
+        producer.produce(source, message.value, partition=index % 2)
+    producer.flush(30)
+    reader = _reader(context.connection.bootstrap_servers, spec.serve.output_topic)
+    _wait_for_assignment(reader)
+    started = time.monotonic()
+    replica = _start_replica(spec, folder)
+    try:
+        _wait_for(reader, 1, 120)
+        first = time.monotonic() - started
+    finally:
+        _stop(replica)
+        reader.close()
+    return {"serve_first_prediction_s": first}
+
+
+def _wait_for_assignment(reader: Consumer) -> None:
+    """Until the reader holds its partitions (so its own join is not timed)."""
+    deadline = time.monotonic() + 60
+    while not reader.assignment():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the reader got no partitions")
+        reader.consume(1, 0.1)
