@@ -480,11 +480,15 @@ class ServeSpec(RoleSpec):
     replicas: int = Field(1, ge=1, le=MAX_REPLICAS)
     """Serving pods; the input's partitions are divided among them by the consumer group, so
     replicas beyond the partition count stand by."""
-    batch_size: int = Field(5000, ge=1, le=1 << 20)
+    batch_size: int = Field(20000, ge=1, le=1 << 20)
     """Records per transaction at most: predictions and offsets are committed together after
     this many records, or after `maxLatencyMs`, whichever comes first. Each commit has a fixed
-    cost (markers written to every partition of the transaction), so larger batches serve
-    more records per second."""
+    cost (the offsets sent to the group, the outcome written by the coordinator, markers on
+    every partition of the transaction), so a replica catching up on a backlog commits what
+    `maxLatencyMs` lets it answer rather than a smaller count: measured on the local broker,
+    44,000 records/s at 5,000 per transaction, 53,000-56,000 at 20,000 (each transaction then
+    held the 8,192 records of one read). A trickle is committed by `maxLatencyMs` long before
+    a batch fills, so the size costs no latency."""
     max_latency_ms: int = Field(100, ge=1, le=MAX_SERVE_LATENCY_MS)
     """Milliseconds a transaction stays open at most once it holds a record: the longest a
     prediction waits before a `read_committed` consumer can see it."""
