@@ -1,9 +1,11 @@
 # syntax=docker/dockerfile:1
-# Three images from one file, each with only what its pods run:
+# Four images from one file, each with only what its pods run:
 #   operator       `streamtrain-operator` (kopf, kubernetes, pydantic): no TensorFlow
 #   workload       `streamtrain`, the trainer and evaluator pods (TensorFlow 2.21, librdkafka 2.x)
 #   workload-tfio  the same for `spec.kafka.client: tensorflow-io` (Kafka 3.x): tensorflow-io
 #                  0.37.1 loads only beside TensorFlow 2.16, so it has a pin set of its own
+#   serve          `streamtrain` for serving pods whose model has a LiteRT scorer
+#                  (`spec.serve.image`): numpy, librdkafka 2.x and LiteRT, no TensorFlow
 # Each installs the pyproject extra of the same name.
 #
 # Build from the repository root with any OCI builder:
@@ -84,6 +86,21 @@ COPY --from=wheel /wheels /wheels
 RUN /opt/streamtrain/bin/pip install --no-deps /wheels/streamtrain-*.whl \
  && /opt/streamtrain/bin/pip uninstall --yes pip
 
+# The serving pods' virtual environment: the `serve` extra and streamtrain, without TensorFlow
+# or Keras (a replica scores with the LiteRT file the trainer exported), without the local
+# parts, and without pip.
+FROM build-base AS build-serve
+RUN --mount=type=cache,id=streamtrain-wheels,target=/wheelhouse,sharing=locked \
+    python3 -m venv /opt/streamtrain \
+ && /opt/streamtrain/bin/pip download --only-binary=:all: --find-links /wheelhouse \
+      --dest /wheelhouse -r requirements-serve.txt \
+ && /opt/streamtrain/bin/pip install --no-index --find-links /wheelhouse -r requirements-serve.txt
+COPY --from=wheel /wheels /wheels
+RUN /opt/streamtrain/bin/pip install --no-deps /wheels/streamtrain-*.whl \
+ && /opt/streamtrain/bin/pip uninstall --yes pip \
+ && rm -r /opt/streamtrain/bin/streamtrain-local \
+          /opt/streamtrain/lib/python3.11/site-packages/localparts
+
 # ---------------------------------------------------------------- runtime
 # What both images share: the Python runtime, no compilers, no pip cache, an
 # unprivileged numeric UID (so Kubernetes can verify runAsNonRoot), and
@@ -116,6 +133,13 @@ ENV KERAS_HOME=/tmp/.keras \
 FROM workload-runtime AS workload-tfio
 LABEL org.opencontainers.image.title="streamtrain-workload-tfio"
 COPY --from=build-workload-tfio /opt/streamtrain /opt/streamtrain
+CMD ["streamtrain", "--help"]
+
+# Serving without TensorFlow: set `spec.serve.image` to it when the job's model has a LiteRT
+# scorer (a model that did not convert is served with TensorFlow: the workload image).
+FROM runtime AS serve
+LABEL org.opencontainers.image.title="streamtrain-serve"
+COPY --from=build-serve /opt/streamtrain /opt/streamtrain
 CMD ["streamtrain", "--help"]
 
 # The last stage, so a build without --target gives the workload image.

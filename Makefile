@@ -28,7 +28,7 @@ PYTEST_ARGS ?=
 # e.g. IMAGE_ARGS="--engine docker --base python:3.11-slim-bookworm" (default: any engine, a local base)
 IMAGE_ARGS ?=
 
-.PHONY: help setup setup-tfio kafka-jars parts demo test unit security lint crds bench bench-operator faults quality image image-tfio image-test clean-cache
+.PHONY: help setup setup-tfio kafka-jars parts demo test unit security lint crds bench bench-operator faults quality image image-tfio image-serve image-test clean-cache
 
 help:  ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -107,6 +107,9 @@ image:  ## Operator and workload images from the Dockerfile (docker, podman or b
 
 image-tfio:  ## The workload image of the tensorflow-io client (TensorFlow 2.16) -> dist/streamtrain-workload-tfio.tar
 	python=$$($(FIND_PYTHON) $(PYTHON)) && $$python -m localparts.image --target workload-tfio $(IMAGE_ARGS)
+
+image-serve:  ## The serving image without TensorFlow (LiteRT scorers) -> dist/streamtrain-serve.tar
+	python=$$($(FIND_PYTHON) $(PYTHON)) && $$python -m localparts.image --target serve $(IMAGE_ARGS)
 
 image-test: image image-tfio parts  ## Run the images: entry points, a job in the workload image, the tensorflow-io image, the operator image, one e2e job
 	$(PY) -m pytest tests/image $(PYTEST_ARGS)

@@ -1,6 +1,6 @@
 """Build the operator and workload images from the Dockerfile with whatever engine works here.
 
-    python -m localparts.image [--base IMAGE] [--target operator|workload|workload-tfio] [--engine NAME]
+    python -m localparts.image [--base IMAGE] [--target operator|workload|workload-tfio|serve] [--engine NAME]
 
 The engine is, in order: docker when its daemon answers, podman, buildah; with
 none of them, buildah and mmdebstrap are installed from Debian with apt-get.
@@ -45,7 +45,7 @@ from localparts.errors import LocalPartError
 
 REPO = Path(__file__).resolve().parent.parent
 DIST = REPO / "dist"
-TARGETS = ("operator", "workload", "workload-tfio")
+TARGETS = ("operator", "workload", "workload-tfio", "serve")
 """The Dockerfile's final stages; each installs the pyproject extra of the same name."""
 
 DEFAULT_TARGETS = ("operator", "workload")

@@ -16,6 +16,7 @@ there, never in the middle of a batch.
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -130,7 +131,15 @@ def load_served(path: Path, version: str, width: int) -> ServedModel:
     litert, detail = matching_litert(path, file_digest(path))
     if litert is not None:
         return ServedModel(version, path, LiteRtScorer(litert, width), "litert")
+    if importlib.util.find_spec("tensorflow") is None:  # the serve image has no TensorFlow
+        raise ModelNeedsTensorFlow(
+            f"model {version} has no LiteRT scorer ({detail}) and this image has no "
+            "TensorFlow to serve it with: serve it with the workload image (spec.serve.image)")
     return load_keras(path, version, width, f"tensorflow ({detail})")
+
+
+class ModelNeedsTensorFlow(RuntimeError):
+    """A model without a LiteRT scorer, in an image without TensorFlow (the serve image)."""
 
 
 def load_keras(path: Path, version: str, width: int, runtime: str) -> ServedModel:
