@@ -8,6 +8,7 @@ import numpy as np
 from streamtrain_operator.serving_progress import JobServing
 
 from workload.artifacts import Artifacts, write_json_atomic
+from workload.modes.prediction import predictions_for
 from workload.modes.promotion import MCNEMAR_CRITICAL_99, PairedWindow, decide, mcnemar
 from workload.modes.serving_model import POINTER, ModelSource, ServedModel
 from workload.status import PromotionReport
@@ -63,7 +64,8 @@ def test_a_replica_swaps_to_the_model_the_pointer_names_at_most_every_second(
 
     def load(path: Path, version: str, width: int) -> ServedModel:
         loaded.append(version)
-        return ServedModel(version, path, lambda features: features, "test")
+        return ServedModel(version, path, lambda features: features, "test",
+                           predictions_for("binary"))
 
     now = [0.0]
     source = ModelSource(artifacts, 18, load, clock=lambda: now[0])

@@ -25,7 +25,7 @@ import keras
 from workload.artifacts import Artifacts, file_digest, write_json_atomic
 from workload.model.export import write_keras_atomic
 from workload.model.litert import SAMPLE_RECORDS, export_litert
-from workload.modes.prediction import Floats, predictions_for
+from workload.modes.prediction import Floats
 from workload.modes.promotion import Decision, PairedWindow, decide
 from workload.modes.serving_model import (
     POINTER,
@@ -48,7 +48,6 @@ class PromotionGate:
         self._promotion = spec.serve.promotion
         self._artifacts = artifacts
         self._width = len(spec.data.feature_names)
-        self._task = predictions_for()
         self._window = PairedWindow(self._promotion.window)
         self._sample: Floats | None = None
         version, path = served_now(artifacts)
@@ -66,15 +65,17 @@ class PromotionGate:
             return
         self._sample = features[:SAMPLE_RECORDS].copy()  # the LiteRT export's test batch
         serving_outputs = self.serving.predict(features)
-        self._window.add(self._task.errors(challenger_outputs, labels),
-                         self._task.errors(serving_outputs, labels))
+        task = self.serving.task  # the learner's model has the served one's task
+        self._window.add(task.errors(challenger_outputs, labels),
+                         task.errors(serving_outputs, labels))
 
     def consider(self, challenger: keras.Model) -> Decision | None:
         """Decide on `challenger` (the learner's model at an export); `None` while fewer than
         `window` records have been compared since the serving model last changed."""
         if not self._window.full:
             return None
-        decision = decide(self._window, self._task.classifies, self._promotion.min_improvement)
+        decision = decide(self._window, self.serving.task.classifies,
+                          self._promotion.min_improvement)
         if decision.promoted:
             self._promote(challenger)
         self.decided += 1

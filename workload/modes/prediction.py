@@ -1,7 +1,7 @@
 """What a prediction says, per task: the JSON a served record carries, and what a model got right.
 
-One small class per task (`model.task`; binary today), so serving and the
-promotion gate ask the same questions whatever the task:
+One small class per task (`model.task`: binary, multiclass, regression), so
+serving and the promotion gate ask the same questions whatever the task:
 - `payloads`: each record's prediction as a JSON object (text), the
   `prediction` field of a served record;
 - `errors`: per labelled record, how wrong the model was (binary and
@@ -10,19 +10,32 @@ promotion gate ask the same questions whatever the task:
 
 A binary model outputs the probability of class 1 (a sigmoid unit); its
 prediction is `{"class": 1, "probabilities": {"0": 0.28, "1": 0.72}}`, the
-class being the one above 0.5.
+class being the one above 0.5. A multiclass model outputs one probability
+per class (softmax); its prediction names the class:
+`{"class": "refund", "probabilities": {"billing": 0.1, "refund": 0.9}}`. A
+regression model's last layer already answers in the label's units; its
+prediction is `{"value": 41.7}`.
+
+Which task a model file has is read from its own config (`model_task`: the
+`TaskHead` layer that records the task and the class names), with no
+TensorFlow, so a serving replica on LiteRT knows it too; a model without
+that layer is binary.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal, Protocol
+import json
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Protocol, get_args
 
 import numpy as np
 import numpy.typing as npt
 
 Floats = npt.NDArray[np.float32]
 
-Task = Literal["binary"]
+Task = Literal["binary", "multiclass", "regression"]
 """The tasks a model may have (`spec.model.task`)."""
 
 PROBABILITY_DIGITS = 6
@@ -63,10 +76,102 @@ class BinaryPredictions:
         return wrong
 
 
-TASKS: dict[Task, TaskPredictions] = {"binary": BinaryPredictions()}
-"""The predictions of each task."""
+class MulticlassPredictions:
+    """A softmax output: one probability per class, in the order of the class names."""
+
+    classifies: ClassVar[bool] = True
+
+    def __init__(self, classes: Sequence[str]) -> None:
+        self.classes = [json.dumps(str(name)) for name in classes]
+        """Each class name as a JSON string."""
+
+    def payloads(self, outputs: Floats) -> list[str]:
+        """`{"class": name, "probabilities": {name: p, ...}}` per record."""
+        rows = np.asarray(outputs, np.float64).reshape(len(outputs), -1)
+        if rows.shape[1] != len(self.classes):
+            raise ValueError(f"the model gives {rows.shape[1]} probabilities for "
+                             f"{len(self.classes)} classes")
+        digits = PROBABILITY_DIGITS
+        best = rows.argmax(axis=1).tolist()
+        return ['{"class":' + self.classes[top] + ',"probabilities":{' + ",".join(
+                    f"{name}:{p:.{digits}g}" for name, p in zip(self.classes, row, strict=True))
+                + "}}" for top, row in zip(best, rows.tolist(), strict=True)]
+
+    def errors(self, outputs: Floats, labels: Floats) -> Floats:
+        """1 where the most probable class differs from the label (a class index), else 0."""
+        rows = np.asarray(outputs).reshape(len(outputs), -1)
+        wrong: Floats = (rows.argmax(axis=1) != np.asarray(labels).reshape(-1).astype(np.int64)
+                         ).astype(np.float32)
+        return wrong
 
 
-def predictions_for(task: Task = "binary") -> TaskPredictions:
-    """The predictions of `task`."""
-    return TASKS[task]
+class RegressionPredictions:
+    """A value in the label's units."""
+
+    classifies: ClassVar[bool] = False
+
+    def payloads(self, outputs: Floats) -> list[str]:
+        """`{"value": v}` per record."""
+        values = np.asarray(outputs, np.float64).reshape(-1)
+        return [f'{{"value":{v:.{VALUE_DIGITS}g}}}' for v in values.tolist()]
+
+    def errors(self, outputs: Floats, labels: Floats) -> Floats:
+        """The squared error per record, in the label's units squared."""
+        errors: Floats = np.square(np.asarray(outputs, np.float32).reshape(-1)
+                                   - np.asarray(labels, np.float32).reshape(-1))
+        return errors
+
+
+VALUE_DIGITS = 7
+"""Significant digits of a regression value in a served record (float32 holds about 7)."""
+
+TASK_LAYER = "TaskHead"
+"""The class name of the layer that records a model's task, classes and target scale."""
+
+
+def predictions_for(task: Task = "binary", classes: Sequence[str] | None = None
+                    ) -> TaskPredictions:
+    """The predictions of `task` (`classes`: the class names of a multiclass model)."""
+    if task == "multiclass":
+        if not classes:
+            raise ValueError("a multiclass model must name its classes")
+        return MulticlassPredictions(classes)
+    if task == "regression":
+        return RegressionPredictions()
+    return BinaryPredictions()
+
+
+def model_task(path: Path) -> tuple[Task, list[str] | None]:
+    """The task and class names a Keras model file records (its `TaskHead` layer's config),
+    read from the file's `config.json` without TensorFlow; binary when it records none."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (OSError, KeyError, zipfile.BadZipFile, ValueError):
+        return "binary", None
+    found = _task_layer(config)
+    if found is None:
+        return "binary", None
+    task = found.get("task", "binary")
+    if task not in get_args(Task):
+        raise ValueError(f"{path.name}: unknown task {task!r}")
+    classes = found.get("classes")
+    return task, [str(name) for name in classes] if classes else None
+
+
+def _task_layer(node: Any) -> dict[str, Any] | None:
+    """The config of the first `TaskHead` layer anywhere in a Keras config tree."""
+    if isinstance(node, dict):
+        if node.get("class_name") == TASK_LAYER and isinstance(node.get("config"), dict):
+            found: dict[str, Any] = node["config"]
+            return found
+        children: list[Any] = list(node.values())
+    elif isinstance(node, list):
+        children = node
+    else:
+        return None
+    for child in children:
+        found_below = _task_layer(child)
+        if found_below is not None:
+            return found_below
+    return None

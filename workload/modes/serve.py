@@ -54,7 +54,6 @@ from workload.kafka.transactions import (
     TransactionAborted,
     TransactionFatal,
 )
-from workload.modes.prediction import predictions_for
 from workload.modes.serving_model import ModelSource, NoModelToServe, ServedModel
 from workload.modes.signals import stop_on_sigterm
 from workload.spec import FOREVER, ServeSpec, StreamingTrainingJobSpec
@@ -118,7 +117,6 @@ class Server:
         self._serve: ServeSpec = spec.serve
         self._dead_letters = spec.data.dead_letter_topic
         self._decode = features_decoder(spec.data)
-        self._task = predictions_for()
         self._models = models
         self.tally = Tally()
         inputs = len(topic_partitions(connection, self._serve.input_topic))
@@ -176,7 +174,7 @@ class Server:
         values = [message.value() or b"" for message in messages]
         decoded = self._decode([b""] * len(values), values)  # serving reads no label
         outputs = self.model.predict(decoded.features)
-        payloads = self._task.payloads(outputs)
+        payloads = self.model.task.payloads(outputs)
         version, outputs_count = self.model.version, self._outputs
         good = decoded.good
         answered = [message for message, fine in zip(messages, good.tolist(), strict=True)

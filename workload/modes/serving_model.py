@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from workload.artifacts import Artifacts, file_digest, read_json
-from workload.modes.prediction import Floats
+from workload.modes.prediction import Floats, TaskPredictions, model_task, predictions_for
 
 VERSION_DIGITS = 12
 """Hex digits of the file digest in a version name."""
@@ -47,6 +47,9 @@ class ServedModel:
     """Outputs for a batch of features (float32 [n, width] -> float32 [n] or [n, k])."""
     runtime: str
     """What scores it: `litert`, or `tensorflow (<why not LiteRT>)`."""
+    task: TaskPredictions
+    """What its outputs mean (the task the model file records): the served records' JSON and
+    the promotion gate's errors."""
 
 
 def version_of(origin: str, path: Path) -> str:
@@ -130,7 +133,8 @@ def load_served(path: Path, version: str, width: int) -> ServedModel:
 
     litert, detail = matching_litert(path, file_digest(path))
     if litert is not None:
-        return ServedModel(version, path, LiteRtScorer(litert, width), "litert")
+        return ServedModel(version, path, LiteRtScorer(litert, width), "litert",
+                           predictions_for(*model_task(path)))
     if importlib.util.find_spec("tensorflow") is None:  # the serve image has no TensorFlow
         raise ModelNeedsTensorFlow(
             f"model {version} has no LiteRT scorer ({detail}) and this image has no "
@@ -163,4 +167,4 @@ def load_keras(path: Path, version: str, width: int, runtime: str) -> ServedMode
         outputs: Floats = compiled(features).numpy()
         return outputs
 
-    return ServedModel(version, path, predict, runtime)
+    return ServedModel(version, path, predict, runtime, predictions_for(*model_task(path)))
