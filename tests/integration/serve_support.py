@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from tests.integration.modes_support import job_spec
 from workload.kafka.admin import TopicMissing, topic_partitions
@@ -91,9 +91,24 @@ def _partitions_once_made(bootstrap: str, topic: str, deadline: float) -> list[i
             time.sleep(0.1)
 
 
-def _ends(consumer: Consumer, topic: str, partitions: list[int]) -> dict[int, int]:
-    return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in partitions}
+NO_LEADER_YET = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                           KafkaError.UNKNOWN_TOPIC_OR_PART})
+"""What a broker answers for a topic whose partitions have no leader yet."""
+
+
+def _ends(consumer: Consumer, topic: str, partitions: list[int],
+          attempts: int = 50) -> dict[int, int]:
+    """Each partition's end offset; a topic made a moment ago may not have its leaders yet
+    (`NOT_LEADER_FOR_PARTITION`, retriable): asked again, up to `attempts` times."""
+    for attempt in range(attempts):
+        try:
+            return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                    for p in partitions}
+        except KafkaException as error:
+            if error.args[0].code() not in NO_LEADER_YET or attempt == attempts - 1:
+                raise
+            time.sleep(0.1)
+    raise AssertionError("unreachable")
 
 
 def read_predictions(bootstrap: str, topic: str, timeout_s: float = 60.0,
@@ -114,7 +129,7 @@ def produce_with_headers(bootstrap: str, topic: str, messages: list[tuple[bytes 
                          partitions: int, start: int = 0) -> None:
     """Write `messages` round-robin over `partitions` (the topic is created if missing),
     message `i` with header `seq: i + start` (so a test can check headers are copied)."""
-    from confluent_kafka import KafkaError, Message, Producer
+    from confluent_kafka import Message, Producer
 
     from workload.kafka.admin import ensure_topic
 
