@@ -83,7 +83,7 @@ from bench.harness import (  # noqa: E402
 from localparts.cache import cache_root  # noqa: E402
 from workload.kafka.bounds import partition_bounds  # noqa: E402
 from workload.modes.checkpoint import Checkpointer, TrainState  # noqa: E402
-from workload.modes.train import (  # noqa: E402
+from workload.modes.train_data import (  # noqa: E402
     ReadSummary,
     decoded_batches,
     epoch_dataset,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import sys
 from pathlib import Path
@@ -60,6 +61,9 @@ def command_run(arguments: argparse.Namespace) -> int:
     """
     from workload.runner import local_folders, results_document, run_phases
 
+    # A user's model factory is imported from the current folder too, as `python -m` would.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         name, spec = load_job_file(Path(arguments.job).read_text())
     except (OSError, SpecError) as error:
@@ -129,19 +133,22 @@ def command_produce(arguments: argparse.Namespace) -> int:
         from workload.datagen.susy import load_susy
 
         data = load_susy(Path(arguments.susy), rows=arguments.rows)
+        layout = DataSpec(features=len(data.columns))
     else:
-        from workload.datagen.families import FAMILIES
+        from workload.datagen.families import FAMILIES, data_spec
 
-        data = FAMILIES[arguments.family].generate(arguments.rows, seed=arguments.seed)
+        family = FAMILIES[arguments.family]
+        data, layout = family.generate(arguments.rows, seed=arguments.seed), data_spec(family)
     report = produce_split(
         KafkaConnection(bootstrap), arguments.train_topic, arguments.test_topic, data,
         train_rows=int(data.rows * arguments.train_fraction),
         train_partitions=arguments.train_partitions, test_partitions=arguments.test_partitions,
-        data_spec=DataSpec(features=len(data.columns)), progress=not arguments.quiet)
+        data_spec=layout, progress=not arguments.quiet)
+    written = layout.model_dump(by_alias=True, exclude_defaults=True)
     print(f"wrote {report.records} records ({report.train.records} to {arguments.train_topic}, "
           f"{report.test.records} to {arguments.test_topic}) at "
-          f"{report.records_per_second:,.0f} records/s; {len(data.columns)} features "
-          f"(data.features: {len(data.columns)} in the job)")
+          f"{report.records_per_second:,.0f} records/s; the job's data section: "
+          f"{json.dumps(written or {'features': len(data.columns)})}")
     return EXIT_OK
 
 

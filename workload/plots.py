@@ -13,12 +13,13 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 
-PANELS = (("loss", "Loss (binary cross-entropy)"), ("accuracy", "Accuracy"), ("auc", "ROC AUC"))
+PANELS = (("loss", "Loss"), ("accuracy", "Accuracy"), ("auc", "ROC AUC"),
+          ("rmse", "RMSE (label units)"), ("mae", "MAE (label units)"))
 """History keys drawn, one panel each, with their axis titles."""
 
 
 def training_curve(history: Mapping[str, Sequence[float]], path: Path, title: str) -> Path:
-    """Draw loss, accuracy and AUC per epoch (the metrics present in `history`) to `path`.
+    """Draw the loss and the task's metrics per epoch (those present in `history`) to `path`.
 
     The PNG is written under a temporary name and renamed, so a reader never sees half a file.
     """

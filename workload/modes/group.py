@@ -81,6 +81,21 @@ class Group:
         mine = [np.asarray(a) if self.chief else np.zeros_like(a) for a in arrays]
         return self.all_sum(mine, what)
 
+    def gather(self, mine: bytes, what: str = "agreeing") -> list[bytes]:
+        """Every worker's `mine`, in worker order (each worker passes its own bytes)."""
+        workers, index = self.replica.count, self.replica.index
+        sizes = np.zeros(workers, np.int64)
+        sizes[index] = len(mine)
+        (sizes,) = self.all_sum([sizes], what)
+        edges = np.concatenate([[0], np.cumsum(sizes)])
+        if not edges[-1]:
+            return [b""] * workers
+        buffer = np.zeros(int(edges[-1]), np.int32)  # collectives sum int32, not bytes
+        buffer[edges[index]:edges[index + 1]] = np.frombuffer(mine, np.uint8)
+        (buffer,) = self.all_sum([buffer], what)
+        return [buffer[edges[worker]:edges[worker + 1]].astype(np.uint8).tobytes()
+                for worker in range(workers)]
+
     def barrier(self, what: str) -> None:
         """Wait until every worker is here."""
         self.all_sum([np.zeros(1)], what)

@@ -42,9 +42,11 @@ How a group trains (`workload.modes.group` for how workers talk):
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import keras
@@ -60,12 +62,19 @@ from workload.kafka.connection import KafkaConnection
 from workload.kafka.dead_letter import send_dead_letters
 from workload.model.build import (
     build_model,
+    compile_model,
     describe_preprocessing,
+    empty_inputs,
+    encodings,
     feature_plan,
+    input_signature,
     model_summary,
 )
 from workload.model.export import export_model
+from workload.model.inputs import FEATURES
+from workload.model.profile import TrainingProfile, merge_profiles
 from workload.model.statistics import FeatureStatistics, merge_statistics
+from workload.model.task import batch_figure, epoch_figures, task_loss, task_of
 from workload.modes.checkpoint import (
     Checkpointer,
     TrainState,
@@ -75,26 +84,32 @@ from workload.modes.checkpoint import (
     restore_checkpoint,
 )
 from workload.modes.group import Group, join_group, peers_needed
-from workload.modes.ledger import Tally
 from workload.modes.signals import stop_on_sigterm
-from workload.modes.train import (
+from workload.modes.tally import new_tally
+from workload.modes.train_data import (
     BatchObserver,
     ReadSummary,
     TrainError,
     check_bad_records,
     epoch_dataset,
-    figure_at,
+    history_metrics,
+    kept_rows,
+    learning_rule,
     merged,
     read_all,
+    reading_rule,
     split_validation,
+    task_facts,
+    task_results,
     training_rows,
     validation_rows,
+    with_classes,
 )
 from workload.modes.train_progress import TrainProgress
 from workload.plots import training_curve
 from workload.replica import PeerLost, Replica
 from workload.slices import batch_shares, replica_ranges
-from workload.spec import StreamingTrainingJobSpec
+from workload.spec import DataSpec, StreamingTrainingJobSpec
 from workload.status import Metrics, PodReport
 
 
@@ -147,12 +162,17 @@ def _agreed_state(spec: StreamingTrainingJobSpec, identity: RunIdentity,
     return state, ignored
 
 
-def _group_summary(mine: ReadSummary, n_features: int, group: Group) -> ReadSummary:
-    """The group's read figures (every worker gets the same): counts summed, feature statistics
-    merged as one trainer reading every worker's records would have them."""
+def _group_summary(mine: ReadSummary, held: ReadSummary, data: DataSpec,
+                   group: Group) -> tuple[ReadSummary, TrainingProfile]:
+    """The group's read figures (every worker gets the same): counts summed, the training
+    profile merged as one trainer reading every worker's records would have it; and the
+    profile of the group's held-out labels."""
+    n_features = len(data.numeric_names)
     workers, index = group.replica.count, group.replica.index
-    own = mine.statistics or FeatureStatistics(0, np.zeros(n_features), np.ones(n_features),
-                                               np.zeros((0, n_features), np.float32))
+    empty = FeatureStatistics(0, np.zeros(n_features), np.ones(n_features),
+                              np.zeros((0, n_features), np.float32))
+    profile = mine.profile or TrainingProfile(empty)
+    own = profile.statistics
     counts = np.array([mine.records, mine.good,
                        *(mine.bad_by_reason.get(reason, 0) for reason in BAD_REASONS)], np.int64)
     moments = np.zeros((workers, 1 + 2 * n_features))
@@ -166,15 +186,23 @@ def _group_summary(mine: ReadSummary, n_features: int, group: Group) -> ReadSumm
     samples[first:first + len(own.sample)] = own.sample
     (samples,) = group.all_sum([samples], "sharing the row samples")
     edges = np.concatenate([[0], np.cumsum(sizes)])
-    parts = [FeatureStatistics(int(row[0]), row[1:1 + n_features], row[1 + n_features:],
-                               samples[edges[worker]:edges[worker + 1]])
-             for worker, row in enumerate(moments)]
+    statistics = merge_statistics([
+        FeatureStatistics(int(row[0]), row[1:1 + n_features], row[1 + n_features:],
+                          samples[edges[worker]:edges[worker + 1]])
+        for worker, row in enumerate(moments)])
+    held_labels = held.profile.labels if held.profile is not None else {}
+    shared = json.dumps({"values": profile.values, "labels": profile.labels,
+                         "target": profile.target, "held": held_labels}).encode()
+    parts = [json.loads(part) for part in group.gather(shared, "sharing the values seen")]
+    whole = replace(merge_profiles([TrainingProfile(empty, part["values"], part["labels"],
+                                                    tuple(part["target"])) for part in parts]),
+                    statistics=statistics)
+    held_whole = merge_profiles([TrainingProfile(empty, {}, part["held"]) for part in parts])
     summary = ReadSummary(records=int(total_counts[0]), good=int(total_counts[1]),
                           bad_by_reason={reason: int(count) for reason, count
                                          in zip(BAD_REASONS, total_counts[2:], strict=True)
-                                         if count})
-    summary.statistics = merge_statistics(parts)
-    return summary
+                                         if count}, profile=whole)
+    return summary, held_whole
 
 
 def _train(spec: StreamingTrainingJobSpec, identity: RunIdentity, connection: KafkaConnection,
@@ -195,19 +223,22 @@ def _train(spec: StreamingTrainingJobSpec, identity: RunIdentity, connection: Ka
                    validationOffsets={str(p): list(span) for p, span in sorted(validation.items())},
                    workers=workers, shares=[{str(p): list(span) for p, span in sorted(share.items())}
                                             for share in shares])
-    n_features, client = len(data.feature_names), spec.kafka.client
+    client, rule = spec.kafka.client, learning_rule(spec.model.task, spec.model.classes)
     with TrainProgress(False) as display:
-        own = (read_all(connection, train.topic, mine, data, train.cache, display, client)
+        own = (read_all(connection, train.topic, mine, data, train.cache, display, client, rule)
                if record_count(mine) else ReadSummary())
-        held = (read_all(connection, train.topic, checks_mine, data, True, display, client)
-                if record_count(checks_mine) else ReadSummary())
-    both = merged(own, held)
-    both.statistics = own.statistics  # transforms are chosen from training rows only
+        held = (read_all(connection, train.topic, checks_mine, data, True, display, client,
+                         rule) if record_count(checks_mine) else ReadSummary())
+    both = merged(own, held)  # transforms are chosen from training rows only: `own`'s profile
     if both.dead_letters and data.dead_letter_topic is not None:
         send_dead_letters(connection, data.dead_letter_topic, train.topic, both.dead_letters)
-    summary = _group_summary(both, n_features, group)
+    summary, held_labels = _group_summary(both, held, data, group)
     results["recordsThisRun"] = summary.records
     check_bad_records(summary, train.topic, data)
+    assert summary.profile is not None
+    facts = task_facts(spec, summary.profile, [held_labels])
+    results.update(task_results(facts))
+    own, held = with_classes(own, facts), with_classes(held, facts)
     goods = np.zeros((2, workers), np.int64)
     goods[:, index] = own.good, held.good
     (goods,) = group.all_sum([goods], "counting records")
@@ -216,20 +247,22 @@ def _train(spec: StreamingTrainingJobSpec, identity: RunIdentity, connection: Ka
     steps = max(-(-int(count) // size) for count, size in zip(goods[0], share, strict=True)
                 if size)
 
-    plan = feature_plan(spec.model, summary.statistics)
+    plan = feature_plan(spec.model, summary.profile)
     decay_steps = train.epochs * steps if train.learning_rate_schedule == "cosine" else None
     with group.strategy.scope():
-        model = build_model(spec.model, n_features, summary.statistics, plan, decay_steps)
+        model = build_model(spec.model, data, summary.profile, facts, plan, decay_steps,
+                            artifacts.model_file)
         model.optimizer.build(model.trainable_variables)
-    preprocessing = describe_preprocessing(spec.model, plan, data.feature_names)
+    preprocessing = describe_preprocessing(spec.model, plan, data.numeric_names,
+                                           encodings(data, summary.profile, spec.model))
     results.update(preprocessing=preprocessing, modelSummary=model_summary(model))
     if group.chief:
         restore_checkpoint(artifacts.checkpoints, state, model)
     _sync_variables(model, group)
     resumed_at = (state.epochs_done, state.batches_done)
-    rows = (training_rows(own, connection, train.topic, mine, data, train.cache, client)
-            if own.good else tf.data.Dataset.from_tensor_slices(
-                (np.zeros((0, n_features), np.float32), np.zeros(0, np.float32))))
+    rows = (training_rows(own, connection, train.topic, mine, data, train.cache, client,
+                          reading_rule(facts))
+            if own.good else tf.data.Dataset.from_tensor_slices(kept_rows(ReadSummary(), data)))
     stop = threading.Event()
     checkpointer = Checkpointer(artifacts.checkpoints, state, train.checkpoint_every_seconds,
                                 steps, stop, train.early_stopping if validated else None)
@@ -237,7 +270,7 @@ def _train(spec: StreamingTrainingJobSpec, identity: RunIdentity, connection: Ka
     # The chief logs each epoch's figures for TensorBoard, as Keras' callback names them.
     board = (tf.summary.create_file_writer(str(artifacts.tensorboard / "train"))
              if group.chief else tf.summary.create_noop_writer())
-    checks = validation_rows(held) if validated else None
+    checks = validation_rows(held, data) if validated else None
     started = time.perf_counter()
     with stop_on_sigterm(stop), board.as_default():
         _epochs(model, rows, checks, spec, state, group, checkpointer, max(share[index], 1),
@@ -256,7 +289,10 @@ def _train(spec: StreamingTrainingJobSpec, identity: RunIdentity, connection: Ka
     epoch_of_model = state.best_epoch if state.best_weights_file else state.epochs_done
     results["exportedEpoch"] = epoch_of_model
     if group.chief:
-        plain = build_model(spec.model, n_features, summary.statistics, plan, decay_steps)
+        # The same network outside the strategy: a clone keeps every layer's name (a user's
+        # factory called again would number its layers anew), so the variables match by name.
+        plain = keras.models.clone_model(model)
+        compile_model(plain, spec.model, decay_steps)
         _export(model, plain, spec, artifacts, state)
     group.barrier("the chief exported the model")
     epochs_run = int(results["epochsRun"])
@@ -265,15 +301,13 @@ def _train(spec: StreamingTrainingJobSpec, identity: RunIdentity, connection: Ka
     return PodReport(
         mode="train", ok=True,
         metrics=Metrics(
-            train_loss=figure_at(history, "loss", epoch_of_model),
-            train_accuracy=figure_at(history, "accuracy", epoch_of_model),
-            validation_loss=figure_at(history, "val_loss", epoch_of_model),
-            validation_accuracy=figure_at(history, "val_accuracy", epoch_of_model),
+            **history_metrics(history, epoch_of_model),
             records_trained=trained, records_validated=validated, bad_records=summary.bad,
             bad_records_by_reason=dict(sorted(summary.bad_by_reason.items()))),
         model_uri=artifacts.uri(artifacts.keras_model) if group.chief else None,
         epoch=state.epochs_done, records_per_second=round(rate, 1) if rate else None,
-        preprocessing=preprocessing["summary"], resume_ignored=ignored)
+        preprocessing=preprocessing["summary"], resume_ignored=ignored,
+        classes=list(facts.classes) if facts.classes else None)
 
 
 def _sync_variables(model: keras.Model, group: Group) -> None:
@@ -285,54 +319,60 @@ def _sync_variables(model: keras.Model, group: Group) -> None:
         variable.assign(value)
 
 
-def _step_function(model: keras.Model, group: Group) -> Callable[..., tf.Tensor]:
-    """One step of the group: [loss sum, correct] of this worker's rows, [rows, stop votes] of
-    the whole group."""
-    losses = keras.losses.BinaryCrossentropy(from_logits=False, reduction=None)
-    width = model.input_shape[-1]
+def _step_function(model: keras.Model, spec: StreamingTrainingJobSpec,
+                   group: Group) -> Callable[..., tf.Tensor]:
+    """One step of the group: [loss sum, figure sum] of this worker's rows (the figure: correct
+    predictions, or squared errors for regression), [rows, stop votes] of the whole group."""
+    facts = task_of(model)
+    losses = task_loss(facts, spec.model, reduction=None)
+    figure = batch_figure(facts)
 
-    def replica_step(features: tf.Tensor, labels: tf.Tensor, vote: tf.Tensor) -> tf.Tensor:
+    def replica_step(inputs: Any, labels: tf.Tensor, vote: tf.Tensor) -> tf.Tensor:
         context = tf.distribute.get_replica_context()
         rows = tf.cast(tf.shape(labels)[0], tf.float32)
         together = context.all_reduce(tf.distribute.ReduceOp.SUM, tf.stack([rows, vote]))
         with tf.GradientTape() as tape:
-            scores = model(features, training=True)
-            per_record = losses(tf.reshape(labels, [-1, 1]), scores)
+            outputs = model(inputs, training=True)
+            per_record = losses(tf.reshape(labels, [-1, 1]), outputs)
             loss = tf.nn.compute_average_loss(
                 per_record, global_batch_size=tf.cast(tf.maximum(together[0], 1.0), tf.int64))
         gradients = tape.gradient(loss, model.trainable_variables)
         model.optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
-        correct = tf.reduce_sum(tf.cast(tf.equal(tf.reshape(scores, [-1]) > 0.5, labels > 0.5),
-                                        tf.float32))
-        return tf.concat([tf.stack([tf.reduce_sum(per_record), correct]), together], 0)
+        figures = tf.stack([tf.reduce_sum(per_record), figure(labels, outputs)])
+        return tf.concat([figures, together], 0)
 
-    def step(features: tf.Tensor, labels: tf.Tensor, vote: tf.Tensor) -> tf.Tensor:
-        result = group.strategy.run(replica_step, args=(features, labels, vote))
+    def step(inputs: Any, labels: tf.Tensor, vote: tf.Tensor) -> tf.Tensor:
+        result = group.strategy.run(replica_step, args=(inputs, labels, vote))
         local: tf.Tensor = group.strategy.experimental_local_results(result)[0]
         return local
 
     compiled: Callable[..., tf.Tensor] = tf.function(step, input_signature=[
-        tf.TensorSpec([None, width], tf.float32), tf.TensorSpec([None], tf.float32),
+        input_signature(spec.data), tf.TensorSpec([None], tf.float32),
         tf.TensorSpec([], tf.float32)])
     return compiled
 
 
-def _validate(model: keras.Model, checks: tf.data.Dataset | None, group: Group) -> dict[str, float]:
+VALIDATION_FIGURES = {"binary": ("accuracy", "auc"), "multiclass": ("accuracy",),
+                      "regression": ("rmse", "mae")}
+"""Figures of the validation slice in the history (`val_<name>`) per task, besides the loss."""
+
+
+def _validate(model: keras.Model, checks: tf.data.Dataset | None, spec: StreamingTrainingJobSpec,
+              group: Group) -> dict[str, float]:
     """The group's validation figures (every worker scores its share of the slice; the sums
-    are one trainer's on the whole slice): `val_loss`, `val_accuracy`, `val_auc`."""
-    tally = Tally()
-    for features, labels in checks if checks is not None else ():
-        tally.add_scores(labels.numpy(), model(features, training=False).numpy())
-    counts = np.array([tally.true_positives, tally.false_positives, tally.true_negatives,
-                       tally.false_negatives, tally.loss_sum])
-    counts, positive, negative = group.all_sum(
-        [counts, tally.positive_bins, tally.negative_bins], "summing the validation")
-    tp, fp, tn, fn = (int(count) for count in counts[:4])
-    whole = Tally(tp, fp, tn, fn, float(counts[4]), positive.astype(np.int64),
-                  negative.astype(np.int64))
-    figures = whole.summary()
-    return {"val_loss": figures["loss"], "val_accuracy": figures["accuracy"],
-            "val_auc": figures["auc"]}
+    are one trainer's on the whole slice): `val_loss` and the task's (`val_accuracy`, ...)."""
+    facts = task_of(model)
+    losses = task_loss(facts, spec.model, reduction=None)
+    tally = new_tally(facts.task, facts.classes)
+    loss = np.zeros(2)
+    for inputs, labels in checks if checks is not None else ():
+        outputs = model(inputs, training=False)
+        loss += (float(tf.reduce_sum(losses(tf.reshape(labels, [-1, 1]), outputs))), len(labels))
+        tally.add(labels.numpy(), outputs.numpy())
+    summed = group.all_sum([loss, *tally.arrays()], "summing the validation")
+    figures = tally.from_arrays(summed[1:]).figures()
+    return {"val_loss": summed[0][0] / max(summed[0][1], 1.0),
+            **{f"val_{name}": figures[name] for name in VALIDATION_FIGURES[facts.task]}}
 
 
 def _epochs(model: keras.Model, rows: tf.data.Dataset, checks: tf.data.Dataset | None,
@@ -347,9 +387,9 @@ def _epochs(model: keras.Model, rows: tf.data.Dataset, checks: tf.data.Dataset |
     assert spec.train is not None
     steps, records = steps_records
     epochs, batch_size = spec.train.epochs, spec.train.batch_size
-    step = _step_function(model, group)
-    width = model.input_shape[-1]
-    empty = (tf.zeros([0, width], tf.float32), tf.zeros([0], tf.float32))
+    step = _step_function(model, spec, group)
+    facts = task_of(model)
+    empty = (empty_inputs(spec.data), tf.zeros([0], tf.float32))
     for epoch in range(state.epochs_done, spec.train.epochs):
         if checkpointer.stop.is_set() or state.stopped_early:
             return
@@ -358,12 +398,13 @@ def _epochs(model: keras.Model, rows: tf.data.Dataset, checks: tf.data.Dataset |
         batches = iter(epoch_dataset(rows, spec, epoch, skipped, batch_size=share))
         totals = np.zeros(3)
         for number in range(skipped, steps):
-            features, labels = next(batches, empty)
+            inputs, labels = next(batches, empty)
             if on_batch is not None and len(labels):
-                on_batch(epoch, features.numpy())
+                on_batch(epoch, np.asarray(inputs[FEATURES] if isinstance(inputs, dict)
+                                           else inputs))
             vote = tf.constant(1.0 if checkpointer.stop.is_set() else 0.0)
             with peers_needed(f"training epoch {epoch + 1}, step {number + 1}"):
-                out = np.asarray(step(features, labels, vote))
+                out = np.asarray(step(inputs, labels, vote))
             totals += (out[0], out[1], len(labels))
             if out[3] > 0:
                 checkpointer.stop.set()  # every worker saw the same vote
@@ -375,18 +416,18 @@ def _epochs(model: keras.Model, rows: tf.data.Dataset, checks: tf.data.Dataset |
                 state.batches_done = number + 1
             if checkpointer.stop.is_set() and number + 1 < steps:
                 return  # the chief saved this step
-        loss_sum, correct, count = group.all_sum([totals], "summing the epoch")[0]
-        logs = {"loss": loss_sum / max(count, 1.0), "accuracy": correct / max(count, 1.0)}
+        loss_sum, figure_sum, count = group.all_sum([totals], "summing the epoch")[0]
+        logs = epoch_figures(facts, loss_sum, figure_sum, count)
         if checkpointer.early is not None:
             with peers_needed(f"validating epoch {epoch + 1}"):
-                logs.update(_validate(model, checks, group))
+                logs.update(_validate(model, checks, spec, group))
         for key, value in logs.items():
             tf.summary.scalar(f"epoch_{key}", value, step=epoch)
         if group.chief:
             checkpointer.on_epoch_end(epoch, logs)
             live.report(records=(epoch + 1) * records, records_total=epochs * records,
                         epoch=epoch + 1, epochs=epochs, loss=logs["loss"],
-                        accuracy=logs["accuracy"])
+                        accuracy=logs.get("accuracy"))
         else:
             state.epochs_done, state.batches_done = epoch + 1, 0
         if checkpointer.early is not None:
