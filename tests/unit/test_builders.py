@@ -252,7 +252,7 @@ def test_a_pod_that_fails_for_good_fails_the_job_without_retries_and_a_crash_is_
     job = build_job_manifest("susy", "ns", "u", "evaluate", SPEC, KafkaAccess("k:9092"))
     rules = job["spec"]["podFailurePolicy"]["rules"]
     assert rules == [{"action": "FailJob", "onExitCodes": {
-        "containerName": "evaluate", "operator": "In", "values": [2, 3, 4, 5, 6, 7, 8]}}]
+        "containerName": "evaluate", "operator": "In", "values": [2, 3, 4, 5, 6, 7, 8, 9]}}]
     fail_job = set(rules[0]["onExitCodes"]["values"])
     assert {row.exit_code for row in PERMANENT_FAILURES} == fail_job
     # A failure, a crash, an OOM kill or SIGTERM: counted against backoffLimit and retried.
