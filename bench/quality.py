@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated family names (default: all)")
     parser.add_argument("--output", type=Path, default=Path("quality-results.json"))
     arguments = parser.parse_args(argv)
-    console = Console()
+    console = Console(width=120)
     if arguments.bootstrap is None:
         # tensorflow-io's readers crash their process when the broker goes away first: the
         # child that reads exits while the broker still runs.

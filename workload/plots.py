@@ -23,16 +23,17 @@ def training_curve(history: Mapping[str, Sequence[float]], path: Path, title: st
 
     The PNG is written under a temporary name and renamed, so a reader never sees half a file.
     """
-    panels = [(key, label) for key, label in PANELS if history.get(key)]
+    panels = [(key, label) for key, label in PANELS
+              if history.get(key) or history.get(f"val_{key}")]
     figure, axes = plt.subplots(1, max(1, len(panels)), figsize=(4.5 * max(1, len(panels)), 3.6))
     axes_list = list(axes) if len(panels) > 1 else [axes]
     for axis, (key, label) in zip(axes_list, panels, strict=False):
-        values = list(history[key])
-        epochs = range(1, len(values) + 1)
-        axis.plot(epochs, values, marker="o", label="train")
-        validation = history.get(f"val_{key}")
+        values = list(history.get(key) or [])
+        if values:
+            axis.plot(range(1, len(values) + 1), values, marker="o", label="train")
+        validation = list(history.get(f"val_{key}") or [])
         if validation:
-            axis.plot(epochs, list(validation), marker="s", label="validation")
+            axis.plot(range(1, len(validation) + 1), validation, marker="s", label="validation")
             axis.legend()
         axis.set_xlabel("epoch")
         axis.set_title(label)

@@ -114,3 +114,23 @@ def test_a_users_keras_file_is_the_starting_point_and_a_misfit_fails_at_start(
     assert wrong["train"].message == (
         "model.factory 'tests.integration.user_models:wrong_output' ends in shape (batch, 2), "
         "but task regression needs (batch, 1)")
+
+
+def test_a_group_of_two_workers_trains_a_users_multiclass_model_on_categorical_fields(
+        kafka: KafkaHandle, tmp_path: Path) -> None:
+    spec = job(kafka, TICKETS, tmp_path, topics(kafka, TICKETS, 34),
+               {"factory": "tests.integration.user_models:build_router"}, epochs=2)
+    spec = parse_spec({**spec.model_dump(mode="json", by_alias=True, exclude_none=True),
+                       "online": None, "trainer": {"replicas": 2}})
+    artifacts = Artifacts(tmp_path)
+
+    reports = phases(run_phases("router-group", spec, KafkaConnection(kafka.bootstrap_servers),
+                                artifacts, progress=False))
+
+    assert all(report.ok for report in reports.values()), [r.message for r in reports.values()]
+    results = json.loads(artifacts.results("train").read_text())
+    assert results["workers"] == 2 and results["classes"] == sorted(TICKETS.classes)
+    assert reports["train"].classes == sorted(TICKETS.classes)
+    assert (reports["evaluate"].metrics.eval_accuracy or 0) > 0.4
+    assert isinstance(load_model(artifacts.keras_model).get_layer("router").get_layer("gate"),
+                      Gate)
