@@ -489,8 +489,10 @@ class ModelSpec(SpecModel):
     output: OutputSpec = Field(default_factory=OutputSpec)
     """Where to write the model and its artefacts."""
     source: ModelSourceSpec | None = None
-    """A model trained by another job, for a job that evaluates or learns online without
-    training (online starts from it). Absent: the job's own trained model."""
+    """A model trained by another job: what a job that evaluates or learns online without
+    training uses (online starts from it), or, with `train`, the starting point of training
+    (its preparation, task, classes and weights kept; trained further on this job's data).
+    Absent: the job's own trained model."""
 
     RULES = (
         Rule(lambda model: model.classes is None or model.task == "multiclass",
@@ -609,10 +611,12 @@ class StreamingTrainingJobSpec(SpecModel):
         Rule(lambda spec: bool(spec.phases),
              " || ".join(f"has(self.{mode})" for mode in MODES),
              f"set at least one of {', '.join(MODES[:-1])} and {MODES[-1]}"),
-        Rule(lambda spec: spec.train is None or spec.model.source is None,
-             "!has(self.train) || !has(self.model.source)",
-             "model.source is for jobs that do not train: a job with train uses the model it "
-             "trains", field="model.source"),
+        Rule(lambda spec: spec.train is None or spec.model.source is None
+             or not spec.model.user_model,
+             "!has(self.train) || !has(self.model.source) || "
+             "!(has(self.model.file) || has(self.model.factory))",
+             "model.source with train is the starting point of training: it excludes model.file "
+             "and model.factory", field="model.source"),
         Rule(lambda spec: spec.evaluate is None or spec.train is not None
              or spec.model.source is not None,
              "!has(self.evaluate) || has(self.train) || has(self.model.source)",

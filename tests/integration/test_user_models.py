@@ -14,6 +14,8 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 from tests.conftest import KafkaHandle  # noqa: E402
 from tests.integration.test_tasks import ONLINE_ROWS, TEST_ROWS, TRAIN_ROWS, phases, produce  # noqa: E402
@@ -134,3 +136,36 @@ def test_a_group_of_two_workers_trains_a_users_multiclass_model_on_categorical_f
     assert (reports["evaluate"].metrics.eval_accuracy or 0) > 0.4
     assert isinstance(load_model(artifacts.keras_model).get_layer("router").get_layer("gate"),
                       Gate)
+
+
+def test_another_jobs_model_is_the_starting_point_of_training(
+        kafka: KafkaHandle, tmp_path: Path) -> None:
+    names = topics(kafka, TICKETS, 35)
+    connection = KafkaConnection(kafka.bootstrap_servers)
+    first = job(kafka, TICKETS, tmp_path / "first", names, {"layers": [{"dense": 16}]}, epochs=2)
+    first = parse_spec({**first.model_dump(mode="json", by_alias=True, exclude_none=True),
+                        "online": None})
+    assert all(r.ok for r in run_phases("first", first, connection,
+                                        local_folders(first, tmp_path / "first"),
+                                        progress=False))
+    # Trained further with a step size too small to move it: it stays the first job's model.
+    document = first.model_dump(mode="json", by_alias=True, exclude_none=True)
+    document["model"].update(source={"job": "first"}, learningRate=1e-9, task="multiclass")
+    document["train"]["epochs"] = 1
+    document["evaluate"]["consumerGroup"] = f"eval-{uuid.uuid4().hex[:8]}"
+    second = parse_spec(document)
+    artifacts = local_folders(second, tmp_path / "second")
+
+    reports = phases(run_phases("second", second, connection, artifacts, progress=False))
+
+    assert all(report.ok for report in reports.values()), [r.message for r in reports.values()]
+    assert reports["train"].preprocessing == "the source model's own (model.source)"
+    assert reports["train"].classes == sorted(TICKETS.classes)
+    started, trained = (load_model(folder / "model.keras")
+                        for folder in (tmp_path / "first", tmp_path / "second"))
+    for before, after in zip(started.weights, trained.weights, strict=True):
+        assert before.path == after.path
+        np.testing.assert_allclose(np.asarray(after), np.asarray(before), atol=1e-5)
+    assert reports["evaluate"].metrics.eval_accuracy == pytest.approx(
+        json.loads((tmp_path / "first" / "results-evaluate.json").read_text())["metrics"][
+            "evalAccuracy"], abs=0.01)

@@ -29,6 +29,8 @@ One path for one trainer and for every worker of a group (`trainer.replicas`
    its checkpoint says are done (only a checkpoint of this job with the same
    data and model settings, see `workload.identity`); SIGTERM stops at the
    next batch with a checkpoint.
+   With `model.source` training starts from that model instead (its
+   preparation, task, classes and weights kept).
 5. Restore the best epoch's weights (`earlyStopping.restoreBestWeights`),
    export the model (Keras file + SavedModel; a group's chief exports a
    clone built outside the strategy), draw the training curve, write
@@ -64,10 +66,12 @@ from workload.model.build import (
     describe_preprocessing,
     encodings,
     feature_plan,
+    load_model,
     model_summary,
 )
 from workload.model.export import export_model
-from workload.model.profile import ProfileError
+from workload.model.profile import ProfileError, TaskFacts
+from workload.model.task import task_of
 from workload.model.user import UserModelError
 from workload.modes.agreement import agreed_state, group_summary
 from workload.modes.checkpoint import (
@@ -147,10 +151,31 @@ def run_train(name: str, spec: StreamingTrainingJobSpec, connection: KafkaConnec
     return report
 
 
+def _starting_model(spec: StreamingTrainingJobSpec, artifacts: Artifacts,
+                    group: Group) -> keras.Model | None:
+    """With `model.source`, the model training starts from (built in the group's strategy):
+    its preparation, task, classes and weights are kept; `None` without a source."""
+    if spec.model.source is None:
+        return None
+    path = artifacts.source_model
+    if path is None or not path.exists():
+        raise TrainError(f"model.source: no trained model at {path or 'a mounted source'}: "
+                         "the source has not trained one there")
+    with group.strategy.scope():
+        model = load_model(path, spec.data)
+    found = task_of(model).task
+    if found != spec.model.task:
+        raise ShapeMismatch(f"the source model at {path} predicts task {found}, "
+                            f"spec.model.task says {spec.model.task}")
+    return model
+
+
 def _read(spec: StreamingTrainingJobSpec, connection: KafkaConnection, group: Group,
           training: dict[int, tuple[int, int]], validation: dict[int, tuple[int, int]],
-          progress: bool, results: dict[str, Any]) -> tuple[ReadSummary, ReadSummary]:
-    """This worker's share of the training and validation ranges, read and decoded."""
+          progress: bool, results: dict[str, Any],
+          known: TaskFacts | None = None) -> tuple[ReadSummary, ReadSummary]:
+    """This worker's share of the training and validation ranges, read and decoded (labels as
+    `known`, the starting model's facts, say; else learning the classes if need be)."""
     assert spec.train is not None
     train, data = spec.train, spec.data
     workers, index = group.replica.count, group.replica.index
@@ -160,7 +185,9 @@ def _read(spec: StreamingTrainingJobSpec, connection: KafkaConnection, group: Gr
     if group.grouped:
         results.update(workers=workers, shares=[
             {str(p): list(span) for p, span in sorted(share.items())} for share in shares])
-    client, rule = spec.kafka.client, learning_rule(spec.model.task, spec.model.classes)
+    client = spec.kafka.client
+    rule = (reading_rule(known) if known is not None
+            else learning_rule(spec.model.task, spec.model.classes))
     with TrainProgress(progress) as display:
         own = (read_all(connection, train.topic, mine, data, train.cache, display, client, rule)
                if record_count(mine) else ReadSummary())
@@ -189,12 +216,15 @@ def _train(spec: StreamingTrainingJobSpec, identity: RunIdentity, connection: Ka
     training, validation = split_validation(state.offsets, train.validation_fraction)
     results.update(offsets={str(p): list(span) for p, span in sorted(state.offsets.items())},
                    validationOffsets={str(p): list(span) for p, span in sorted(validation.items())})
-    own, held = _read(spec, connection, group, training, validation, progress, results)
+    start = _starting_model(spec, artifacts, group)
+    own, held = _read(spec, connection, group, training, validation, progress, results,
+                      task_of(start) if start is not None else None)
     summary, held_labels = group_summary(merged(own, held), held, data, group)
     results["recordsThisRun"] = summary.records
     check_bad_records(summary, train.topic, data)
     assert summary.profile is not None
-    facts = task_facts(spec, summary.profile, [held_labels])
+    facts = (task_of(start) if start is not None
+             else task_facts(spec, summary.profile, [held_labels]))
     results.update(task_results(facts))
     own, held = with_classes(own, facts), with_classes(held, facts)
     goods = np.zeros((2, group.replica.count), np.int64)
@@ -205,14 +235,20 @@ def _train(spec: StreamingTrainingJobSpec, identity: RunIdentity, connection: Ka
     plan = Plan(max(-(-int(count) // size) for count, size in zip(goods[0], share, strict=True)
                     if size), trained, max(share[group.replica.index], 1))
 
-    features = feature_plan(spec.model, summary.profile)
+    features = feature_plan(spec.model, summary.profile) if start is None else None
     decay_steps = train.epochs * plan.steps if train.learning_rate_schedule == "cosine" else None
     with group.strategy.scope():
-        model = build_model(spec.model, data, summary.profile, facts, features, decay_steps,
-                            artifacts.model_file)
+        if start is None:
+            model = build_model(spec.model, data, summary.profile, facts, features, decay_steps,
+                                artifacts.model_file)
+        else:
+            model = start
+            compile_model(model, spec.model, decay_steps)
         model.optimizer.build(model.trainable_variables)
-    preprocessing = describe_preprocessing(spec.model, features, data.numeric_names,
-                                           encodings(data, summary.profile, spec.model))
+    preprocessing = (describe_preprocessing(spec.model, features, data.numeric_names,
+                                            encodings(data, summary.profile, spec.model))
+                     if start is None else {"choice": "model.source",
+                                            "summary": "the source model's own (model.source)"})
     results.update(preprocessing=preprocessing, modelSummary=model_summary(model))
     if group.chief:
         restore_checkpoint(artifacts.checkpoints, state, model)
