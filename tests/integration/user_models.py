@@ -10,7 +10,7 @@ import keras
 from workload.model.user import ModelRequest
 
 
-@keras.saving.register_keras_serializable(package="team")
+@keras.saving.register_keras_serializable(package="streamtrain_tests")
 class Gate(keras.layers.Layer):  # type: ignore[misc]
     """x * sigmoid(w x): a custom layer of the team's."""
 
