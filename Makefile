@@ -57,7 +57,7 @@ setup-tfio: $(TFIO_STAMP)  ## The tensorflow-io client's own environment (Tensor
 kafka-jars: setup  ## Kafka broker jars only (all the demo needs)
 	$(PY) -m localparts install kafka
 
-parts: setup  ## Kafka broker jars, Kubernetes control plane, helm and Kueue binaries
+parts: setup  ## Kafka broker jars, the schema registry, Kubernetes control plane, helm and Kueue binaries
 	$(PY) -m localparts install
 
 demo: kafka-jars  ## The main job: the Kafka tutorial end to end on a local broker
