@@ -73,6 +73,8 @@ def run_mode(
     # writes a phase's results.
     if report.ok and replica.chief:
         record_phase_time(artifacts.results(mode), time.monotonic() - started)
+        if spec.data.format == "avro":
+            record_schemas(artifacts.results(mode), spec, mode)
     return report
 
 
@@ -163,6 +165,21 @@ def record_phase_time(results: Path, seconds: float) -> None:
     document["phaseSeconds"] = round(seconds, 3)
     if isinstance(records, int) and seconds > 0:
         document["phaseRecordsPerSecond"] = round(records / seconds, 1)
+    write_json_atomic(results, document)
+
+
+def record_schemas(results: Path, spec: StreamingTrainingJobSpec, mode: Mode) -> None:
+    """Add an Avro phase's schemas to its results file: the reader's (subject, version, id) and
+    the records this pod read per writer schema id (`schemaIds`)."""
+    from workload.data.decode import avro_decoder_of
+
+    document = read_json(results)
+    decoder = avro_decoder_of(spec.data, getattr(spec, mode).topic)
+    if not isinstance(document, dict) or decoder is None:
+        return
+    document["readerSchema"] = {"subject": decoder.subject, "version": decoder.reader_version,
+                                "id": decoder.reader_id}
+    document["schemaIds"] = {str(key): count for key, count in sorted(decoder.schema_ids.items())}
     write_json_atomic(results, document)
 
 

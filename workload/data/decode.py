@@ -12,6 +12,9 @@ Layouts (from `DataSpec`):
 - JSON objects whose fields `columns` names, a dotted name (`features.pt`)
   being a path into nested objects; the label is the key or one of the
   fields (`workload.data.json_decode`).
+- Avro in the Confluent wire format, schemas from a registry, fields named
+  as for JSON (`workload.data.avro_decode`, which lists its own reasons:
+  `invalid_avro`, `unknown_schema`, `registry_unreachable`).
 
 Reasons a record is set aside, checked in this order (the first one wins):
 - `empty`: the value is empty or only whitespace;
@@ -36,16 +39,21 @@ from __future__ import annotations
 import atexit
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from workload.spec import DataSpec
 
+if TYPE_CHECKING:
+    from workload.data.avro_decode import AvroDecoder
+
 FORMAT_REASONS: dict[str, tuple[str, ...]] = {
     "csv": ("empty", "oversized", "field_count", "non_numeric", "bad_key"),
     "json": ("empty", "oversized", "invalid_json", "missing_field", "non_numeric", "bad_key"),
+    "avro": ("empty", "oversized", "invalid_avro", "unknown_schema", "registry_unreachable",
+             "missing_field", "non_numeric", "bad_key"),
 }
 """The reasons each format's decoder gives, in the order they are checked."""
 
@@ -117,10 +125,24 @@ _DECODERS: dict[str, Decoder] = {}
 atexit.register(_DECODERS.clear)  # dropped while TensorFlow is still whole, not at teardown
 
 
-def make_decoder(data: DataSpec) -> Decoder:
-    """The decoder of `data`'s layout (made once per process and layout; safe across threads)."""
-    key = data.model_dump_json(include={"format", "features", "columns", "label",
-                                        "max_record_bytes"})
+def _layout_key(data: DataSpec) -> str:
+    return data.model_dump_json(include={"format", "features", "columns", "label",
+                                         "max_record_bytes", "schema_registry", "schema_version"})
+
+
+def make_decoder(data: DataSpec, topic: str | None = None) -> Decoder:
+    """The decoder of `data`'s layout (made once per process and layout; safe across threads).
+    Avro records are read as the schema of `topic`'s subject says (the reader's schema, fetched
+    from the registry now)."""
+    key = _layout_key(data)
+    if data.format == "avro":
+        from workload.data.avro_decode import AvroDecoder, subject_of
+
+        subject = subject_of(data, topic or "")
+        key = f"{key}\n{subject}"
+        if key not in _DECODERS:
+            _DECODERS[key] = AvroDecoder(data, subject)
+        return _DECODERS[key]
     if key not in _DECODERS:
         if data.format == "json":
             from workload.data.json_decode import JsonDecoder
@@ -131,6 +153,14 @@ def make_decoder(data: DataSpec) -> Decoder:
 
             _DECODERS[key] = CsvDecoder(data)
     return _DECODERS[key]
+
+
+def avro_decoder_of(data: DataSpec, topic: str) -> AvroDecoder | None:
+    """The Avro decoder this process made for `data` and `topic`, if any (its schema figures)."""
+    from workload.data.avro_decode import AvroDecoder, subject_of
+
+    made = _DECODERS.get(f"{_layout_key(data)}\n{subject_of(data, topic)}")
+    return made if isinstance(made, AvroDecoder) else None
 
 
 def sum_counts(total: dict[str, int], counts: dict[str, int]) -> None:

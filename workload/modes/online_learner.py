@@ -78,7 +78,7 @@ class OnlineLearner:
                     self._use(load_model(start, self._width))
                     self.started_from = str(start)
                     break
-        self._decode = make_decoder(spec.data)
+        self._decode = make_decoder(spec.data, self._online.topic)
         self._records_at_export = self.records
         self._time_at_export = time.monotonic()
 

@@ -113,7 +113,7 @@ class Scorer:
         # Compiled once per run: a chunk never re-traces.
         self._predict = tf.function(
             predict, input_signature=[tf.TensorSpec([None, width], tf.float32)], autograph=False)
-        self._decode = make_decoder(data)
+        self._decode = make_decoder(data, topic)
 
     def score(self, ranges: dict[int, tuple[int, int]]) -> Tally:
         """The tally of every record in `ranges` (per partition `[start, stop)`).

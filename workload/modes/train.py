@@ -138,7 +138,7 @@ def decoded_batches(connection: KafkaConnection, topic: str,
                     client: KafkaClient = "librdkafka"
                     ) -> Iterator[tuple[list[bytes], list[bytes], Decoded]]:
     """Kafka to decoded batches: each batch's keys and values with what they decoded to."""
-    decode = make_decoder(data)
+    decode = make_decoder(data, topic)
     try:
         for keys, values in read_ahead(record_batches(connection, topic, offsets, client)):
             yield keys, values, decode(keys, values)
