@@ -30,7 +30,7 @@ from pathlib import Path
 
 from localparts.cache import cache_root, require_tool, run
 from localparts.errors import LocalPartError
-from localparts.ports import LOOPBACK, free_port
+from localparts.ports import LOOPBACK, free_port, port_open
 from localparts.process import ServerProcess, spawn, wait_until
 
 APICURIO_VERSION = "3.3.3"
@@ -119,11 +119,13 @@ class Registry:
     """The HTTP API's port on 127.0.0.1."""
     management_port: int
     """Quarkus' management port on 127.0.0.1 (`/health/ready`)."""
+    scheme: str = "http"
+    """`https` when started with `quarkus.http.ssl-port` (the API then serves only TLS there)."""
 
     @property
     def url(self) -> str:
         """The Confluent-compatible API, as clients (`schemaRegistry.url`) use it."""
-        return f"http://{LOOPBACK}:{self.port}{API_PATH}"
+        return f"{self.scheme}://{LOOPBACK}:{self.port}{API_PATH}"
 
     def stop(self) -> None:
         """SIGTERM (in-memory storage: everything registered is gone)."""
@@ -165,9 +167,12 @@ def start(data_dir: Path, *, version: str = APICURIO_VERSION,
     port, management_port = free_port(), free_port()
     process = spawn("apicurio-registry", command(app, port, management_port, properties),
                     data_dir / "registry.log", cwd=data_dir)
-    registry = Registry(process, port, management_port)
+    api_port = int((properties or {}).get("quarkus.http.ssl-port", port))
+    registry = Registry(process, api_port, management_port,
+                        "https" if api_port != port else "http")
     process.details = {"url": registry.url, "management_port": str(management_port)}
-    wait_until(process, lambda: ready(management_port), START_TIMEOUT_S,
+    # The management port answers before the API's own port is bound: wait for both.
+    wait_until(process, lambda: ready(management_port) and port_open(api_port), START_TIMEOUT_S,
                "starting the schema registry")
     return registry
 

@@ -26,6 +26,8 @@ from workload.contract import (
     FailureReason,
     Mode,
 )
+from workload.data.avro_schema import SchemaError
+from workload.data.schema_registry import RegistryError
 from workload.kafka.admin import TopicMissing, topic_partitions
 from workload.kafka.connection import KafkaConnection
 from workload.kafka.probe import (
@@ -94,6 +96,8 @@ def _run_mode(mode: Mode, name: str, spec: StreamingTrainingJobSpec,
                            job_uid, replica)
     except PermanentError as error:  # one a mode did not catch itself
         return PodReport(mode=mode, ok=False, message=str(error), reason=error.reason)
+    except (SchemaError, RegistryError) as error:  # the reader's schema, as a phase starts
+        return PodReport(mode=mode, ok=False, message=f"schema registry: {error}")
 
 
 def _start_mode(mode: Mode, name: str, spec: StreamingTrainingJobSpec,
