@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import sys
 from pathlib import Path
@@ -24,7 +25,7 @@ from pathlib import Path
 from workload.artifacts import write_json_atomic
 from workload.contract import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, MODES, exit_code_for
 from workload.kafka.connection import KafkaConnection, connection_for
-from workload.spec import SpecError, load_job_file
+from workload.spec import DataSpec, SpecError, load_job_file
 from workload.status import PodReport
 
 
@@ -122,8 +123,6 @@ def command_run_mode(arguments: argparse.Namespace) -> int:
 def command_produce(arguments: argparse.Namespace) -> int:
     """Write a train/test split into two topics."""
     from workload.datagen.produce import produce_split
-    from workload.spec import DataSpec
-
     bootstrap = arguments.bootstrap_servers or _local_bootstrap()
     if arguments.susy:
         from workload.datagen.susy import load_susy
@@ -133,16 +132,33 @@ def command_produce(arguments: argparse.Namespace) -> int:
         from workload.datagen.families import FAMILIES
 
         data = FAMILIES[arguments.family].generate(arguments.rows, seed=arguments.seed)
+    layout = produce_layout(arguments, list(data.columns))
     report = produce_split(
         KafkaConnection(bootstrap), arguments.train_topic, arguments.test_topic, data,
         train_rows=int(data.rows * arguments.train_fraction),
         train_partitions=arguments.train_partitions, test_partitions=arguments.test_partitions,
-        data_spec=DataSpec(features=len(data.columns)), progress=not arguments.quiet)
+        data_spec=layout, progress=not arguments.quiet)
     print(f"wrote {report.records} records ({report.train.records} to {arguments.train_topic}, "
           f"{report.test.records} to {arguments.test_topic}) at "
           f"{report.records_per_second:,.0f} records/s; {len(data.columns)} features "
           f"(data.features: {len(data.columns)} in the job)")
+    if layout.format == "avro":
+        print("the job reads them with data: " + json.dumps(layout.model_dump(
+            mode="json", by_alias=True, include={"format", "columns", "label",
+                                                 "schema_registry"}, exclude_none=True)))
     return EXIT_OK
+
+
+def produce_layout(arguments: argparse.Namespace, columns: list[str]) -> DataSpec:
+    """What `streamtrain produce` writes: the tutorial's CSV, or Avro values whose fields are
+    the feature columns (the label in the key, as for CSV), schemas in `--schema-registry`."""
+    if arguments.format == "csv":
+        return DataSpec(features=len(columns))
+    if not arguments.schema_registry:
+        raise SystemExit("error: --format avro needs --schema-registry URL (e.g. "
+                         "`streamtrain-local registry up` prints one)")
+    return DataSpec.model_validate({"format": "avro", "columns": columns, "label": "key",
+                                    "schemaRegistry": {"url": arguments.schema_registry}})
 
 
 def _local_bootstrap() -> str:
@@ -195,6 +211,13 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("--family", default="tutorial", choices=list(FAMILIES),
                          help="generated data family (default: the tutorial's SUSY-like rows)")
     produce.add_argument("--susy", help="read the real UCI SUSY.csv(.gz) instead of synthetic data")
+    produce.add_argument("--format", choices=["csv", "avro"], default="csv",
+                         help="csv (the tutorial's, default) or avro (the Confluent wire format; "
+                              "needs --schema-registry)")
+    produce.add_argument("--schema-registry", metavar="URL",
+                         help="a Confluent-compatible registry, e.g. "
+                              "http://127.0.0.1:8080/apis/ccompat/v7: the schema is registered "
+                              "under <topic>-value")
     produce.add_argument("--quiet", action="store_true", help="no progress bar")
     produce.set_defaults(handler=command_produce)
 
