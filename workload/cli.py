@@ -183,7 +183,8 @@ def command_demo(arguments: argparse.Namespace) -> int:
     from workload.demo import run_demo
 
     return EXIT_OK if run_demo(Path(arguments.output), rows=arguments.rows,
-                               bootstrap_servers=arguments.bootstrap_servers) else EXIT_FAILED
+                               bootstrap_servers=arguments.bootstrap_servers,
+                               data_format=arguments.format) else EXIT_FAILED
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -240,6 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--output", default="demo-output", help="folder for model, results, plots")
     demo.add_argument("--rows", type=int, default=100_000)
     demo.add_argument("--bootstrap-servers", help="use this broker instead of starting one")
+    demo.add_argument("--format", choices=["csv", "avro"], default="csv",
+                      help="csv (the tutorial's) or avro: Avro records through a local schema "
+                           "registry, started for the demo (fetched from Maven Central the "
+                           "first time)")
     demo.set_defaults(handler=command_demo)
     return parser
 

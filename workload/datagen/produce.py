@@ -68,8 +68,8 @@ def produce_split(
         delete_topic(connection, test_topic)
     ensure_topic(connection, train_topic, train_partitions)
     ensure_topic(connection, test_topic, test_partitions)
-    train_id, test_id = (register_schemas(spec, train_topic, test_topic) if spec.format == "avro"
-                         else (None, None))
+    train_id, test_id = (register_schemas(spec, train_topic, test_topic)
+                         if spec.format == "avro" else (None, None))
     train_report = produce_chunks(connection, train_topic, encoded_chunks(train, spec,
                                                                           schema_id=train_id),
                                   train.rows, train_partitions, progress)
@@ -79,17 +79,16 @@ def produce_split(
     return ProduceReport(train_report, test_report, time.perf_counter() - started)
 
 
-def register_schemas(spec: DataSpec, train_topic: str, test_topic: str) -> tuple[int, int]:
+def register_schemas(spec: DataSpec, *topics: str) -> tuple[int, ...]:
     """Register the layout's Avro schema under each topic's subject (`<topic>-value`); the ids
-    its values carry."""
+    its values carry, in the same order."""
     from workload.data.schema_registry import SchemaRegistry, registry_access
     from workload.datagen.avro_records import schema_text
 
     assert spec.schema_registry is not None
     registry = SchemaRegistry(registry_access(spec.schema_registry))
     text = schema_text(spec)
-    return (registry.register(f"{train_topic}-value", text),
-            registry.register(f"{test_topic}-value", text))
+    return tuple(registry.register(f"{topic}-value", text) for topic in topics)
 
 
 def encoded_chunks(data: SusyData, spec: DataSpec, rows: int = CHUNK_ROWS,
