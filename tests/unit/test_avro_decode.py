@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.avro_support import StaticRegistry, read_back, wire
 from workload.data import avro_decode
@@ -220,3 +222,49 @@ def test_an_unreachable_registry_sets_records_aside_and_is_asked_again_later(
     monkeypatch.setattr(avro_decode, "RETRY_AFTER_S", 0.0)
     registry.down = False
     assert decode([b""], [old]).counts() == {}
+
+
+RECURSIVE = {"type": "record", "name": "Node", "fields": [
+    {"name": "value", "type": "double"},
+    {"name": "next", "type": ["null", "Node"]},
+    {"name": "children", "type": {"type": "array", "items": "Node"}},
+    {"name": "label", "type": "int"}]}
+
+
+def test_a_recursive_schema_decodes_as_deep_as_the_record_goes() -> None:
+    leaf = {"value": 3.0, "next": None, "children": [], "label": 0}
+    record = {"value": 1.5, "next": {"value": 2.0, "next": leaf, "children": [leaf, leaf],
+                                     "label": 1}, "children": [leaf], "label": 1}
+    decode, _ = decoder(["value", "label"], {5: RECURSIVE})
+    decoded = decode([b""], [wire(5, RECURSIVE, record)])
+    assert decoded.features.tolist() == [[1.5]] and decoded.labels.tolist() == [1.0]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2000), st.binary(max_size=40)), min_size=1,
+                max_size=20))
+def test_any_bytes_after_a_valid_header_decode_or_are_set_aside_never_raise(
+        cuts: list[tuple[int, bytes]]) -> None:
+    rng = random.Random(len(cuts))
+    values = []
+    for cut, tail in cuts:
+        good = wire(3, EVENT, random_event(rng))
+        values.append(good[:5 + cut % max(1, len(good) - 5)] + tail)
+    for name, schema in (("event", EVENT), ("node", RECURSIVE)):
+        columns = EVENT_COLUMNS if name == "event" else ["value", "label"]
+        decode, _ = decoder(columns, {3: schema})
+        decoded = decode([b""] * len(values), values)
+        assert len(decoded.reasons) == len(values)
+        assert set(decoded.counts()) <= {"invalid_avro", "non_numeric", "bad_key"}
+        assert len(decoded.labels) == int((decoded.reasons == 0).sum())
+
+
+def test_a_chain_nested_deeper_than_the_recursion_limit_is_invalid_alone() -> None:
+    chain = {"type": "record", "name": "Link", "fields": [
+        {"name": "next", "type": ["null", "Link"]}, {"name": "label", "type": "int"}]}
+    deep = b"\x02" * 5000 + b"\x00" + b"\x02" * 5000  # 5,000 links, then null, then labels
+    shallow = wire(4, chain, {"next": {"next": None, "label": 0}, "label": 1})
+    decode, _ = decoder(["label"], {4: chain})
+    decoded = decode([b""] * 3, [shallow, b"\0\0\0\0\x04" + deep, shallow])
+    assert decoded.counts() == {"invalid_avro": 1}
+    assert decoded.labels.tolist() == [1.0, 1.0]

@@ -168,10 +168,7 @@ class AvroDecoder:
             if isinstance(writer, int):
                 reasons[rows] = writer
                 continue
-            group = _Group(buf, starts[rows] + HEADER, starts[rows] + lengths[rows], self._width,
-                           self._plan)
-            group.run(writer, self._want, np.arange(len(rows)))
-            group.invalid |= group.pos != group.end
+            group = self._group(writer, buf, starts[rows] + HEADER, starts[rows] + lengths[rows])
             verdict = np.where(group.invalid, INVALID, np.where(
                 group.missing < self._width, MISSING, np.where(group.not_numeric, NON_NUMERIC, 0)))
             reasons[rows] = verdict
@@ -179,6 +176,29 @@ class AvroDecoder:
             for index in np.flatnonzero(verdict == MISSING).tolist():
                 missing[int(rows[index])] = self._columns[int(group.missing[index])]
         return self._finish(keys, table, reasons, missing)
+
+    def _group(self, writer: Node, buf: npt.NDArray[np.uint8], start: Ints, end: Ints) -> _Group:
+        """The records of one writer schema, decoded together. Nesting as deep as Python's
+        recursion limit (a recursive schema, a long chain of nested records) fails the group:
+        its records are then decoded one at a time, and the ones that nest that deep are
+        `invalid_avro`."""
+        group = _Group(buf, start, end, self._width, self._plan)
+        try:
+            group.run(writer, self._want, np.arange(len(start)))
+        except RecursionError:
+            if len(start) == 1:
+                group.invalid[:] = True
+                return group
+            group = _Group(buf, start, end, self._width, self._plan)
+            for index in range(len(start)):
+                alone = self._group(writer, buf, start[index:index + 1], end[index:index + 1])
+                group.table[index] = alone.table[0]
+                group.invalid[index] = alone.invalid[0]
+                group.not_numeric[index] = alone.not_numeric[0]
+                group.missing[index] = alone.missing[0]
+                group.pos[index] = alone.pos[0]
+        group.invalid |= group.pos != group.end
+        return group
 
     def _finish(self, keys: Sequence[bytes], table: npt.NDArray[np.float64],
                 reasons: npt.NDArray[np.uint8], missing: dict[int, str]) -> Decoded:
@@ -413,8 +433,10 @@ class _Group:
             self.missing[idx] = np.minimum(self.missing[idx], min(columns))
 
 
-def _zero_width(node: Node) -> bool:
-    """Whether a value of `node` takes no bytes (null, or a record of such fields)."""
+def _zero_width(node: Node, seen: frozenset[int] = frozenset()) -> bool:
+    """Whether a value of `node` takes no bytes (null, or a record of such fields; a record that
+    holds itself is not counted as one: such a value cannot be written)."""
     if isinstance(node, Primitive):
         return node.kind == "null"
-    return isinstance(node, Record) and all(_zero_width(each.type) for each in node.fields)
+    return isinstance(node, Record) and id(node) not in seen and all(
+        _zero_width(each.type, seen | {id(node)}) for each in node.fields)
