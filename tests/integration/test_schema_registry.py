@@ -44,3 +44,30 @@ def test_a_registry_stops_on_sigterm_and_frees_its_ports(tmp_path: Path) -> None
     assert not started.process.alive()
     assert not port_open(started.port) and not port_open(started.management_port)
     assert "stopped in" in Path(started.process.log_path).read_text()
+
+
+def test_records_of_a_schema_the_registry_cannot_be_asked_for_are_set_aside_as_unreachable(
+        tmp_path: Path) -> None:
+    from tests.avro_support import wire
+    from workload.data.avro_decode import AvroDecoder
+    from workload.data.schema_registry import RegistryAccess, SchemaRegistry
+    from workload.spec import DataSpec
+
+    started = registry.start(tmp_path)
+    v1 = {"type": "record", "name": "R", "fields": [{"name": "x", "type": "double"}]}
+    v2 = {**v1, "fields": [*v1["fields"], {"name": "y", "type": "double", "default": 0.0}]}
+    client = SchemaRegistry(RegistryAccess(started.url))
+    first = client.register("gone-value", json.dumps(v1))
+    data = DataSpec.model_validate({"format": "avro", "columns": ["x"], "label": "key",
+                                    "schemaRegistry": {"url": started.url}})
+    decode = AvroDecoder(data, "gone-value", SchemaRegistry(RegistryAccess(started.url),
+                                                            attempts=2))
+    assert decode([b"1"], [wire(first, v1, {"x": 1.0})]).counts() == {}
+    second = client.register("gone-value", json.dumps(v2))
+    started.stop()
+
+    decoded = decode([b"1", b"0"], [wire(first, v1, {"x": 2.0}),
+                                    wire(second, v2, {"x": 3.0, "y": 4.0})])
+
+    assert decoded.counts() == {"registry_unreachable": 1}  # the id seen before is kept
+    assert decoded.features.tolist() == [[2.0]]
