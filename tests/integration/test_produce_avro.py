@@ -16,6 +16,7 @@ from kafka import KafkaConsumer
 from localparts.registry import Registry
 from tests.conftest import KafkaHandle
 from workload.data.avro_decode import AvroDecoder
+from workload.data.decode import for_topic
 from workload.datagen.synthetic import generate
 from workload.datagen.table import split
 from workload.spec import DataSpec
@@ -52,7 +53,7 @@ def test_produce_writes_avro_that_fastavro_and_the_decoder_read_back_exactly(
     assert [np.float32(first[name]) for name in data.feature_names] == \
         expected.features[0].tolist()
 
-    decoded = AvroDecoder(data, f"{train_topic}-value")(keys, values)
+    decoded = AvroDecoder(for_topic(data, train_topic))(keys, values)
     assert decoded.counts() == {}
     np.testing.assert_array_equal(decoded.features, expected.features)
     np.testing.assert_array_equal(decoded.labels, expected.labels.astype(np.float32))

@@ -59,9 +59,9 @@ def test_records_of_a_schema_the_registry_cannot_be_asked_for_are_set_aside_as_u
     client = SchemaRegistry(RegistryAccess(started.url))
     first = client.register("gone-value", json.dumps(v1))
     data = DataSpec.model_validate({"format": "avro", "columns": ["x"], "label": "key",
-                                    "schemaRegistry": {"url": started.url}})
-    decode = AvroDecoder(data, "gone-value", SchemaRegistry(RegistryAccess(started.url),
-                                                            attempts=2))
+                                    "schemaRegistry": {"url": started.url,
+                                                       "subject": "gone-value"}})
+    decode = AvroDecoder(data, SchemaRegistry(RegistryAccess(started.url), attempts=2))
     assert decode([b"1"], [wire(first, v1, {"x": 1.0})]).counts() == {}
     second = client.register("gone-value", json.dumps(v2))
     started.stop()

@@ -17,7 +17,7 @@ from tests.avro_support import StaticRegistry, read_back, wire
 from workload.data import avro_decode
 from workload.data.avro_decode import AvroDecoder
 from workload.data.avro_schema import SchemaError
-from workload.data.decode import BAD_REASONS
+from workload.data.decode import BAD_REASONS, for_topic
 from workload.spec import DataSpec
 
 KIN = {"type": "record", "name": "Kin", "fields": [
@@ -50,7 +50,7 @@ def avro_data(columns: list[str], label: str = "label", **extra: Any) -> DataSpe
 def decoder(columns: list[str], schemas: dict[int, dict[str, Any]], label: str = "label",
             versions: list[int] | None = None, **extra: Any) -> tuple[AvroDecoder, StaticRegistry]:
     registry = StaticRegistry(schemas, versions)
-    made = AvroDecoder(avro_data(columns, label, **extra), "events-value",
+    made = AvroDecoder(for_topic(avro_data(columns, label, **extra), "events"),
                        registry)  # type: ignore[arg-type]
     return made, registry
 

@@ -92,13 +92,6 @@ Target = int | dict[str, Wanted] | None
 """What a value is read for: a column, the fields wanted inside it, or nothing (skipped)."""
 
 
-def subject_of(data: DataSpec, topic: str) -> str:
-    """The subject whose schema is the reader's: `data.schemaRegistry.subject`, else
-    `<topic>-value` (the topic name strategy)."""
-    assert data.schema_registry is not None
-    return data.schema_registry.subject or f"{topic}-value"
-
-
 _REGISTRIES: dict[str, SchemaRegistry] = {}
 _LOCK = threading.Lock()
 
@@ -115,11 +108,13 @@ def registry_for(data: DataSpec) -> SchemaRegistry:
 
 class AvroDecoder:
     """A `Decoder` of Avro records in the Confluent wire format, read as `data` says, resolved to
-    the reader's schema of `subject` (fetched now: a registry that does not answer, or a subject
-    without the job's columns, fails here, before anything is read)."""
+    the reader's schema of `data.schemaRegistry.subject` (set by `decode.for_topic`), fetched
+    now: a registry that does not answer, or a subject without the job's columns, fails here,
+    before anything is read."""
 
-    def __init__(self, data: DataSpec, subject: str,
-                 registry: SchemaRegistry | None = None) -> None:
+    def __init__(self, data: DataSpec, registry: SchemaRegistry | None = None) -> None:
+        assert data.schema_registry is not None and data.schema_registry.subject is not None
+        subject = data.schema_registry.subject
         self._registry = registry if registry is not None else registry_for(data)
         self.subject = subject
         self._columns = data.record_columns

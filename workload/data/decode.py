@@ -125,26 +125,32 @@ _DECODERS: dict[str, Decoder] = {}
 atexit.register(_DECODERS.clear)  # dropped while TensorFlow is still whole, not at teardown
 
 
+def for_topic(data: DataSpec, topic: str | None) -> DataSpec:
+    """`data` as read from `topic`: an Avro layout names its subject (`<topic>-value` unless
+    `schemaRegistry.subject` says), so that the layout alone makes its decoder."""
+    registry = data.schema_registry
+    if registry is None or registry.subject is not None or topic is None:
+        return data
+    return data.model_copy(update={"schema_registry": registry.model_copy(
+        update={"subject": f"{topic}-value"})})
+
+
 def _layout_key(data: DataSpec) -> str:
     return data.model_dump_json(include={"format", "features", "columns", "label",
                                          "max_record_bytes", "schema_registry", "schema_version"})
 
 
 def make_decoder(data: DataSpec, topic: str | None = None) -> Decoder:
-    """The decoder of `data`'s layout (made once per process and layout; safe across threads).
-    Avro records are read as the schema of `topic`'s subject says (the reader's schema, fetched
-    from the registry now)."""
+    """The decoder of `data`'s layout, as read from `topic` (made once per process and layout;
+    safe across threads). An Avro decoder fetches the reader's schema, its subject's, now."""
+    data = for_topic(data, topic)
     key = _layout_key(data)
-    if data.format == "avro":
-        from workload.data.avro_decode import AvroDecoder, subject_of
-
-        subject = subject_of(data, topic or "")
-        key = f"{key}\n{subject}"
-        if key not in _DECODERS:
-            _DECODERS[key] = AvroDecoder(data, subject)
-        return _DECODERS[key]
     if key not in _DECODERS:
-        if data.format == "json":
+        if data.format == "avro":
+            from workload.data.avro_decode import AvroDecoder
+
+            _DECODERS[key] = AvroDecoder(data)
+        elif data.format == "json":
             from workload.data.json_decode import JsonDecoder
 
             _DECODERS[key] = JsonDecoder(data)
@@ -156,10 +162,10 @@ def make_decoder(data: DataSpec, topic: str | None = None) -> Decoder:
 
 
 def avro_decoder_of(data: DataSpec, topic: str) -> AvroDecoder | None:
-    """The Avro decoder this process made for `data` and `topic`, if any (its schema figures)."""
-    from workload.data.avro_decode import AvroDecoder, subject_of
+    """The Avro decoder this process made for `data` read from `topic`, if any (its schemas)."""
+    from workload.data.avro_decode import AvroDecoder
 
-    made = _DECODERS.get(f"{_layout_key(data)}\n{subject_of(data, topic)}")
+    made = _DECODERS.get(_layout_key(for_topic(data, topic)))
     return made if isinstance(made, AvroDecoder) else None
 
 
