@@ -7,14 +7,12 @@ reader's) is its subject's version when the decoder is made
 (`data.schemaVersion`, else the latest), and each writer record is resolved
 against it for the columns the job reads (`workload.data.avro_schema`).
 
-Why not fastavro: its `schemaless_reader` builds a dict per record (measured
-370-384k records/s after the header) and the columns then have to be picked
-out of it. Here the records of one writer schema are decoded together: the
-batch's values are joined into one byte array, each record keeps a cursor
-into it, and each field of the schema is one numpy step over every record
-at once (a run of fixed-width fields, e.g. 18 doubles, is one gather; an
-`int` or `long` is a vectorised varint; a union reads its branch index and
-goes on with each branch's records). No Python runs per record.
+Why not fastavro: its `schemaless_reader` builds a dict per record (370-384k
+records/s after the header in an idle probe, 37-43k under this machine's
+usual load in `make bench`) and the columns then have to be picked out of
+it. Here the records of one writer schema are decoded together, a field at
+a time over the whole batch in numpy (`workload.data.avro_columns`): no
+Python runs per record (but for a categorical string).
 
 Reasons (in `workload.data.decode`'s order; the first one wins):
 - `empty`, `oversized`: as for every format;
@@ -39,24 +37,17 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from workload.data.avro_columns import Columns, Ints, Slot
 from workload.data.avro_schema import (
-    Array,
-    Enum,
-    Fixed,
-    Map,
     Node,
-    Primitive,
     Record,
     RecordPlan,
     SchemaError,
-    Union,
     Wanted,
-    default_values,
     parse,
     record_plan,
     wanted,
@@ -84,12 +75,6 @@ PAD = 16
 
 RETRY_AFTER_S = 5.0
 """Seconds before an id the registry did not answer for is asked again."""
-
-FIXED_WIDTH = {"null": 0, "boolean": 1, "float": 4, "double": 8}
-Ints = npt.NDArray[np.int64]
-
-Target = int | dict[str, Wanted] | None
-"""What a value is read for: a column, the fields wanted inside it, or nothing (skipped)."""
 
 
 _REGISTRIES: dict[str, SchemaRegistry] = {}
@@ -122,6 +107,7 @@ class AvroDecoder:
         self._max_bytes = data.max_record_bytes
         self._label = None if data.label == "key" else self._columns.index(data.label)
         self._features = [i for i in range(self._width) if i != self._label]
+        self._slots: list[Slot] = [("number", index) for index in range(self._width)]
         self.reader_id, self.reader_version, text = self._registry.version(
             subject, data.schema_version)
         try:
@@ -141,7 +127,8 @@ class AvroDecoder:
         lengths = np.fromiter(map(len, values), np.int64, n)
         starts = np.zeros(n, np.int64)
         np.cumsum(lengths[:-1], out=starts[1:])
-        buf = np.frombuffer(b"".join([*values, bytes(PAD)]), np.uint8)
+        raw = b"".join([*values, bytes(PAD)])
+        buf = np.frombuffer(raw, np.uint8)
         reasons = np.zeros(n, np.uint8)
         reasons[lengths > self._max_bytes] = OVERSIZED
         reasons[lengths == 0] = EMPTY
@@ -163,36 +150,37 @@ class AvroDecoder:
             if isinstance(writer, int):
                 reasons[rows] = writer
                 continue
-            group = self._group(writer, buf, starts[rows] + HEADER, starts[rows] + lengths[rows])
+            group = self._group(writer, raw, buf, starts[rows] + HEADER,
+                                starts[rows] + lengths[rows])
             verdict = np.where(group.invalid, INVALID, np.where(
                 group.missing < self._width, MISSING, np.where(group.not_numeric, NON_NUMERIC, 0)))
             reasons[rows] = verdict
-            table[rows] = group.table
+            table[rows] = group.numbers
             for index in np.flatnonzero(verdict == MISSING).tolist():
                 missing[int(rows[index])] = self._columns[int(group.missing[index])]
         return self._finish(keys, table, reasons, missing)
 
-    def _group(self, writer: Node, buf: npt.NDArray[np.uint8], start: Ints, end: Ints) -> _Group:
+    def _group(self, writer: Node, raw: bytes, buf: npt.NDArray[np.uint8], start: Ints,
+               end: Ints) -> Columns:
         """The records of one writer schema, decoded together. Nesting as deep as Python's
         recursion limit (a recursive schema, a long chain of nested records) fails the group:
         its records are then decoded one at a time, and the ones that nest that deep are
         `invalid_avro`."""
-        group = _Group(buf, start, end, self._width, self._plan)
+        group = Columns(raw, buf, start, end, self._slots, self._plan)
         try:
             group.run(writer, self._want, np.arange(len(start)))
         except RecursionError:
             if len(start) == 1:
                 group.invalid[:] = True
                 return group
-            group = _Group(buf, start, end, self._width, self._plan)
+            group = Columns(raw, buf, start, end, self._slots, self._plan)
             for index in range(len(start)):
-                alone = self._group(writer, buf, start[index:index + 1], end[index:index + 1])
-                group.table[index] = alone.table[0]
-                group.invalid[index] = alone.invalid[0]
-                group.not_numeric[index] = alone.not_numeric[0]
-                group.missing[index] = alone.missing[0]
-                group.pos[index] = alone.pos[0]
-        group.invalid |= group.pos != group.end
+                alone = self._group(writer, raw, buf, start[index:index + 1],
+                                    end[index:index + 1])
+                for name in ("numbers", "texts", "invalid", "not_numeric", "not_categorical",
+                             "missing", "pos"):
+                    getattr(group, name)[index] = getattr(alone, name)[0]
+        group.finish()
         return group
 
     def _finish(self, keys: Sequence[bytes], table: npt.NDArray[np.float64],
@@ -233,205 +221,3 @@ class AvroDecoder:
         if key not in self._plans:
             self._plans[key] = record_plan(record, want)
         return self._plans[key]
-
-
-class _Group:
-    """The records of one writer schema being decoded: a cursor per record into the joined
-    bytes, and what each has given so far."""
-
-    def __init__(self, buf: npt.NDArray[np.uint8], pos: Ints, end: Ints, width: int,
-                 plan: Any) -> None:
-        self.buf, self.pos, self.end, self._plan = buf, pos, end, plan
-        n = len(pos)
-        self.table = np.zeros((n, width), np.float64)
-        self.invalid = np.zeros(n, bool)
-        self.not_numeric = np.zeros(n, bool)
-        self.missing = np.full(n, width, np.int64)
-        """The first missing column of each record (`width`: none)."""
-
-    def run(self, node: Node, target: Target, idx: Ints) -> None:
-        """Read a value of writer type `node` for the records `idx`, for `target`."""
-        if not len(idx):
-            return
-        if isinstance(node, Union):
-            branch = self.varint(idx)
-            bad = (branch < 0) | (branch >= len(node.branches))
-            self.invalid[idx[bad]] = True
-            for index, each in enumerate(node.branches):
-                self.run(each, target, idx[branch == index])
-            return
-        if isinstance(node, Record) and isinstance(target, dict):
-            self.record(node, target, idx)
-            return
-        if isinstance(target, dict):  # a value where a record was wanted
-            self.skip(node, idx)
-            self._lack([column for entry in target.values() for column in entry.columns()], idx)
-            return
-        if isinstance(node, Primitive) and target is not None and node.kind in ("int", "long"):
-            self.table[idx, target] = self.varint(idx)
-            return
-        if isinstance(node, Primitive) and node.kind in FIXED_WIDTH:
-            self.fixed_run([(node.kind, target)], idx)
-            return
-        self.skip(node, idx)
-        if target is not None:
-            self.not_numeric[idx] = True
-
-    def record(self, node: Record, want: dict[str, Wanted], idx: Ints) -> None:
-        plan: RecordPlan = self._plan(node, want)
-        run: list[tuple[str, int | None]] = []
-        for kind, target in plan.steps:
-            if isinstance(kind, Primitive) and kind.kind in FIXED_WIDTH and not isinstance(
-                    target, dict):
-                run.append((kind.kind, target))
-                continue
-            self.fixed_run(run, idx)
-            run = []
-            self.run(kind, target, idx)
-        self.fixed_run(run, idx)
-        for entry in plan.absent:
-            if not entry.field.has_default:
-                self._lack(entry.columns(), idx)
-                continue
-            numbers, not_numeric, lacking = default_values(entry, entry.field.default)
-            for column, value in numbers.items():
-                self.table[idx, column] = value
-            if not_numeric:
-                self.not_numeric[idx] = True
-            if lacking:
-                self._lack(sorted(lacking), idx)
-
-    def fixed_run(self, run: list[tuple[str, int | None]], idx: Ints) -> None:
-        """Fields of fixed width one after the other: one gather of their bytes for every record,
-        viewed as a structured array (no copy per field)."""
-        width = sum(FIXED_WIDTH[kind] for kind, _ in run)
-        if not run or not len(idx):
-            return
-        full = len(idx) == len(self.pos)  # idx is then every record, in order
-        names: list[str] = []
-        formats: list[str] = []
-        offsets: list[int] = []
-        targets: list[int] = []
-        offset = 0
-        for kind, target in run:
-            if kind == "boolean" or (target is not None and kind != "null"):
-                names.append(f"f{len(names)}")
-                formats.append({"boolean": "u1", "float": "<f4", "double": "<f8"}[kind])
-                offsets.append(offset)
-                targets.append(-1 if target is None else target)
-            elif target is not None:  # null where a number is wanted
-                self.not_numeric[idx] = True
-            offset += FIXED_WIDTH[kind]
-        if names:
-            fields = self._gather(self.pos[idx], width).view(np.dtype(
-                {"names": names, "formats": formats, "offsets": offsets, "itemsize": width}))[:, 0]
-            for name, fmt, target in zip(names, formats, targets, strict=True):
-                column = fields[name]
-                if fmt == "u1":
-                    self.invalid[idx[column > 1]] = True
-                if target < 0:
-                    continue
-                if full:
-                    self.table[:, target] = column
-                else:
-                    self.table[idx, target] = column
-        self.advance(idx, width)
-
-    def _gather(self, start: Ints, width: int) -> npt.NDArray[np.uint8]:
-        """`width` bytes from each of `start`, as a contiguous [len(start), width] array; a start
-        too near the end (a truncated record, found invalid by `advance`) reads the last bytes."""
-        if len(self.buf) < width:
-            padded = np.zeros(width, np.uint8)
-            padded[:len(self.buf)] = self.buf
-            return np.broadcast_to(padded, (len(start), width)).copy()
-        windows = np.lib.stride_tricks.sliding_window_view(self.buf, width)
-        return windows[np.minimum(start, len(self.buf) - width)]
-
-    def skip(self, node: Node, idx: Ints) -> None:
-        """Read past a value of `node` that no column needs."""
-        if not len(idx):
-            return
-        if isinstance(node, Primitive):
-            if node.kind in FIXED_WIDTH:
-                self.advance(idx, FIXED_WIDTH[node.kind])
-            elif node.kind in ("int", "long"):
-                self.varint(idx)
-            else:  # bytes, string
-                self.advance(idx, self.varint(idx), checked=True)
-        elif isinstance(node, Fixed):
-            self.advance(idx, node.size)
-        elif isinstance(node, Enum):
-            symbol = self.varint(idx)
-            self.invalid[idx[(symbol < 0) | (symbol >= len(node.symbols))]] = True
-        elif isinstance(node, Record):
-            for each in node.fields:
-                self.skip(each.type, idx)
-        elif isinstance(node, Union):
-            self.run(node, None, idx)
-        else:
-            self.blocks(node, idx)
-
-    def blocks(self, node: Array | Map, idx: Ints) -> None:
-        """Arrays and maps: blocks of a count and items, until a count of 0. A negative count is
-        followed by the block's size in bytes, which skips it whole."""
-        item = node.items if isinstance(node, Array) else node.values
-        empty = isinstance(node, Array) and _zero_width(item)
-        while len(idx):
-            count = self.varint(idx)
-            sized = count < 0
-            if sized.any():
-                self.advance(idx[sized], self.varint(idx[sized]), checked=True)
-            items, wanted_items = idx[count > 0], count[count > 0]
-            if not empty:  # each item takes a byte or more: more than are left is invalid
-                too_many = wanted_items > self.end[items] - self.pos[items]
-                self.invalid[items[too_many]] = True
-                items, wanted_items = items[~too_many], wanted_items[~too_many]
-                for index in range(int(wanted_items.max()) if len(items) else 0):
-                    going = items[wanted_items > index]
-                    if isinstance(node, Map):
-                        self.skip(Primitive("string"), going)
-                    self.skip(item, going)
-            idx = idx[(count != 0) & ~self.invalid[idx]]
-
-    def varint(self, idx: Ints) -> Ints:
-        """A zigzag varint (Avro's int and long) per record; advances the cursors."""
-        start = self.pos[idx]
-        value = np.zeros(len(idx), np.uint64)
-        size = np.zeros(len(idx), np.int64)
-        going = np.arange(len(idx))
-        for index in range(10):
-            byte = np.take(self.buf, start[going] + index, mode="clip").astype(np.uint64)
-            value[going] |= (byte & np.uint64(0x7F)) << np.uint64(7 * index)
-            size[going] = index + 1
-            going = going[byte >= 0x80]
-            if not len(going):
-                break
-        self.invalid[idx[going]] = True  # more than 10 bytes
-        self.advance(idx, size)
-        return (value >> np.uint64(1)).astype(np.int64) ^ -(value & np.uint64(1)).astype(np.int64)
-
-    def advance(self, idx: Ints, by: int | Ints, checked: bool = False) -> None:
-        """Move the cursors of `idx` on by `by` bytes; a record that runs past its end (or asks
-        for a negative length) is invalid and its cursor stays at its end."""
-        step = np.asarray(by, np.int64)
-        if checked:
-            negative = step < 0
-            self.invalid[idx[negative]] = True
-            step = np.where(negative, 0, step)
-        moved = self.pos[idx] + step
-        past = moved > self.end[idx]
-        self.invalid[idx[past]] = True
-        self.pos[idx] = np.where(past, self.end[idx], moved)
-
-    def _lack(self, columns: list[int], idx: Ints) -> None:
-        if columns:
-            self.missing[idx] = np.minimum(self.missing[idx], min(columns))
-
-
-def _zero_width(node: Node, seen: frozenset[int] = frozenset()) -> bool:
-    """Whether a value of `node` takes no bytes (null, or a record of such fields; a record that
-    holds itself is not counted as one: such a value cannot be written)."""
-    if isinstance(node, Primitive):
-        return node.kind == "null"
-    return isinstance(node, Record) and id(node) not in seen and all(
-        _zero_width(each.type, seen | {id(node)}) for each in node.fields)

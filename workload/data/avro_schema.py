@@ -246,26 +246,20 @@ def record_plan(record: Record, want: dict[str, Wanted]) -> RecordPlan:
     return RecordPlan(tuple(steps), absent)
 
 
-def default_values(entry: Wanted, value: Any) -> tuple[dict[int, float], set[int], set[int]]:
-    """What a reader default gives the columns at and under `entry`: numbers by column, the
-    columns it leaves not numeric (null, text), and those it leaves missing."""
-    numbers: dict[int, float] = {}
-    not_numeric: set[int] = set()
-    missing: set[int] = set()
+def default_leaves(entry: Wanted, value: Any) -> tuple[dict[int, Any], set[int]]:
+    """What a reader default gives the columns at and under `entry`: each column's value (JSON,
+    as the schema writes defaults), and the columns it leaves missing."""
     if entry.column is not None:
-        if isinstance(value, bool | int | float):
-            numbers[entry.column] = float(value)
-        else:
-            not_numeric.add(entry.column)
-        return numbers, not_numeric, missing
+        return {entry.column: value}, set()
+    values: dict[int, Any] = {}
+    missing: set[int] = set()
     for name, child in (entry.below or {}).items():
         if isinstance(value, dict) and name in value:
-            inner = default_values(child, value[name])
+            inner = default_leaves(child, value[name])
         elif child.field.has_default:
-            inner = default_values(child, child.field.default)
+            inner = default_leaves(child, child.field.default)
         else:
-            inner = ({}, set(), set(child.columns()))
-        numbers.update(inner[0])
-        not_numeric |= inner[1]
-        missing |= inner[2]
-    return numbers, not_numeric, missing
+            inner = ({}, set(child.columns()))
+        values.update(inner[0])
+        missing |= inner[1]
+    return values, missing
