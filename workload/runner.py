@@ -175,10 +175,11 @@ def record_phase_time(results: Path, seconds: float) -> None:
 def record_schemas(results: Path, spec: StreamingTrainingJobSpec, mode: Mode) -> None:
     """Add an Avro phase's schemas to its results file: the reader's (subject, version, id) and
     the records this pod read per writer schema id (`schemaIds`)."""
-    from workload.data.decode import avro_decoder_of
+    from workload.data.avro_decode import made_for
+    from workload.data.decode import for_topic
 
     document = read_json(results)
-    decoder = avro_decoder_of(spec.data, getattr(spec, mode).topic)
+    decoder = made_for(for_topic(spec.data, getattr(spec, mode).topic))
     if not isinstance(document, dict) or decoder is None:
         return
     document["readerSchema"] = {"subject": decoder.subject, "version": decoder.reader_version,

@@ -61,7 +61,7 @@ def test_records_of_a_schema_the_registry_cannot_be_asked_for_are_set_aside_as_u
     data = DataSpec.model_validate({"format": "avro", "columns": ["x"], "label": "key",
                                     "schemaRegistry": {"url": started.url,
                                                        "subject": "gone-value"}})
-    decode = AvroDecoder(data, SchemaRegistry(RegistryAccess(started.url), attempts=2))
+    decode = AvroDecoder(data, registry=SchemaRegistry(RegistryAccess(started.url), attempts=2))
     assert decode([b"1"], [wire(first, v1, {"x": 1.0})]).counts() == {}
     second = client.register("gone-value", json.dumps(v2))
     started.stop()

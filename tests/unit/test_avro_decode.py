@@ -51,7 +51,7 @@ def decoder(columns: list[str], schemas: dict[int, dict[str, Any]], label: str =
             versions: list[int] | None = None, **extra: Any) -> tuple[AvroDecoder, StaticRegistry]:
     registry = StaticRegistry(schemas, versions)
     made = AvroDecoder(for_topic(avro_data(columns, label, **extra), "events"),
-                       registry)  # type: ignore[arg-type]
+                       registry=registry)  # type: ignore[arg-type]
     return made, registry
 
 

@@ -72,9 +72,12 @@ class Columns:
     bytes (`raw`, also as the array `buf`), and what each has given so far."""
 
     def __init__(self, raw: bytes, buf: npt.NDArray[np.uint8], pos: Ints, end: Ints,
-                 slots: list[Slot], plan: Planner) -> None:
+                 slots: list[Slot], plan: Planner, lenient: frozenset[int] = frozenset()) -> None:
         self.raw, self.buf, self.pos, self.end = raw, buf, pos, end
         self.slots, self._plan = slots, plan
+        self.lenient = lenient
+        """Text slots whose value may be anything: what has no text reads as '' (a multiclass
+        label: no class, `unknown_class` later), not as `non_categorical`."""
         n = len(pos)
         self.numbers = np.zeros((n, sum(kind == "number" for kind, _ in slots)), np.float64)
         self.texts = np.full((n, sum(kind == "text" for kind, _ in slots)), "", object)
@@ -146,10 +149,10 @@ class Columns:
         kind, slot = self.slots[column]
         if kind == "text":
             text = category_text(value)
-            if text is None:
-                self.not_categorical[idx] = True
-            else:
+            if text is not None:
                 self.texts[idx, slot] = text
+            elif slot not in self.lenient:
+                self.not_categorical[idx] = True
         elif isinstance(value, bool | int | float):
             self.numbers[idx, slot] = float(value)
         else:
@@ -227,10 +230,12 @@ class Columns:
             with np.errstate(invalid="ignore"):
                 integral = np.isfinite(value) & (value == np.floor(value))
             self.texts[idx[integral], slot] = [str(int(each)) for each in value[integral]]
-            self.not_categorical[idx[~integral]] = True
+            if slot not in self.lenient:
+                self.not_categorical[idx[~integral]] = True
         else:  # null, bytes, fixed, records, arrays, maps
             self.skip(node, idx)
-            self.not_categorical[idx] = True
+            if slot not in self.lenient:
+                self.not_categorical[idx] = True
 
     def skip(self, node: Node, idx: Ints) -> None:
         """Read past a value of `node` that no column needs."""

@@ -78,7 +78,16 @@ RETRY_AFTER_S = 5.0
 
 
 _REGISTRIES: dict[str, SchemaRegistry] = {}
+_MADE: dict[str, AvroDecoder] = {}
+"""The last decoder made for each subject (its schema figures go in the phase's results)."""
 _LOCK = threading.Lock()
+
+
+def made_for(data: DataSpec) -> AvroDecoder | None:
+    """The decoder this process made last for `data`'s subject (`decode.for_topic`), if any."""
+    registry = data.schema_registry
+    with _LOCK:
+        return _MADE.get(registry.subject or "") if registry is not None else None
 
 
 def registry_for(data: DataSpec) -> SchemaRegistry:
@@ -121,6 +130,8 @@ class AvroDecoder:
         self._lock = threading.Lock()
         self.schema_ids: Counter[int] = Counter()
         """Records seen per writer schema id (each record with a readable header)."""
+        with _LOCK:
+            _MADE[subject] = self
 
     def __call__(self, keys: Sequence[bytes], values: Sequence[bytes]) -> Decoded:
         n = len(values)

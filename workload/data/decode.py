@@ -39,15 +39,12 @@ from __future__ import annotations
 import atexit
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from workload.spec import DataSpec
-
-if TYPE_CHECKING:
-    from workload.data.avro_decode import AvroDecoder
 
 FORMAT_REASONS: dict[str, tuple[str, ...]] = {
     "csv": ("empty", "oversized", "field_count", "non_numeric", "bad_key"),
@@ -159,14 +156,6 @@ def make_decoder(data: DataSpec, topic: str | None = None) -> Decoder:
 
             _DECODERS[key] = CsvDecoder(data)
     return _DECODERS[key]
-
-
-def avro_decoder_of(data: DataSpec, topic: str) -> AvroDecoder | None:
-    """The Avro decoder this process made for `data` read from `topic`, if any (its schemas)."""
-    from workload.data.avro_decode import AvroDecoder
-
-    made = _DECODERS.get(_layout_key(for_topic(data, topic)))
-    return made if isinstance(made, AvroDecoder) else None
 
 
 def sum_counts(total: dict[str, int], counts: dict[str, int]) -> None:
