@@ -132,6 +132,20 @@ class Registry:
         self.process.stop()
 
 
+def basic_auth(users: dict[str, str]) -> dict[str, str]:
+    """Quarkus settings that make the API ask for HTTP basic auth, with these users (name ->
+    password; tests only: the passwords are plain text on the command line)."""
+    return {
+        "quarkus.http.auth.basic": "true",
+        "quarkus.security.users.embedded.enabled": "true",
+        "quarkus.security.users.embedded.plain-text": "true",
+        **{f"quarkus.security.users.embedded.users.{name}": password
+           for name, password in users.items()},
+        "quarkus.http.auth.permission.api.paths": "/apis/*",
+        "quarkus.http.auth.permission.api.policy": "authenticated",
+    }
+
+
 def ready(management_port: int) -> bool:
     """Whether `/health/ready` answers 200 on the management port."""
     try:

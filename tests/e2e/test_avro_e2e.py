@@ -41,13 +41,7 @@ PASSWORD = "avro-e2e-Secret-42"
 def test_avro_example_trains_and_evaluates_through_a_registry_with_a_mounted_login(
         kube: Kube, kafka: KafkaHandle, cluster: tuple[OperatorProcess, KubeletAgent],  # noqa: F811
         tmp_path: Path) -> None:
-    started = registry.start(tmp_path / "registry", properties={
-        "quarkus.http.auth.basic": "true",
-        "quarkus.security.users.embedded.enabled": "true",
-        "quarkus.security.users.embedded.plain-text": "true",
-        "quarkus.security.users.embedded.users.trainer": PASSWORD,
-        "quarkus.http.auth.permission.api.paths": "/apis/*",
-        "quarkus.http.auth.permission.api.policy": "authenticated"})
+    started = registry.start(tmp_path / "registry", properties=registry.basic_auth({"trainer": PASSWORD}))
     try:
         manifest: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
         spec = manifest["spec"]

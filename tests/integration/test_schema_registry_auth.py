@@ -34,13 +34,7 @@ def _secret(folder: Path, **keys: str) -> Path:
 
 
 def test_basic_auth_from_a_mounted_secret_and_a_refused_login(tmp_path: Path) -> None:
-    started = registry.start(tmp_path / "registry", properties={
-        "quarkus.http.auth.basic": "true",
-        "quarkus.security.users.embedded.enabled": "true",
-        "quarkus.security.users.embedded.plain-text": "true",
-        "quarkus.security.users.embedded.users.trainer": PASSWORD,
-        "quarkus.http.auth.permission.api.paths": "/apis/*",
-        "quarkus.http.auth.permission.api.policy": "authenticated"})
+    started = registry.start(tmp_path / "registry", properties=registry.basic_auth({"trainer": PASSWORD}))
     try:
         spec = SchemaRegistrySpec.model_validate({
             "url": started.url, "authentication": {"type": "basic", "secretName": "registry-user"}})
