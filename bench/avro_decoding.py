@@ -90,7 +90,7 @@ def avro_input(context: BenchContext) -> dict[str, float]:
         batches = [([m.key or b"" for m in messages[i:i + BATCH_RECORDS]],
                     [m.value for m in messages[i:i + BATCH_RECORDS]])
                    for i in range(0, len(messages), BATCH_RECORDS)]
-        decoder = make_decoder(data, topic)
+        decoder = make_decoder(data, topic=topic)
         return {
             "avro_input_rps": best_rate(decoded),
             "avro_decode_rps": decode_rate(decoder, batches),

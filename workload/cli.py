@@ -61,6 +61,9 @@ def command_run(arguments: argparse.Namespace) -> int:
     """
     from workload.runner import local_folders, results_document, run_phases
 
+    # A user's model factory is imported from the current folder too, as `python -m` would.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         name, spec = load_job_file(Path(arguments.job).read_text())
     except (OSError, SpecError) as error:
@@ -123,41 +126,48 @@ def command_run_mode(arguments: argparse.Namespace) -> int:
 def command_produce(arguments: argparse.Namespace) -> int:
     """Write a train/test split into two topics."""
     from workload.datagen.produce import produce_split
+
     bootstrap = arguments.bootstrap_servers or _local_bootstrap()
     if arguments.susy:
         from workload.datagen.susy import load_susy
 
         data = load_susy(Path(arguments.susy), rows=arguments.rows)
+        layout = DataSpec(features=len(data.columns))
     else:
-        from workload.datagen.families import FAMILIES
+        from workload.datagen.families import FAMILIES, data_spec
 
-        data = FAMILIES[arguments.family].generate(arguments.rows, seed=arguments.seed)
-    layout = produce_layout(arguments, list(data.columns))
+        family = FAMILIES[arguments.family]
+        data, layout = family.generate(arguments.rows, seed=arguments.seed), data_spec(family)
+    layout = produce_layout(arguments, layout)
     report = produce_split(
         KafkaConnection(bootstrap), arguments.train_topic, arguments.test_topic, data,
         train_rows=int(data.rows * arguments.train_fraction),
         train_partitions=arguments.train_partitions, test_partitions=arguments.test_partitions,
         data_spec=layout, progress=not arguments.quiet)
+    written = layout.model_dump(by_alias=True, exclude_defaults=True)
     print(f"wrote {report.records} records ({report.train.records} to {arguments.train_topic}, "
           f"{report.test.records} to {arguments.test_topic}) at "
-          f"{report.records_per_second:,.0f} records/s; {len(data.columns)} features "
-          f"(data.features: {len(data.columns)} in the job)")
-    if layout.format == "avro":
-        print("the job reads them with data: " + json.dumps(layout.model_dump(
-            mode="json", by_alias=True, include={"format", "columns", "label",
-                                                 "schema_registry"}, exclude_none=True)))
+          f"{report.records_per_second:,.0f} records/s; the job's data section: "
+          f"{json.dumps(written or {'features': len(data.columns)})}")
     return EXIT_OK
 
 
-def produce_layout(arguments: argparse.Namespace, columns: list[str]) -> DataSpec:
-    """What `streamtrain produce` writes: the tutorial's CSV, or Avro values whose fields are
-    the feature columns (the label in the key, as for CSV), schemas in `--schema-registry`."""
+def produce_layout(arguments: argparse.Namespace, layout: DataSpec) -> DataSpec:
+    """What `streamtrain produce` writes: the data's own layout, or with `--format avro` Avro
+    values whose fields are the feature columns (the label in the key, as for the tutorial's
+    CSV), schemas in `--schema-registry`. Avro is written for the tutorial's layout only
+    (numbers and a 0/1 label): a family with categorical fields or another task keeps its own."""
     if arguments.format == "csv":
-        return DataSpec(features=len(columns))
+        return layout
     if not arguments.schema_registry:
         raise SystemExit("error: --format avro needs --schema-registry URL (e.g. "
                          "`streamtrain-local registry up` prints one)")
-    return DataSpec.model_validate({"format": "avro", "columns": columns, "label": "key",
+    if layout != DataSpec(features=layout.features):
+        raise SystemExit(f"error: --format avro writes binary families of numbers only; family "
+                         f"{arguments.family!r} is laid out as {layout.format} with "
+                         "categorical fields or another task: produce it without --format")
+    return DataSpec.model_validate({"format": "avro", "columns": layout.feature_names,
+                                    "label": "key",
                                     "schemaRegistry": {"url": arguments.schema_registry}})
 
 

@@ -21,6 +21,7 @@ from workload.artifacts import Artifacts, read_json, write_json_atomic
 from workload.contract import (
     JOB_NAME_ENV,
     JOB_SPEC_ENV,
+    MODEL_FILE_ENV,
     MODEL_SOURCE_ENV,
     OUTPUT_URI_ENV,
     FailureReason,
@@ -263,20 +264,22 @@ def output_folder(spec: StreamingTrainingJobSpec, override: Path | None,
     source model where the operator mounted it."""
     env = os.environ if environ is None else environ
     root = override or Path(env.get(OUTPUT_DIR_ENV) or spec.model.output.path)
-    source = env.get(MODEL_SOURCE_ENV)
+    source, model_file = env.get(MODEL_SOURCE_ENV), env.get(MODEL_FILE_ENV)
     return Artifacts(root, location=env.get(OUTPUT_URI_ENV) or None,
-                     source=Path(source) if source else None)
+                     source=Path(source) if source else None,
+                     model_file=Path(model_file) if model_file else None)
 
 
 def local_folders(spec: StreamingTrainingJobSpec, output: Path,
                   source: Path | None = None) -> Artifacts:
     """A local run's folders: `output`, and the source model in `source`, or else for
     `model.source.job` the folder beside `output` named after that job (where a local run of
-    it writes by default)."""
+    it writes by default); `model.file` is read relative to the current folder."""
     named = spec.model.source
     if source is None and named is not None:
         if named.job is None:
             raise ValueError("spec.model.source.path names a folder on a volume claim: "
                              "give the local copy with --source-dir")
         source = output.resolve().parent / named.job
-    return Artifacts(output, source=source)
+    model_file = Path(spec.model.file.path).resolve() if spec.model.file is not None else None
+    return Artifacts(output, source=source, model_file=model_file)

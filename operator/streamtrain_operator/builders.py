@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from streamtrain_operator.model_file import model_file_mounts
 from workload.contract import (
     BOOTSTRAP_ENV,
     CLUSTER_CA_ENV,
@@ -334,6 +335,9 @@ def build_job_manifest(job_name: str, namespace: str, uid: str, mode: Mode,
     workers = worker_addresses(job_name, namespace, role.replicas) if group else []
     volumes, mounts = _volumes(spec, kafka, output, source)
     env = _environment(job_name, uid, spec, kafka, output, source, workers)
+    for into, extra in zip((volumes, mounts, env), model_file_mounts(
+            spec, mode, output.claim if output is not None else None), strict=True):
+        into.extend(extra)
     if defaults.progress_url:
         volume, mount, channel = progress_channel(job_name, namespace, uid, defaults.progress_url)
         volumes.append(volume)

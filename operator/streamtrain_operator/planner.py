@@ -37,6 +37,7 @@ from workload.status import (
     Progress,
     RoleStatus,
     StreamingTrainingJobStatus,
+    with_headline,
 )
 
 TERMINAL = TERMINAL_PHASES
@@ -245,7 +246,7 @@ def _merge_report(status: StreamingTrainingJobStatus, report: PodReport, now: st
         figures["epochs_trained"] = report.epoch
     metrics = status.metrics or Metrics()
     figures.update(_bad_records(metrics, report))
-    status.metrics = metrics.model_copy(update=figures)
+    status.metrics = with_headline(metrics.model_copy(update=figures))
     # The phase is done: its live figures stand, completed, and agree with `status.metrics`.
     last = status.progress if status.progress is not None and status.progress.mode == report.mode \
         else Progress(mode=report.mode)
@@ -257,8 +258,9 @@ def _merge_report(status: StreamingTrainingJobStatus, report: PodReport, now: st
         **({"epoch": report.epoch} if report.epoch is not None else {})})
     if report.model_uri:
         kept = status.model.preprocessing if status.model is not None else None
+        classes = report.classes or (status.model.classes if status.model is not None else None)
         status.model = ModelStatus(uri=report.model_uri, saved_at=now,
-                                   preprocessing=report.preprocessing or kept)
+                                   preprocessing=report.preprocessing or kept, classes=classes)
 
 
 def _live_progress(status: StreamingTrainingJobStatus, run: Mode | None, suspended: bool,

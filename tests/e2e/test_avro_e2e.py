@@ -34,7 +34,7 @@ from workload.kafka.connection import KafkaConnection
 from workload.kafka.producer import produce_messages
 from workload.spec import DataSpec
 
-EXAMPLE = REPO / "examples" / "09-avro-schema-registry" / "job.yaml"
+EXAMPLE = REPO / "examples" / "12-avro-schema-registry" / "job.yaml"
 PASSWORD = "avro-e2e-Secret-42"
 
 

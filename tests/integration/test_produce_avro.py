@@ -32,7 +32,7 @@ def test_produce_writes_avro_that_fastavro_and_the_decoder_read_back_exactly(
                "--format", "avro", "--schema-registry", schema_registry.url, "--quiet"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
-    layout = json.loads(done.stdout.split("the job reads them with data: ", 1)[1])
+    layout = json.loads(done.stdout.split("the job's data section: ", 1)[1])
     data = DataSpec.model_validate(layout)
     assert data.format == "avro" and data.label == "key"
 

@@ -8,7 +8,10 @@ a port out of range, credentials and unknown keys in `kafka.config`, labels
 that are not a column, duplicate columns, layers of both kinds, a
 multi-phase job without a model volume, an output folder that is relative
 or climbs with `..`, blank consumer groups, several learners online,
-several evaluators without a model volume). Each is judged by `parse_spec` as the operator calls it and by a
+several evaluators without a model volume, classes or a loss of another
+task, a multiclass job with nothing to learn its classes from, categorical
+fields that are not columns, a user's model factory without training).
+Each is judged by `parse_spec` as the operator calls it and by a
 server-side dry run against the generated CRD; the verdicts must be the
 same.
 """
@@ -49,6 +52,8 @@ OUTPUTS = st.sampled_from([{"path": "/models/m", "volumeClaim": "models"},
                            {"path": "/m/..x/y", "volumeClaim": "models"},
                            {"volumeClaim": "models"}])
 PHASES = st.sets(st.sampled_from(MODES), min_size=1)
+TASKS = st.sampled_from([{}, {"task": "regression"}, {"task": "regression", "loss": "huber"},
+                         {"task": "multiclass", "classes": ["cat", "dog", "0"]}])
 
 
 @st.composite
@@ -61,6 +66,7 @@ def valid_specs(draw: st.DrawFn) -> dict[str, Any]:
         spec[mode] = {"topic": draw(TOPICS)}
     if "train" in spec:
         spec["train"]["epochs"] = draw(st.integers(1, 3))
+    spec["model"].update(draw(TASKS))
     return spec
 
 
@@ -109,6 +115,10 @@ MUTATIONS: list[Callable[[dict[str, Any]], None]] = [
     _set("model.layers", [{"dense": 4, "dropout": 0.1}]),
     _set("model.layers", [{"dropout": 0.1, "activation": "relu"}]),
     _set("trainer.replicas", 2), _set("evaluator.replicas", 3),
+    _set("model.task", "multiclass"), _set("model.classes", ["a", "b"]),
+    _set("model.classes", ["a", "a"]), _set("model.loss", "huber"),
+    _set("data.categorical", ["a"]), _set("data.categorical", ["y"]),
+    _set("model.factory", "teams.models:build"), _set("model.factory", "not a function"),
 ]
 """Each breaks one rule of a valid spec (a few break it only in some specs)."""
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import random
 import struct
+import uuid
 from typing import Any
 
 import numpy as np
@@ -50,7 +51,8 @@ def avro_data(columns: list[str], label: str = "label", **extra: Any) -> DataSpe
 def decoder(columns: list[str], schemas: dict[int, dict[str, Any]], label: str = "label",
             versions: list[int] | None = None, **extra: Any) -> tuple[AvroDecoder, StaticRegistry]:
     registry = StaticRegistry(schemas, versions)
-    made = AvroDecoder(for_topic(avro_data(columns, label, **extra), "events"),
+    topic = f"events-{uuid.uuid4().hex}"  # records are counted per subject and process
+    made = AvroDecoder(for_topic(avro_data(columns, label, **extra), topic),
                        registry=registry)  # type: ignore[arg-type]
     return made, registry
 
@@ -268,3 +270,75 @@ def test_a_chain_nested_deeper_than_the_recursion_limit_is_invalid_alone() -> No
     decoded = decode([b""] * 3, [shallow, b"\0\0\0\0\x04" + deep, shallow])
     assert decoded.counts() == {"invalid_avro": 1}
     assert decoded.labels.tolist() == [1.0, 1.0]
+
+
+TICKET = {"type": "record", "name": "Ticket", "fields": [
+    {"name": "wait", "type": "double"},
+    {"name": "channel", "type": ["null", "string"]},
+    {"name": "account", "type": {"type": "record", "name": "Account", "fields": [
+        {"name": "tier", "type": {"type": "enum", "name": "Tier", "symbols": ["free", "pro"]}},
+        {"name": "region", "type": "int"}]}},
+    {"name": "size", "type": "float"},
+    {"name": "queue", "type": ["null", "string", "int"]}]}
+
+TICKET_COLUMNS = ["wait", "channel", "account.tier", "account.region", "size", "queue"]
+TICKET_CATEGORICAL = ["channel", "account.tier", "account.region"]
+
+
+def ticket(rng: random.Random) -> dict[str, Any]:
+    return {"wait": rng.uniform(0, 100),
+            "channel": None if rng.random() < 0.05 else rng.choice(["mail", "phone", "chat"]),
+            "account": {"tier": rng.choice(["free", "pro"]), "region": rng.randrange(4)},
+            "size": float(np.float32(rng.uniform(-5, 5))),
+            "queue": rng.choice([None, "billing", "tech", "sales", "spam", 3, 7])}
+
+
+def test_categorical_fields_and_class_labels_decode_as_json_decodes_them() -> None:
+    """A multiclass Avro job with categorical fields (a string, an enum, an int) gets the same
+    numbers, categories, class indices and reasons as the same records in JSON."""
+    import json
+
+    from workload.data.decode import LabelRule, make_decoder
+
+    rng = random.Random(23)
+    records = [ticket(rng) for _ in range(2000)]
+    classes = ("3", "billing", "sales", "tech")  # `spam`, `7` and no queue: unknown_class
+    extra = {"categorical": TICKET_CATEGORICAL}
+    avro = AvroDecoder(for_topic(avro_data(TICKET_COLUMNS, "queue", **extra), uuid.uuid4().hex),
+                       "multiclass", registry=StaticRegistry({5: TICKET}))  # type: ignore[arg-type]
+    decoded = avro([b""] * len(records),
+                        [wire(5, TICKET, record) for record in records]).with_classes(classes)
+    as_json = DataSpec.model_validate({"format": "json", "columns": TICKET_COLUMNS,
+                                       "label": "queue", **extra})
+    expected = make_decoder(as_json, LabelRule("multiclass", classes))(
+        [b""] * len(records), [json.dumps(record).encode() for record in records])
+    assert set(decoded.counts()) == {"non_categorical", "unknown_class"}
+    assert decoded.counts() == expected.counts()
+    np.testing.assert_array_equal(decoded.reasons, expected.reasons)
+    np.testing.assert_array_equal(decoded.features, expected.features)
+    np.testing.assert_array_equal(decoded.labels, expected.labels)
+    assert decoded.categories is not None and expected.categories is not None
+    assert decoded.categories.tolist() == expected.categories.tolist()
+    assert {row[1] for row in decoded.categories.tolist()} == {"free", "pro"}
+
+
+def test_regression_labels_are_numbers_from_a_field_or_the_key() -> None:
+    schema = {"type": "record", "name": "Demand", "fields": [
+        {"name": "price", "type": "double"}, {"name": "region", "type": "string"},
+        {"name": "demand", "type": ["null", "double"]}]}
+    values = [wire(4, schema, {"price": 1.5, "region": "north", "demand": 41.25}),
+              wire(4, schema, {"price": 2.0, "region": "south", "demand": None})]
+    registry = StaticRegistry({4: schema})
+    field_label = AvroDecoder(for_topic(avro_data(["price", "region", "demand"], "demand",
+                                                  categorical=["region"]), uuid.uuid4().hex),
+                              "regression", registry=registry)  # type: ignore[arg-type]
+    decoded = field_label([b""] * 2, values)
+    assert [BAD_REASONS[code - 1] if code else "" for code in decoded.reasons] == \
+        ["", "non_numeric"]
+    assert decoded.labels.tolist() == [41.25] and decoded.features.tolist() == [[1.5]]
+    assert decoded.categories is not None and decoded.categories.tolist() == [["north"]]
+    key_label = AvroDecoder(for_topic(avro_data(["price", "region"], "key",
+                                                categorical=["region"]), uuid.uuid4().hex),
+                            "regression", registry=registry)  # type: ignore[arg-type]
+    by_key = key_label([b" 2.5 ", b"x"], values)
+    assert by_key.labels.tolist() == [2.5] and by_key.counts() == {"non_numeric": 1}

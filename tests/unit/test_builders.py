@@ -26,6 +26,8 @@ from workload.contract import (
     EXIT_FAILED,
     JOB_SPEC_ENV,
     JOB_UID_ENV,
+    MODEL_FILE_ENV,
+    MODEL_FILE_PATH,
     MODEL_SOURCE_ENV,
     OUTPUT_URI_ENV,
     PEER_LOST_EXIT,
@@ -276,7 +278,7 @@ def test_a_pod_that_fails_for_good_fails_the_job_without_retries_and_a_crash_is_
     job = build_job_manifest("susy", "ns", "u", "evaluate", SPEC, KafkaAccess("k:9092"))
     rules = job["spec"]["podFailurePolicy"]["rules"]
     assert rules == [{"action": "FailJob", "onExitCodes": {
-        "containerName": "evaluate", "operator": "In", "values": [2, 3, 4, 5, 6, 7, 8]}}]
+        "containerName": "evaluate", "operator": "In", "values": [2, 3, 4, 5, 6, 7, 8, 9]}}]
     fail_job = set(rules[0]["onExitCodes"]["values"])
     assert {row.exit_code for row in PERMANENT_FAILURES} == fail_job
     # A failure, a crash, an OOM kill or SIGTERM: counted against backoffLimit and retried.
@@ -329,3 +331,31 @@ def test_the_headless_service_selects_the_groups_pods_and_is_owned_by_the_job() 
 def test_pod_hostnames_of_the_largest_group_stay_dns_labels() -> None:
     name = child_job_name("a" * 70, "evaluate")
     assert len(f"{name}-{MAX_REPLICAS - 1}") <= 63
+
+
+def test_the_users_model_file_is_mounted_read_only_in_the_trainer_only() -> None:
+    def job(claim: str, path: str) -> Any:
+        return parse_spec({
+            "kafka": {"bootstrapServers": "k:9092"}, "train": {"topic": "t"},
+            "evaluate": {"topic": "e"},
+            "model": {"output": {"path": "/models/b", "volumeClaim": "models"},
+                      "file": {"volumeClaim": claim, "path": path}}})
+
+    other = build_job_manifest("b", "ns", "u", "train", job("team", "routers/v2.keras"),
+                               KafkaAccess("k:9092"))
+    assert {"name": "model-file", "mountPath": MODEL_FILE_PATH, "subPath": "routers",
+            "readOnly": True} in _mounts(other)
+    assert {"name": "model-file", "persistentVolumeClaim": {"claimName": "team",
+                                                            "readOnly": True}} in other[
+        "spec"]["template"]["spec"]["volumes"]
+    assert _env(other)[MODEL_FILE_ENV] == f"{MODEL_FILE_PATH}/v2.keras"
+
+    same = build_job_manifest("b", "ns", "u", "train", job("models", "v2.keras"),
+                              KafkaAccess("k:9092"))
+    assert {"name": "model", "mountPath": MODEL_FILE_PATH, "readOnly": True} in _mounts(same)
+    assert len(same["spec"]["template"]["spec"]["volumes"]) == 2  # scratch, one claim
+
+    evaluator = build_job_manifest("b", "ns", "u", "evaluate", job("team", "v2.keras"),
+                                   KafkaAccess("k:9092"))
+    assert MODEL_FILE_ENV not in _env(evaluator)
+    assert all(mount["mountPath"] != MODEL_FILE_PATH for mount in _mounts(evaluator))

@@ -12,7 +12,12 @@ records/s after the header in an idle probe, 37-43k under this machine's
 usual load in `make bench`) and the columns then have to be picked out of
 it. Here the records of one writer schema are decoded together, a field at
 a time over the whole batch in numpy (`workload.data.avro_columns`): no
-Python runs per record (but for a categorical string).
+Python runs per record (but for a categorical string or a class name).
+
+Categorical columns (`data.categorical`) and a multiclass label column are
+read as text: a string, an enum's symbol, an integer or boolean as JSON
+spells it, an integral float as its integer. Labels are read for the task as
+JSON's are (`workload.data.json_decode.task_labels`).
 
 Reasons (in `workload.data.decode`'s order; the first one wins):
 - `empty`, `oversized`: as for every format;
@@ -25,10 +30,15 @@ Reasons (in `workload.data.decode`'s order; the first one wins):
   `ATTEMPTS` times; tried again for a later batch after `RETRY_AFTER_S`);
 - `missing_field`: the writer's record lacks a column and the reader's
   schema gives it no default (or a null where a record was expected);
-- `non_numeric`: a column that is null, a string, bytes or anything but a
-  number or boolean (booleans read as 0 and 1), a default that is not a
-  number, NaN or infinity, or beyond float32;
-- `bad_key`: the label is not 0 or 1.
+- `non_numeric`: a numeric column that is null, a string, bytes or anything
+  but a number or boolean (booleans read as 0 and 1), a default that is not
+  a number, NaN or infinity, or beyond float32; a regression label that is
+  not a number;
+- `non_categorical`: a categorical column that is null, bytes, a record, an
+  array, a map or a float that is not integral;
+- `bad_key`: a binary label that is not 0 or 1;
+- `unknown_class`: a multiclass label that is not one of the classes (given
+  by `workload.data.decode`), or none (a null, say).
 """
 
 from __future__ import annotations
@@ -52,8 +62,8 @@ from workload.data.avro_schema import (
     record_plan,
     wanted,
 )
-from workload.data.decode import REASON_CODES, Decoded
-from workload.data.json_decode import key_labels
+from workload.data.decoded import REASON_CODES, Decoded, Task, Texts
+from workload.data.json_decode import task_labels
 from workload.data.schema_registry import (
     RegistryUnavailable,
     SchemaNotFound,
@@ -62,10 +72,10 @@ from workload.data.schema_registry import (
 )
 from workload.spec import DataSpec
 
-EMPTY, OVERSIZED, INVALID, UNKNOWN, UNREACHABLE, MISSING, NON_NUMERIC, BAD_KEY = (
+EMPTY, OVERSIZED, INVALID, UNKNOWN, UNREACHABLE, MISSING, NON_NUMERIC, NON_CATEGORICAL = (
     REASON_CODES[name] for name in ("empty", "oversized", "invalid_avro", "unknown_schema",
                                     "registry_unreachable", "missing_field", "non_numeric",
-                                    "bad_key"))
+                                    "non_categorical"))
 
 HEADER = 5
 """The wire format's header: magic byte 0, then the schema id (big-endian int32)."""
@@ -80,6 +90,10 @@ RETRY_AFTER_S = 5.0
 _REGISTRIES: dict[str, SchemaRegistry] = {}
 _MADE: dict[str, AvroDecoder] = {}
 """The last decoder made for each subject (its schema figures go in the phase's results)."""
+_SEEN: dict[tuple[str, str], Counter[int]] = {}
+"""Records seen per writer schema id, by registry URL and subject: shared by the subject's
+decoders in this process (a multiclass phase makes one while it learns the classes and another
+once they are known)."""
 _LOCK = threading.Lock()
 
 
@@ -101,22 +115,35 @@ def registry_for(data: DataSpec) -> SchemaRegistry:
 
 
 class AvroDecoder:
-    """A `Decoder` of Avro records in the Confluent wire format, read as `data` says, resolved to
+    """A `Decoder` of Avro records in the Confluent wire format, read as `data` says (labels for
+    `task`; multiclass labels come back as text, as `workload.data.decode` expects), resolved to
     the reader's schema of `data.schemaRegistry.subject` (set by `decode.for_topic`), fetched
     now: a registry that does not answer, or a subject without the job's columns, fails here,
     before anything is read."""
 
-    def __init__(self, data: DataSpec, registry: SchemaRegistry | None = None) -> None:
+    def __init__(self, data: DataSpec, task: Task = "binary",
+                 registry: SchemaRegistry | None = None) -> None:
         assert data.schema_registry is not None and data.schema_registry.subject is not None
         subject = data.schema_registry.subject
         self._registry = registry if registry is not None else registry_for(data)
         self.subject = subject
-        self._columns = data.record_columns
-        self._width = len(self._columns)
+        self._task = task
+        self._columns = columns = data.record_columns
+        self._width = len(columns)
         self._max_bytes = data.max_record_bytes
-        self._label = None if data.label == "key" else self._columns.index(data.label)
-        self._features = [i for i in range(self._width) if i != self._label]
-        self._slots: list[Slot] = [("number", index) for index in range(self._width)]
+        label = None if data.label == "key" else data.label
+        class_column = label if task == "multiclass" else None
+        categorical = data.categorical_names
+        numeric = [c for c in columns if c not in categorical and c != class_column]
+        worded = [*categorical, *([class_column] if class_column is not None else [])]
+        self._slots: list[Slot] = [("text", worded.index(c)) if c in worded
+                                   else ("number", numeric.index(c)) for c in columns]
+        self._lenient = frozenset({len(categorical)} if class_column is not None else ())
+        self._n_numeric, self._n_text = len(numeric), len(worded)
+        self._categorical = len(categorical)
+        self._label = None if label is None or class_column is not None else numeric.index(label)
+        self._class = None if class_column is None else len(categorical)
+        self._features = [i for i in range(len(numeric)) if i != self._label]
         self.reader_id, self.reader_version, text = self._registry.version(
             subject, data.schema_version)
         try:
@@ -128,9 +155,11 @@ class AvroDecoder:
         self._failed_at: dict[int, float] = {}
         self._plans: dict[tuple[int, int], RecordPlan] = {}
         self._lock = threading.Lock()
-        self.schema_ids: Counter[int] = Counter()
-        """Records seen per writer schema id (each record with a readable header)."""
         with _LOCK:
+            self.schema_ids: Counter[int] = _SEEN.setdefault((data.schema_registry.url, subject),
+                                                              Counter())
+            """Records seen per writer schema id (each record with a readable header), by every
+            decoder of the subject in this process."""
             _MADE[subject] = self
 
     def __call__(self, keys: Sequence[bytes], values: Sequence[bytes]) -> Decoded:
@@ -150,10 +179,11 @@ class AvroDecoder:
         head = starts[framed]
         ids[framed] = ((buf[head + 1].astype(np.int64) << 24) | (buf[head + 2].astype(np.int64)
                        << 16) | (buf[head + 3].astype(np.int64) << 8) | buf[head + 4])
-        table = np.zeros((n, self._width), np.float64)
+        table = np.zeros((n, self._n_numeric), np.float64)
+        words = np.full((n, self._n_text), "", object)
         missing: dict[int, str] = {}
         found, counts = np.unique(ids[framed], return_counts=True)
-        with self._lock:
+        with _LOCK:
             self.schema_ids.update(dict(zip(found.tolist(), counts.tolist(), strict=True)))
         for schema_id in found.tolist():
             rows = np.flatnonzero(ids == schema_id)
@@ -164,12 +194,15 @@ class AvroDecoder:
             group = self._group(writer, raw, buf, starts[rows] + HEADER,
                                 starts[rows] + lengths[rows])
             verdict = np.where(group.invalid, INVALID, np.where(
-                group.missing < self._width, MISSING, np.where(group.not_numeric, NON_NUMERIC, 0)))
+                group.missing < self._width, MISSING, np.where(
+                    group.not_numeric, NON_NUMERIC, np.where(
+                        group.not_categorical, NON_CATEGORICAL, 0))))
             reasons[rows] = verdict
             table[rows] = group.numbers
+            words[rows] = group.texts
             for index in np.flatnonzero(verdict == MISSING).tolist():
                 missing[int(rows[index])] = self._columns[int(group.missing[index])]
-        return self._finish(keys, table, reasons, missing)
+        return self._finish(keys, table, words, reasons, missing)
 
     def _group(self, writer: Node, raw: bytes, buf: npt.NDArray[np.uint8], start: Ints,
                end: Ints) -> Columns:
@@ -177,14 +210,14 @@ class AvroDecoder:
         recursion limit (a recursive schema, a long chain of nested records) fails the group:
         its records are then decoded one at a time, and the ones that nest that deep are
         `invalid_avro`."""
-        group = Columns(raw, buf, start, end, self._slots, self._plan)
+        group = Columns(raw, buf, start, end, self._slots, self._plan, self._lenient)
         try:
             group.run(writer, self._want, np.arange(len(start)))
         except RecursionError:
             if len(start) == 1:
                 group.invalid[:] = True
                 return group
-            group = Columns(raw, buf, start, end, self._slots, self._plan)
+            group = Columns(raw, buf, start, end, self._slots, self._plan, self._lenient)
             for index in range(len(start)):
                 alone = self._group(writer, raw, buf, start[index:index + 1],
                                     end[index:index + 1])
@@ -194,20 +227,19 @@ class AvroDecoder:
         group.finish()
         return group
 
-    def _finish(self, keys: Sequence[bytes], table: npt.NDArray[np.float64],
+    def _finish(self, keys: Sequence[bytes], table: npt.NDArray[np.float64], words: Texts,
                 reasons: npt.NDArray[np.uint8], missing: dict[int, str]) -> Decoded:
         with np.errstate(over="ignore", invalid="ignore"):
             table32 = table.astype(np.float32)
         reasons[(reasons == 0) & ~np.isfinite(table32).all(axis=1)] = NON_NUMERIC
-        if self._label is None:
-            labels, label_ok = key_labels(keys)
-        else:
-            labels = table32[:, self._label]
-            label_ok = (labels == 0.0) | (labels == 1.0)
-        reasons[(reasons == 0) & ~label_ok] = BAD_KEY
+        labels, tokens = task_labels(
+            self._task, keys, None if self._label is None else table32[:, self._label],
+            None if self._class is None else words[:, self._class], reasons)
         good = reasons == 0
         features = table32[good] if self._label is None else table32[good][:, self._features]
-        return Decoded(np.ascontiguousarray(features), labels[good], reasons, missing)
+        categories = words[good][:, :self._categorical] if self._categorical else None
+        return Decoded(np.ascontiguousarray(features), labels[good], reasons, missing,
+                       categories=categories, tokens=None if tokens is None else tokens[good])
 
     def _writer(self, schema_id: int) -> Node | int:
         """The writer's schema of `schema_id`, or the reason code its records get."""
