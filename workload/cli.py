@@ -138,7 +138,7 @@ def command_produce(arguments: argparse.Namespace) -> int:
 
         family = FAMILIES[arguments.family]
         data, layout = family.generate(arguments.rows, seed=arguments.seed), data_spec(family)
-    layout = produce_layout(arguments, layout)
+    layout = produce_layout(arguments, layout, list(data.columns))
     report = produce_split(
         KafkaConnection(bootstrap), arguments.train_topic, arguments.test_topic, data,
         train_rows=int(data.rows * arguments.train_fraction),
@@ -152,9 +152,10 @@ def command_produce(arguments: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def produce_layout(arguments: argparse.Namespace, layout: DataSpec) -> DataSpec:
+def produce_layout(arguments: argparse.Namespace, layout: DataSpec, columns: list[str]
+                   ) -> DataSpec:
     """What `streamtrain produce` writes: the data's own layout, or with `--format avro` Avro
-    values whose fields are the feature columns (the label in the key, as for the tutorial's
+    values whose fields are the data's `columns` (the label in the key, as for the tutorial's
     CSV), schemas in `--schema-registry`. Avro is written for the tutorial's layout only
     (numbers and a 0/1 label): a family with categorical fields or another task keeps its own."""
     if arguments.format == "csv":
@@ -166,7 +167,7 @@ def produce_layout(arguments: argparse.Namespace, layout: DataSpec) -> DataSpec:
         raise SystemExit(f"error: --format avro writes binary families of numbers only; family "
                          f"{arguments.family!r} is laid out as {layout.format} with "
                          "categorical fields or another task: produce it without --format")
-    return DataSpec.model_validate({"format": "avro", "columns": layout.feature_names,
+    return DataSpec.model_validate({"format": "avro", "columns": columns,
                                     "label": "key",
                                     "schemaRegistry": {"url": arguments.schema_registry}})
 
