@@ -1,6 +1,6 @@
 """A multiclass job with categorical fields reading Avro through the real schema registry: it
 trains, evaluates every record exactly once with the same figures as the same records in JSON
-give its model, and a bad category or an unknown class gets its reason.
+give its model, learns online, and a bad category or an unknown class gets its reason.
 
 The records are the tickets family's (numeric fields, categorical `channel`,
 `product` and nested `account.country`, the class in `queue`), written by
@@ -36,7 +36,7 @@ from workload.kafka.connection import KafkaConnection  # noqa: E402
 from workload.runner import run_phases  # noqa: E402
 from workload.spec import parse_spec  # noqa: E402
 
-TRAIN_ROWS, TEST_ROWS = 3000, 1200
+TRAIN_ROWS, TEST_ROWS, ONLINE_ROWS = 3000, 1200, 600
 
 
 def avro_schema(record: dict[str, Any], name: str = "Ticket") -> dict[str, Any]:
@@ -65,17 +65,20 @@ def write_avro(kafka: KafkaHandle, schema_registry: Registry, records: list[dict
     return topic
 
 
-def test_a_multiclass_avro_job_with_categorical_fields_trains_and_evaluates_as_json_would(
+def test_a_multiclass_avro_job_with_categorical_fields_trains_evaluates_and_learns_online(
         kafka: KafkaHandle, schema_registry: Registry, tmp_path: Path) -> None:
     as_json = TICKETS.data_spec()
-    rows = TICKETS.generate(TRAIN_ROWS + TEST_ROWS, seed=31)
+    rows = TICKETS.generate(TRAIN_ROWS + TEST_ROWS + ONLINE_ROWS, seed=31)
     train = [json.loads(m.value) for m in encode(rows.slice(0, TRAIN_ROWS), as_json)]
-    test_messages = encode(rows.slice(TRAIN_ROWS, rows.rows), as_json)
+    test_messages = encode(rows.slice(TRAIN_ROWS, TRAIN_ROWS + TEST_ROWS), as_json)
+    online = [json.loads(m.value)
+              for m in encode(rows.slice(TRAIN_ROWS + TEST_ROWS, rows.rows), as_json)]
     test = [json.loads(m.value) for m in test_messages]
     schema = avro_schema(train[0])
     bad = [dict(test[0], queue="lost-and-found"), dict(test[1], channel=None)]
     train_topic = write_avro(kafka, schema_registry, train, schema, 1)
     test_topic = write_avro(kafka, schema_registry, [*test, *bad], schema, 2)
+    online_topic = write_avro(kafka, schema_registry, online, schema, 1)
     data = {**as_json.model_dump(mode="json", by_alias=True, exclude_none=True),
             "format": "avro", "schemaRegistry": {"url": schema_registry.url}}
     spec = parse_spec({
@@ -84,6 +87,8 @@ def test_a_multiclass_avro_job_with_categorical_fields_trains_and_evaluates_as_j
         "train": {"topic": train_topic, "epochs": 3, "batchSize": 64},
         "evaluate": {"topic": test_topic, "consumerGroup": f"eval-{uuid.uuid4().hex[:8]}",
                      "streamTimeoutMs": 0},
+        "online": {"topic": online_topic, "consumerGroup": f"online-{uuid.uuid4().hex[:8]}",
+                   "streamTimeoutMs": 3000},
         "model": {"output": {"path": str(tmp_path)}, "layers": [{"dense": 32}],
                   "task": "multiclass"},
     })
@@ -112,4 +117,6 @@ def test_a_multiclass_avro_job_with_categorical_fields_trains_and_evaluates_as_j
     assert evaluated.eval_accuracy == pytest.approx(float((predicted == labels).mean()),
                                                     abs=1e-9)
     assert evaluated.eval_accuracy > 1 / len(TICKETS.classes)
-
+    learned = reports["online"].metrics
+    assert learned.records_online == ONLINE_ROWS
+    assert learned.online_accuracy is not None
