@@ -101,7 +101,7 @@ EPOCHS = 10
 RAW_BATCH = 10_000
 """Records per `consume` call of the raw baselines."""
 
-EXTRA_MODULES = ("bench.eval_pipeline", "bench.decoding", "bench.scaleout")
+EXTRA_MODULES = ("bench.eval_pipeline", "bench.decoding", "bench.avro_decoding", "bench.scaleout")
 """Modules that register more measurements, imported when present."""
 
 TARGETS.extend([

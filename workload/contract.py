@@ -101,6 +101,12 @@ CLUSTER_CA_ENV = "STREAMTRAIN_KAFKA_CLUSTER_CA"
 SASL_USERNAME_ENV = "STREAMTRAIN_KAFKA_USERNAME"
 """The SCRAM user name (the KafkaUser's name)."""
 
+REGISTRY_CREDENTIALS_ENV = "STREAMTRAIN_REGISTRY_CREDENTIALS"
+"""The folder where the Secret of `data.schemaRegistry.authentication` is mounted."""
+
+REGISTRY_CA_ENV = "STREAMTRAIN_REGISTRY_CA"
+"""The folder where the Secret of `data.schemaRegistry.caSecretName` is mounted."""
+
 TERMINATION_LOG_ENV = "STREAMTRAIN_TERMINATION_LOG"
 """Overrides where the termination message is written (tests; pods use the default)."""
 
@@ -141,6 +147,12 @@ CREDENTIALS_PATH = "/var/run/streamtrain/kafka-user"
 
 CLUSTER_CA_PATH = "/var/run/streamtrain/cluster-ca"
 """Where the Strimzi cluster CA Secret is mounted (TLS listeners)."""
+
+REGISTRY_CREDENTIALS_PATH = "/var/run/streamtrain/registry-user"
+"""Where the schema registry's credentials Secret is mounted."""
+
+REGISTRY_CA_PATH = "/var/run/streamtrain/registry-ca"
+"""Where the Secret with the schema registry's CA certificate is mounted."""
 
 SOURCE_PATH = "/var/run/streamtrain/source-model"
 """Where the folder holding the model of `spec.model.source` is mounted, read-only."""

@@ -27,6 +27,8 @@ from workload.contract import (
     FailureReason,
     Mode,
 )
+from workload.data.avro_schema import SchemaError
+from workload.data.schema_registry import RegistryError
 from workload.kafka.admin import TopicMissing, topic_partitions
 from workload.kafka.connection import KafkaConnection
 from workload.kafka.probe import (
@@ -74,6 +76,8 @@ def run_mode(
     # writes a phase's results.
     if report.ok and replica.chief:
         record_phase_time(artifacts.results(mode), time.monotonic() - started)
+        if spec.data.format == "avro":
+            record_schemas(artifacts.results(mode), spec, mode)
     return report
 
 
@@ -93,6 +97,8 @@ def _run_mode(mode: Mode, name: str, spec: StreamingTrainingJobSpec,
                            job_uid, replica)
     except PermanentError as error:  # one a mode did not catch itself
         return PodReport(mode=mode, ok=False, message=str(error), reason=error.reason)
+    except (SchemaError, RegistryError) as error:  # the reader's schema, as a phase starts
+        return PodReport(mode=mode, ok=False, message=f"schema registry: {error}")
 
 
 def _start_mode(mode: Mode, name: str, spec: StreamingTrainingJobSpec,
@@ -164,6 +170,22 @@ def record_phase_time(results: Path, seconds: float) -> None:
     document["phaseSeconds"] = round(seconds, 3)
     if isinstance(records, int) and seconds > 0:
         document["phaseRecordsPerSecond"] = round(records / seconds, 1)
+    write_json_atomic(results, document)
+
+
+def record_schemas(results: Path, spec: StreamingTrainingJobSpec, mode: Mode) -> None:
+    """Add an Avro phase's schemas to its results file: the reader's (subject, version, id) and
+    the records this pod read per writer schema id (`schemaIds`)."""
+    from workload.data.avro_decode import made_for
+    from workload.data.decode import for_topic
+
+    document = read_json(results)
+    decoder = made_for(for_topic(spec.data, getattr(spec, mode).topic))
+    if not isinstance(document, dict) or decoder is None:
+        return
+    document["readerSchema"] = {"subject": decoder.subject, "version": decoder.reader_version,
+                                "id": decoder.reader_id}
+    document["schemaIds"] = {str(key): count for key, count in sorted(decoder.schema_ids.items())}
     write_json_atomic(results, document)
 
 

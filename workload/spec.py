@@ -178,25 +178,76 @@ class KafkaSpec(SpecModel):
 
 # ---------------------------------------------------------------- data
 
+REGISTRY_URL_PATTERN = r"^https?://[^/@\s?#]+(/[^@\s?#]*)?$"
+"""An http(s) URL without user info, query or fragment."""
+
+REGISTRY_URL_RULE = Rule(
+    lambda url: re.fullmatch(REGISTRY_URL_PATTERN, url) is not None,
+    f"self.matches(r'{REGISTRY_URL_PATTERN}')",
+    "must be an http or https URL without user name or password (credentials come from "
+    "authentication.secretName), e.g. http://apicurio-registry:8080/apis/ccompat/v7")
+
+SecretName = Annotated[str, Field(min_length=1, max_length=253,
+                                  pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")]
+"""The name of a Secret in the job's namespace (a DNS subdomain)."""
+
+
+class RegistryAuthentication(SpecModel):
+    """How the pods log in to the schema registry: a Secret, mounted, never copied."""
+
+    type: Literal["basic", "tls"]
+    """`basic`: HTTP basic auth with the Secret's `username` and `password` keys; `tls`: mutual
+    TLS with its `user.crt` and `user.key` (the keys of a Strimzi KafkaUser's Secret)."""
+    secret_name: SecretName
+    """The Secret in the job's namespace; the operator mounts it in the pods (it never reads it)."""
+
+
+class SchemaRegistrySpec(SpecModel):
+    """A Confluent-compatible schema registry (Apicurio's `/apis/ccompat/v7`, Confluent's own)."""
+
+    url: Annotated[str, Field(min_length=1, max_length=2048), REGISTRY_URL_RULE]
+    """Base URL of the Confluent-compatible API, e.g. `http://registry:8080/apis/ccompat/v7`."""
+    subject: str | None = Field(None, min_length=1, max_length=512)
+    """The subject whose schema the job reads records as (the reader's schema); default
+    `<topic>-value` for the topic each phase reads (Confluent's topic name strategy)."""
+    authentication: RegistryAuthentication | None = None
+    """Credentials for the registry, from a Secret; none = anonymous."""
+    ca_secret_name: SecretName | None = None
+    """A Secret whose `ca.crt` signed the registry's certificate (https); default: the
+    image's trusted CAs."""
+
+    RULES = (
+        Rule(lambda registry: registry.authentication is None
+             or registry.authentication.type != "tls" or registry.url.startswith("https://"),
+             "!has(self.authentication) || self.authentication.type != 'tls' || "
+             "self.url.startsWith('https://')",
+             "authentication type tls needs an https url", field="url"),
+    )
+
+
 ColumnName = Annotated[str, Field(min_length=1, max_length=253)]
-"""A column's name (a JSON field's dotted path)."""
+"""A column's name (a JSON or Avro field's dotted path)."""
 
 MAX_CATEGORICAL = 256
 """Categorical columns a job may name. The API server checks each against every column: its
 cost budget for one rule allows that because column names are at most 253 characters."""
 
+
 class DataSpec(SpecModel):
     """The layout of each Kafka record."""
 
-    format: Literal["csv", "json"] = "csv"
-    """`csv`: the message value is comma-separated numbers; `json`: a JSON object per message."""
+    format: Literal["csv", "json", "avro"] = "csv"
+    """`csv`: the message value is comma-separated numbers; `json`: a JSON object per message;
+    `avro`: Avro in the Confluent wire format (a zero byte, the writer schema's 4-byte id, the
+    body), its schemas in `schemaRegistry`."""
     features: int | None = Field(18, ge=1, le=4096)
     """Number of feature columns (CSV without names). Ignored when `columns` is set."""
     columns: list[ColumnName] | None = Field(None, min_length=1, max_length=4096,
                                       json_schema_extra={"x-kubernetes-list-type": "set"})
-    """Column names in record order (CSV) or the JSON fields to read; includes the label unless `label` is `key`.
-    A JSON field inside nested objects is named by its path with dots: `features.momentum` reads
-    `{"features": {"momentum": 1.5}}` (so a column cannot also be a path under another column)."""
+    """Column names in record order (CSV) or the JSON or Avro fields to read; includes the label
+    unless `label` is `key`. A field inside nested objects (Avro: records) is named by its path
+    with dots: `features.momentum` reads `{"features": {"momentum": 1.5}}` (so a column cannot
+    also be a path under another column)."""
     label: str = Field("key", min_length=1)
     """`key`: the label is the message key (`0` or `1`), as in the tutorial; else a column or JSON field name."""
     max_record_bytes: int = Field(65536, ge=16, le=16 * 1024 * 1024)
@@ -205,12 +256,18 @@ class DataSpec(SpecModel):
     """The run fails when more than this fraction of records is malformed (0 = none tolerated)."""
     dead_letter_topic: TopicName | None = None
     """Optional topic that receives each malformed record with its reason in a header."""
+    schema_registry: SchemaRegistrySpec | None = None
+    """Where `avro` records' schemas are (required for `avro`)."""
+    schema_version: int | None = Field(None, ge=1)
+    """`avro`: the version of the subject whose schema the job reads records as; default the
+    subject's latest version when a phase starts. Records written with other versions are
+    resolved to it (Avro's schema resolution: added fields take their defaults)."""
     categorical: list[ColumnName] | None = Field(None, min_length=1, max_length=MAX_CATEGORICAL,
                                           json_schema_extra={"x-kubernetes-list-type": "set"})
-    """Columns that hold categories (strings, or integer codes read as their decimal text)
-    instead of numbers. Each gets a vocabulary learned from the training range (its `maxTokens`
-    most frequent values; the rest share one out-of-vocabulary bucket) and is encoded inside
-    the model (one-hot when the vocabulary is small, else an embedding), so the exported model
+    """Columns that hold categories (strings, Avro enum symbols, or integer codes read as their
+    decimal text) instead of numbers. Each gets a vocabulary learned from the training range (its
+    `maxTokens` most frequent values; the rest share one out-of-vocabulary bucket) and is encoded
+    inside the model (one-hot when the vocabulary is small, else an embedding), so the exported model
     takes the raw values, strings included. Names columns other than the label."""
     max_tokens: int = Field(1000, ge=1, le=100_000)
     """Values kept per categorical column: the most frequent in the training range (ties in
@@ -223,6 +280,15 @@ class DataSpec(SpecModel):
         Rule(lambda data: data.format != "json" or data.columns is not None,
              "self.format != 'json' || has(self.columns)",
              "format json needs columns (the JSON fields to read)", field="columns"),
+        Rule(lambda data: data.format != "avro" or data.columns is not None,
+             "self.format != 'avro' || has(self.columns)",
+             "format avro needs columns (the Avro fields to read)", field="columns"),
+        Rule(lambda data: (data.format == "avro") == (data.schema_registry is not None),
+             "(self.format == 'avro') == has(self.schemaRegistry)",
+             "schemaRegistry is set exactly when format is avro", field="schemaRegistry"),
+        Rule(lambda data: data.format == "avro" or data.schema_version is None,
+             "self.format == 'avro' || !has(self.schemaVersion)",
+             "schemaVersion applies to format avro only", field="schemaVersion"),
         Rule(lambda data: data.categorical is None or all(
                  name in (data.columns or []) and name != data.label for name in data.categorical),
              "!has(self.categorical) || (has(self.columns) && self.categorical.all(c, "

@@ -39,6 +39,10 @@ from workload.contract import (
     PROGRESS_TOKEN_DIR,
     PROGRESS_TOKEN_ENV,
     PROGRESS_URL_ENV,
+    REGISTRY_CA_ENV,
+    REGISTRY_CA_PATH,
+    REGISTRY_CREDENTIALS_ENV,
+    REGISTRY_CREDENTIALS_PATH,
     WORKER_PORT,
     WORKERS_ENV,
     progress_audience,
@@ -198,6 +202,28 @@ def test_kafka_user_and_cluster_ca_secrets_are_mounted() -> None:
     mounts = {mount["mountPath"] for mount in pod["containers"][0]["volumeMounts"]}
     assert {CREDENTIALS_PATH, CLUSTER_CA_PATH} <= mounts
     assert _env(job)[CREDENTIALS_ENV] == CREDENTIALS_PATH
+
+
+def test_schema_registry_credentials_and_ca_secrets_are_mounted_not_copied() -> None:
+    spec = parse_spec({**dump_spec(SPEC), "data": {
+        "format": "avro", "columns": ["x", "label"], "label": "label",
+        "schemaRegistry": {"url": "https://registry:8443/apis/ccompat/v7",
+                           "authentication": {"type": "tls", "secretName": "trainer"},
+                           "caSecretName": "registry-ca"}}})
+    job = build_job_manifest("susy", "ns", "u", "train", spec, KafkaAccess("k:9092"))
+    pod = job["spec"]["template"]["spec"]
+    assert {"name": "registry-user", "secret": {"secretName": "trainer"}} in pod["volumes"]
+    assert {"name": "registry-ca", "secret": {"secretName": "registry-ca"}} in pod["volumes"]
+    mounts = pod["containers"][0]["volumeMounts"]
+    assert {"name": "registry-user", "mountPath": REGISTRY_CREDENTIALS_PATH,
+            "readOnly": True} in mounts
+    assert {"name": "registry-ca", "mountPath": REGISTRY_CA_PATH, "readOnly": True} in mounts
+    env = _env(job)
+    assert env[REGISTRY_CREDENTIALS_ENV] == REGISTRY_CREDENTIALS_PATH
+    assert env[REGISTRY_CA_ENV] == REGISTRY_CA_PATH
+    assert not any("valueFrom" in item for item in pod["containers"][0]["env"])
+    plain = build_job_manifest("susy", "ns", "u", "train", SPEC, KafkaAccess("k:9092"))
+    assert REGISTRY_CREDENTIALS_ENV not in _env(plain)
 
 
 def test_model_output_without_claim_is_an_empty_dir() -> None:

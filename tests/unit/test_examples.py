@@ -165,6 +165,22 @@ def test_it_should_queue_the_kueue_example_in_its_local_queue_with_requests_to_c
         assert covered <= set(role.resources.requests), role
 
 
+def test_it_should_read_avro_through_a_schema_registry_with_a_mounted_login(
+        examples: dict[str, Path]) -> None:
+    from streamtrain_operator.builders import KafkaAccess, build_job_manifest
+
+    from workload.datagen.table import SUSY_COLUMNS
+
+    _, spec = job_in(examples["12"])
+    assert spec.data.format == "avro" and spec.data.schema_registry is not None
+    assert spec.data.feature_names == [f"event.{name}" for name in SUSY_COLUMNS]
+    auth = spec.data.schema_registry.authentication
+    assert auth is not None and auth.type == "basic"
+    pod = build_job_manifest("susy-avro", "ns", "u", "train", spec,
+                             KafkaAccess("k:9092"))["spec"]["template"]["spec"]
+    assert {"name": "registry-user", "secret": {"secretName": auth.secret_name}} in pod["volumes"]
+
+
 def test_it_should_route_tickets_with_categorical_json_fields(examples: dict[str, Path]) -> None:
     _, spec = job_in(examples["09"])
     assert spec.model.task == "multiclass" and spec.data.format == "json"

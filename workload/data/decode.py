@@ -12,9 +12,13 @@ Layouts (from `DataSpec`):
 - CSV with a label column (`columns` names every field, `label` one of them);
 - JSON objects whose fields `columns` names, a dotted name (`features.pt`)
   being a path into nested objects; the label is the key or one of the
-  fields (`workload.data.json_decode`).
+  fields (`workload.data.json_decode`);
+- Avro in the Confluent wire format, schemas from a registry, fields named
+  as for JSON (`workload.data.avro_decode`, which lists its own reasons:
+  `invalid_avro`, `unknown_schema`, `registry_unreachable`).
 `data.categorical` columns hold categories: text in CSV (no quotes, no
-commas), a string, integer or boolean in JSON; they are kept as text.
+commas), a string, integer or boolean in JSON, a string, enum symbol,
+integer or boolean in Avro; they are kept as text.
 
 Reasons a record is set aside, checked in this order (the first one wins):
 - `empty`: the value is empty or only whitespace;
@@ -35,8 +39,8 @@ Reasons a record is set aside, checked in this order (the first one wins):
 - `unknown_class`: a multiclass label that is not one of the classes (or empty).
 
 The formats are a registry (`DECODERS`): a format's module is imported when
-its first decoder is made, so TensorFlow (CSV) or msgspec (JSON) load only
-when used, and a new format is one more entry and one class that takes
+its first decoder is made, so TensorFlow (CSV), msgspec (JSON) or the
+registry client (Avro) load only when used, and a new format is one more entry and one class that takes
 `(data, task)`.
 """
 
@@ -60,7 +64,7 @@ from workload.data.decoded import (
 from workload.spec import DataSpec
 
 __all__ = ["BAD_REASONS", "DECODERS", "FORMAT_REASONS", "REASON_CODES", "BadRecord", "Decoded",
-           "Decoder", "Floats", "LabelRule", "make_decoder", "sum_counts"]
+           "Decoder", "Floats", "LabelRule", "for_topic", "make_decoder", "sum_counts"]
 
 Decoder = Callable[[Sequence[bytes], Sequence[bytes]], Decoded]
 """Decodes a batch (keys, values: one bytes object per record); never raises."""
@@ -71,6 +75,7 @@ FormatDecoder = Callable[[DataSpec, Task], Decoder]
 DECODERS: dict[str, str] = {
     "csv": "workload.data.csv_decode:CsvDecoder",
     "json": "workload.data.json_decode:JsonDecoder",
+    "avro": "workload.data.avro_decode:AvroDecoder",
 }
 """Each format's decoder class, as `module:class`, by `data.format`."""
 
@@ -87,12 +92,26 @@ def format_decoder(name: str) -> FormatDecoder:
     return made
 
 
-def make_decoder(data: DataSpec, labels: LabelRule | None = None) -> Decoder:
-    """The decoder of `data`'s layout reading labels as `labels` says (default: binary); made
-    once per process, layout and rule; safe across threads."""
+def for_topic(data: DataSpec, topic: str | None) -> DataSpec:
+    """`data` as read from `topic`: an Avro layout names its subject (`<topic>-value` unless
+    `schemaRegistry.subject` says), so that the layout alone makes its decoder."""
+    registry = data.schema_registry
+    if registry is None or registry.subject is not None or topic is None:
+        return data
+    return data.model_copy(update={"schema_registry": registry.model_copy(
+        update={"subject": f"{topic}-value"})})
+
+
+def make_decoder(data: DataSpec, labels: LabelRule | None = None,
+                 topic: str | None = None) -> Decoder:
+    """The decoder of `data`'s layout as read from `topic`, reading labels as `labels` says
+    (default: binary); made once per process, layout and rule; safe across threads. An Avro
+    decoder fetches the reader's schema, its subject's, now."""
     rule = labels or LabelRule()
+    data = for_topic(data, topic)
     layout = data.model_dump_json(include={"format", "features", "columns", "label",
-                                           "max_record_bytes", "categorical"})
+                                           "max_record_bytes", "categorical",
+                                           "schema_registry", "schema_version"})
     key = f"{layout}\n{rule.key()}"
     if key not in _DECODERS:
         decode = format_decoder(data.format)(data, rule.task)

@@ -32,6 +32,8 @@ FORMAT_REASONS: dict[str, tuple[str, ...]] = {
             "unknown_class"),
     "json": ("empty", "oversized", "invalid_json", "missing_field", "non_numeric",
              "non_categorical", "bad_key", "unknown_class"),
+    "avro": ("empty", "oversized", "invalid_avro", "unknown_schema", "registry_unreachable",
+             "missing_field", "non_numeric", "non_categorical", "bad_key", "unknown_class"),
 }
 """The reasons each format's decoder gives, in the order they are checked."""
 

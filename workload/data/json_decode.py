@@ -151,7 +151,9 @@ class JsonDecoder:
         reasons[(reasons == 0) & ~np.isfinite(table32).all(axis=1)] = NON_NUMERIC
         text_table = texts((as_text(word) for word in chain.from_iterable(words)),
                            (n, len(self._text)))
-        labels, tokens = self._labels(keys, table32, text_table, reasons)
+        labels, tokens = task_labels(
+            self._task, keys, None if self._label is None else table32[:, self._label],
+            None if self._class is None else text_table[:, self._class], reasons)
         good = reasons == 0
         features = table32[good] if self._label is None else table32[good][:, self._features]
         categories = None
@@ -160,29 +162,6 @@ class JsonDecoder:
         return Decoded(np.ascontiguousarray(features), labels[good], reasons, missing,
                        categories=categories,
                        tokens=None if tokens is None else tokens[good])
-
-    def _labels(self, keys: Sequence[bytes], table32: npt.NDArray[np.float32], text: Texts,
-                reasons: npt.NDArray[np.uint8]
-                ) -> tuple[npt.NDArray[np.float32], Texts | None]:
-        """Each record's label (and multiclass text); a bad binary or regression label marks
-        its record's reason."""
-        n = len(reasons)
-        if self._task == "multiclass":
-            tokens = (text[:, self._class] if self._class is not None
-                      else texts((key.decode("utf-8", "replace").strip(WHITESPACE)
-                                  for key in keys), (n,)))
-            return np.zeros(n, np.float32), tokens
-        if self._label is not None:
-            labels = table32[:, self._label]
-            ok = (labels == 0.0) | (labels == 1.0) if self._task == "binary" else np.ones(n, bool)
-        elif self._task == "binary":
-            labels, ok = key_labels(keys)
-        else:
-            labels = number_keys(keys)
-            ok = np.isfinite(labels)
-        why = BAD_KEY if self._task == "binary" else NON_NUMERIC
-        reasons[(reasons == 0) & ~ok] = why
-        return labels, None
 
     def _parse(self, values: Sequence[bytes]) -> list[Any]:
         """msgspec's record of each value, `None` where it refuses the value.
@@ -240,6 +219,31 @@ class JsonDecoder:
         except OverflowError:  # an integer beyond float64
             return NON_NUMERIC, None, None, None
         return 0, None, numbers, tuple(as_text(leaves[column]) for column in self._text)
+
+
+def task_labels(task: Task, keys: Sequence[bytes], column: npt.NDArray[np.float32] | None,
+                class_column: Texts | None, reasons: npt.NDArray[np.uint8]
+                ) -> tuple[npt.NDArray[np.float32], Texts | None]:
+    """Each record's label (float32 [n]) and, for multiclass, its text [n] (the labels then 0,
+    mapped to classes later), from the label column (`column` for a number, `class_column` for
+    a class) or else the message key; a bad binary or regression label marks its record's
+    reason (`bad_key`, `non_numeric`). Shared by the formats that read records field by field."""
+    n = len(reasons)
+    if task == "multiclass":
+        tokens = (class_column if class_column is not None
+                  else texts((key.decode("utf-8", "replace").strip(WHITESPACE) for key in keys),
+                             (n,)))
+        return np.zeros(n, np.float32), tokens
+    if column is not None:
+        labels = column
+        ok = (labels == 0.0) | (labels == 1.0) if task == "binary" else np.ones(n, bool)
+    elif task == "binary":
+        labels, ok = key_labels(keys)
+    else:
+        labels = number_keys(keys)
+        ok = np.isfinite(labels)
+    reasons[(reasons == 0) & ~ok] = BAD_KEY if task == "binary" else NON_NUMERIC
+    return labels, None
 
 
 def record_type_of(paths: list[list[str]], leaves: list[Any] | None = None

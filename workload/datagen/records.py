@@ -125,11 +125,20 @@ def _json_pieces(columns: list[str], texts: list[pa.Array]) -> list[pa.Array | s
     return render(tree)
 
 
-def encode(data: SusyData, spec: DataSpec | None = None) -> list[Message]:
-    """Every row of `data` as a message laid out as `spec` says (the tutorial's CSV by default)."""
+def encode(data: SusyData, spec: DataSpec | None = None,
+           schema_id: int | None = None) -> list[Message]:
+    """Every row of `data` as a message laid out as `spec` says (the tutorial's CSV by default);
+    Avro values carry `schema_id` (`workload.datagen.avro_records`)."""
     spec = spec or DataSpec()
     _check_width(data, spec)
-    values = _values(data, spec)
+    if spec.format == "avro":
+        from workload.datagen.avro_records import avro_values
+
+        if schema_id is None:
+            raise ValueError("Avro values need the id of their schema in the registry")
+        values = avro_values(data, spec, schema_id)
+    else:
+        values = _values(data, spec)
     if spec.label != "key":
         return [Message(None, value) for value in values]
     if data.classes is not None or data.targets is not None:

@@ -99,7 +99,8 @@ class OnlineLearner:
         if self._facts.task != spec.model.task:
             raise OnlineError(f"the model learning online ({self.started_from}) predicts task "
                              f"{self._facts.task}, spec.model.task says {spec.model.task}")
-        self._decode = make_decoder(spec.data, LabelRule(self._facts.task, self._facts.classes))
+        self._decode = make_decoder(spec.data, LabelRule(self._facts.task, self._facts.classes),
+                                    self._online.topic)
         self._records_at_export = self.records
         self._time_at_export = time.monotonic()
 

@@ -117,7 +117,7 @@ class Scorer:
         # Compiled once per run: a chunk never re-traces.
         self._predict = tf.function(predict, input_signature=[input_signature(data)],
                                     autograph=False)
-        self._decode = make_decoder(data, LabelRule(facts.task, facts.classes))
+        self._decode = make_decoder(data, LabelRule(facts.task, facts.classes), topic)
 
     def new_tally(self) -> Tally:
         """An empty tally of the model's task."""

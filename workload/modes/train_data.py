@@ -103,7 +103,7 @@ def decoded_batches(connection: KafkaConnection, topic: str,
                     client: KafkaClient = "librdkafka", labels: LabelRule | None = None
                     ) -> Iterator[tuple[list[bytes], list[bytes], Decoded]]:
     """Kafka to decoded batches: each batch's keys and values with what they decoded to."""
-    decode = make_decoder(data, labels)
+    decode = make_decoder(data, labels, topic)
     try:
         for keys, values in read_ahead(record_batches(connection, topic, offsets, client)):
             yield keys, values, decode(keys, values)
