@@ -25,6 +25,9 @@ INSTALL_ID := $(PINS_ID)-$(shell echo '$(CURDIR)' | sha256sum | cut -c1-8)
 SETUP_STAMP := $(VENV)/.installed-$(INSTALL_ID)
 TFIO_STAMP := $(TFIO_VENV)/.installed-$(INSTALL_ID)
 PYTEST_ARGS ?=
+# make demo FORMAT=avro: the demo's records as Avro through a local schema registry (started, and
+# fetched the first time, only then).
+FORMAT ?= csv
 # e.g. IMAGE_ARGS="--engine docker --base python:3.11-slim-bookworm" (default: any engine, a local base)
 IMAGE_ARGS ?=
 
@@ -57,11 +60,11 @@ setup-tfio: $(TFIO_STAMP)  ## The tensorflow-io client's own environment (Tensor
 kafka-jars: setup  ## Kafka broker jars only (all the demo needs)
 	$(PY) -m localparts install kafka
 
-parts: setup  ## Kafka broker jars, Kubernetes control plane, helm and Kueue binaries
+parts: setup  ## Kafka broker jars, the schema registry, Kubernetes control plane, helm and Kueue binaries
 	$(PY) -m localparts install
 
 demo: kafka-jars  ## The main job: the Kafka tutorial end to end on a local broker
-	$(PY) -m workload.cli demo --output demo-output
+	$(PY) -m workload.cli demo --output demo-output --format $(FORMAT)
 
 # Two runs of pytest $(1): in the default environment, then the tensorflow-io client's tests
 # (tests/**/test_tensorflow_io_*.py) in its own; both run, and either failing fails the target.

@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from workload.model.build import build_model  # noqa: E402
-from workload.spec import ModelSpec  # noqa: E402
+from workload.spec import DataSpec, ModelSpec  # noqa: E402
 
 BATCH = 64
 """The tutorial's batch size and shuffle buffer."""
@@ -34,7 +34,8 @@ N_FEATURES = 18
 
 def tutorial_model() -> keras.Model:
     """The tutorial's MLP (its loss bug fixed), compiled, with its training step traced."""
-    model = build_model(ModelSpec.model_validate({"preprocessing": "none"}), N_FEATURES)
+    model = build_model(ModelSpec.model_validate({"preprocessing": "none"}),
+                        DataSpec(features=N_FEATURES))
     warm = tf.data.Dataset.from_tensor_slices(
         (np.zeros((2 * BATCH, N_FEATURES), np.float32), np.zeros(2 * BATCH, np.float32)))
     model.fit(warm.batch(BATCH), epochs=1, verbose=0)

@@ -57,7 +57,7 @@ from workload.datagen.synthetic import generate
 from workload.kafka.bounds import partition_bounds
 from workload.kafka.connection import KafkaConnection
 from workload.kafka.producer import produce_messages
-from workload.modes.train import decoded_batches, record_batches
+from workload.modes.train_data import decoded_batches, record_batches
 from workload.spec import DataSpec
 
 BATCH_RECORDS = 8192

@@ -30,7 +30,7 @@ from workload.artifacts import Artifacts
 from workload.model.build import build_model
 from workload.modes.evaluate import run_evaluate
 from workload.runner import JOB_NAME_ENV, JOB_SPEC_ENV
-from workload.spec import ModelSpec, StreamingTrainingJobSpec, dump_spec
+from workload.spec import DataSpec, ModelSpec, StreamingTrainingJobSpec, dump_spec
 
 TARGETS.extend([
     Target("eval_phase_rps", "seed_eval_rps", 10.0),
@@ -40,7 +40,8 @@ TARGETS.extend([
 def _model_file(folder: Path) -> Artifacts:
     """An output folder holding the tutorial's MLP as the trained model."""
     artifacts = Artifacts(folder).prepare()
-    build_model(ModelSpec.model_validate({"preprocessing": "none"}), N_FEATURES).save(
+    build_model(ModelSpec.model_validate({"preprocessing": "none"}),
+                DataSpec(features=N_FEATURES)).save(
         artifacts.keras_model)
     return artifacts
 

@@ -73,6 +73,13 @@ def _evaluate(servers: Servers) -> list[Figure]:
     return evaluator_kills_and_broker_restart(servers.folder("evaluate"))
 
 
+def _evaluate_tasks(servers: Servers) -> list[Figure]:
+    from tests.faults.evaluate_task_faults import evaluator_kills_for_task
+
+    return [item for task in ("multiclass", "regression") for item in evaluator_kills_for_task(
+        servers.bootstrap, servers.folder(f"evaluate-{task}"), task)]
+
+
 def _train(servers: Servers) -> list[Figure]:
     from tests.faults.train_faults import trainer_killed_mid_epoch
 
@@ -152,6 +159,7 @@ def _progress_posts(servers: Servers) -> list[Figure]:
 
 SCENARIOS: dict[str, Callable[[Servers], list[Figure]]] = {
     "evaluate": _evaluate,
+    "evaluate-tasks": _evaluate_tasks,
     "train": _train,
     "train-group": _train_group,
     "evaluators": _evaluators,

@@ -22,13 +22,14 @@ tutorial's layout):
   shuffle 64, per-record `decode_csv`, batch 64), one epoch of the tutorial
   model; `seed_eval_rps` its evaluation (all three from `bench.tutorial`);
 - `train_epoch_s`: train mode's pipeline at batch 64 (the reader, batch
-  decoding, the in-memory cache, shuffle 64): the wall time of a run of the
+  decoding, the in-memory cache, shuffle 64, train mode's own training loop
+  of one trainer, `workload.modes.train_loop`): the wall time of a run of the
   tutorial's 10 epochs, Kafka read included, divided by 10. The tutorial
   re-reads Kafka every epoch, so its 10-epoch average is its one epoch.
   `train_first_epoch_s` (read + one epoch) and `train_cached_epoch_s` show
   the two parts;
-- `compute_epoch_s`: the same model and batch size on in-memory arrays, in a
-  clean process of its own (`bench.compute`);
+- `compute_epoch_s`: the same model and batch size on in-memory arrays with
+  Keras' `fit`, in a clean process of its own (`bench.compute`);
   `checkpoint_every_batch_epoch_s` the same with a checkpoint after every
   batch (`train.checkpointEverySeconds: 0`): what a replay of at most one
   batch after a SIGKILL costs.
@@ -83,13 +84,14 @@ from bench.harness import (  # noqa: E402
 from localparts.cache import cache_root  # noqa: E402
 from workload.kafka.bounds import partition_bounds  # noqa: E402
 from workload.modes.checkpoint import Checkpointer, TrainState  # noqa: E402
-from workload.modes.train import (  # noqa: E402
+from workload.modes.group import Group  # noqa: E402
+from workload.modes.train_data import (  # noqa: E402
     ReadSummary,
     decoded_batches,
-    epoch_dataset,
     read_all,
     training_rows,
 )
+from workload.modes.train_loop import Plan, train_epochs  # noqa: E402
 from workload.modes.train_progress import TrainProgress  # noqa: E402
 from workload.spec import DataSpec, StreamingTrainingJobSpec  # noqa: E402
 
@@ -99,7 +101,8 @@ EPOCHS = 10
 RAW_BATCH = 10_000
 """Records per `consume` call of the raw baselines."""
 
-EXTRA_MODULES = ("bench.eval_pipeline", "bench.decoding", "bench.scaleout", "bench.serving")
+EXTRA_MODULES = ("bench.eval_pipeline", "bench.decoding", "bench.avro_decoding", "bench.scaleout",
+                 "bench.serving")
 """Modules that register more measurements, imported when present."""
 
 TARGETS.extend([
@@ -110,10 +113,20 @@ TARGETS.extend([
 ])
 
 
-def timed_fit(model: keras.Model, dataset: tf.data.Dataset) -> float:
-    """Seconds for one epoch of `model` over `dataset`."""
+def timed_loop(model: keras.Model, rows: tf.data.Dataset, spec: StreamingTrainingJobSpec,
+               epoch: int, folder: Path) -> float:
+    """Seconds for epoch `epoch` of `model` over `rows` in train mode's own loop (one trainer:
+    a group of one), checkpointing only at the epoch's end."""
+    assert spec.train is not None
+    records = int(rows.cardinality())
+    steps = -(-records // spec.train.batch_size)
+    state = TrainState("bench", {}, epochs_done=epoch)
+    checkpointer = Checkpointer(folder, state, 86400, steps, threading.Event())
+    checkpointer.set_model(model)
+    plan = Plan(steps, records, spec.train.batch_size)
+    once = spec.model_copy(update={"train": spec.train.model_copy(update={"epochs": epoch + 1})})
     started = time.perf_counter()
-    model.fit(dataset, epochs=1, verbose=0, shuffle=False)
+    train_epochs(model, rows, None, once, state, Group.solo(), checkpointer, plan)
     return time.perf_counter() - started
 
 
@@ -200,8 +213,10 @@ def fast_train(context: BenchContext) -> dict[str, float]:
             context.connection, context.topic, offsets, spec.data, True, display)
     rows = training_rows(summary, context.connection, context.topic, offsets, spec.data, True)
     read_seconds = time.perf_counter() - started
-    first_epoch = timed_fit(model, epoch_dataset(rows, spec, 0))
-    later = [timed_fit(model, epoch_dataset(rows, spec, epoch)) for epoch in range(1, EPOCHS)]
+    with tempfile.TemporaryDirectory(prefix="streamtrain-bench-loop-") as folder:
+        first_epoch = timed_loop(model, rows, spec, 0, Path(folder))
+        later = [timed_loop(model, rows, spec, epoch, Path(folder))
+                 for epoch in range(1, EPOCHS)]
     return {"train_epoch_s": (read_seconds + first_epoch + sum(later)) / EPOCHS,
             "train_first_epoch_s": read_seconds + first_epoch,
             "train_read_s": read_seconds,

@@ -1,8 +1,12 @@
 """`streamtrain-local`: install, start and stop the real parts on this machine.
 
-    streamtrain-local install [kafka]      # Kafka jars, Kubernetes, helm and Kueue binaries, cached
-                                           # (`kafka`: only the jars, what the demo needs)
+    streamtrain-local install [kafka|registry]   # Kafka jars, the schema registry, Kubernetes,
+                                                 # helm and Kueue binaries, cached (`kafka`:
+                                                 # only the jars, what the demo needs;
+                                                 # `registry`: only Apicurio Registry and a
+                                                 # Java >= 21)
     streamtrain-local kafka up|down|status
+    streamtrain-local registry up|down|status
     streamtrain-local controlplane up|down|status
 """
 
@@ -12,15 +16,25 @@ import argparse
 import sys
 import time
 
-from localparts import controlplane, helm, kafka, kube_build, kueue_build
+from localparts import controlplane, helm, kafka, kube_build, kueue_build, registry
 from localparts.errors import LocalPartError
 
 
-def _install(only_kafka: bool) -> None:
+def _install_registry() -> None:
     started = time.monotonic()
-    print(f"Kafka {kafka.KAFKA_VERSION} jars: {kafka.install()}", flush=True)
-    if only_kafka:
+    print(f"Apicurio Registry {registry.APICURIO_VERSION}: {registry.install()} "
+          f"(Java: {registry.java()}, {time.monotonic() - started:.0f} s)", flush=True)
+
+
+def _install(part: str) -> None:
+    started = time.monotonic()
+    if part == "registry":
+        _install_registry()
         return
+    print(f"Kafka {kafka.KAFKA_VERSION} jars: {kafka.install()}", flush=True)
+    if part == "kafka":
+        return
+    _install_registry()
     compat = kafka.COMPAT_KAFKA_VERSION
     print(f"Kafka {compat} jars (tensorflow-io tests): {kafka.install(compat)}", flush=True)
     print(f"Kubernetes {kube_build.KUBERNETES_VERSION} binaries (first build takes a while): ",
@@ -44,6 +58,18 @@ def _kafka(action: str) -> None:
         print(running.details["bootstrap_servers"] if running else "not running")
 
 
+def _registry(action: str) -> None:
+    if action == "up":
+        server = registry.up()
+        print(f"Apicurio Registry {registry.APICURIO_VERSION} at {server.details['url']}"
+              f" (log: {server.log_path})")
+    elif action == "down":
+        print("stopped" if registry.down() else "no local schema registry was running")
+    else:
+        running = registry.running()
+        print(running.details["url"] if running else "not running")
+
+
 def _controlplane(action: str) -> None:
     if action == "up":
         print(f"export KUBECONFIG={controlplane.up()}")
@@ -60,9 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     install = commands.add_parser("install", help="fetch and build every local part (cached)")
-    install.add_argument("part", nargs="?", choices=["all", "kafka"], default="all",
-                         help="kafka: only the broker's jars (default: all)")
-    for name in ("kafka", "controlplane"):
+    install.add_argument("part", nargs="?", choices=["all", "kafka", "registry"], default="all",
+                         help="kafka: only the broker's jars; registry: only the schema registry "
+                              "(default: all)")
+    for name in ("kafka", "registry", "controlplane"):
         sub = commands.add_parser(name, help=f"start or stop the local {name}")
         sub.add_argument("action", choices=["up", "down", "status"])
     return parser
@@ -73,9 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
     try:
         if arguments.command == "install":
-            _install(arguments.part == "kafka")
+            _install(arguments.part)
         elif arguments.command == "kafka":
             _kafka(arguments.action)
+        elif arguments.command == "registry":
+            _registry(arguments.action)
         else:
             _controlplane(arguments.action)
     except LocalPartError as error:

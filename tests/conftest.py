@@ -1,4 +1,5 @@
-"""Fixtures that start and stop the real parts: a Kafka broker and a Kubernetes control plane.
+"""Fixtures that start and stop the real parts: a Kafka broker, a schema registry and a
+Kubernetes control plane.
 
 Servers are session-scoped (started once, stopped at the end); what a test
 touches (topics, namespaces) is fresh per test so tests never see each
@@ -26,7 +27,7 @@ import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 
-from localparts import controlplane, kube_build
+from localparts import controlplane, kube_build, registry
 from localparts import kafka as local_kafka
 from localparts import kueue as local_kueue
 from workload.kafka.bounds import end_offsets
@@ -187,6 +188,16 @@ def _broker_alive_after(request: pytest.FixtureRequest) -> Iterator[None]:
             broker: local_kafka.KafkaBroker = request.getfixturevalue(fixture)
             if not broker.process.alive():
                 pytest.fail(f"the Kafka broker crashed; log tail:\n{broker.process.log()}")
+
+
+@pytest.fixture(scope="session")
+def schema_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[registry.Registry]:
+    """A real schema registry (Apicurio Registry, in-memory storage) on 127.0.0.1, for the
+    session; started only when a test asks for it (fetched on first use if `make parts` has
+    not), stopped with SIGTERM at the end. Tests keep apart by subject names of their own."""
+    started = registry.start(tmp_path_factory.mktemp("registry"))
+    yield started
+    started.stop()
 
 
 @dataclass

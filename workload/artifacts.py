@@ -36,6 +36,8 @@ class Artifacts:
     """The folder's name outside the pod, e.g. `pvc://models/ns/job/uid` (`None`: `root`)."""
     source: Path | None = None
     """A read-only folder holding the model of `spec.model.source`, if the job names one."""
+    model_file: Path | None = None
+    """The `.keras` file of `spec.model.file` (the user's model training starts from), if any."""
 
     def uri(self, path: Path) -> str:
         """Where `path` (inside `root`) is, as people outside the pod find it."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import sys
 from pathlib import Path
@@ -24,7 +25,7 @@ from pathlib import Path
 from workload.artifacts import write_json_atomic
 from workload.contract import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, MODES, exit_code_for
 from workload.kafka.connection import KafkaConnection, connection_for
-from workload.spec import SpecError, load_job_file
+from workload.spec import DataSpec, SpecError, load_job_file
 from workload.status import PodReport
 
 
@@ -60,6 +61,9 @@ def command_run(arguments: argparse.Namespace) -> int:
     """
     from workload.runner import local_folders, results_document, run_phases
 
+    # A user's model factory is imported from the current folder too, as `python -m` would.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         name, spec = load_job_file(Path(arguments.job).read_text())
     except (OSError, SpecError) as error:
@@ -122,27 +126,50 @@ def command_run_mode(arguments: argparse.Namespace) -> int:
 def command_produce(arguments: argparse.Namespace) -> int:
     """Write a train/test split into two topics."""
     from workload.datagen.produce import produce_split
-    from workload.spec import DataSpec
 
     bootstrap = arguments.bootstrap_servers or _local_bootstrap()
     if arguments.susy:
         from workload.datagen.susy import load_susy
 
         data = load_susy(Path(arguments.susy), rows=arguments.rows)
+        layout = DataSpec(features=len(data.columns))
     else:
-        from workload.datagen.families import FAMILIES
+        from workload.datagen.families import FAMILIES, data_spec
 
-        data = FAMILIES[arguments.family].generate(arguments.rows, seed=arguments.seed)
+        family = FAMILIES[arguments.family]
+        data, layout = family.generate(arguments.rows, seed=arguments.seed), data_spec(family)
+    layout = produce_layout(arguments, layout, list(data.columns))
     report = produce_split(
         KafkaConnection(bootstrap), arguments.train_topic, arguments.test_topic, data,
         train_rows=int(data.rows * arguments.train_fraction),
         train_partitions=arguments.train_partitions, test_partitions=arguments.test_partitions,
-        data_spec=DataSpec(features=len(data.columns)), progress=not arguments.quiet)
+        data_spec=layout, progress=not arguments.quiet)
+    written = layout.model_dump(by_alias=True, exclude_defaults=True)
     print(f"wrote {report.records} records ({report.train.records} to {arguments.train_topic}, "
           f"{report.test.records} to {arguments.test_topic}) at "
-          f"{report.records_per_second:,.0f} records/s; {len(data.columns)} features "
-          f"(data.features: {len(data.columns)} in the job)")
+          f"{report.records_per_second:,.0f} records/s; the job's data section: "
+          f"{json.dumps(written or {'features': len(data.columns)})}")
     return EXIT_OK
+
+
+def produce_layout(arguments: argparse.Namespace, layout: DataSpec, columns: list[str]
+                   ) -> DataSpec:
+    """What `streamtrain produce` writes: the data's own layout, or with `--format avro` Avro
+    values whose fields are the data's `columns` (the label in the key, as for the tutorial's
+    CSV), schemas in `--schema-registry`. Avro is written for the tutorial's layout only
+    (numbers and a 0/1 label): a family with categorical fields or another task keeps its own."""
+    if arguments.format == "csv":
+        return layout
+    if not arguments.schema_registry:
+        raise SystemExit("error: --format avro needs --schema-registry URL (e.g. "
+                         "`streamtrain-local registry up` prints one)")
+    if layout != DataSpec(features=layout.features):
+        raise SystemExit(f"error: --format avro writes binary families of numbers only; family "
+                         f"{arguments.family!r} is laid out as {layout.format} with "
+                         "categorical fields or another task: produce it without --format")
+    return DataSpec.model_validate({"format": "avro", "columns": columns,
+                                    "label": "key",
+                                    "schemaRegistry": {"url": arguments.schema_registry}})
 
 
 def _local_bootstrap() -> str:
@@ -167,7 +194,8 @@ def command_demo(arguments: argparse.Namespace) -> int:
     from workload.demo import run_demo
 
     return EXIT_OK if run_demo(Path(arguments.output), rows=arguments.rows,
-                               bootstrap_servers=arguments.bootstrap_servers) else EXIT_FAILED
+                               bootstrap_servers=arguments.bootstrap_servers,
+                               data_format=arguments.format) else EXIT_FAILED
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -195,6 +223,13 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("--family", default="tutorial", choices=list(FAMILIES),
                          help="generated data family (default: the tutorial's SUSY-like rows)")
     produce.add_argument("--susy", help="read the real UCI SUSY.csv(.gz) instead of synthetic data")
+    produce.add_argument("--format", choices=["csv", "avro"], default="csv",
+                         help="csv (the tutorial's, default) or avro (the Confluent wire format; "
+                              "needs --schema-registry)")
+    produce.add_argument("--schema-registry", metavar="URL",
+                         help="a Confluent-compatible registry, e.g. "
+                              "http://127.0.0.1:8080/apis/ccompat/v7: the schema is registered "
+                              "under <topic>-value")
     produce.add_argument("--quiet", action="store_true", help="no progress bar")
     produce.set_defaults(handler=command_produce)
 
@@ -217,6 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--output", default="demo-output", help="folder for model, results, plots")
     demo.add_argument("--rows", type=int, default=100_000)
     demo.add_argument("--bootstrap-servers", help="use this broker instead of starting one")
+    demo.add_argument("--format", choices=["csv", "avro"], default="csv",
+                      help="csv (the tutorial's) or avro: Avro records through a local schema "
+                           "registry, started for the demo (fetched from Maven Central the "
+                           "first time)")
     demo.set_defaults(handler=command_demo)
     return parser
 

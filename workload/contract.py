@@ -99,6 +99,10 @@ name the model by it, and `status.model.uri` shows it."""
 MODEL_SOURCE_ENV = "STREAMTRAIN_MODEL_SOURCE"
 """The folder where the model of `spec.model.source` is mounted (read-only); unset = none."""
 
+MODEL_FILE_ENV = "STREAMTRAIN_MODEL_FILE"
+"""The path of the `.keras` file of `spec.model.file` in the trainer's pod (its folder of the
+claim is mounted read-only); unset = none."""
+
 BOOTSTRAP_ENV = "STREAMTRAIN_BOOTSTRAP_SERVERS"
 """The resolved Kafka bootstrap address (from a Strimzi `Kafka` status or the spec)."""
 
@@ -110,6 +114,12 @@ CLUSTER_CA_ENV = "STREAMTRAIN_KAFKA_CLUSTER_CA"
 
 SASL_USERNAME_ENV = "STREAMTRAIN_KAFKA_USERNAME"
 """The SCRAM user name (the KafkaUser's name)."""
+
+REGISTRY_CREDENTIALS_ENV = "STREAMTRAIN_REGISTRY_CREDENTIALS"
+"""The folder where the Secret of `data.schemaRegistry.authentication` is mounted."""
+
+REGISTRY_CA_ENV = "STREAMTRAIN_REGISTRY_CA"
+"""The folder where the Secret of `data.schemaRegistry.caSecretName` is mounted."""
 
 TERMINATION_LOG_ENV = "STREAMTRAIN_TERMINATION_LOG"
 """Overrides where the termination message is written (tests; pods use the default)."""
@@ -158,8 +168,17 @@ CREDENTIALS_PATH = "/var/run/streamtrain/kafka-user"
 CLUSTER_CA_PATH = "/var/run/streamtrain/cluster-ca"
 """Where the Strimzi cluster CA Secret is mounted (TLS listeners)."""
 
+REGISTRY_CREDENTIALS_PATH = "/var/run/streamtrain/registry-user"
+"""Where the schema registry's credentials Secret is mounted."""
+
+REGISTRY_CA_PATH = "/var/run/streamtrain/registry-ca"
+"""Where the Secret with the schema registry's CA certificate is mounted."""
+
 SOURCE_PATH = "/var/run/streamtrain/source-model"
 """Where the folder holding the model of `spec.model.source` is mounted, read-only."""
+
+MODEL_FILE_PATH = "/var/run/streamtrain/model-file"
+"""Where the folder holding the `.keras` file of `spec.model.file` is mounted, read-only."""
 
 PROGRESS_TOKEN_DIR = "/var/run/streamtrain/progress"
 """Where the projected progress token and the endpoint's CA are mounted (the kubelet refreshes
@@ -183,7 +202,7 @@ a read that stalled, a group that fell apart): the child Job retries it up to
 
 FailureReason = Literal["InvalidSpec", "KafkaUnreachable", "KafkaLoginRefused",
                         "KafkaClientUnsupported", "TopicNotFound", "TooManyBadRecords",
-                        "ShapeMismatch"]
+                        "ShapeMismatch", "ModelUnusable"]
 """Why a pod failed for good: `PodReport.reason`, then the job's REASON and `Failed` condition."""
 
 
@@ -216,8 +235,12 @@ PERMANENT_FAILURES: tuple[PermanentFailure, ...] = (
     PermanentFailure("TooManyBadRecords", 7, False,
                      "more records are malformed than data.maxBadRecordsRatio allows"),
     PermanentFailure("ShapeMismatch", 8, False,
-                     "the model to evaluate or learn from takes another number of features "
-                     "than the data has"),
+                     "the model to evaluate or learn from takes other inputs than the data "
+                     "gives, or the user's model does not fit the prepared features or the "
+                     "task's output"),
+    PermanentFailure("ModelUnusable", 9, False,
+                     "the user's model (model.factory or model.file) cannot be imported, "
+                     "called or loaded"),
 )
 """Every permanent failure, with its exit code. Exit codes 0 and 1, `PEER_LOST_EXIT`, the
 interpreter's own (120, 126, 127) and 128 + a signal are not among them."""

@@ -59,13 +59,23 @@ spec:
 """
 
 
-def demo_job_yaml(bootstrap_servers: str, output: Path) -> str:
-    """The demo's job manifest, bound to a broker and an output folder."""
-    return DEMO_JOB.replace("BOOTSTRAP", bootstrap_servers).replace("OUTPUT", str(output))
+def demo_job_yaml(bootstrap_servers: str, output: Path, registry_url: str | None = None) -> str:
+    """The demo's job manifest, bound to a broker and an output folder; with `registry_url`,
+    Avro records (as `streamtrain produce --format avro` writes them) instead of CSV."""
+    job = DEMO_JOB.replace("BOOTSTRAP", bootstrap_servers).replace("OUTPUT", str(output))
+    if registry_url is None:
+        return job
+    from workload.datagen.table import SUSY_COLUMNS
+
+    avro = (f"{{format: avro, columns: [{', '.join(SUSY_COLUMNS)}], label: key, "
+            f"schemaRegistry: {{url: '{registry_url}'}}}}")
+    return job.replace("{format: csv, features: 18, label: key}", avro)
 
 
-def run_demo(output: Path, rows: int = 100_000, bootstrap_servers: str | None = None) -> bool:
-    """Run the demo; `True` when every phase succeeded."""
+def run_demo(output: Path, rows: int = 100_000, bootstrap_servers: str | None = None,
+             data_format: str = "csv") -> bool:
+    """Run the demo; `True` when every phase succeeded. `data_format: avro` writes and reads
+    Avro through a local schema registry, started (and fetched, the first time) for the demo."""
     from workload import tflog
 
     tflog.quiet()
@@ -83,9 +93,19 @@ def run_demo(output: Path, rows: int = 100_000, bootstrap_servers: str | None = 
         console.print("[bold]Starting a local Apache Kafka broker[/bold]")
         broker = local_kafka.start(output / "kafka")
         bootstrap_servers = broker.bootstrap_servers
+    registry = None
     try:
-        return _demo(console, output, rows, bootstrap_servers, started)
+        if data_format == "avro":
+            from localparts import registry as local_registry
+
+            console.print("[bold]Starting a local schema registry (Apicurio Registry "
+                          f"{local_registry.APICURIO_VERSION})[/bold]")
+            registry = local_registry.start(output / "registry")
+        return _demo(console, output, rows, bootstrap_servers, started,
+                     registry.url if registry is not None else None)
     finally:
+        if registry is not None:
+            registry.stop()
         if broker is not None:
             # Stopped without waiting: see workload.cli._finish for why the
             # process must not linger while tensorflow-io's clients lose their broker.
@@ -93,8 +113,8 @@ def run_demo(output: Path, rows: int = 100_000, bootstrap_servers: str | None = 
 
 
 def _demo(console: Console, output: Path, rows: int, bootstrap_servers: str,
-          started: float) -> bool:
-    from workload.datagen.produce import produce_split
+          started: float, registry_url: str | None) -> bool:
+    from workload.datagen.produce import produce_split, register_schemas
     from workload.datagen.records import encode
     from workload.datagen.synthetic import bayes_optimal_accuracy, generate
     from workload.kafka.producer import produce_messages
@@ -102,16 +122,20 @@ def _demo(console: Console, output: Path, rows: int, bootstrap_servers: str,
     from workload.runner import results_document, run_phases
 
     connection = KafkaConnection(bootstrap_servers)
-    job_yaml = demo_job_yaml(bootstrap_servers, output)
+    job_yaml = demo_job_yaml(bootstrap_servers, output, registry_url)
     (output / "job.yaml").write_text(job_yaml)
     name, spec = load_job_file(job_yaml)
 
     console.print(f"[bold]Producing {rows:,} synthetic SUSY-like rows[/bold] to {bootstrap_servers}")
     data = generate(rows, seed=0)
     produced = produce_split(connection, "susy-train", "susy-test", data,
-                             train_rows=int(rows * 0.6), train_partitions=1, test_partitions=2)
+                             train_rows=int(rows * 0.6), train_partitions=1, test_partitions=2,
+                             data_spec=spec.data)
     online_rows = generate(ONLINE_ROWS, seed=1)
-    produce_messages(connection, "susy-online", encode(online_rows, spec.data), partitions=1)
+    online_id = (register_schemas(spec.data, "susy-online")[0] if spec.data.format == "avro"
+                 else None)
+    produce_messages(connection, "susy-online", encode(online_rows, spec.data, online_id),
+                     partitions=1)
     bayes, bayes_error = bayes_optimal_accuracy()
 
     artifacts = Artifacts(output)

@@ -31,6 +31,13 @@ NEUTRAL_FIELDS: dict[str, frozenset[str]] = {
 the model itself: where bad records go, when to checkpoint, where files are written, and how
 many epochs (a run resumed with more epochs goes on training the same model)."""
 
+LATER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "data": {"maxTokens": 1000},
+    "model": {"task": "binary"},
+}
+"""Fields added after the first release, left out of the digest while they hold their default:
+a job's digest, and so its checkpoints and ledgers, stay the same across that upgrade."""
+
 DIGESTED_SECTIONS = ("data", "train", "model")
 """Spec sections that shape the data and the model: what a resumed run must share."""
 
@@ -42,8 +49,10 @@ def spec_digest(spec: StreamingTrainingJobSpec) -> str:
     for section in DIGESTED_SECTIONS:
         value = document.get(section)
         if isinstance(value, Mapping):
+            later = LATER_DEFAULTS.get(section, {})
             value = {key: item for key, item in value.items()
-                     if key not in NEUTRAL_FIELDS.get(section, frozenset())}
+                     if key not in NEUTRAL_FIELDS.get(section, frozenset())
+                     and not (key in later and later[key] == item)}
         shaping[section] = value
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()
 

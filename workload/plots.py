@@ -13,25 +13,27 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 
-PANELS = (("loss", "Loss (binary cross-entropy)"), ("accuracy", "Accuracy"), ("auc", "ROC AUC"))
+PANELS = (("loss", "Loss"), ("accuracy", "Accuracy"), ("auc", "ROC AUC"),
+          ("rmse", "RMSE (label units)"), ("mae", "MAE (label units)"))
 """History keys drawn, one panel each, with their axis titles."""
 
 
 def training_curve(history: Mapping[str, Sequence[float]], path: Path, title: str) -> Path:
-    """Draw loss, accuracy and AUC per epoch (the metrics present in `history`) to `path`.
+    """Draw the loss and the task's metrics per epoch (those present in `history`) to `path`.
 
     The PNG is written under a temporary name and renamed, so a reader never sees half a file.
     """
-    panels = [(key, label) for key, label in PANELS if history.get(key)]
+    panels = [(key, label) for key, label in PANELS
+              if history.get(key) or history.get(f"val_{key}")]
     figure, axes = plt.subplots(1, max(1, len(panels)), figsize=(4.5 * max(1, len(panels)), 3.6))
     axes_list = list(axes) if len(panels) > 1 else [axes]
     for axis, (key, label) in zip(axes_list, panels, strict=False):
-        values = list(history[key])
-        epochs = range(1, len(values) + 1)
-        axis.plot(epochs, values, marker="o", label="train")
-        validation = history.get(f"val_{key}")
+        values = list(history.get(key) or [])
+        if values:
+            axis.plot(range(1, len(values) + 1), values, marker="o", label="train")
+        validation = list(history.get(f"val_{key}") or [])
         if validation:
-            axis.plot(epochs, list(validation), marker="s", label="validation")
+            axis.plot(range(1, len(validation) + 1), validation, marker="s", label="validation")
             axis.legend()
         axis.set_xlabel("epoch")
         axis.set_title(label)

@@ -20,27 +20,36 @@ def _count(value: int | None) -> str:
     return "" if value is None else f"{value:,}"
 
 
+def _headline(accuracy: float | None, rmse: float | None) -> str:
+    """Accuracy as a percentage, or (regression) RMSE."""
+    return f"RMSE {_number(rmse)}" if rmse is not None else _percent(accuracy)
+
+
 def render_reports(reports: list[PodReport], console: Console | None = None,
                    title: str = "streamtrain results") -> None:
     """One row per phase: outcome, quality, records, bad records, throughput."""
     table = Table(title=title)
-    for column in ("phase", "outcome", "loss", "accuracy", "AUC", "records", "bad", "records/s"):
+    for column in ("phase", "outcome", "loss", "accuracy / RMSE", "AUC", "records", "bad",
+                   "records/s"):
         table.add_column(column, justify="left" if column in ("phase", "outcome") else "right")
     for report in reports:
         metrics = report.metrics
         if report.mode == "train":
-            loss, accuracy, auc, records = (metrics.train_loss, metrics.train_accuracy, None,
-                                            metrics.records_trained)
+            loss, headline, auc, records = (
+                metrics.train_loss, _headline(metrics.train_accuracy, metrics.train_rmse), None,
+                metrics.records_trained)
         elif report.mode == "evaluate":
-            loss, accuracy, auc, records = (metrics.eval_loss, metrics.eval_accuracy,
-                                            metrics.eval_auc, metrics.records_evaluated)
+            loss, headline, auc, records = (
+                metrics.eval_loss, _headline(metrics.eval_accuracy, metrics.eval_rmse),
+                metrics.eval_auc, metrics.records_evaluated)
         elif report.mode == "serve":
-            loss, accuracy, auc, records = None, None, None, metrics.records_served
+            loss, headline, auc, records = None, "", None, metrics.records_served
         else:
-            loss, accuracy, auc, records = (None, metrics.online_accuracy, None,
-                                            metrics.records_online)
+            loss, headline, auc, records = (
+                None, _headline(metrics.online_accuracy, metrics.online_rmse), None,
+                metrics.records_online)
         outcome = "ok" if report.ok else f"FAILED: {report.message}"
-        table.add_row(report.mode, outcome, _number(loss), _percent(accuracy), _number(auc),
+        table.add_row(report.mode, outcome, _number(loss), headline, _number(auc),
                       _count(records), _count(metrics.bad_records),
                       _number(report.records_per_second, 0))
     table.caption = "; ".join(f"{report.mode}: preprocessing {report.preprocessing}"

@@ -21,12 +21,15 @@ from workload.artifacts import Artifacts, read_json, write_json_atomic
 from workload.contract import (
     JOB_NAME_ENV,
     JOB_SPEC_ENV,
+    MODEL_FILE_ENV,
     MODEL_SOURCE_ENV,
     OUTPUT_URI_ENV,
     SERVE_REPLICA_ENV,
     FailureReason,
     Mode,
 )
+from workload.data.avro_schema import SchemaError
+from workload.data.schema_registry import RegistryError
 from workload.kafka.admin import TopicMissing, topic_partitions
 from workload.kafka.connection import KafkaConnection
 from workload.kafka.probe import (
@@ -77,6 +80,8 @@ def run_mode(
     # writes a phase's results.
     if report.ok and replica.chief:
         record_phase_time(artifacts.results(mode), time.monotonic() - started)
+        if spec.data.format == "avro":
+            record_schemas(artifacts.results(mode), spec, mode)
     return report
 
 
@@ -96,6 +101,8 @@ def _run_mode(mode: Mode, name: str, spec: StreamingTrainingJobSpec,
                            job_uid, replica)
     except PermanentError as error:  # one a mode did not catch itself
         return PodReport(mode=mode, ok=False, message=str(error), reason=error.reason)
+    except (SchemaError, RegistryError) as error:  # the reader's schema, as a phase starts
+        return PodReport(mode=mode, ok=False, message=f"schema registry: {error}")
 
 
 def _start_mode(mode: Mode, name: str, spec: StreamingTrainingJobSpec,
@@ -174,6 +181,22 @@ def record_phase_time(results: Path, seconds: float) -> None:
     document["phaseSeconds"] = round(seconds, 3)
     if isinstance(records, int) and seconds > 0:
         document["phaseRecordsPerSecond"] = round(records / seconds, 1)
+    write_json_atomic(results, document)
+
+
+def record_schemas(results: Path, spec: StreamingTrainingJobSpec, mode: Mode) -> None:
+    """Add an Avro phase's schemas to its results file: the reader's (subject, version, id) and
+    the records this pod read per writer schema id (`schemaIds`)."""
+    from workload.data.avro_decode import made_for
+    from workload.data.decode import for_topic
+
+    document = read_json(results)
+    decoder = made_for(for_topic(spec.data, getattr(spec, mode).topic))
+    if not isinstance(document, dict) or decoder is None:
+        return
+    document["readerSchema"] = {"subject": decoder.subject, "version": decoder.reader_version,
+                                "id": decoder.reader_id}
+    document["schemaIds"] = {str(key): count for key, count in sorted(decoder.schema_ids.items())}
     write_json_atomic(results, document)
 
 
@@ -280,20 +303,22 @@ def output_folder(spec: StreamingTrainingJobSpec, override: Path | None,
     source model where the operator mounted it."""
     env = os.environ if environ is None else environ
     root = override or Path(env.get(OUTPUT_DIR_ENV) or spec.model.output.path)
-    source = env.get(MODEL_SOURCE_ENV)
+    source, model_file = env.get(MODEL_SOURCE_ENV), env.get(MODEL_FILE_ENV)
     return Artifacts(root, location=env.get(OUTPUT_URI_ENV) or None,
-                     source=Path(source) if source else None)
+                     source=Path(source) if source else None,
+                     model_file=Path(model_file) if model_file else None)
 
 
 def local_folders(spec: StreamingTrainingJobSpec, output: Path,
                   source: Path | None = None) -> Artifacts:
     """A local run's folders: `output`, and the source model in `source`, or else for
     `model.source.job` the folder beside `output` named after that job (where a local run of
-    it writes by default)."""
+    it writes by default); `model.file` is read relative to the current folder."""
     named = spec.model.source
     if source is None and named is not None:
         if named.job is None:
             raise ValueError("spec.model.source.path names a folder on a volume claim: "
                              "give the local copy with --source-dir")
         source = output.resolve().parent / named.job
-    return Artifacts(output, source=source)
+    model_file = Path(spec.model.file.path).resolve() if spec.model.file is not None else None
+    return Artifacts(output, source=source, model_file=model_file)

@@ -178,18 +178,76 @@ class KafkaSpec(SpecModel):
 
 # ---------------------------------------------------------------- data
 
+REGISTRY_URL_PATTERN = r"^https?://[^/@\s?#]+(/[^@\s?#]*)?$"
+"""An http(s) URL without user info, query or fragment."""
+
+REGISTRY_URL_RULE = Rule(
+    lambda url: re.fullmatch(REGISTRY_URL_PATTERN, url) is not None,
+    f"self.matches(r'{REGISTRY_URL_PATTERN}')",
+    "must be an http or https URL without user name or password (credentials come from "
+    "authentication.secretName), e.g. http://apicurio-registry:8080/apis/ccompat/v7")
+
+SecretName = Annotated[str, Field(min_length=1, max_length=253,
+                                  pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")]
+"""The name of a Secret in the job's namespace (a DNS subdomain)."""
+
+
+class RegistryAuthentication(SpecModel):
+    """How the pods log in to the schema registry: a Secret, mounted, never copied."""
+
+    type: Literal["basic", "tls"]
+    """`basic`: HTTP basic auth with the Secret's `username` and `password` keys; `tls`: mutual
+    TLS with its `user.crt` and `user.key` (the keys of a Strimzi KafkaUser's Secret)."""
+    secret_name: SecretName
+    """The Secret in the job's namespace; the operator mounts it in the pods (it never reads it)."""
+
+
+class SchemaRegistrySpec(SpecModel):
+    """A Confluent-compatible schema registry (Apicurio's `/apis/ccompat/v7`, Confluent's own)."""
+
+    url: Annotated[str, Field(min_length=1, max_length=2048), REGISTRY_URL_RULE]
+    """Base URL of the Confluent-compatible API, e.g. `http://registry:8080/apis/ccompat/v7`."""
+    subject: str | None = Field(None, min_length=1, max_length=512)
+    """The subject whose schema the job reads records as (the reader's schema); default
+    `<topic>-value` for the topic each phase reads (Confluent's topic name strategy)."""
+    authentication: RegistryAuthentication | None = None
+    """Credentials for the registry, from a Secret; none = anonymous."""
+    ca_secret_name: SecretName | None = None
+    """A Secret whose `ca.crt` signed the registry's certificate (https); default: the
+    image's trusted CAs."""
+
+    RULES = (
+        Rule(lambda registry: registry.authentication is None
+             or registry.authentication.type != "tls" or registry.url.startswith("https://"),
+             "!has(self.authentication) || self.authentication.type != 'tls' || "
+             "self.url.startsWith('https://')",
+             "authentication type tls needs an https url", field="url"),
+    )
+
+
+ColumnName = Annotated[str, Field(min_length=1, max_length=253)]
+"""A column's name (a JSON or Avro field's dotted path)."""
+
+MAX_CATEGORICAL = 256
+"""Categorical columns a job may name. The API server checks each against every column: its
+cost budget for one rule allows that because column names are at most 253 characters."""
+
+
 class DataSpec(SpecModel):
     """The layout of each Kafka record."""
 
-    format: Literal["csv", "json"] = "csv"
-    """`csv`: the message value is comma-separated numbers; `json`: a JSON object per message."""
+    format: Literal["csv", "json", "avro"] = "csv"
+    """`csv`: the message value is comma-separated numbers; `json`: a JSON object per message;
+    `avro`: Avro in the Confluent wire format (a zero byte, the writer schema's 4-byte id, the
+    body), its schemas in `schemaRegistry`."""
     features: int | None = Field(18, ge=1, le=4096)
     """Number of feature columns (CSV without names). Ignored when `columns` is set."""
-    columns: list[str] | None = Field(None, min_length=1, max_length=4096,
+    columns: list[ColumnName] | None = Field(None, min_length=1, max_length=4096,
                                       json_schema_extra={"x-kubernetes-list-type": "set"})
-    """Column names in record order (CSV) or the JSON fields to read; includes the label unless `label` is `key`.
-    A JSON field inside nested objects is named by its path with dots: `features.momentum` reads
-    `{"features": {"momentum": 1.5}}` (so a column cannot also be a path under another column)."""
+    """Column names in record order (CSV) or the JSON or Avro fields to read; includes the label
+    unless `label` is `key`. A field inside nested objects (Avro: records) is named by its path
+    with dots: `features.momentum` reads `{"features": {"momentum": 1.5}}` (so a column cannot
+    also be a path under another column)."""
     label: str = Field("key", min_length=1)
     """`key`: the label is the message key (`0` or `1`), as in the tutorial; else a column or JSON field name."""
     max_record_bytes: int = Field(65536, ge=16, le=16 * 1024 * 1024)
@@ -198,6 +256,22 @@ class DataSpec(SpecModel):
     """The run fails when more than this fraction of records is malformed (0 = none tolerated)."""
     dead_letter_topic: TopicName | None = None
     """Optional topic that receives each malformed record with its reason in a header."""
+    schema_registry: SchemaRegistrySpec | None = None
+    """Where `avro` records' schemas are (required for `avro`)."""
+    schema_version: int | None = Field(None, ge=1)
+    """`avro`: the version of the subject whose schema the job reads records as; default the
+    subject's latest version when a phase starts. Records written with other versions are
+    resolved to it (Avro's schema resolution: added fields take their defaults)."""
+    categorical: list[ColumnName] | None = Field(None, min_length=1, max_length=MAX_CATEGORICAL,
+                                          json_schema_extra={"x-kubernetes-list-type": "set"})
+    """Columns that hold categories (strings, Avro enum symbols, or integer codes read as their
+    decimal text) instead of numbers. Each gets a vocabulary learned from the training range (its
+    `maxTokens` most frequent values; the rest share one out-of-vocabulary bucket) and is encoded
+    inside the model (one-hot when the vocabulary is small, else an embedding), so the exported model
+    takes the raw values, strings included. Names columns other than the label."""
+    max_tokens: int = Field(1000, ge=1, le=100_000)
+    """Values kept per categorical column: the most frequent in the training range (ties in
+    text order); the others map to one out-of-vocabulary bucket."""
 
     RULES = (
         Rule(lambda data: data.label == "key" or data.label in (data.columns or []),
@@ -206,6 +280,21 @@ class DataSpec(SpecModel):
         Rule(lambda data: data.format != "json" or data.columns is not None,
              "self.format != 'json' || has(self.columns)",
              "format json needs columns (the JSON fields to read)", field="columns"),
+        Rule(lambda data: data.format != "avro" or data.columns is not None,
+             "self.format != 'avro' || has(self.columns)",
+             "format avro needs columns (the Avro fields to read)", field="columns"),
+        Rule(lambda data: (data.format == "avro") == (data.schema_registry is not None),
+             "(self.format == 'avro') == has(self.schemaRegistry)",
+             "schemaRegistry is set exactly when format is avro", field="schemaRegistry"),
+        Rule(lambda data: data.format == "avro" or data.schema_version is None,
+             "self.format == 'avro' || !has(self.schemaVersion)",
+             "schemaVersion applies to format avro only", field="schemaVersion"),
+        Rule(lambda data: data.categorical is None or all(
+                 name in (data.columns or []) and name != data.label for name in data.categorical),
+             "!has(self.categorical) || (has(self.columns) && self.categorical.all(c, "
+             "c in self.columns && c != self.label))",
+             "categorical names columns (other than the label): set columns and list each "
+             "categorical field there", field="categorical"),
     )
 
     @field_validator("columns")
@@ -229,6 +318,18 @@ class DataSpec(SpecModel):
         if self.columns is not None:
             return [name for name in self.columns if name != self.label]
         return [f"f{index}" for index in range(self.features or 0)]
+
+    @property
+    def categorical_names(self) -> list[str]:
+        """The categorical features, in record order."""
+        chosen = set(self.categorical or ())
+        return [name for name in self.feature_names if name in chosen]
+
+    @property
+    def numeric_names(self) -> list[str]:
+        """The numeric features, in record order (the model's `features` input)."""
+        chosen = set(self.categorical or ())
+        return [name for name in self.feature_names if name not in chosen]
 
     @property
     def record_columns(self) -> list[str]:
@@ -388,11 +489,61 @@ class ModelSourceSpec(SpecModel):
     )
 
 
-class ModelSpec(SpecModel):
-    """The binary classifier: hidden layers from the spec, one sigmoid output."""
+Task = Literal["binary", "multiclass", "regression"]
+"""What a model predicts: a label 0 or 1, one of several classes, or a number."""
 
+MAX_CLASSES = 1000
+"""Classes a multiclass job takes at most (named in `model.classes` or learned)."""
+
+FACTORY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
+"""`package.module:function`: a dotted module path, a colon, a function name."""
+
+MODEL_FILE_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*\.keras$"
+"""A relative path to a `.keras` file inside a volume claim: no leading `/`, no `..`."""
+
+
+class ModelFileSpec(SpecModel):
+    """A Keras model file on a volume claim, mounted read-only in the trainer's pod."""
+
+    volume_claim: str = Field(min_length=1, max_length=253)
+    """PersistentVolumeClaim holding the file."""
+    path: str = Field(min_length=1, max_length=1024, pattern=MODEL_FILE_PATTERN)
+    """The `.keras` file's path inside the claim, e.g. `models/ticket-router.keras` (a local
+    run reads it relative to the current folder)."""
+
+
+class ModelSpec(SpecModel):
+    """The network: the task it solves, and its layers from the spec or the user's own model."""
+
+    task: Task = "binary"
+    """What the model predicts. `binary`: a label 0 or 1 (one sigmoid unit, binary
+    cross-entropy). `multiclass`: one of several classes, named in `classes` or learned from
+    the training range (softmax, sparse categorical cross-entropy). `regression`: a number (one
+    linear unit; the loss is computed on targets standardised with the training range's mean
+    and standard deviation, and the exported model answers in the label's own units)."""
+    classes: list[str] | None = Field(None, min_length=2, max_length=MAX_CLASSES,
+                                      json_schema_extra={"x-kubernetes-list-type": "set"})
+    """Multiclass: the class names in output order (integer labels as text: `["0", "1",
+    "2"]`); a label outside them is a bad record (`unknown_class`). Absent: the distinct labels
+    of the training range (in numeric order when all are integers, else in text order),
+    reported in `status.model.classes`."""
+    loss: Literal["mse", "huber"] | None = None
+    """Regression: `mse` (the default) or `huber` (quadratic within one standard deviation of
+    the target, linear beyond: outliers weigh less)."""
+    file: ModelFileSpec | None = None
+    """The user's own model: a `.keras` file whose architecture and weights are the starting
+    point of training, compiled with the task's loss and metrics. It takes the prepared
+    features (float32 [batch, width], see `factory`) and ends in the task's output."""
+    factory: str | None = Field(None, min_length=3, max_length=512, pattern=FACTORY_PATTERN)
+    """The user's own model: `package.module:function` in the pods' image (or on the Python
+    path of `streamtrain run`), called with one `ModelRequest` (feature names and kinds, the
+    task, its classes, the width of the prepared features, the number of outputs) and
+    returning a Keras model from float32 [batch, width] to the task's output: probabilities
+    for classification (1 sigmoid unit, or one softmax unit per class), one linear unit for
+    regression (in standardised units). Its custom layers must be registered with
+    `keras.saving.register_keras_serializable` in that module."""
     layers: list[LayerSpec] = Field(default_factory=tutorial_layers, min_length=1, max_length=64)
-    """Hidden layers in order; a single sigmoid unit is always added as the output."""
+    """Hidden layers in order (without `file` or `factory`); the task's output layer is added."""
     optimizer: Literal["adam", "sgd", "rmsprop", "adagrad"] = "adam"
     """Optimizer name."""
     learning_rate: float = Field(0.001, gt=0.0, le=10.0)
@@ -404,8 +555,35 @@ class ModelSpec(SpecModel):
     output: OutputSpec = Field(default_factory=OutputSpec)
     """Where to write the model and its artefacts."""
     source: ModelSourceSpec | None = None
-    """A model trained by another job, for a job that evaluates or learns online without
-    training (online starts from it). Absent: the job's own trained model."""
+    """A model trained by another job: what a job that evaluates or learns online without
+    training uses (online starts from it), or, with `train`, the starting point of training
+    (its preparation, task, classes and weights kept; trained further on this job's data).
+    Absent: the job's own trained model."""
+
+    RULES = (
+        Rule(lambda model: model.classes is None or model.task == "multiclass",
+             "!has(self.classes) || self.task == 'multiclass'",
+             "classes belong to task multiclass", field="classes"),
+        Rule(lambda model: model.loss is None or model.task == "regression",
+             "!has(self.loss) || self.task == 'regression'",
+             "loss chooses between mse and huber for task regression", field="loss"),
+        Rule(lambda model: model.file is None or model.factory is None,
+             "!has(self.file) || !has(self.factory)",
+             "set at most one of file and factory (the user's own model)", field="factory"),
+    )
+
+    @field_validator("classes")
+    @classmethod
+    def _unique_classes(cls, classes: list[str] | None) -> list[str] | None:
+        # The CRD says the same with `x-kubernetes-list-type: set`.
+        if classes is not None and len(set(classes)) != len(classes):
+            raise ValueError("classes must be unique")
+        return classes
+
+    @property
+    def user_model(self) -> bool:
+        """Whether the network is the user's own (a file or a factory), not built from `layers`."""
+        return self.file is not None or self.factory is not None
 
 
 # ---------------------------------------------------------------- pods
@@ -591,20 +769,36 @@ class StreamingTrainingJobSpec(SpecModel):
         Rule(lambda spec: bool(spec.modes),
              " || ".join(f"has(self.{mode})" for mode in MODES),
              f"set at least one of {', '.join(MODES[:-1])} and {MODES[-1]}"),
-        Rule(lambda spec: spec.train is None or spec.model.source is None,
-             "!has(self.train) || !has(self.model.source)",
-             "model.source is for jobs that do not train: a job with train uses the model it "
-             "trains", field="model.source"),
+        Rule(lambda spec: spec.train is None or spec.model.source is None
+             or not spec.model.user_model,
+             "!has(self.train) || !has(self.model.source) || "
+             "!(has(self.model.file) || has(self.model.factory))",
+             "model.source with train is the starting point of training: it excludes model.file "
+             "and model.factory", field="model.source"),
         *(Rule(_has_a_model(mode),
                f"!has(self.{mode}) || has(self.train) || has(self.model.source)",
                f"{mode} needs a model: add train, or name a trained model in model.source",
                field=mode, in_cluster_only=True) for mode in ("evaluate", "serve")),
+        Rule(lambda spec: spec.serve is None or not spec.data.categorical,
+             "!has(self.serve) || !has(self.data.categorical) || size(self.data.categorical) == 0",
+             "serve reads numeric features only: a job with data.categorical cannot serve yet",
+             field="serve"),
         Rule(lambda spec: spec.serve is None or spec.data.dead_letter_topic not in (
                  spec.serve.input_topic, spec.serve.output_topic),
              "!has(self.serve) || !has(self.data.deadLetterTopic) || "
              "!(self.data.deadLetterTopic in [self.serve.inputTopic, self.serve.outputTopic])",
              "data.deadLetterTopic must differ from serve.inputTopic and serve.outputTopic",
              field="data.deadLetterTopic"),
+        Rule(lambda spec: spec.model.task != "multiclass" or spec.model.classes is not None
+             or spec.train is not None or spec.model.source is not None,
+             "self.model.task != 'multiclass' || has(self.model.classes) || has(self.train) || "
+             "has(self.model.source)",
+             "a multiclass job that neither trains nor reads a trained model must name its "
+             "classes", field="model.classes", in_cluster_only=True),
+        Rule(lambda spec: not spec.model.user_model or spec.train is not None,
+             "!(has(self.model.file) || has(self.model.factory)) || has(self.train)",
+             "the user's own model (file or factory) is the starting point of training: add "
+             "train", field="model"),
         Rule(lambda spec: spec.online is None or spec.trainer.replicas == 1,
              "!has(self.online) || self.trainer.replicas == 1",
              "online learning runs one learner: trainer.replicas must be 1 when online is set "

@@ -54,6 +54,10 @@ Seconds = Annotated[int, Field(ge=0, le=SECONDS_LIMIT)]
 """A duration in whole seconds."""
 EpochCount = Annotated[int, Field(ge=0, le=MAX_EPOCHS)]
 """A number of epochs."""
+LabelError = Annotated[float, Field(ge=0, le=LOSS_LIMIT, allow_inf_nan=False)]
+"""An error in the label's units (RMSE, MAE; non-negative), or an accuracy as a headline."""
+Determination = Annotated[float, Field(ge=-LOSS_LIMIT, le=1, allow_inf_nan=False)]
+"""A coefficient of determination R² (at most 1; below 0 when worse than the mean)."""
 
 
 MODEL_VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
@@ -95,14 +99,33 @@ class Metrics(StatusModel):
     """Loss on the held-out validation slice, at the exported epoch."""
     validation_accuracy: Fraction | None = None
     """Accuracy on the held-out validation slice, at the exported epoch (0-1)."""
+    train_rmse: LabelError | None = None
+    """Regression: training RMSE of the exported epoch (the label's units)."""
+    validation_rmse: LabelError | None = None
+    """Regression: RMSE on the held-out validation slice, at the exported epoch."""
     eval_loss: Loss | None = None
-    """Binary cross-entropy on the evaluation topic."""
+    """Log loss (cross-entropy) on the evaluation topic (classification)."""
     eval_accuracy: Fraction | None = None
-    """Accuracy on the evaluation topic (0-1)."""
+    """Accuracy on the evaluation topic (0-1; classification)."""
     eval_auc: Fraction | None = None
-    """ROC AUC on the evaluation topic (0-1)."""
+    """ROC AUC on the evaluation topic (0-1; binary)."""
+    eval_macro_f1: Fraction | None = None
+    """Macro-averaged F1 on the evaluation topic (0-1; multiclass): the mean F1 of the classes
+    that occur as a label or a prediction."""
+    eval_rmse: LabelError | None = None
+    """Root mean squared error on the evaluation topic (regression; the label's units)."""
+    eval_mae: LabelError | None = None
+    """Mean absolute error on the evaluation topic (regression; the label's units)."""
+    eval_r2: Determination | None = None
+    """Coefficient of determination R² on the evaluation topic (regression; 1 is perfect)."""
+    eval_metric: Literal["accuracy", "rmse"] | None = None
+    """The task's headline metric: `accuracy` (binary, multiclass) or `rmse` (regression)."""
+    eval_value: LabelError | None = None
+    """The headline metric's value on the evaluation topic (what `kubectl get stj` shows)."""
     online_accuracy: Fraction | None = None
-    """Prequential (test-then-train) accuracy of online learning (0-1)."""
+    """Prequential (test-then-train) accuracy of online learning (0-1; classification)."""
+    online_rmse: LabelError | None = None
+    """Prequential (test-then-train) RMSE of online learning (regression; the label's units)."""
     records_trained: Count | None = None
     """Distinct records the trainer learned from (one epoch's worth)."""
     records_validated: Count | None = None
@@ -134,6 +157,20 @@ class Metrics(StatusModel):
         return data
 
 
+def with_headline(metrics: Metrics) -> Metrics:
+    """`metrics` with the evaluation's headline (`evalMetric`, `evalValue`) filled in from its
+    figures when a report did not say it (a pod of a version before tasks): RMSE when there
+    is one, else accuracy."""
+    if metrics.eval_value is not None:
+        return metrics
+    if metrics.eval_rmse is not None:
+        return metrics.model_copy(update={"eval_metric": "rmse", "eval_value": metrics.eval_rmse})
+    if metrics.eval_accuracy is not None:
+        return metrics.model_copy(update={"eval_metric": "accuracy",
+                                          "eval_value": metrics.eval_accuracy})
+    return metrics
+
+
 class PodReport(StatusModel):
     """A pod's final word: its mode, figures, model location or failure reason."""
 
@@ -158,6 +195,9 @@ class PodReport(StatusModel):
     preprocessing: str | None = None
     """How the trained model prepares raw features (train), e.g. `robust: 9 standardize, 9
     signed-log`."""
+    classes: list[str] | None = None
+    """Multiclass (train): the model's classes in output order (left out of the message when
+    too many to fit; the results file keeps them)."""
     resume_ignored: str | None = None
     """Why a checkpoint or ledger found in the output folder was not resumed from (it belongs
     to another job, or to other data or model settings)."""
@@ -165,6 +205,8 @@ class PodReport(StatusModel):
     def to_message(self) -> str:
         """Compact JSON within the kubelet's 4 KiB limit (the message is shortened first)."""
         text = self.model_dump_json(by_alias=True, exclude_none=True)
+        if len(text.encode()) > TERMINATION_MESSAGE_LIMIT and self.classes is not None:
+            return self.model_copy(update={"classes": None}).to_message()
         overflow = len(text.encode()) - TERMINATION_MESSAGE_LIMIT
         if overflow > 0:
             clipped = self.message.encode()[: max(0, len(self.message.encode()) - overflow - 3)]
@@ -363,6 +405,9 @@ class ModelStatus(StatusModel):
     """When it was written (RFC 3339)."""
     preprocessing: str | None = None
     """How the model prepares raw features, e.g. `robust: 9 standardize, 9 signed-log`."""
+    classes: list[str] | None = None
+    """Multiclass: the model's classes in output order (learned from the training range when
+    `spec.model.classes` is absent)."""
 
 
 class StreamingTrainingJobStatus(StatusModel):

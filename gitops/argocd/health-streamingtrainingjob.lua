@@ -70,7 +70,10 @@ local phase = status.phase
 local metrics = status.metrics or {}
 if phase == "Succeeded" then
   hs.status = "Healthy"
-  if metrics.evalAccuracy ~= nil then
+  if metrics.evalMetric ~= nil and metrics.evalValue ~= nil then
+    hs.message = "Succeeded, evaluation " .. metrics.evalMetric .. " " ..
+      string.format("%.4f", metrics.evalValue)
+  elseif metrics.evalAccuracy ~= nil then
     hs.message = "Succeeded, evaluation accuracy " .. string.format("%.4f", metrics.evalAccuracy)
   else
     hs.message = "Succeeded"

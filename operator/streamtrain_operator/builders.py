@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from streamtrain_operator.model_file import model_file_mounts
 from workload.contract import (
     BOOTSTRAP_ENV,
     CLUSTER_CA_ENV,
@@ -45,6 +46,10 @@ from workload.contract import (
     PROGRESS_TOKEN_FILE,
     PROGRESS_TOKEN_SECONDS,
     PROGRESS_URL_ENV,
+    REGISTRY_CA_ENV,
+    REGISTRY_CA_PATH,
+    REGISTRY_CREDENTIALS_ENV,
+    REGISTRY_CREDENTIALS_PATH,
     SASL_USERNAME_ENV,
     SCRATCH_PATH,
     SOURCE_PATH,
@@ -206,6 +211,8 @@ def _environment(job_name: str, uid: str, spec: StreamingTrainingJobSpec, kafka:
         env.append({"name": SASL_USERNAME_ENV, "value": kafka.username or ""})
     if kafka.cluster_ca_secret:
         env.append({"name": CLUSTER_CA_ENV, "value": CLUSTER_CA_PATH})
+    for _, _, variable, path in registry_secrets(spec):
+        env.append({"name": variable, "value": path})
     if output is not None:
         env.append({"name": OUTPUT_URI_ENV, "value": output.uri})
     if source is not None:
@@ -247,7 +254,26 @@ def _volumes(spec: StreamingTrainingJobSpec, kafka: KafkaAccess, output: ClaimFo
     if kafka.cluster_ca_secret:
         volumes.append({"name": "cluster-ca", "secret": {"secretName": kafka.cluster_ca_secret}})
         mounts.append({"name": "cluster-ca", "mountPath": CLUSTER_CA_PATH, "readOnly": True})
+    for volume, secret, _, path in registry_secrets(spec):
+        volumes.append({"name": volume, "secret": {"secretName": secret}})
+        mounts.append({"name": volume, "mountPath": path, "readOnly": True})
     return volumes, mounts
+
+
+def registry_secrets(spec: StreamingTrainingJobSpec) -> list[tuple[str, str, str, str]]:
+    """The Secrets of `data.schemaRegistry` to mount, as (volume, Secret, environment variable,
+    mount path): its credentials and its CA, mounted like the Kafka user's (never read by the
+    operator, never copied into the environment)."""
+    registry = spec.data.schema_registry
+    if registry is None:
+        return []
+    found = []
+    if registry.authentication is not None:
+        found.append(("registry-user", registry.authentication.secret_name,
+                      REGISTRY_CREDENTIALS_ENV, REGISTRY_CREDENTIALS_PATH))
+    if registry.ca_secret_name is not None:
+        found.append(("registry-ca", registry.ca_secret_name, REGISTRY_CA_ENV, REGISTRY_CA_PATH))
+    return found
 
 
 def progress_channel(job_name: str, namespace: str, uid: str,
@@ -299,6 +325,9 @@ def build_pod_spec(job_name: str, namespace: str, uid: str, mode: Mode,
     volumes, mounts = _volumes(spec, kafka, output, source)
     env = [*_environment(job_name, uid, spec, kafka, output, source, workers or []),
            *(extra_env or [])]
+    for into, extra in zip((volumes, mounts, env), model_file_mounts(
+            spec, mode, output.claim if output is not None else None), strict=True):
+        into.extend(extra)
     if defaults.progress_url:
         volume, mount, channel = progress_channel(job_name, namespace, uid, defaults.progress_url)
         volumes.append(volume)

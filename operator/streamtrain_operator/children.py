@@ -92,6 +92,7 @@ def observe(job: Body, pods: Sequence[Body]) -> ChildObservation:
                                      else ""),
         failure_cause=failure_cause(*last_failure) if last_failure else "",
         started_at=status.get("startTime"),
+        completed_at=status.get("completionTime"),
         report=report,
         uid=str(job["metadata"].get("uid") or ""),
         deleting=job["metadata"].get("deletionTimestamp") is not None,

@@ -112,8 +112,12 @@ PRINTER_COLUMNS: list[Schema] = [
      "description": "Percent of the running phase done (as its pods last reported)."},
     {"name": "ETA", "type": "integer", "jsonPath": ".status.progress.etaSeconds",
      "description": "Seconds the running phase has left at its recent throughput."},
-    {"name": "Accuracy", "type": "number", "jsonPath": ".status.metrics.evalAccuracy",
-     "description": "Accuracy on the evaluation topic (0-1)."},
+    {"name": "Metric", "type": "string", "jsonPath": ".status.metrics.evalMetric",
+     "description": "The task's headline metric: accuracy (binary, multiclass) or rmse "
+                    "(regression)."},
+    {"name": "Value", "type": "number", "jsonPath": ".status.metrics.evalValue",
+     "description": "The headline metric on the evaluation topic: accuracy 0-1, or RMSE in the "
+                    "label's units."},
     {"name": "AUC", "type": "number", "jsonPath": ".status.metrics.evalAuc",
      "description": "ROC AUC on the evaluation topic (0-1)."},
     {"name": "Records", "type": "integer", "jsonPath": ".status.metrics.recordsEvaluated",

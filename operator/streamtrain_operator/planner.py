@@ -44,6 +44,7 @@ from workload.status import (
     Progress,
     RoleStatus,
     StreamingTrainingJobStatus,
+    with_headline,
 )
 
 TERMINAL = TERMINAL_PHASES
@@ -57,6 +58,9 @@ reports: an object it does not own, or Kueue's word on a queued Job (its Workloa
 
 WAIT_RECHECK_S = (2.0, 60.0)
 """Least and most seconds between two looks at a waiting job."""
+REPORT_GRACE_S = 30.0
+"""How long a succeeded phase waits for its pod's report to be seen before it ends without
+the pod's figures (seconds from the Job's completion)."""
 
 EventType = Literal["Normal", "Warning"]
 
@@ -82,6 +86,8 @@ class ChildObservation:
     started_at: str | None = None
     """When the Job started its (current run of) pods (RFC 3339): a progress deadline counts
     from here until the first post."""
+    completed_at: str | None = None
+    """When the Job completed (RFC 3339), if it has."""
     report: PodReport | None = None
     """The report of the pod that completed."""
     uid: str = ""
@@ -257,7 +263,7 @@ def _merge_report(status: StreamingTrainingJobStatus, report: PodReport, now: st
         figures["epochs_trained"] = report.epoch
     metrics = status.metrics or Metrics()
     figures.update(_bad_records(metrics, report))
-    status.metrics = metrics.model_copy(update=figures)
+    status.metrics = with_headline(metrics.model_copy(update=figures))
     # The phase is done: its live figures stand, completed, and agree with `status.metrics`.
     last = status.progress if status.progress is not None and status.progress.mode == report.mode \
         else Progress(mode=report.mode)
@@ -269,8 +275,9 @@ def _merge_report(status: StreamingTrainingJobStatus, report: PodReport, now: st
         **({"epoch": report.epoch} if report.epoch is not None else {})})
     if report.model_uri:
         kept = status.model.preprocessing if status.model is not None else None
+        classes = report.classes or (status.model.classes if status.model is not None else None)
         status.model = ModelStatus(uri=report.model_uri, saved_at=now,
-                                   preprocessing=report.preprocessing or kept)
+                                   preprocessing=report.preprocessing or kept, classes=classes)
 
 
 def _live_progress(status: StreamingTrainingJobStatus, run: Mode | None, suspended: bool,
@@ -357,7 +364,14 @@ def next_plan(spec: StreamingTrainingJobSpec, job_name: str, generation: int,
                                            "failed": child.failed})
         # Every replica succeeded: done, also in the moment before the Job says Complete (a
         # pass then would record the count, and the next take the phase as done unread).
-        if child is not None and (child.complete or child.succeeded >= role.replicas):
+        done = child is not None and (child.complete or child.succeeded >= role.replicas)
+        wait = report_wait(child, now) if child is not None and done else None
+        if wait is not None:
+            # Its pod's report is on its way: the phase ends with its figures, not before (the
+            # role's counts too: a succeeded count in status would end the phase unread).
+            deadline = wait
+            break
+        if child is not None and done:
             role = role.model_copy(update={"succeeded": max(role.replicas, child.succeeded)})
             setattr(status, MODE[mode].status_field, role)
             if child.report is not None:
@@ -421,6 +435,18 @@ def next_plan(spec: StreamingTrainingJobSpec, job_name: str, generation: int,
     return Plan(status, run, spec.run_policy.suspend or stop, events,
                 wake_after_s=min(looks) if looks and status.phase not in TERMINAL else None,
                 serve_replicas=serve_replicas)
+
+
+def report_wait(child: ChildObservation, now: str) -> float | None:
+    """Seconds to wait for the report of a child Job that has succeeded before its pod's
+    terminated state is seen (the watches deliver Jobs and pods apart, e.g. as the operator
+    starts); `None` when the report is in or the wait is over (its pods are gone for good)."""
+    if child.report is not None:
+        return None
+    if child.completed_at is None:
+        return REPORT_GRACE_S
+    left = REPORT_GRACE_S - seconds_between(child.completed_at, now)
+    return left if left > 0 else None
 
 
 def waiting_recheck(status: StreamingTrainingJobStatus, now: str) -> float | None:

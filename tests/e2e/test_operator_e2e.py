@@ -105,8 +105,8 @@ def _watch_table(kube: Kube, log: Path) -> subprocess.Popen[bytes]:
 def _progress_rows(log: Path, name: str, phase: str = "Training") -> list[tuple[float, int | None]]:
     """(PROGRESS, ETA) of each row of `phase` that `kubectl get stj -w` printed.
 
-    kubectl leaves empty cells blank; while a job trains or evaluates, REASON, ACCURACY, AUC
-    and RECORDS are empty, so such a row reads NAME PHASE [PROGRESS [ETA]] AGE.
+    kubectl leaves empty cells blank; while a job trains or evaluates, REASON, METRIC, VALUE,
+    AUC and RECORDS are empty, so such a row reads NAME PHASE [PROGRESS [ETA]] AGE.
     """
     rows: list[tuple[float, int | None]] = []
     for line in log.read_text().splitlines():

@@ -106,8 +106,8 @@ field is refused for its length, which says so itself)."""
 WHOLE_SPEC_CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("a phase that can never work", "spec.evaluate",
      {"kafka": VALID["kafka"], "evaluate": {"topic": "susy-test"}}),  # no model to score
-    ("a phase that can never work", "spec.model.source",
-     {**VALID, "model": {"source": {"job": "elsewhere"}, "output": {"volumeClaim": "m"}}}),
+    ("rule across fields", "spec.model.source",  # two starting points for one training
+     {**VALID, "model": {"source": {"job": "elsewhere"}, "factory": "team_models:build"}}),
     ("rule across fields", "spec.trainer.replicas",
      {**VALID, "online": {"topic": "susy-more"}, "trainer": {"replicas": 2}}),
     ("rule across fields", "spec.model.output.volumeClaim",

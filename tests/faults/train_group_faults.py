@@ -42,7 +42,7 @@ from workload.datagen.synthetic import generate
 from workload.kafka.bounds import partition_bounds, record_count
 from workload.kafka.connection import KafkaConnection
 from workload.local_group import run_local_group
-from workload.modes.train import read_all, split_validation
+from workload.modes.train_data import read_all, split_validation
 from workload.modes.train_progress import TrainProgress
 from workload.spec import StreamingTrainingJobSpec
 from workload.status import PodReport
@@ -102,7 +102,8 @@ def _record_prints(connection: KafkaConnection, spec: StreamingTrainingJobSpec
                                             spec.train.validation_fraction)
     with TrainProgress(False) as display:
         summary = read_all(connection, topic, training, spec.data, True, display)
-    return fingerprints(np.concatenate(summary.features)), record_count(validation)
+    features = np.concatenate([part.features for part in summary.parts])
+    return fingerprints(features), record_count(validation)
 
 
 def _command(artifacts: Artifacts, watch: Path, seed: int) -> list[str]:

@@ -215,3 +215,50 @@ consumerGroup: cli-{uuid.uuid4().hex[:8]}, streamTimeoutMs: 3000}}
     assert trained["litert"].startswith("max difference"), trained["litert"]
     assert (output / "model.tflite").is_file()
     assert json.loads((output / "results-serve.json").read_text())["runtime"] == "litert"
+
+
+TEAM_MODULE = '''
+import keras
+
+
+def build(request):
+    inputs = keras.Input(shape=request.input_shape)
+    hidden = keras.layers.Dense(16, activation="relu")(inputs)
+    return keras.Model(inputs, keras.layers.Dense(request.outputs, activation="softmax")(hidden),
+                       name="team_router")
+'''
+
+
+def test_streamtrain_run_imports_the_users_factory_from_the_current_folder(
+        kafka: KafkaHandle, tmp_path: Path) -> None:
+    train_topic, test_topic = kafka.create_topic("cli-train", 1), kafka.create_topic("cli-test", 2)
+    produced = streamtrain("produce", "--bootstrap-servers", kafka.bootstrap_servers,
+                           "--family", "tickets", "--rows", "2000", "--train-topic", train_topic,
+                           "--test-topic", test_topic, "--quiet")
+    assert produced.returncode == 0, produced.stderr
+    data = json.loads(produced.stdout.split("the job's data section: ", 1)[1])
+    assert data["categorical"] == ["channel", "product", "account.country"]
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "team_models.py").write_text(TEAM_MODULE)
+    (work / "job.yaml").write_text(f"""\
+apiVersion: streamtrain.dev/v1alpha1
+kind: StreamingTrainingJob
+metadata: {{name: tickets}}
+spec:
+  kafka: {{bootstrapServers: "{kafka.bootstrap_servers}"}}
+  data: {json.dumps(data)}
+  train: {{topic: {train_topic}, epochs: 2}}
+  evaluate: {{topic: {test_topic}, consumerGroup: cli-{uuid.uuid4().hex[:8]}, streamTimeoutMs: 0}}
+  model: {{task: multiclass, factory: "team_models:build"}}
+""")
+    # The console script, as a user types it (its own folder, not the current one, is first on
+    # its Python path).
+    script = Path(sys.executable).with_name("streamtrain")
+    run = subprocess.run([str(script), "run", "job.yaml", "--quiet"], capture_output=True,
+                         text=True, timeout=300, check=False, cwd=work)
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads((work / "streamtrain-output" / "tickets" / "results-train.json")
+                         .read_text())
+    assert "team_router" in results["modelSummary"]
+    assert len(results["classes"]) == 6

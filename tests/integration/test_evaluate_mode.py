@@ -129,7 +129,7 @@ def test_a_model_of_another_width_fails_with_shape_mismatch_before_scoring(
                           progress=False)
 
     assert not report.ok and report.reason == "ShapeMismatch"  # exits 8: not retried
-    assert "takes 5 features, but the job's data has 18" in report.message
+    assert "takes features (batch, 5), but the job's data gives features (batch, 18)" in report.message
     assert report.metrics.records_evaluated is None  # nothing scored
 
 

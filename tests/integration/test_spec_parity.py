@@ -9,8 +9,10 @@ that are not a column, duplicate columns, layers of both kinds, a
 multi-phase job without a model volume, an output folder that is relative
 or climbs with `..`, blank consumer groups, several learners online,
 several evaluators without a model volume, serving into the topic it reads,
-serving that stops when idle). Each is judged by `parse_spec` as the
-operator calls it and by a
+serving that stops when idle, classes or a loss of another task, a
+multiclass job with nothing to learn its classes from, categorical fields
+that are not columns, a user's model factory without training). Each is
+judged by `parse_spec` as the operator calls it and by a
 server-side dry run against the generated CRD; the verdicts must be the
 same.
 """
@@ -51,6 +53,8 @@ OUTPUTS = st.sampled_from([{"path": "/models/m", "volumeClaim": "models"},
                            {"path": "/m/..x/y", "volumeClaim": "models"},
                            {"volumeClaim": "models"}])
 PHASES = st.sets(st.sampled_from(MODES), min_size=1)
+TASKS = st.sampled_from([{}, {"task": "regression"}, {"task": "regression", "loss": "huber"},
+                         {"task": "multiclass", "classes": ["cat", "dog", "0"]}])
 
 
 @st.composite
@@ -63,6 +67,7 @@ def valid_specs(draw: st.DrawFn) -> dict[str, Any]:
         spec[mode] = _section(mode, draw(TOPICS))
     if "train" in spec:
         spec["train"]["epochs"] = draw(st.integers(1, 3))
+    spec["model"].update(draw(TASKS))
     return spec
 
 
@@ -121,6 +126,10 @@ MUTATIONS: list[Callable[[dict[str, Any]], None]] = [
     _set("serve.outputTopic", "t"), _set("serve.maxLatencyMs", 0),
     _set("serve.streamTimeoutMs", 5000), _set("serve.replicas", 101),
     _set("data.deadLetterTopic", "t-out"),
+    _set("model.task", "multiclass"), _set("model.classes", ["a", "b"]),
+    _set("model.classes", ["a", "a"]), _set("model.loss", "huber"),
+    _set("data.categorical", ["a"]), _set("data.categorical", ["y"]),
+    _set("model.factory", "teams.models:build"), _set("model.factory", "not a function"),
 ]
 """Each breaks one rule of a valid spec (a few break it only in some specs)."""
 

@@ -17,7 +17,7 @@ from workload.kafka.connection import KafkaConnection  # noqa: E402
 from workload.kafka.probe import tensorflow_io_refusal  # noqa: E402
 from workload.kafka.ranges import KafkaReadError  # noqa: E402
 from workload.kafka.tfio import batch_stream, replay_dataset  # noqa: E402
-from workload.modes.train import decoded_batches  # noqa: E402
+from workload.modes.train_data import decoded_batches  # noqa: E402
 from workload.spec import DataSpec  # noqa: E402
 
 

@@ -76,6 +76,13 @@ def test_it_should_be_healthy_with_the_accuracy_when_succeeded(script: str) -> N
     assert "0.7891" in message
 
 
+def test_it_should_be_healthy_with_the_tasks_headline_when_succeeded(script: str) -> None:
+    status, message = health(script, job({
+        "phase": "Succeeded", "observedGeneration": 1,
+        "metrics": {"evalMetric": "rmse", "evalValue": 2.0363, "evalRmse": 2.0363}}))
+    assert (status, message) == ("Healthy", "Succeeded, evaluation rmse 2.0363")
+
+
 def test_it_should_be_healthy_while_learning_online(script: str) -> None:
     status, message = health(
         script, job({"phase": "Online", "observedGeneration": 1, "metrics": {"recordsOnline": 42}})

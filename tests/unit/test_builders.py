@@ -26,6 +26,8 @@ from workload.contract import (
     EXIT_FAILED,
     JOB_SPEC_ENV,
     JOB_UID_ENV,
+    MODEL_FILE_ENV,
+    MODEL_FILE_PATH,
     MODEL_SOURCE_ENV,
     OUTPUT_URI_ENV,
     PEER_LOST_EXIT,
@@ -37,6 +39,10 @@ from workload.contract import (
     PROGRESS_TOKEN_DIR,
     PROGRESS_TOKEN_ENV,
     PROGRESS_URL_ENV,
+    REGISTRY_CA_ENV,
+    REGISTRY_CA_PATH,
+    REGISTRY_CREDENTIALS_ENV,
+    REGISTRY_CREDENTIALS_PATH,
     WORKER_PORT,
     WORKERS_ENV,
     progress_audience,
@@ -198,6 +204,28 @@ def test_kafka_user_and_cluster_ca_secrets_are_mounted() -> None:
     assert _env(job)[CREDENTIALS_ENV] == CREDENTIALS_PATH
 
 
+def test_schema_registry_credentials_and_ca_secrets_are_mounted_not_copied() -> None:
+    spec = parse_spec({**dump_spec(SPEC), "data": {
+        "format": "avro", "columns": ["x", "label"], "label": "label",
+        "schemaRegistry": {"url": "https://registry:8443/apis/ccompat/v7",
+                           "authentication": {"type": "tls", "secretName": "trainer"},
+                           "caSecretName": "registry-ca"}}})
+    job = build_job_manifest("susy", "ns", "u", "train", spec, KafkaAccess("k:9092"))
+    pod = job["spec"]["template"]["spec"]
+    assert {"name": "registry-user", "secret": {"secretName": "trainer"}} in pod["volumes"]
+    assert {"name": "registry-ca", "secret": {"secretName": "registry-ca"}} in pod["volumes"]
+    mounts = pod["containers"][0]["volumeMounts"]
+    assert {"name": "registry-user", "mountPath": REGISTRY_CREDENTIALS_PATH,
+            "readOnly": True} in mounts
+    assert {"name": "registry-ca", "mountPath": REGISTRY_CA_PATH, "readOnly": True} in mounts
+    env = _env(job)
+    assert env[REGISTRY_CREDENTIALS_ENV] == REGISTRY_CREDENTIALS_PATH
+    assert env[REGISTRY_CA_ENV] == REGISTRY_CA_PATH
+    assert not any("valueFrom" in item for item in pod["containers"][0]["env"])
+    plain = build_job_manifest("susy", "ns", "u", "train", SPEC, KafkaAccess("k:9092"))
+    assert REGISTRY_CREDENTIALS_ENV not in _env(plain)
+
+
 def test_model_output_without_claim_is_an_empty_dir() -> None:
     spec = parse_spec({"kafka": {"bootstrapServers": "kafka:9092"}, "train": {"topic": "susy-train"},
         "evaluate": {"topic": "susy-test"}})
@@ -250,7 +278,7 @@ def test_a_pod_that_fails_for_good_fails_the_job_without_retries_and_a_crash_is_
     job = build_job_manifest("susy", "ns", "u", "evaluate", SPEC, KafkaAccess("k:9092"))
     rules = job["spec"]["podFailurePolicy"]["rules"]
     assert rules == [{"action": "FailJob", "onExitCodes": {
-        "containerName": "evaluate", "operator": "In", "values": [2, 3, 4, 5, 6, 7, 8]}}]
+        "containerName": "evaluate", "operator": "In", "values": [2, 3, 4, 5, 6, 7, 8, 9]}}]
     fail_job = set(rules[0]["onExitCodes"]["values"])
     assert {row.exit_code for row in PERMANENT_FAILURES} == fail_job
     # A failure, a crash, an OOM kill or SIGTERM: counted against backoffLimit and retried.
@@ -303,3 +331,31 @@ def test_the_headless_service_selects_the_groups_pods_and_is_owned_by_the_job() 
 def test_pod_hostnames_of_the_largest_group_stay_dns_labels() -> None:
     name = child_job_name("a" * 70, "evaluate")
     assert len(f"{name}-{MAX_REPLICAS - 1}") <= 63
+
+
+def test_the_users_model_file_is_mounted_read_only_in_the_trainer_only() -> None:
+    def job(claim: str, path: str) -> Any:
+        return parse_spec({
+            "kafka": {"bootstrapServers": "k:9092"}, "train": {"topic": "t"},
+            "evaluate": {"topic": "e"},
+            "model": {"output": {"path": "/models/b", "volumeClaim": "models"},
+                      "file": {"volumeClaim": claim, "path": path}}})
+
+    other = build_job_manifest("b", "ns", "u", "train", job("team", "routers/v2.keras"),
+                               KafkaAccess("k:9092"))
+    assert {"name": "model-file", "mountPath": MODEL_FILE_PATH, "subPath": "routers",
+            "readOnly": True} in _mounts(other)
+    assert {"name": "model-file", "persistentVolumeClaim": {"claimName": "team",
+                                                            "readOnly": True}} in other[
+        "spec"]["template"]["spec"]["volumes"]
+    assert _env(other)[MODEL_FILE_ENV] == f"{MODEL_FILE_PATH}/v2.keras"
+
+    same = build_job_manifest("b", "ns", "u", "train", job("models", "v2.keras"),
+                              KafkaAccess("k:9092"))
+    assert {"name": "model", "mountPath": MODEL_FILE_PATH, "readOnly": True} in _mounts(same)
+    assert len(same["spec"]["template"]["spec"]["volumes"]) == 2  # scratch, one claim
+
+    evaluator = build_job_manifest("b", "ns", "u", "evaluate", job("team", "v2.keras"),
+                                   KafkaAccess("k:9092"))
+    assert MODEL_FILE_ENV not in _env(evaluator)
+    assert all(mount["mountPath"] != MODEL_FILE_PATH for mount in _mounts(evaluator))

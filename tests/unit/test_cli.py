@@ -67,3 +67,23 @@ def test_a_local_run_reads_a_source_job_beside_its_own_folder(tmp_path: Path) ->
     assert chosen.source == tmp_path / "elsewhere"
     with pytest.raises(ValueError, match="--source-dir"):
         local_folders(spec({"volumeClaim": "c", "path": "a/b"}), tmp_path / "x")
+
+
+def test_produce_writes_avro_for_a_binary_family_and_refuses_a_family_with_categories() -> None:
+    import argparse
+
+    from workload.cli import produce_layout
+    from workload.datagen.families import FAMILIES, data_spec
+    from workload.datagen.table import SUSY_COLUMNS
+
+    def asked(family: str) -> argparse.Namespace:
+        return argparse.Namespace(format="avro", schema_registry="http://127.0.0.1:8080/apis",
+                                  family=family)
+
+    avro = produce_layout(asked("tutorial"), data_spec(FAMILIES["tutorial"]), list(SUSY_COLUMNS))
+    assert avro.format == "avro" and avro.label == "key" and avro.columns == list(SUSY_COLUMNS)
+    assert avro.schema_registry is not None and avro.schema_registry.url.endswith("/apis")
+    tickets = data_spec(FAMILIES["tickets"])
+    assert produce_layout(argparse.Namespace(format="csv"), tickets, []) == tickets
+    with pytest.raises(SystemExit, match="family 'tickets' is laid out as json"):
+        produce_layout(asked("tickets"), tickets, list(FAMILIES["tickets"].columns))

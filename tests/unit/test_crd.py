@@ -118,9 +118,10 @@ def test_crd_has_status_subresource_printer_columns_and_short_name() -> None:
     version = crd.crd_document()["spec"]["versions"][0]
     assert version["subresources"] == {"status": {}}
     columns = {column["name"]: column["jsonPath"] for column in version["additionalPrinterColumns"]}
-    assert columns["Accuracy"] == ".status.metrics.evalAccuracy"
-    assert list(columns) == ["Phase", "Reason", "Progress", "ETA", "Accuracy", "AUC", "Records",
-                             "Age"]
+    assert columns["Metric"] == ".status.metrics.evalMetric"
+    assert columns["Value"] == ".status.metrics.evalValue"
+    assert list(columns) == ["Phase", "Reason", "Progress", "ETA", "Metric", "Value", "AUC",
+                             "Records", "Age"]
     assert crd.crd_document()["spec"]["names"]["shortNames"] == ["stj"]
     conditions = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"][
         "conditions"]

@@ -189,9 +189,11 @@ def test_counts_name_each_reason_and_leave_good_records_out() -> None:
 
 
 def test_every_reason_is_one_of_the_bad_reasons_and_each_format_gives_its_own() -> None:
-    assert set(BAD_REASONS) == set(FORMAT_REASONS["csv"]) | set(FORMAT_REASONS["json"])
+    assert set(BAD_REASONS) == set().union(*FORMAT_REASONS.values())
     assert "field_count" not in FORMAT_REASONS["json"]
     assert {"invalid_json", "missing_field"}.isdisjoint(FORMAT_REASONS["csv"])
+    assert {"invalid_avro", "unknown_schema", "registry_unreachable"}.isdisjoint(
+        set(FORMAT_REASONS["csv"]) | set(FORMAT_REASONS["json"]))
 
 
 record_bytes = st.one_of(

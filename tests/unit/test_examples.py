@@ -163,3 +163,69 @@ def test_it_should_queue_the_kueue_example_in_its_local_queue_with_requests_to_c
     covered = set(cluster_queue["spec"]["resourceGroups"][0]["coveredResources"])
     for role in (spec.trainer, spec.evaluator):  # Kueue admits by requests
         assert covered <= set(role.resources.requests), role
+
+
+def test_it_should_read_avro_through_a_schema_registry_with_a_mounted_login(
+        examples: dict[str, Path]) -> None:
+    from streamtrain_operator.builders import KafkaAccess, build_job_manifest
+
+    from workload.datagen.table import SUSY_COLUMNS
+
+    _, spec = job_in(examples["12"])
+    assert spec.data.format == "avro" and spec.data.schema_registry is not None
+    assert spec.data.feature_names == [f"event.{name}" for name in SUSY_COLUMNS]
+    auth = spec.data.schema_registry.authentication
+    assert auth is not None and auth.type == "basic"
+    pod = build_job_manifest("susy-avro", "ns", "u", "train", spec,
+                             KafkaAccess("k:9092"))["spec"]["template"]["spec"]
+    assert {"name": "registry-user", "secret": {"secretName": auth.secret_name}} in pod["volumes"]
+
+
+def test_it_should_route_tickets_with_categorical_json_fields(examples: dict[str, Path]) -> None:
+    _, spec = job_in(examples["09"])
+    assert spec.model.task == "multiclass" and spec.data.format == "json"
+    assert spec.data.categorical_names == ["channel", "product", "account.country"]
+    from workload.datagen.task_families import TICKETS
+
+    assert spec.data == TICKETS.data_spec().model_copy(
+        update={"dead_letter_topic": spec.data.dead_letter_topic})
+
+
+def test_it_should_forecast_a_number_and_learn_it_online(examples: dict[str, Path]) -> None:
+    _, spec = job_in(examples["10"])
+    assert spec.model.task == "regression" and spec.model.loss == "huber"
+    assert spec.phases == ["train", "evaluate", "online"]
+    from workload.datagen.task_families import DEMAND
+
+    assert spec.data == DEMAND.data_spec()
+
+
+def test_it_should_build_the_teams_model_from_its_factory_in_its_image(
+        examples: dict[str, Path]) -> None:
+    import importlib.util
+    import sys
+
+    _, spec = job_in(examples["11"])
+    assert spec.model.factory == "team_models:build_router"
+    assert spec.trainer.image == spec.evaluator.image and spec.trainer.image is not None
+    dockerfile = (examples["11"] / "Dockerfile").read_text().splitlines()
+    assert len(dockerfile) == 3 and dockerfile[0].startswith(
+        "FROM ghcr.io/streamtrain/streamtrain-workload:")
+    assert "team_models.py" in dockerfile[1] and dockerfile[2].startswith("ENV PYTHONPATH=")
+
+    from workload.model.profile import TaskFacts
+    from workload.model.user import check_shapes, model_request, prepared_width
+
+    loaded = importlib.util.spec_from_file_location("team_models",
+                                                    examples["11"] / "team_models.py")
+    assert loaded is not None and loaded.loader is not None
+    module = importlib.util.module_from_spec(loaded)
+    sys.modules["team_models"] = module
+    try:
+        loaded.loader.exec_module(module)
+        request = model_request(spec.data, TaskFacts("multiclass", tuple("abcdef")),
+                                prepared_width(spec.data))
+        assert request.input_width == 3 + 3 * 32
+        check_shapes(module.build_router(request), request, "team_models:build_router")
+    finally:
+        del sys.modules["team_models"]

@@ -9,7 +9,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from workload.modes.ledger import Ledger, LedgerMismatch, Tally
+from workload.modes.ledger import Ledger, LedgerMismatch
+from workload.modes.tally import BinaryTally as Tally
 
 
 def exact_auc(labels: npt.NDArray[np.float32], scores: npt.NDArray[np.float32]) -> float:

@@ -17,10 +17,21 @@ import tensorflow as tf  # noqa: E402
 from workload.model.build import build_model, feature_plan, load_model  # noqa: E402
 from workload.model.export import SERVE_ENDPOINT, export_model, recover_saved_model  # noqa: E402
 from workload.model.preprocessing import LAYER_NAME  # noqa: E402
+from workload.model.profile import TrainingProfile  # noqa: E402
 from workload.model.statistics import feature_statistics, plan_features  # noqa: E402
-from workload.spec import ModelSpec  # noqa: E402
+from workload.spec import DataSpec, ModelSpec  # noqa: E402
 
 Features = npt.NDArray[np.float32]
+
+def width(n: int) -> DataSpec:
+    """Records of `n` unnamed numeric features."""
+    return DataSpec(features=n)
+
+
+def profile(features: Features) -> TrainingProfile:
+    """The training profile of numeric `features`."""
+    return TrainingProfile(feature_statistics(features))
+
 
 SMALL = ModelSpec.model_validate({
     "layers": [{"dense": 8, "activation": "tanh"}, {"dropout": 0.1}, {"dense": 4}],
@@ -41,7 +52,7 @@ def raw_features() -> Features:
 
 
 def test_the_default_model_is_the_tutorial_mlp_with_one_sigmoid_output() -> None:
-    model = build_model(ModelSpec.model_validate({}), 18)
+    model = build_model(ModelSpec.model_validate({}), width(18))
     dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
     dropout = [layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
     assert [layer.units for layer in dense] == [128, 256, 128, 1]
@@ -52,7 +63,7 @@ def test_the_default_model_is_the_tutorial_mlp_with_one_sigmoid_output() -> None
 
 
 def test_the_loss_takes_probabilities_not_logits() -> None:
-    model = build_model(SMALL, 2)
+    model = build_model(SMALL, width(2))
     assert isinstance(model.loss, keras.losses.BinaryCrossentropy)
     assert model.loss.get_config()["from_logits"] is False
     assert isinstance(model.optimizer, keras.optimizers.SGD)
@@ -61,7 +72,7 @@ def test_the_loss_takes_probabilities_not_logits() -> None:
 
 def test_standardize_uses_the_training_mean_and_variance(raw_features: Features) -> None:
     spec = SMALL.model_copy(update={"preprocessing": "standardize"})
-    model = build_model(spec, 2, feature_statistics(raw_features[:, :2]))
+    model = build_model(spec, width(2), profile(raw_features[:, :2]))
     normalized = model.get_layer("normalize")(raw_features[:, :2]).numpy()
     np.testing.assert_allclose(normalized.mean(axis=0), [0.0, 0.0], atol=1e-3)
     np.testing.assert_allclose(normalized.std(axis=0), [1.0, 1.0], atol=1e-2)
@@ -70,9 +81,9 @@ def test_standardize_uses_the_training_mean_and_variance(raw_features: Features)
 def test_robust_preprocessing_is_the_first_layer_and_drops_near_constant_columns(
         raw_features: Features) -> None:
     statistics = feature_statistics(raw_features)
-    plan = feature_plan(SMALL, statistics)
+    plan = feature_plan(SMALL, profile(raw_features))
     assert plan is not None and plan.transforms[2:] == ("signed-log", "drop")
-    model = build_model(SMALL, 4, statistics, plan)
+    model = build_model(SMALL, width(4), profile(raw_features), plan=plan)
     prepared = model.get_layer(LAYER_NAME)(raw_features).numpy()
     assert prepared.shape == (512, 3)
     np.testing.assert_allclose(prepared.mean(axis=0), 0.0, atol=0.05)
@@ -82,13 +93,13 @@ def test_robust_preprocessing_is_the_first_layer_and_drops_near_constant_columns
 
 
 def test_without_preprocessing_the_model_takes_features_as_they_are() -> None:
-    model = build_model(SMALL.model_copy(update={"preprocessing": "none"}), 2)
+    model = build_model(SMALL.model_copy(update={"preprocessing": "none"}), width(2))
     assert [layer.name for layer in model.layers][:2] == ["features", "dense_0"]
 
 
 def test_export_writes_a_keras_file_and_a_servable_saved_model(
         tmp_path: Path, raw_features: Features) -> None:
-    model = build_model(SMALL, 4, feature_statistics(raw_features))  # robust preprocessing
+    model = build_model(SMALL, width(4), profile(raw_features))  # robust preprocessing
     keras_path, saved_path = tmp_path / "model.keras", tmp_path / "saved_model"
     export_model(model, keras_path, saved_path)
     export_model(model, keras_path, saved_path)  # replacing an existing export works too
@@ -116,7 +127,7 @@ def test_an_export_interrupted_between_renames_is_recovered(tmp_path: Path) -> N
 
 
 def test_a_cosine_schedule_decays_the_step_size_to_zero_over_the_planned_steps() -> None:
-    model = build_model(SMALL, 2, decay_steps=100)
+    model = build_model(SMALL, width(2), decay_steps=100)
     schedule = model.optimizer.learning_rate
     assert float(schedule) == pytest.approx(0.05)
     model.optimizer.iterations.assign(50)

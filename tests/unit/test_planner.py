@@ -83,6 +83,23 @@ def test_full_life_cycle_reaches_succeeded_with_metrics() -> None:
     _assert_consistent(plan)
 
 
+def test_succeeded_phase_waits_for_its_pods_report_then_ends_with_its_figures() -> None:
+    evaluating = _step(_step(StreamingTrainingJobStatus(), {}).status, {"train": ChildObservation(
+        succeeded=1, complete=True, report=TRAIN_REPORT)}).status
+    unseen = ChildObservation(succeeded=1, complete=True, completed_at=NOW)
+    held = _step(evaluating, {"evaluate": unseen}, now="2026-01-01T00:00:05Z")
+    assert (held.status.phase, held.run, held.wake_after_s) == ("Evaluating", None, 25.0)
+    assert held.status.metrics is not None and held.status.metrics.eval_accuracy is None
+    seen = _step(held.status, {"evaluate": ChildObservation(
+        succeeded=1, complete=True, completed_at=NOW, report=EVAL_REPORT)},
+        now="2026-01-01T00:00:06Z")
+    assert seen.status.phase == "Succeeded"
+    assert seen.status.metrics is not None and seen.status.metrics.eval_accuracy == 0.79
+    # Pods gone for good: the phase ends without them once the grace is over.
+    gone = _step(evaluating, {"evaluate": unseen}, now=LATER)
+    assert gone.status.phase == "Succeeded"
+
+
 def test_finished_phase_is_not_rerun_after_its_job_is_deleted() -> None:
     plan = _step(StreamingTrainingJobStatus(), {"train": ChildObservation(
         succeeded=1, complete=True, report=TRAIN_REPORT)})

@@ -146,7 +146,7 @@ def test_dotted_columns_are_written_as_nested_objects() -> None:
 
 def test_a_spec_of_the_wrong_width_is_refused_naming_the_field() -> None:
     data = synthetic.generate(2, seed=1)
-    with pytest.raises(ValueError, match=r"spec.data.features: describes 17 features"):
+    with pytest.raises(ValueError, match=r"spec.data.features: describes 17 numeric features"):
         encode(data, DataSpec(features=17))
     with pytest.raises(ValueError, match=r"spec.data.columns"):
         encode(data, DataSpec(columns=["a", "b"]))
@@ -186,7 +186,9 @@ def test_corrupt_makes_each_reason_once_per_message_and_counts_it(spec: DataSpec
 def test_bad_key_means_a_label_other_than_0_or_1_in_the_key_or_the_label_column() -> None:
     data = synthetic.generate(30, seed=6)
     for spec in (DataSpec(), DataSpec(columns=[SUSY_LABEL, *SUSY_COLUMNS], label=SUSY_LABEL)):
-        assert applicable_reasons(spec) == FORMAT_REASONS["csv"]
+        assert applicable_reasons(spec) == tuple(
+            reason for reason in FORMAT_REASONS["csv"]
+            if reason not in ("non_categorical", "unknown_class"))
         messages, counts = corrupt(encode(data, spec), 1.0, seed=2, spec=spec)
         labels = [
             message.key if spec.label == "key" else message.value.split(b",")[0]

@@ -18,7 +18,8 @@ from workload.model.statistics import (
     merge_statistics,
     plan_features,
 )
-from workload.modes.ledger import Ledger, LedgerMismatch, Tally, merge_ledgers
+from workload.modes.ledger import Ledger, LedgerMismatch, merge_ledgers
+from workload.modes.tally import BinaryTally as Tally
 from workload.replica import SINGLE, ReplicaError, replica_for
 from workload.slices import batch_shares, readers, replica_ranges
 from workload.spec import parse_spec

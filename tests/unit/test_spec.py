@@ -68,7 +68,8 @@ def test_defaults_reproduce_the_tutorial() -> None:
          "spec.data.columns: column 'e.p' is also the path of other columns"),
         (with_(data={"maxBadRecordsRatio": 2}), "spec.data.maxBadRecordsRatio"),
         (with_(runPolicy={"backoffLimit": -1}), "spec.runPolicy.backoffLimit"),
-        (with_(model={"source": {"job": "a"}}), "model.source is for jobs that do not train"),
+        (with_(model={"source": {"job": "a"}, "factory": "team.models:build"}),
+         "spec.model.source: model.source with train is the starting point of training"),
         ({"kafka": {"bootstrapServers": "a:1"}, "evaluate": {"topic": "susy-test"}, "model": {"source": {}}},
          "spec.model.source: set exactly one of job and path"),
         ({"kafka": {"bootstrapServers": "a:1"}, "evaluate": {"topic": "susy-test"}, "model": {"source": {"path": "x"}}},
@@ -86,6 +87,17 @@ def test_defaults_reproduce_the_tutorial() -> None:
          "spec.kafka.config: credentials never go in the spec"),
         ({"kafka": {"bootstrapServers": "a:1", "config": {"enable.auto.commit": "true"}}},
          "spec.kafka.config: streamtrain sets the other librdkafka settings itself"),
+        (with_(model={"task": "ranking"}), "spec.model.task"),
+        (with_(model={"classes": ["a", "b"]}), "spec.model.classes: classes belong to task multiclass"),
+        (with_(model={"task": "multiclass", "classes": ["a"]}), "spec.model.classes"),
+        (with_(model={"task": "multiclass", "classes": ["a", "a"]}), "spec.model.classes"),
+        (with_(model={"loss": "huber"}), "spec.model.loss: loss chooses between mse and huber"),
+        (with_(data={"categorical": ["f1"]}), "spec.data.categorical: categorical names columns"),
+        (with_(data={"columns": ["a", "y"], "label": "y", "categorical": ["y"]}),
+         "spec.data.categorical: categorical names columns (other than the label)"),
+        (with_(model={"factory": "teams.models"}), "spec.model.factory"),
+        ({"kafka": {"bootstrapServers": "a:1"}, "evaluate": {"topic": "t"},
+          "model": {"factory": "teams.models:build"}}, "spec.model: the user's own model"),
     ],
 )
 def test_invalid_specs_are_rejected_with_the_field_named(document: dict[str, Any], expected: str) -> None:
@@ -175,3 +187,20 @@ def test_several_evaluators_share_a_claim_in_a_cluster() -> None:
     parse_spec({**several, "model": {"source": {"job": "other"},
                                      "output": {"volumeClaim": "models"}}}, in_cluster=True)
     parse_spec({**several, "evaluator": {"replicas": 1}}, in_cluster=True)
+
+
+def test_a_multiclass_job_learning_online_from_nothing_names_its_classes_in_a_cluster() -> None:
+    online = {"kafka": {"bootstrapServers": "a:1"}, "online": {"topic": "t"},
+              "model": {"task": "multiclass"}}
+    with pytest.raises(SpecError, match="must name its classes"):
+        parse_spec(online, in_cluster=True)
+    assert parse_spec(online).model.task == "multiclass"  # locally its folder may hold a model
+    named = parse_spec({**online, "model": {"task": "multiclass", "classes": ["a", "b"]}},
+                       in_cluster=True)
+    assert named.model.classes == ["a", "b"]
+
+
+def test_categorical_fields_split_the_features_in_record_order() -> None:
+    data = parse_spec(with_(data={"columns": ["a", "city", "b", "y"], "label": "y",
+                                  "categorical": ["city"]})).data
+    assert data.numeric_names == ["a", "b"] and data.categorical_names == ["city"]

@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from workload.data.csv_text import CSV_FIELD, FULL_REGEX_MAX_FIELDS, record_pattern
-from workload.data.decode import LABEL_KEY, REASON_CODES, WHITESPACE, Decoded
+from workload.data.decoded import LABEL_KEY, REASON_CODES, WHITESPACE, Decoded
 from workload.spec import DataSpec
 
 EMPTY, OVERSIZED, FIELD_COUNT, NON_NUMERIC, BAD_KEY = (

@@ -1,9 +1,10 @@
 """Decode a batch of raw Kafka records into features and labels, setting malformed ones aside.
 
-A decoder (`make_decoder(data)`, made once per layout) takes a batch as the
-Kafka readers hand it over (lists of key and value bytes) and returns numpy
-arrays: the good records' features and labels, and every record's verdict.
-One bad record never fails the batch.
+A decoder (`make_decoder(data, labels)`, made once per layout) takes a batch
+as the Kafka readers hand it over (lists of key and value bytes) and returns
+numpy arrays (`workload.data.decoded.Decoded`): the good records' numeric
+features, categorical values and labels, and every record's verdict. One bad
+record never fails the batch.
 
 Layouts (from `DataSpec`):
 - CSV with the label in the message key (TensorFlow's Kafka tutorial): key
@@ -11,7 +12,13 @@ Layouts (from `DataSpec`):
 - CSV with a label column (`columns` names every field, `label` one of them);
 - JSON objects whose fields `columns` names, a dotted name (`features.pt`)
   being a path into nested objects; the label is the key or one of the
-  fields (`workload.data.json_decode`).
+  fields (`workload.data.json_decode`);
+- Avro in the Confluent wire format, schemas from a registry, fields named
+  as for JSON (`workload.data.avro_decode`, which lists its own reasons:
+  `invalid_avro`, `unknown_schema`, `registry_unreachable`).
+`data.categorical` columns hold categories: text in CSV (no quotes, no
+commas), a string, integer or boolean in JSON, a string, enum symbol,
+integer or boolean in Avro; they are kept as text.
 
 Reasons a record is set aside, checked in this order (the first one wins):
 - `empty`: the value is empty or only whitespace;
@@ -21,95 +28,56 @@ Reasons a record is set aside, checked in this order (the first one wins):
   invalid UTF-8), or JSON that is not an object;
 - `missing_field` (JSON): a column is absent (the first one is named in the
   dead-letter headers);
-- `non_numeric`: a field that is not a number (a JSON string, boolean, null,
-  object or array; in CSV anything but a decimal number). `nan`, `inf` and
-  numbers beyond float32's range are refused too: one NaN or infinity in a
-  batch turns the model's weights into NaN;
-- `bad_key`: the label (message key or label column) is not `0` or `1`.
+- `non_numeric`: a numeric field that is not a number (a JSON string,
+  boolean, null, object or array; in CSV anything but a decimal number), or
+  a regression label that is not one. `nan`, `inf` and numbers beyond
+  float32's range are refused too: one NaN or infinity in a batch turns the
+  model's weights into NaN;
+- `non_categorical`: a categorical field that is a JSON object, array, null
+  or non-integer number, or CSV text with a double quote;
+- `bad_key`: a binary label (message key or label column) that is not `0` or `1`;
+- `unknown_class`: a multiclass label that is not one of the classes (or empty).
 
-This module holds what every format shares and imports only numpy; a
-format's parser (msgspec, TensorFlow) loads when its first decoder is made.
+The formats are a registry (`DECODERS`): a format's module is imported when
+its first decoder is made, so TensorFlow (CSV), msgspec (JSON) or the
+registry client (Avro) load only when used, and a new format is one more entry and one class that takes
+`(data, task)`.
 """
 
 from __future__ import annotations
 
 import atexit
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import NamedTuple
+import importlib
+from collections.abc import Callable, Sequence
 
-import numpy as np
-import numpy.typing as npt
-
+from workload.data.decoded import (
+    BAD_REASONS,
+    FORMAT_REASONS,
+    REASON_CODES,
+    BadRecord,
+    Decoded,
+    Floats,
+    LabelRule,
+    Task,
+    sum_counts,
+)
 from workload.spec import DataSpec
 
-FORMAT_REASONS: dict[str, tuple[str, ...]] = {
-    "csv": ("empty", "oversized", "field_count", "non_numeric", "bad_key"),
-    "json": ("empty", "oversized", "invalid_json", "missing_field", "non_numeric", "bad_key"),
-}
-"""The reasons each format's decoder gives, in the order they are checked."""
-
-BAD_REASONS: tuple[str, ...] = tuple(dict.fromkeys(
-    reason for reasons in FORMAT_REASONS.values() for reason in reasons))
-"""Every reason a record can be set aside, as counted in results, status and dead-letter headers."""
-
-REASON_CODES: dict[str, int] = {reason: code for code, reason in enumerate(BAD_REASONS, 1)}
-"""A reason's code in `Decoded.reasons` (0: a good record)."""
-
-WHITESPACE = " \t\n\r"
-"""JSON's whitespace (RFC 8259); a value of nothing else is `empty` in every format."""
-
-LABEL_KEY = rf"[{WHITESPACE}]*[01](?:\.0*)?[{WHITESPACE}]*"
-"""A message key that is a label: `0` or `1` (also `0.0`, `1.0`), possibly padded; the same
-pattern in RE2 (TensorFlow) and Python's `re`."""
-
-Floats = npt.NDArray[np.float32]
-Codes = npt.NDArray[np.uint8]
-
-
-class BadRecord(NamedTuple):
-    """A record set aside: as read, with why (and, for `missing_field`, the first missing column)."""
-
-    key: bytes
-    value: bytes
-    reason: str
-    field: str | None = None
-
-
-@dataclass(frozen=True)
-class Decoded:
-    """One decoded batch: the good records' features and labels, and each record's verdict."""
-
-    features: Floats
-    """float32 [n_good, n_features], in `DataSpec.feature_names` order."""
-    labels: Floats
-    """float32 [n_good], 0 or 1."""
-    reasons: Codes
-    """uint8 [n]: 0 for a good record, else its reason's code (`REASON_CODES`)."""
-    missing: dict[int, str] = field(default_factory=dict)
-    """For each `missing_field` record (by index in the batch): the first missing column."""
-
-    @property
-    def good(self) -> npt.NDArray[np.bool_]:
-        """bool [n]: which records were decoded."""
-        good: npt.NDArray[np.bool_] = self.reasons == 0
-        return good
-
-    def counts(self) -> dict[str, int]:
-        """How many records were set aside per reason (reasons with no record are left out)."""
-        found = np.bincount(self.reasons, minlength=len(BAD_REASONS) + 1)
-        return {reason: int(found[code]) for reason, code in REASON_CODES.items() if found[code]}
-
-    def bad_records(self, keys: Sequence[bytes], values: Sequence[bytes]) -> Iterator[BadRecord]:
-        """The records set aside, given the batch's keys and values."""
-        for index in np.flatnonzero(self.reasons).tolist():
-            yield BadRecord(bytes(keys[index]), bytes(values[index]),
-                            BAD_REASONS[self.reasons[index] - 1], self.missing.get(index))
-
+__all__ = ["BAD_REASONS", "DECODERS", "FORMAT_REASONS", "REASON_CODES", "BadRecord", "Decoded",
+           "Decoder", "Floats", "LabelRule", "for_topic", "make_decoder", "sum_counts"]
 
 Decoder = Callable[[Sequence[bytes], Sequence[bytes]], Decoded]
 """Decodes a batch (keys, values: one bytes object per record); never raises."""
 
+FormatDecoder = Callable[[DataSpec, Task], Decoder]
+"""Makes a format's decoder for a layout and a task (multiclass labels come back as text)."""
+
+DECODERS: dict[str, str] = {
+    "csv": "workload.data.csv_decode:CsvDecoder",
+    "json": "workload.data.json_decode:JsonDecoder",
+    "avro": "workload.data.avro_decode:AvroDecoder",
+}
+"""Each format's decoder class, as `module:class`, by `data.format`."""
 
 _DECODERS: dict[str, Decoder] = {}
 """Decoders made so far, by layout: a CSV decoder's compiled function is traced once per process
@@ -117,23 +85,44 @@ _DECODERS: dict[str, Decoder] = {}
 atexit.register(_DECODERS.clear)  # dropped while TensorFlow is still whole, not at teardown
 
 
-def make_decoder(data: DataSpec) -> Decoder:
-    """The decoder of `data`'s layout (made once per process and layout; safe across threads)."""
-    key = data.model_dump_json(include={"format", "features", "columns", "label",
-                                        "max_record_bytes"})
+def format_decoder(name: str) -> FormatDecoder:
+    """The decoder class of format `name` (its module imported now)."""
+    module, _, attribute = DECODERS[name].partition(":")
+    made: FormatDecoder = getattr(importlib.import_module(module), attribute)
+    return made
+
+
+def for_topic(data: DataSpec, topic: str | None) -> DataSpec:
+    """`data` as read from `topic`: an Avro layout names its subject (`<topic>-value` unless
+    `schemaRegistry.subject` says), so that the layout alone makes its decoder."""
+    registry = data.schema_registry
+    if registry is None or registry.subject is not None or topic is None:
+        return data
+    return data.model_copy(update={"schema_registry": registry.model_copy(
+        update={"subject": f"{topic}-value"})})
+
+
+def make_decoder(data: DataSpec, labels: LabelRule | None = None,
+                 topic: str | None = None) -> Decoder:
+    """The decoder of `data`'s layout as read from `topic`, reading labels as `labels` says
+    (default: binary); made once per process, layout and rule; safe across threads. An Avro
+    decoder fetches the reader's schema, its subject's, now."""
+    rule = labels or LabelRule()
+    data = for_topic(data, topic)
+    layout = data.model_dump_json(include={"format", "features", "columns", "label",
+                                           "max_record_bytes", "categorical",
+                                           "schema_registry", "schema_version"})
+    key = f"{layout}\n{rule.key()}"
     if key not in _DECODERS:
-        if data.format == "json":
-            from workload.data.json_decode import JsonDecoder
-
-            _DECODERS[key] = JsonDecoder(data)
-        else:
-            from workload.data.csv_decode import CsvDecoder
-
-            _DECODERS[key] = CsvDecoder(data)
+        decode = format_decoder(data.format)(data, rule.task)
+        _DECODERS[key] = decode if rule.task != "multiclass" else _with_classes(decode, rule)
     return _DECODERS[key]
 
 
-def sum_counts(total: dict[str, int], counts: dict[str, int]) -> None:
-    """Add `counts` (per reason) into `total`."""
-    for reason, count in counts.items():
-        total[reason] = total.get(reason, 0) + count
+def _with_classes(decode: Decoder, rule: LabelRule) -> Decoder:
+    """A multiclass decoder: the format's, then its labels mapped to `rule.classes`."""
+
+    def decode_classes(keys: Sequence[bytes], values: Sequence[bytes]) -> Decoded:
+        return decode(keys, values).with_classes(rule.classes)
+
+    return decode_classes

@@ -1,4 +1,4 @@
-"""Named families of generated tables, each with its exact Bayes-optimal accuracy.
+"""Named families of generated tables, each with its exact optimum (Bayes accuracy, noise floor).
 
 Defaults tuned on one dataset prove little; these families bring what real
 tabular streams bring, so `make quality` can show whether the default model
@@ -35,6 +35,8 @@ import numpy.typing as npt
 
 from workload.datagen import synthetic
 from workload.datagen.table import SUSY_COLUMNS, SusyData
+from workload.datagen.task_families import DEMAND, TICKETS, MulticlassFamily, RegressionFamily
+from workload.spec import DataSpec
 
 Floats = npt.NDArray[np.float64]
 
@@ -275,8 +277,19 @@ IMBALANCED = LatentFamily(
     ),
 )
 
-Family = LatentFamily | TutorialFamily
+BinaryFamily = LatentFamily | TutorialFamily
+
+Family = BinaryFamily | MulticlassFamily | RegressionFamily
 
 FAMILIES: dict[str, Family] = {
-    family.name: family for family in (TutorialFamily(), HEAVY_TAILED, WIDE_RANGE, IMBALANCED)}
-"""Every family by name, the tutorial's first."""
+    family.name: family for family in (TutorialFamily(), HEAVY_TAILED, WIDE_RANGE, IMBALANCED,
+                                       TICKETS, DEMAND)}
+"""Every family by name, the tutorial's first; the binary ones, then `tickets` (multiclass) and
+`demand` (regression) from `workload.datagen.task_families`."""
+
+
+def data_spec(family: Family) -> DataSpec:
+    """How a family's records are laid out (binary ones: the tutorial's CSV)."""
+    if isinstance(family, MulticlassFamily | RegressionFamily):
+        return family.data_spec()
+    return DataSpec(features=len(family.columns))

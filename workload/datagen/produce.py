@@ -68,25 +68,42 @@ def produce_split(
         delete_topic(connection, test_topic)
     ensure_topic(connection, train_topic, train_partitions)
     ensure_topic(connection, test_topic, test_partitions)
-    train_report = produce_chunks(connection, train_topic, encoded_chunks(train, spec),
+    train_id, test_id = (register_schemas(spec, train_topic, test_topic)
+                         if spec.format == "avro" else (None, None))
+    train_report = produce_chunks(connection, train_topic, encoded_chunks(train, spec,
+                                                                          schema_id=train_id),
                                   train.rows, train_partitions, progress)
-    test_report = produce_chunks(connection, test_topic, encoded_chunks(test, spec),
+    test_report = produce_chunks(connection, test_topic, encoded_chunks(test, spec,
+                                                                        schema_id=test_id),
                                  test.rows, test_partitions, progress)
     return ProduceReport(train_report, test_report, time.perf_counter() - started)
 
 
-def encoded_chunks(data: SusyData, spec: DataSpec,
-                   rows: int = CHUNK_ROWS) -> Iterator[list[Message]]:
+def register_schemas(spec: DataSpec, *topics: str) -> tuple[int, ...]:
+    """Register the layout's Avro schema under each topic's subject (`<topic>-value`); the ids
+    its values carry, in the same order."""
+    from workload.data.schema_registry import SchemaRegistry, registry_access
+    from workload.datagen.avro_records import schema_text
+
+    assert spec.schema_registry is not None
+    registry = SchemaRegistry(registry_access(spec.schema_registry))
+    text = schema_text(spec)
+    return tuple(registry.register(f"{topic}-value", text) for topic in topics)
+
+
+def encoded_chunks(data: SusyData, spec: DataSpec, rows: int = CHUNK_ROWS,
+                   schema_id: int | None = None) -> Iterator[list[Message]]:
     """`data` as messages, `rows` at a time; the next chunk is encoded (in a thread: Arrow's
-    kernels release the GIL) while the caller sends the current one."""
+    kernels and numpy release the GIL) while the caller sends the current one."""
     starts = range(0, data.rows, rows)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        upcoming = [pool.submit(encode, data.slice(start, min(start + rows, data.rows)), spec)
-                    for start in starts[:2]]
+        upcoming = [pool.submit(encode, data.slice(start, min(start + rows, data.rows)), spec,
+                                schema_id) for start in starts[:2]]
         for index in range(len(starts)):
             chunk = upcoming.pop(0).result()
             if index + 2 < len(starts):
                 start = starts[index + 2]
                 upcoming.append(pool.submit(encode, data.slice(start, min(start + rows,
-                                                                          data.rows)), spec))
+                                                                          data.rows)), spec,
+                                            schema_id))
             yield chunk

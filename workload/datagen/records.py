@@ -36,6 +36,9 @@ BAD_KEYS: tuple[bytes, ...] = (b"2", b"x", b"")
 BAD_LABELS: tuple[int | float, ...] = (2, -1, 0.5)
 """Numbers a `bad_key` corruption cycles through when the label is a column."""
 
+NOT_CATEGORICAL = {"not": "a category"}
+"""What a `non_categorical` corruption writes in a JSON categorical field (CSV: a quoted text)."""
+
 NOT_JSON: tuple[bytes, ...] = (b"{not json", b"[1, 2, 3]", b'{"unterminated": "')
 """Values an `invalid_json` corruption cycles through: not JSON, JSON but not an object."""
 
@@ -53,22 +56,40 @@ def label_key(label: int) -> bytes:
 
 
 def _check_width(data: SusyData, spec: DataSpec) -> None:
-    names = spec.feature_names
+    names = spec.numeric_names
     if len(names) != data.features.shape[1]:
         field = "spec.data.columns" if spec.columns is not None else "spec.data.features"
         raise ValueError(
-            f"{field}: describes {len(names)} features but the data has {data.features.shape[1]}"
-        )
+            f"{field}: describes {len(names)} numeric features but the data has "
+            f"{data.features.shape[1]}")
+    if len(spec.categorical_names) != len(data.categorical):
+        raise ValueError(f"spec.data.categorical: names {len(spec.categorical_names)} columns, "
+                         f"the data has {len(data.categorical)}")
+
+
+def _text(values: list[str], quoted: bool) -> pa.Array:
+    """Text values as a column (JSON strings when `quoted`)."""
+    return pa.array([json.dumps(value) for value in values] if quoted else values, pa.string())
 
 
 def _column_texts(data: SusyData, spec: DataSpec) -> list[pa.Array]:
-    """Each record column as text, in `record_columns` order (the label, if a column, as 0/1)."""
+    """Each record column as text, in `record_columns` order (the label, if a column, as
+    `0`/`1`, a class name or a number; categorical columns as their text)."""
     features = iter(range(data.features.shape[1]))
+    categorical = iter(range(len(data.categorical)))
+    quoted = spec.format == "json"
     texts = []
     for name in spec.record_columns:
-        column = (data.labels.astype(np.int8) if name == spec.label
-                  else data.features[:, next(features)].astype(np.float32))
-        texts.append(pc.cast(pa.array(column), pa.string()))
+        if name == spec.label and data.classes is None and data.targets is None:
+            texts.append(pc.cast(pa.array(data.labels.astype(np.int8)), pa.string()))
+        elif name == spec.label:
+            texts.append(_text(data.label_texts, quoted and data.classes is not None))
+        elif name in spec.categorical_names:
+            assert data.categories is not None
+            texts.append(_text(data.categories[:, next(categorical)].tolist(), quoted))
+        else:
+            column = data.features[:, next(features)].astype(np.float32)
+            texts.append(pc.cast(pa.array(column), pa.string()))
     return texts
 
 
@@ -104,13 +125,25 @@ def _json_pieces(columns: list[str], texts: list[pa.Array]) -> list[pa.Array | s
     return render(tree)
 
 
-def encode(data: SusyData, spec: DataSpec | None = None) -> list[Message]:
-    """Every row of `data` as a message laid out as `spec` says (the tutorial's CSV by default)."""
+def encode(data: SusyData, spec: DataSpec | None = None,
+           schema_id: int | None = None) -> list[Message]:
+    """Every row of `data` as a message laid out as `spec` says (the tutorial's CSV by default);
+    Avro values carry `schema_id` (`workload.datagen.avro_records`)."""
     spec = spec or DataSpec()
     _check_width(data, spec)
-    values = _values(data, spec)
+    if spec.format == "avro":
+        from workload.datagen.avro_records import avro_values
+
+        if schema_id is None:
+            raise ValueError("Avro values need the id of their schema in the registry")
+        values = avro_values(data, spec, schema_id)
+    else:
+        values = _values(data, spec)
     if spec.label != "key":
         return [Message(None, value) for value in values]
+    if data.classes is not None or data.targets is not None:
+        return [Message(label.encode(), value)
+                for label, value in zip(data.label_texts, values, strict=True)]
     keys = (b"0", b"1")
     labels = data.labels.tolist()
     return [Message(keys[label], value) for label, value in zip(labels, values, strict=True)]
@@ -120,8 +153,11 @@ def encode(data: SusyData, spec: DataSpec | None = None) -> list[Message]:
 
 
 def applicable_reasons(spec: DataSpec) -> tuple[str, ...]:
-    """The malformations `corrupt` makes in this layout: every reason its decoder gives."""
-    return FORMAT_REASONS[spec.format]
+    """The malformations `corrupt` makes in this layout: every reason its decoder gives a
+    binary label (`non_categorical` only with categorical columns)."""
+    return tuple(reason for reason in FORMAT_REASONS[spec.format]
+                 if reason != "unknown_class" and (reason != "non_categorical"
+                                                   or spec.categorical_names))
 
 
 def _pad_number(field: bytes, width: int) -> bytes:
@@ -149,7 +185,9 @@ def _malform(message: Message, reason: str, spec: DataSpec, serial: int) -> Mess
             *parents, leaf = spec.record_columns[-1].split(".")
             _at_path(record, parents).pop(leaf)
         elif reason == "non_numeric":
-            _set_path(record, spec.record_columns[0], NON_NUMERIC)
+            _set_path(record, spec.numeric_names[0], NON_NUMERIC)
+        elif reason == "non_categorical":
+            _set_path(record, spec.categorical_names[0], NOT_CATEGORICAL)
         else:  # oversized: whitespace is valid JSON, so only the size is wrong
             text = json.dumps(record)
             return Message(key, ("{" + " " * (spec.max_record_bytes + 1) + text[1:]).encode())
@@ -160,10 +198,13 @@ def _malform(message: Message, reason: str, spec: DataSpec, serial: int) -> Mess
     elif reason == "field_count":
         fields = fields[:-1] if len(fields) > 1 else [*fields, b"0"]
     elif reason == "non_numeric":
-        fields[0] = NON_NUMERIC.encode()
+        fields[spec.record_columns.index(spec.numeric_names[0])] = NON_NUMERIC.encode()
+    elif reason == "non_categorical":
+        fields[spec.record_columns.index(spec.categorical_names[0])] = b'"quoted"'
     else:  # oversized: the first number zero-padded, so only the size is wrong
-        room = spec.max_record_bytes + 1 - (len(value) - len(fields[0]))
-        fields[0] = _pad_number(fields[0], room)
+        first = spec.record_columns.index(spec.numeric_names[0])
+        room = spec.max_record_bytes + 1 - (len(value) - len(fields[first]))
+        fields[first] = _pad_number(fields[first], room)
     return Message(key, b",".join(fields))
 
 

@@ -1,7 +1,9 @@
-"""SUSY-shaped data held in memory: labels, 18 feature columns and their names.
+"""Tables held in memory: labels, numeric feature columns (SUSY's 18 by default), their names.
 
-Both the synthetic generator and the loader of the real UCI file return a
-`SusyData`, so the producer and the tests never care where rows came from.
+Both the synthetic generators and the loader of the real UCI file return a
+`SusyData`, so the producer and the tests never care where rows came from. A
+table may also hold categorical columns (text) and, instead of binary labels,
+class indices with their names (multiclass) or numbers (regression).
 """
 
 from __future__ import annotations
@@ -38,19 +40,38 @@ SUSY_LABEL = "label"
 
 FloatArray = npt.NDArray[np.float32]
 LabelArray = npt.NDArray[np.int64]
+TextArray = npt.NDArray[np.object_]
 
 
 @dataclass(frozen=True)
 class SusyData:
-    """Rows of a binary classification table.
+    """Rows of a table: a binary classification one unless it says otherwise.
 
     `features` is float32 of shape [rows, columns], `labels` int64 of shape
-    [rows] holding 0 or 1, `columns` the feature names in order.
+    [rows] holding 0 or 1 (multiclass: the index into `classes`), `columns`
+    the numeric feature names in order; `categories` [rows, len(categorical)]
+    the text of the categorical columns; `targets` float64 [rows] the labels of
+    a regression table.
     """
 
     features: FloatArray
     labels: LabelArray
     columns: tuple[str, ...] = SUSY_COLUMNS
+    categories: TextArray | None = None
+    categorical: tuple[str, ...] = ()
+    classes: tuple[str, ...] | None = None
+    """Multiclass: the name of each label index."""
+    targets: npt.NDArray[np.float64] | None = None
+    """Regression: each row's label."""
+
+    @property
+    def label_texts(self) -> list[str]:
+        """Each row's label as a record carries it: `0`/`1`, a class name, or a number."""
+        if self.targets is not None:
+            return [repr(float(value)) for value in self.targets.tolist()]
+        if self.classes is not None:
+            return [self.classes[index] for index in self.labels.tolist()]
+        return ["1" if label else "0" for label in self.labels.tolist()]
 
     def __post_init__(self) -> None:
         if self.features.ndim != 2 or self.features.shape[1] != len(self.columns):
@@ -69,7 +90,10 @@ class SusyData:
 
     def slice(self, start: int, stop: int) -> SusyData:
         """Rows `start` to `stop` (exclusive), sharing memory with this table."""
-        return SusyData(self.features[start:stop], self.labels[start:stop], self.columns)
+        return SusyData(self.features[start:stop], self.labels[start:stop], self.columns,
+                        None if self.categories is None else self.categories[start:stop],
+                        self.categorical, self.classes,
+                        None if self.targets is None else self.targets[start:stop])
 
 
 def split(data: SusyData, train_rows: int = 60_000) -> tuple[SusyData, SusyData]:

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -69,8 +70,9 @@ from workload.modes.evaluate_group import (
     share_of,
     whole_topic,
 )
-from workload.modes.ledger import Ledger, LedgerMismatch, Tally
+from workload.modes.ledger import Ledger, LedgerMismatch
 from workload.modes.signals import stop_on_sigterm
+from workload.modes.tally import Tally, new_tally
 from workload.permanent import ShapeMismatch, reason_of
 from workload.replica import SINGLE, Replica
 from workload.spec import FOREVER, StreamingTrainingJobSpec
@@ -137,6 +139,9 @@ def _evaluate(name: str, spec: StreamingTrainingJobSpec, identity: RunIdentity,
               connection: KafkaConnection, artifacts: Artifacts, progress: bool,
               chunk_records: int, stop_event: threading.Event, replica: Replica) -> PodReport:
     # TensorFlow loads only when there is something to evaluate.
+    from workload.model.build import load_model
+    from workload.model.task import task_of
+    from workload.model.user import register_user_layers
     from workload.modes.scoring import Scorer, ScoringError
 
     evaluate = spec.evaluate
@@ -149,9 +154,16 @@ def _evaluate(name: str, spec: StreamingTrainingJobSpec, identity: RunIdentity,
         check_lone_evaluator(artifacts, evaluate.topic, group, identity)
     model = model_to_evaluate(spec, artifacts)
     digest = model_digest(model)
+    register_user_layers(spec.model)  # a `UserModelError` is permanent: the runner reports it
+    network = load_model(model, spec.data)
+    facts = task_of(network)
+    if facts.task != spec.model.task:
+        raise EvaluationFailed(f"the model at {model} predicts task {facts.task}, "
+                               f"spec.model.task says {spec.model.task}")
     ledger_path = artifacts.ledger(group, replica.index, replica.count)
     saved, ignored = Ledger.load_own(ledger_path, identity)
     ledger = saved or Ledger(evaluate.topic, group, digest,
+                             tally=new_tally(facts.task, facts.classes),
                              job_uid=identity.job_uid, spec_digest=identity.spec_digest)
     ledger.check(evaluate.topic, group, digest)
     if ledger.finished:
@@ -170,7 +182,7 @@ def _evaluate(name: str, spec: StreamingTrainingJobSpec, identity: RunIdentity,
             share = share_of(bounds, replica)
             ends = share.limit(ends)
         position = _resume_positions(ledger, share.ranges)
-        scorer = Scorer(model, spec.data, connection, evaluate.topic, share.ranges,
+        scorer = Scorer(network, spec.data, connection, evaluate.topic, share.ranges,
                         position, evaluate.batch_size, spec.kafka.client,
                         dead_letter_sink(spec, connection))
         of_group = _group_progress(artifacts, group, replica, bounds)
@@ -211,8 +223,8 @@ def _evaluate(name: str, spec: StreamingTrainingJobSpec, identity: RunIdentity,
                 _commit(cursor, merged.next_offsets, share.last_slices)
                 if of_group is not None:  # every evaluator has finished: the group's last figures
                     done, total, figures = of_group()
-                    live.report(records=done, records_total=total, loss=figures["loss"],
-                                accuracy=figures["accuracy"], auc=figures["auc"])
+                    live.report(records=done, records_total=total, loss=figures.get("loss"),
+                                accuracy=figures.get("accuracy"), auc=figures.get("auc"))
     elapsed = time.monotonic() - started
     left = (sum(max(0, end - position[p]) for p, end in share.limit(final_ends).items())
             if stop_event.is_set() else 0)
@@ -298,9 +310,10 @@ def _report(name: str, spec: StreamingTrainingJobSpec, artifacts: Artifacts, mod
         for p in sorted(bounds)
     ]
     rate = scored_now / elapsed if elapsed > 0 and scored_now else None
+    headline, value = tally.headline
     metrics = Metrics(
-        eval_loss=_finite(figures["loss"]), eval_accuracy=_finite(figures["accuracy"]),
-        eval_auc=_finite(figures["auc"]), records_evaluated=tally.records,
+        **{name: _finite(figures.get(key, math.nan)) for name, key in EVAL_METRICS.items()},
+        eval_metric=headline, eval_value=_finite(value), records_evaluated=tally.records,
         bad_records=tally.bad_records, bad_records_by_reason=figures["badRecordsByReason"],
     )
     ok, message = _bad_record_verdict(tally, spec.data.max_bad_records_ratio)
@@ -335,6 +348,12 @@ def _bad_record_verdict(tally: Tally, max_ratio: float) -> tuple[bool, str]:
                    f"above data.maxBadRecordsRatio {max_ratio}")
 
 
+EVAL_METRICS = {"eval_loss": "loss", "eval_accuracy": "accuracy", "eval_auc": "auc",
+                "eval_macro_f1": "macroF1", "eval_rmse": "rmse", "eval_mae": "mae",
+                "eval_r2": "r2"}
+"""`Metrics` fields of an evaluation, by the tally's figure names (a task has some of them)."""
+
+
 def _finite(value: float) -> float | None:
     return value if value == value and abs(value) != float("inf") else None
 
@@ -354,10 +373,12 @@ def _group_progress(artifacts: Artifacts, group: str, replica: Replica,
     planned = sum(end - start for start, end in bounds.values())
 
     def covered() -> tuple[int, int, dict[str, Any]]:
-        tally = Tally()
+        tally: Tally | None = None
         for found in (Ledger.load(path) for path in paths):
             if found is not None:
-                tally = tally.merged(found.tally)
+                tally = found.tally if tally is None else tally.merged(found.tally)
+        if tally is None:
+            return 0, planned, {}
         done = tally.records + tally.bad_records
         return done, max(planned, done), tally.summary()
 
@@ -384,8 +405,8 @@ class _ProgressBar:
         done, total = self._done, self._total
         if self._group is not None:  # the group's records and figures, not this evaluator's
             done, total, figures = self._group()
-        live.report(records=done, records_total=total, loss=figures["loss"],
-                    accuracy=figures["accuracy"], auc=figures["auc"])
+        live.report(records=done, records_total=total, loss=figures.get("loss"),
+                    accuracy=figures.get("accuracy"), auc=figures.get("auc"))
         if self._progress is not None:
             self._progress.advance(self._task, records)
 

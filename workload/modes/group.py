@@ -1,5 +1,9 @@
 """A training group: this worker's `MultiWorkerMirroredStrategy` and what the workers say to each other.
 
+One trainer is a group of one (`Group.solo`): TensorFlow's default strategy
+and collectives that return what they are given, so training is one loop
+for both (`workload.modes.train_loop`).
+
 Workers agree through all-reduces, never through files or clocks: a sum
 over the group (`all_sum`), the chief's values sent to everyone (the others
 add zeros: `from_chief`) and a barrier. A failure of any of these, or of a
@@ -31,7 +35,7 @@ import numpy as np
 import numpy.typing as npt
 import tensorflow as tf
 
-from workload.replica import TF_CONFIG_ENV, PeerLost, Replica
+from workload.replica import SINGLE, TF_CONFIG_ENV, PeerLost, Replica
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +61,27 @@ class Group:
     replica: Replica
     strategy: tf.distribute.Strategy
 
+    @classmethod
+    def solo(cls) -> Group:
+        """One trainer as a group of one: TensorFlow's default strategy, collectives that
+        return what they are given."""
+        return cls(SINGLE, tf.distribute.get_strategy())
+
     @property
     def chief(self) -> bool:
         """Worker 0."""
         return self.replica.chief
 
+    @property
+    def grouped(self) -> bool:
+        """Whether there are other workers."""
+        return self.replica.grouped
+
     def all_sum(self, arrays: Sequence[npt.NDArray[Any]],
                 what: str = "agreeing") -> list[npt.NDArray[Any]]:
         """The element-wise sum of `arrays` over every worker (same shapes and dtypes on all)."""
+        if not self.grouped:
+            return [np.asarray(array) for array in arrays]
         tensors = [tf.constant(array) for array in arrays]
 
         def reduce() -> Any:
@@ -80,6 +97,21 @@ class Group:
         """The chief's `arrays` on every worker (the others pass arrays of the same shapes)."""
         mine = [np.asarray(a) if self.chief else np.zeros_like(a) for a in arrays]
         return self.all_sum(mine, what)
+
+    def gather(self, mine: bytes, what: str = "agreeing") -> list[bytes]:
+        """Every worker's `mine`, in worker order (each worker passes its own bytes)."""
+        workers, index = self.replica.count, self.replica.index
+        sizes = np.zeros(workers, np.int64)
+        sizes[index] = len(mine)
+        (sizes,) = self.all_sum([sizes], what)
+        edges = np.concatenate([[0], np.cumsum(sizes)])
+        if not edges[-1]:
+            return [b""] * workers
+        buffer = np.zeros(int(edges[-1]), np.int32)  # collectives sum int32, not bytes
+        buffer[edges[index]:edges[index + 1]] = np.frombuffer(mine, np.uint8)
+        (buffer,) = self.all_sum([buffer], what)
+        return [buffer[edges[worker]:edges[worker + 1]].astype(np.uint8).tobytes()
+                for worker in range(workers)]
 
     def barrier(self, what: str) -> None:
         """Wait until every worker is here."""

@@ -13,198 +13,29 @@ A ledger is continued only when it carries this job's uid and spec digest
 warning and scoring starts again from each partition's first record.
 
 Everything here is pure Python and numpy (no TensorFlow, no Kafka), so it is
-unit-tested directly. AUC is computed from score histograms (fixed bins in
-logit space, fine enough for 1e-3 agreement with an exact rank computation)
-so the ledger stays small however many records are scored.
+unit-tested directly. The aggregates are the task's tally
+(`workload.modes.tally`): confusion counts and score histograms (binary), a
+confusion matrix (multiclass), sums of errors and squares (regression), each
+small however many records are scored.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-
 from workload.artifacts import write_json_atomic
 from workload.identity import RunIdentity
+from workload.modes.tally import BinaryTally, Tally, tally_from_json
 
 log = logging.getLogger(__name__)
 
 LEDGER_VERSION = 1
-"""Layout version of the ledger file."""
-
-SCORE_BINS = 8192
-"""Histogram bins of scores, evenly spaced in logit space over [-LOGIT_RANGE, LOGIT_RANGE]."""
-
-LOGIT_RANGE = 16.0
-"""Scores are binned by logit; sigmoid(±16) is within 1.2e-7 of 0 and 1 (Keras clips at 1e-7)."""
-
-EPSILON = 1e-7
-"""Scores are clipped to [EPSILON, 1 - EPSILON] before the log loss, as Keras does."""
-
-THRESHOLD = 0.5
-"""A score above this is a positive prediction (Keras' `binary_accuracy`)."""
-
-
-def _zero_bins() -> npt.NDArray[np.int64]:
-    return np.zeros(SCORE_BINS, dtype=np.int64)
-
-
-def score_bins(scores: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.int64]:
-    """The histogram bin of each score (probabilities in [0, 1])."""
-    clipped = np.clip(scores.astype(np.float64), EPSILON, 1.0 - EPSILON)
-    logits = np.log(clipped) - np.log1p(-clipped)
-    position = (logits + LOGIT_RANGE) / (2 * LOGIT_RANGE) * SCORE_BINS
-    bins: npt.NDArray[np.int64] = np.clip(np.floor(position), 0, SCORE_BINS - 1).astype(np.int64)
-    return bins
-
-
-@dataclass
-class Tally:
-    """Running aggregates of an evaluation: confusion counts, loss, score histograms, bad ones."""
-
-    true_positives: int = 0
-    false_positives: int = 0
-    true_negatives: int = 0
-    false_negatives: int = 0
-    loss_sum: float = 0.0
-    """Sum of per-record binary cross-entropy (natural log)."""
-    positive_bins: npt.NDArray[np.int64] = field(default_factory=_zero_bins)
-    """Score histogram of records labelled 1."""
-    negative_bins: npt.NDArray[np.int64] = field(default_factory=_zero_bins)
-    """Score histogram of records labelled 0."""
-    bad_by_reason: dict[str, int] = field(default_factory=dict)
-    """Malformed records by reason (never scored)."""
-
-    @property
-    def records(self) -> int:
-        """Records scored."""
-        return (self.true_positives + self.false_positives
-                + self.true_negatives + self.false_negatives)
-
-    @property
-    def bad_records(self) -> int:
-        """Records set aside as malformed."""
-        return sum(self.bad_by_reason.values())
-
-    def add_scores(self, labels: npt.NDArray[np.floating[Any]],
-                   scores: npt.NDArray[np.floating[Any]]) -> None:
-        """Count a batch of scored records (labels 0/1, scores = predicted probability of 1)."""
-        labels = np.asarray(labels).reshape(-1)
-        scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-        if labels.shape != scores.shape:
-            raise ValueError(f"{labels.shape[0]} labels for {scores.shape[0]} scores")
-        positive = labels > 0.5
-        predicted = scores > THRESHOLD
-        self.true_positives += int(np.count_nonzero(positive & predicted))
-        self.false_positives += int(np.count_nonzero(~positive & predicted))
-        self.true_negatives += int(np.count_nonzero(~positive & ~predicted))
-        self.false_negatives += int(np.count_nonzero(positive & ~predicted))
-        clipped = np.clip(scores, EPSILON, 1.0 - EPSILON)
-        losses = np.where(positive, -np.log(clipped), -np.log1p(-clipped))
-        self.loss_sum += float(losses.sum())
-        bins = score_bins(scores)
-        self.positive_bins += np.bincount(bins[positive], minlength=SCORE_BINS)
-        self.negative_bins += np.bincount(bins[~positive], minlength=SCORE_BINS)
-
-    def add_bad(self, counts: dict[str, int]) -> None:
-        """Count malformed records by reason."""
-        for reason, count in counts.items():
-            if count:
-                self.bad_by_reason[reason] = self.bad_by_reason.get(reason, 0) + count
-
-    def merged(self, other: Tally) -> Tally:
-        """A new tally holding both."""
-        bad = dict(self.bad_by_reason)
-        for reason, count in other.bad_by_reason.items():
-            bad[reason] = bad.get(reason, 0) + count
-        return Tally(
-            self.true_positives + other.true_positives,
-            self.false_positives + other.false_positives,
-            self.true_negatives + other.true_negatives,
-            self.false_negatives + other.false_negatives,
-            self.loss_sum + other.loss_sum,
-            self.positive_bins + other.positive_bins,
-            self.negative_bins + other.negative_bins,
-            bad,
-        )
-
-    def auc(self) -> float:
-        """ROC AUC: the chance a positive outscores a negative (ties in a bin count half)."""
-        positives = int(self.positive_bins.sum())
-        negatives = int(self.negative_bins.sum())
-        if positives == 0 or negatives == 0:
-            return math.nan
-        negatives_below = np.cumsum(self.negative_bins) - self.negative_bins
-        wins = self.positive_bins * (negatives_below + 0.5 * self.negative_bins)
-        return float(wins.sum() / (positives * negatives))
-
-    def summary(self) -> dict[str, Any]:
-        """The figures users read: loss, accuracy, AUC, precision, recall, confusion matrix."""
-        records = self.records
-        predicted_positive = self.true_positives + self.false_positives
-        actual_positive = self.true_positives + self.false_negatives
-        return {
-            "records": records,
-            "loss": self.loss_sum / records if records else math.nan,
-            "accuracy": (self.true_positives + self.true_negatives) / records
-            if records else math.nan,
-            "auc": self.auc(),
-            "precision": self.true_positives / predicted_positive if predicted_positive else 0.0,
-            "recall": self.true_positives / actual_positive if actual_positive else 0.0,
-            "confusionMatrix": {
-                "truePositives": self.true_positives,
-                "falsePositives": self.false_positives,
-                "trueNegatives": self.true_negatives,
-                "falseNegatives": self.false_negatives,
-            },
-            "badRecords": self.bad_records,
-            "badRecordsByReason": dict(sorted(self.bad_by_reason.items())),
-        }
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready form; histograms are stored sparsely (bin -> count)."""
-        return {
-            "truePositives": self.true_positives,
-            "falsePositives": self.false_positives,
-            "trueNegatives": self.true_negatives,
-            "falseNegatives": self.false_negatives,
-            "lossSum": self.loss_sum,
-            "positiveBins": _sparse(self.positive_bins),
-            "negativeBins": _sparse(self.negative_bins),
-            "badByReason": dict(sorted(self.bad_by_reason.items())),
-        }
-
-    @classmethod
-    def from_json(cls, document: dict[str, Any]) -> Tally:
-        """Read back `to_json`."""
-        return cls(
-            int(document["truePositives"]),
-            int(document["falsePositives"]),
-            int(document["trueNegatives"]),
-            int(document["falseNegatives"]),
-            float(document["lossSum"]),
-            _dense(document["positiveBins"]),
-            _dense(document["negativeBins"]),
-            {str(k): int(v) for k, v in document["badByReason"].items()},
-        )
-
-
-def _sparse(bins: npt.NDArray[np.int64]) -> dict[str, int]:
-    return {str(index): int(bins[index]) for index in np.flatnonzero(bins)}
-
-
-def _dense(sparse: dict[str, int]) -> npt.NDArray[np.int64]:
-    bins = _zero_bins()
-    for index, count in sparse.items():
-        bins[int(index)] = count
-    return bins
+"""Layout version of the ledger file (a tally without a task is a binary one)."""
 
 
 class LedgerMismatch(ValueError):
@@ -221,7 +52,7 @@ class Ledger:
     """SHA-256 of the model file the figures were computed with."""
     next_offsets: dict[int, int] = field(default_factory=dict)
     """Per partition, the first offset not yet in the tally."""
-    tally: Tally = field(default_factory=Tally)
+    tally: Tally = field(default_factory=BinaryTally)
     job_uid: str = ""
     """The job whose evaluator wrote it (see `workload.identity`); empty in old ledgers."""
     spec_digest: str = ""
@@ -272,7 +103,7 @@ class Ledger:
             str(document["consumerGroup"]),
             str(document["modelDigest"]),
             {int(p): int(o) for p, o in document["nextOffsets"].items()},
-            Tally.from_json(document["tally"]),
+            tally_from_json(document["tally"]),
             str(document.get("jobUid") or ""),
             str(document.get("specDigest") or ""),
             bool(document.get("finished", False)),
@@ -313,10 +144,11 @@ def merge_ledgers(ledgers: Sequence[Ledger]) -> Ledger:
     first = ledgers[0]
     for other in ledgers[1:]:
         other.check(first.topic, first.consumer_group, first.model_digest)
-    tally = Tally()
+    tally = first.tally
     offsets: dict[int, int] = {}
-    for ledger in ledgers:
+    for ledger in ledgers[1:]:
         tally = tally.merged(ledger.tally)
+    for ledger in ledgers:
         for partition, offset in ledger.next_offsets.items():
             offsets[partition] = max(offset, offsets.get(partition, offset))
     return replace(first, next_offsets=dict(sorted(offsets.items())), tally=tally,

@@ -99,9 +99,13 @@ def run_online(name: str, spec: StreamingTrainingJobSpec, connection: KafkaConne
         return PodReport(mode="online", ok=False, message="spec.online is not set")
     stop = stop_event or threading.Event()
     with stop_on_sigterm(stop):
-        from workload.modes.online_learner import OnlineLearner
+        from workload.modes.online_learner import OnlineError, OnlineLearner
 
-        learner = OnlineLearner(spec, connection, artifacts, RunIdentity.of(name, spec, job_uid))
+        try:
+            learner = OnlineLearner(spec, connection, artifacts,
+                                    RunIdentity.of(name, spec, job_uid))
+        except OnlineError as error:
+            return PodReport(mode="online", ok=False, message=str(error))
         started = time.monotonic()
         _learn(spec, connection, learner, stop, progress, on_batch)
         learner.export(final=True)
@@ -200,7 +204,8 @@ def _report(name: str, spec: StreamingTrainingJobSpec, artifacts: Artifacts,
                               f"malformed ({reasons}), above data.maxBadRecordsRatio "
                               f"{spec.data.max_bad_records_ratio}")
     rate = total / elapsed if elapsed > 0 and total else None
-    metrics = Metrics(online_accuracy=state["onlineAccuracy"], records_online=records,
+    metrics = Metrics(online_accuracy=state["onlineAccuracy"], online_rmse=state["onlineRmse"],
+                      records_online=records,
                       bad_records=bad, bad_records_by_reason=state["badRecordsByReason"])
     model_path = artifacts.online / "model.keras"
     write_json_atomic(artifacts.results("online"), {
@@ -236,9 +241,10 @@ def _status(enabled: bool) -> Iterator[Any]:
 
         def show(state: dict[str, Any]) -> None:
             _report_live(state)
-            accuracy = state["onlineAccuracy"]
-            figure = f"{accuracy:.4f}" if accuracy is not None else "-"
+            name, value = (("RMSE", state["onlineRmse"]) if state["onlineRmse"] is not None
+                           else ("accuracy", state["onlineAccuracy"]))
+            figure = f"{value:.4f}" if value is not None else "-"
             bar.update(task, description=f"online: {state['recordsOnline']} records, "
-                                         f"prequential accuracy {figure}")
+                                         f"prequential {name} {figure}")
 
         yield show

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import math
 import os
 import time
 import uuid
@@ -28,15 +29,19 @@ from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
+import numpy.typing as npt
 import tensorflow as tf
 
 from workload.artifacts import Artifacts, read_json, write_json_atomic
-from workload.data.decode import make_decoder, sum_counts
+from workload.data.decode import LabelRule, make_decoder, sum_counts
 from workload.identity import RunIdentity
 from workload.kafka.connection import KafkaConnection
-from workload.model.build import build_model, compile_model, load_model
+from workload.model.build import build_model, compile_model, input_signature, load_model
 from workload.model.export import write_keras_atomic, write_saved_model_atomic
-from workload.model.statistics import feature_statistics
+from workload.model.inputs import InputLayout, numeric_part
+from workload.model.profile import RunningProfile, TaskFacts
+from workload.model.task import task_of
+from workload.model.user import register_user_layers
 from workload.spec import StreamingTrainingJobSpec
 
 if TYPE_CHECKING:
@@ -46,6 +51,10 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_STATE = "state.json"
 """The checkpoint's index inside `online/checkpoint/`."""
+
+
+class OnlineError(RuntimeError):
+    """The learner cannot start: its model does not solve the spec's task."""
 
 
 class OnlineLearner:
@@ -62,26 +71,39 @@ class OnlineLearner:
         self.resume_ignored: str | None = None
         """Why a checkpoint found in the folder was not resumed from (another job's, or
         other settings), if one was."""
-        self._width = len(spec.data.feature_names)
+        self._layout = InputLayout.of(spec.data)
         self._model: keras.Model | None = None
         self.started_from = "fresh"
         self.records = 0
         self.correct = 0
+        """Records predicted right before they were learned (classification)."""
+        self.squared_errors = 0.0
+        """Sum of squared errors of predictions made before learning (regression)."""
         self.bad_by_reason: dict[str, int] = {}
         self.exports = 0
         self.resume_positions: dict[int, int] = {}
         """Per partition, where the restored checkpoint's model stopped learning (empty: none)."""
         self._checkpoint_model: str | None = None
+        register_user_layers(spec.model)  # a `UserModelError` is permanent: the runner says so
         saved = self._own_checkpoint()
         if saved is not None:
             self._resume(saved)
         else:
             for start in (artifacts.keras_model, artifacts.source_model):
                 if start is not None and start.exists():
-                    self._use(load_model(start, self._width))
+                    self._use(load_model(start, self._spec.data))
                     self.started_from = str(start)
                     break
-        self._decode = make_decoder(spec.data)
+        self._facts = (task_of(self._model) if self._model is not None else
+                       TaskFacts(spec.model.task, tuple(spec.model.classes or ()) or None))
+        if self._facts.task == "multiclass" and not self._facts.classes:
+            raise OnlineError("a multiclass model learned online from nothing needs its "
+                              "classes: name them in model.classes (or train first)")
+        if self._facts.task != spec.model.task:
+            raise OnlineError(f"the model learning online ({self.started_from}) predicts task "
+                             f"{self._facts.task}, spec.model.task says {spec.model.task}")
+        self._decode = make_decoder(spec.data, LabelRule(self._facts.task, self._facts.classes),
+                                    self._online.topic)
         self.gate = _gate(spec, artifacts)
         """With `serve` beside: compares this model with the served one, promotes it."""
         if self.gate is not None and saved is not None:
@@ -115,8 +137,9 @@ class OnlineLearner:
     def _resume(self, state: dict[str, Any]) -> None:
         """Continue from a checkpoint: its model, counters and offsets."""
         self._checkpoint_model = str(state["model"])
-        self._use(load_model(self._checkpoints / self._checkpoint_model, self._width))
+        self._use(load_model(self._checkpoints / self._checkpoint_model, self._spec.data))
         self.records, self.correct = int(state["recordsOnline"]), int(state["correct"])
+        self.squared_errors = float(state.get("squaredErrors", 0.0))
         self.bad_by_reason = {str(k): int(v) for k, v in state["badRecordsByReason"].items()}
         self.exports = int(state["exports"])
         self.resume_positions = {int(p): int(o) for p, o in state["positions"].items()}
@@ -126,21 +149,21 @@ class OnlineLearner:
         compile_model(model, self._spec.model)
         self._model = model
         loss, optimizer = model.loss, model.optimizer
-        features_spec = tf.TensorSpec([None, self._width], tf.float32)
+        inputs_spec = input_signature(self._spec.data)
 
-        def predict(features: tf.Tensor) -> tf.Tensor:
-            return tf.reshape(model(features, training=False), [-1])
+        def predict(inputs: Any) -> tf.Tensor:
+            return model(inputs, training=False)
 
-        def train(features: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+        def train(inputs: Any, labels: tf.Tensor) -> tf.Tensor:
             with tf.GradientTape() as tape:
-                value = loss(tf.reshape(labels, [-1, 1]), model(features, training=True))
+                value = loss(tf.reshape(labels, [-1, 1]), model(inputs, training=True))
             gradients = tape.gradient(value, model.trainable_variables)
             optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
             return value
 
-        self._predict = tf.function(predict, input_signature=[features_spec], autograph=False)
+        self._predict = tf.function(predict, input_signature=[inputs_spec], autograph=False)
         self._train = tf.function(
-            train, input_signature=[features_spec, tf.TensorSpec([None], tf.float32)],
+            train, input_signature=[inputs_spec, tf.TensorSpec([None], tf.float32)],
             autograph=False)
 
     def learn(self, keys: list[bytes], values: list[bytes]) -> int:
@@ -155,18 +178,32 @@ class OnlineLearner:
 
                 send_dead_letters(self._connection, topic, self._online.topic,
                                   decoded.bad_records(keys, values))
-        features, labels = decoded.features, decoded.labels
+        labels = decoded.labels
         if len(labels):
             if self._model is None:
-                self._use(build_model(self._spec.model, self._width, feature_statistics(features)))
+                profile = RunningProfile(self._spec.data, self._facts.task)
+                profile.add(decoded)
+                self._use(build_model(self._spec.model, self._spec.data, profile.result(),
+                                      self._facts))
+                self._facts = task_of(self._model)
             assert self._model is not None
-            scores = self._predict(features).numpy()
+            inputs = self._layout.of_decoded(decoded)
+            outputs = self._predict(inputs).numpy()
             if self.gate is not None:  # both models score the batch before training on it
-                self.gate.observe(features, labels, scores)
-            self.correct += int(np.count_nonzero((scores > 0.5) == (labels > 0.5)))
+                self.gate.observe(numeric_part(inputs), labels, outputs)
+            self._test(labels, outputs)
             self.records += len(labels)
-            self._train(features, labels)
+            self._train(inputs, labels)
         return len(values)
+
+    def _test(self, labels: npt.NDArray[np.float32], outputs: npt.NDArray[np.float32]) -> None:
+        """Count how the model did on a batch before learning it (prequential figures)."""
+        if self._facts.task == "regression":
+            self.squared_errors += float(np.square(outputs.reshape(-1) - labels).sum())
+        elif self._facts.task == "multiclass":
+            self.correct += int(np.count_nonzero(outputs.argmax(axis=1) == labels))
+        else:
+            self.correct += int(np.count_nonzero((outputs.reshape(-1) > 0.5) == (labels > 0.5)))
 
     def export_if_due(self, positions: dict[int, int]) -> None:
         """Export when `exportEveryRecords` records or `exportEverySeconds` seconds have passed."""
@@ -191,7 +228,8 @@ class OnlineLearner:
         write_keras_atomic(self._model, self._checkpoints / name)
         previous, self._checkpoint_model = self._checkpoint_model, name
         write_json_atomic(self._checkpoints / CHECKPOINT_STATE, {
-            **self.state(), "correct": self.correct, "model": self._checkpoint_model,
+            **self.state(), "correct": self.correct, "squaredErrors": self.squared_errors,
+            "model": self._checkpoint_model,
             "topic": self._online.topic, "consumerGroup": self._online.consumer_group,
             "jobUid": self._identity.job_uid, "specDigest": self._identity.spec_digest,
             "positions": {str(p): offset for p, offset in sorted(positions.items())},
@@ -220,7 +258,10 @@ class OnlineLearner:
         """The counters, as exported and reported."""
         return {
             "recordsOnline": self.records,
-            "onlineAccuracy": self.correct / self.records if self.records else None,
+            "onlineAccuracy": (self.correct / self.records if self.records
+                               and self._facts.task != "regression" else None),
+            "onlineRmse": (math.sqrt(self.squared_errors / self.records) if self.records
+                           and self._facts.task == "regression" else None),
             "badRecords": sum(self.bad_by_reason.values()),
             "badRecordsByReason": dict(sorted(self.bad_by_reason.items())),
             "exports": self.exports,
@@ -235,6 +276,10 @@ def _gate(spec: StreamingTrainingJobSpec, artifacts: Artifacts) -> PromotionGate
     """The promotion gate when the job serves too (and there is a model served to compare
     with)."""
     if spec.serve is None:
+        return None
+    if spec.data.categorical:
+        # The served scorer takes the numeric features only (see `modes.serve`).
+        log.warning("no promotion of online models: the data has categorical fields")
         return None
     from workload.modes.gate import PromotionGate
     from workload.modes.serving_model import NoModelToServe

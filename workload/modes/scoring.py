@@ -19,16 +19,19 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
-from pathlib import Path
+from typing import Any
 
+import keras
 import numpy as np
 import tensorflow as tf
 
-from workload.data.decode import BadRecord, Decoded, Floats, make_decoder, sum_counts
+from workload.data.decode import BadRecord, Decoded, LabelRule, make_decoder, sum_counts
 from workload.kafka.connection import KafkaConnection
 from workload.kafka.ranges import KafkaReadError, PartitionReader
-from workload.model.build import load_model
-from workload.modes.ledger import Tally
+from workload.model.build import input_signature
+from workload.model.inputs import InputLayout
+from workload.model.task import task_of
+from workload.modes.tally import Numbers, Tally, new_tally
 from workload.spec import DataSpec, KafkaClient
 
 BadRecordSink = Callable[[list[BadRecord]], None]
@@ -91,7 +94,7 @@ class TensorflowIoRangeReads:
 class Scorer:
     """A loaded model plus the reading and decoding of one topic's records."""
 
-    def __init__(self, model_path: Path, data: DataSpec, connection: KafkaConnection,
+    def __init__(self, model: keras.Model, data: DataSpec, connection: KafkaConnection,
                  topic: str, bounds: dict[int, tuple[int, int]], positions: dict[int, int],
                  batch_size: int, client: KafkaClient = "librdkafka",
                  bad_record_sink: BadRecordSink | None = None) -> None:
@@ -104,16 +107,21 @@ class Scorer:
         self._pool = ThreadPoolExecutor(max_workers=max(2, len(bounds), os.cpu_count() or 1))
         self._batch_size = batch_size
         self._sink = bad_record_sink
-        width = len(data.feature_names)
-        model = load_model(model_path, width)
+        self._facts = facts = task_of(model)
+        self._layout = InputLayout.of(data)
+        shape = [-1, facts.outputs] if facts.task == "multiclass" else [-1]
 
-        def predict(features: tf.Tensor) -> tf.Tensor:
-            return tf.reshape(model(features, training=False), [-1])
+        def predict(inputs: Any) -> tf.Tensor:
+            return tf.reshape(model(inputs, training=False), shape)
 
         # Compiled once per run: a chunk never re-traces.
-        self._predict = tf.function(
-            predict, input_signature=[tf.TensorSpec([None, width], tf.float32)], autograph=False)
-        self._decode = make_decoder(data)
+        self._predict = tf.function(predict, input_signature=[input_signature(data)],
+                                    autograph=False)
+        self._decode = make_decoder(data, LabelRule(facts.task, facts.classes), topic)
+
+    def new_tally(self) -> Tally:
+        """An empty tally of the model's task."""
+        return new_tally(self._facts.task, self._facts.classes)
 
     def score(self, ranges: dict[int, tuple[int, int]]) -> Tally:
         """The tally of every record in `ranges` (per partition `[start, stop)`).
@@ -136,11 +144,11 @@ class Scorer:
         scored = list(self._pool.map(
             lambda piece: self._score_piece(keys[piece[0]:piece[1]], values[piece[0]:piece[1]]),
             pieces))
-        tally = Tally()
+        tally = self.new_tally()
         bad: dict[str, int] = {}
         bad_records: list[BadRecord] = []
         for (first, stop), (decoded, scores) in zip(pieces, scored, strict=True):
-            tally.add_scores(decoded.labels, scores)
+            tally.add(decoded.labels, scores)
             sum_counts(bad, decoded.counts())
             if self._sink is not None:
                 bad_records.extend(decoded.bad_records(keys[first:stop], values[first:stop]))
@@ -150,9 +158,16 @@ class Scorer:
                 self._sink(bad_records)
         return tally
 
-    def _score_piece(self, keys: list[bytes], values: list[bytes]) -> tuple[Decoded, Floats]:
-        """The decoded slice of a chunk and its good records' scores (slices run in parallel)."""
+    def _score_piece(self, keys: list[bytes], values: list[bytes]) -> tuple[Decoded, Numbers]:
+        """The decoded slice of a chunk and its good records' outputs (slices run in parallel):
+        scores, class probabilities or predictions."""
         decoded = self._decode(keys, values)
-        scores = [self._predict(decoded.features[first:first + self._batch_size]).numpy()
-                  for first in range(0, len(decoded.labels), self._batch_size)]
-        return decoded, np.concatenate(scores) if scores else np.zeros(0, np.float32)
+        size = self._batch_size
+        features, categories = decoded.features, decoded.category_table
+        outputs = [self._predict(self._layout.arrays(features[first:first + size],
+                                                     categories[first:first + size])).numpy()
+                   for first in range(0, len(decoded.labels), size)]
+        if outputs:
+            return decoded, np.concatenate(outputs)
+        return decoded, np.zeros((0, self._facts.outputs) if self._facts.task == "multiclass"
+                                 else 0, np.float32)

@@ -1,30 +1,44 @@
 """Train mode: replay a topic's fixed offset range for many epochs, checkpointed per epoch.
 
-1. Capture each partition's (start, end) offsets; an epoch is exactly those
-   records, however the topic grows meanwhile. A restart resumes with the
-   offsets of its checkpoint.
-2. Read every partition once (`record_batches`: librdkafka batches of each
-   partition's exact range, in a fixed order, or tensorflow-io's reader with
-   `client: tensorflow-io`), decoding each batch as it arrives into numpy
-   arrays (`workload.data.decode`): bad records
-   are counted per reason, sent to the dead-letter topic when one is set, and
-   the run fails when their share is above `data.maxBadRecordsRatio`. With
-   `train.cache` the decoded records stay in memory for the epochs; without
-   it each epoch reads Kafka again.
-   The last `train.validationFraction` of each partition's range is held
-   out (the same records on every run) and kept in memory for validation.
-3. Epochs: shuffle (`train.shuffleBuffer`, seeded by the epoch number, so
-   a resumed epoch sees the same order), batch (`train.batchSize`),
-   prefetch; validation loss, accuracy and AUC after each epoch (in the
-   history, the training curve and TensorBoard); early stopping on the
-   validation loss (`train.earlyStopping`); checkpoints inside and after each epoch
-   (`workload.modes.checkpoint`) and TensorBoard logs. A restart skips the
-   batches its checkpoint says are done (only a checkpoint of this job with
-   the same data and model settings, see `workload.identity`); SIGTERM
-   stops at the next batch with a checkpoint.
-4. Restore the best epoch's weights (`earlyStopping.restoreBestWeights`),
-   export the model (Keras file + SavedModel), draw the training curve, write
-   `results-train.json` and return the pod's report.
+One path for one trainer and for every worker of a group (`trainer.replicas`
+> 1: data parallel, one model; one trainer is a group of one, `Group.solo`):
+
+1. Agree on the offsets (`workload.modes.agreement`): the chief's checkpoint
+   (offsets, epoch, batch), or each partition's (start, end) offsets
+   captured now; an epoch is exactly those records, however the topic grows
+   meanwhile. Each worker reads only its share of those ranges
+   (`workload.slices`: by partition, or by offset slices of a partition when
+   there are fewer partitions than workers; a trainer alone reads all).
+2. Read (`workload.modes.train_data`): every range once, decoded as it
+   arrives; bad records counted per reason, sent to the dead-letter topic
+   when one is set; the run fails when their share is above
+   `data.maxBadRecordsRatio` (summed over the group). With `train.cache`
+   the decoded records stay in memory for the epochs; without it each epoch
+   reads Kafka again. The last `train.validationFraction` of each
+   partition's range is held out (the same records on every run).
+3. Build the model from the training profile (summed over the group: every
+   worker builds the same model): the task's facts (classes learned or
+   named, the regression target's scale), the preprocessing, the
+   vocabularies, the spec's layers or the user's own network.
+4. Epochs (`workload.modes.train_loop`): shuffle (`train.shuffleBuffer`,
+   seeded by the epoch number, so a resumed epoch sees the same order),
+   steps of `train.batchSize` records in all, validation after each epoch,
+   early stopping on the validation loss (`train.earlyStopping`),
+   checkpoints inside and after each epoch (`workload.modes.checkpoint`;
+   the chief writes them) and TensorBoard logs. A restart skips the batches
+   its checkpoint says are done (only a checkpoint of this job with the same
+   data and model settings, see `workload.identity`); SIGTERM stops at the
+   next batch with a checkpoint.
+   With `model.source` training starts from that model instead (its
+   preparation, task, classes and weights kept).
+5. Restore the best epoch's weights (`earlyStopping.restoreBestWeights`),
+   export the model (Keras file + SavedModel; a group's chief exports a
+   clone built outside the strategy), draw the training curve, write
+   `results-train.json` and return the pod's report (the chief's speaks for
+   the group).
+
+A worker that goes away aborts the others' steps: they exit with
+`PEER_LOST_EXIT` and the group restarts from the chief's last checkpoint.
 """
 
 from __future__ import annotations
@@ -32,216 +46,73 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 import keras
 import numpy as np
-import numpy.typing as npt
 import tensorflow as tf
 
-from workload import progress as live
 from workload.artifacts import Artifacts, write_json_atomic
-from workload.data.decode import BadRecord, Decoded, make_decoder, sum_counts
-from workload.data.read_ahead import read_ahead
 from workload.identity import RunIdentity
 from workload.kafka.admin import TopicMissing
-from workload.kafka.bounds import partition_bounds, record_count
+from workload.kafka.bounds import record_count
 from workload.kafka.connection import KafkaConnection
 from workload.kafka.dead_letter import send_dead_letters
-from workload.kafka.ranges import KafkaReadError, read_ranges
+from workload.kafka.ranges import KafkaReadError
 from workload.model.build import (
     build_model,
+    compile_model,
     describe_preprocessing,
+    encodings,
     feature_plan,
+    load_model,
     model_summary,
 )
 from workload.model.export import export_model
-from workload.model.statistics import FeatureStatistics, RunningStatistics
+from workload.model.profile import ProfileError, TaskFacts
+from workload.model.task import task_of
+from workload.model.user import UserModelError
+from workload.modes.agreement import agreed_state, group_summary
 from workload.modes.checkpoint import (
     Checkpointer,
     CheckpointMismatch,
     TrainState,
-    load_own_state,
+    checkpoint_variables,
     restore_best,
     restore_checkpoint,
 )
+from workload.modes.group import Group, join_group
+from workload.modes.prediction import Floats
 from workload.modes.signals import stop_on_sigterm
+from workload.modes.train_data import (
+    BatchObserver,
+    ReadSummary,
+    TrainError,
+    check_bad_records,
+    history_metrics,
+    kept_rows,
+    learning_rule,
+    merged,
+    read_all,
+    reading_rule,
+    split_validation,
+    task_facts,
+    task_results,
+    training_rows,
+    validation_rows,
+    with_classes,
+)
+from workload.modes.train_loop import Plan, sync_variables, train_epochs
 from workload.modes.train_progress import TrainProgress
-from workload.permanent import PermanentError, reason_of
+from workload.permanent import ShapeMismatch, reason_of
 from workload.plots import training_curve
-from workload.replica import SINGLE, Replica
-from workload.spec import DataSpec, KafkaClient, StreamingTrainingJobSpec
+from workload.replica import SINGLE, PeerLost, Replica
+from workload.slices import batch_shares, replica_ranges
+from workload.spec import DataSpec, StreamingTrainingJobSpec
 from workload.status import Metrics, PodReport
 
 log = logging.getLogger(__name__)
-
-Floats = npt.NDArray[np.float32]
-
-BatchObserver = Callable[[int, npt.NDArray[np.float32]], None]
-"""Sees each batch a worker of a group is about to train: the epoch (0-based) and the batch's
-features (a record seen but never trained can only be one of a step cut short by a failure)."""
-
-SHUFFLE_SEED = 1_000_003
-"""Base of the per-epoch shuffle seed (epoch `e` uses `SHUFFLE_SEED + e`)."""
-
-
-class TrainError(RuntimeError):
-    """Training cannot go on with this data (an empty topic, too many bad records)."""
-
-
-class TooManyBadRecords(TrainError, PermanentError):
-    """More training records are malformed than `data.maxBadRecordsRatio` allows: the same
-    records would be read again by another pod."""
-
-    reason = "TooManyBadRecords"
-
-
-@dataclass
-class ReadSummary:
-    """What one pass over the offset ranges found."""
-
-    records: int = 0
-    good: int = 0
-    bad_by_reason: dict[str, int] = field(default_factory=dict)
-    seconds: float = 0.0
-    features: list[Floats] = field(default_factory=list)
-    labels: list[Floats] = field(default_factory=list)
-    dead_letters: list[BadRecord] = field(default_factory=list)
-    statistics: FeatureStatistics | None = None
-
-    @property
-    def bad(self) -> int:
-        """Records set aside."""
-        return sum(self.bad_by_reason.values())
-
-
-def record_batches(connection: KafkaConnection, topic: str, offsets: dict[int, tuple[int, int]],
-                   client: KafkaClient = "librdkafka") -> Iterator[tuple[list[bytes], list[bytes]]]:
-    """`(keys, values)` batches of every record in `offsets`, in the same order on every
-    iteration (partitions in id order, each in offset order)."""
-    if record_count(offsets) == 0:
-        raise KafkaReadError(f"topic {topic!r} has no records in offsets {offsets}")
-    if client == "tensorflow-io":
-        from workload.kafka.tfio import replay_dataset
-
-        for keys, values in replay_dataset(connection, topic, offsets):
-            yield keys.numpy().tolist(), values.numpy().tolist()
-        return
-    for batch in read_ranges(connection, topic, offsets):
-        yield batch.keys, batch.values
-
-
-def decoded_batches(connection: KafkaConnection, topic: str,
-                    offsets: dict[int, tuple[int, int]], data: DataSpec,
-                    client: KafkaClient = "librdkafka"
-                    ) -> Iterator[tuple[list[bytes], list[bytes], Decoded]]:
-    """Kafka to decoded batches: each batch's keys and values with what they decoded to."""
-    decode = make_decoder(data)
-    try:
-        for keys, values in read_ahead(record_batches(connection, topic, offsets, client)):
-            yield keys, values, decode(keys, values)
-    except tf.errors.OpError as error:  # tensorflow-io's reader
-        raise KafkaReadError(f"reading topic {topic!r} failed: {error.message}") from error
-
-
-def read_all(connection: KafkaConnection, topic: str, offsets: dict[int, tuple[int, int]],
-             data: DataSpec, keep: bool, display: TrainProgress,
-             client: KafkaClient = "librdkafka") -> ReadSummary:
-    """One pass: count good and bad records, keep them in memory when `keep`."""
-    summary = ReadSummary()
-    statistics = RunningStatistics(len(data.feature_names))
-    expected = record_count(offsets)
-    task = display.task("reading Kafka", expected)
-    started = time.perf_counter()
-    for keys, values, decoded in decoded_batches(connection, topic, offsets, data, client):
-        summary.good += len(decoded.labels)
-        summary.records += len(values)
-        statistics.add(decoded.features)
-        sum_counts(summary.bad_by_reason, decoded.counts())
-        if keep:
-            summary.features.append(decoded.features)
-            summary.labels.append(decoded.labels)
-        if data.dead_letter_topic is not None:
-            summary.dead_letters.extend(decoded.bad_records(keys, values))
-        display.update(task, summary.records, started)
-    display.update(task, summary.records, started, force=True)
-    summary.seconds = time.perf_counter() - started
-    summary.statistics = statistics.result()
-    return summary
-
-
-def split_validation(offsets: dict[int, tuple[int, int]], fraction: float
-                     ) -> tuple[dict[int, tuple[int, int]], dict[int, tuple[int, int]]]:
-    """(training, validation) ranges: the last `fraction` of each partition's range validates."""
-    training, validation = {}, {}
-    for partition, (start, end) in offsets.items():
-        held = int((end - start) * fraction)
-        training[partition] = (start, end - held)
-        if held:
-            validation[partition] = (end - held, end)
-    return training, validation
-
-
-def merged(first: ReadSummary, second: ReadSummary) -> ReadSummary:
-    """Counts of both reads (for the bad-record check and the report); `first`'s rows."""
-    bad = dict(first.bad_by_reason)
-    for reason, count in second.bad_by_reason.items():
-        bad[reason] = bad.get(reason, 0) + count
-    return ReadSummary(first.records + second.records, first.good + second.good, bad,
-                       first.seconds + second.seconds,
-                       dead_letters=first.dead_letters + second.dead_letters)
-
-
-def check_bad_records(summary: ReadSummary, topic: str, data: DataSpec) -> None:
-    """Fail when malformed records exceed the allowed share, saying how many and why."""
-    if summary.records == 0:
-        raise TrainError(f"topic {topic!r} has no records to train on")
-    ratio = summary.bad / summary.records
-    if summary.good == 0 or ratio > data.max_bad_records_ratio:
-        reasons = ", ".join(f"{reason}: {count}"
-                            for reason, count in sorted(summary.bad_by_reason.items()))
-        raise TooManyBadRecords(
-            f"{summary.bad} of {summary.records} records of topic {topic!r} ({ratio:.1%}) are "
-            f"malformed ({reasons}); data.maxBadRecordsRatio allows "
-            f"{data.max_bad_records_ratio:.1%}")
-
-
-def epoch_dataset(source: tf.data.Dataset, spec: StreamingTrainingJobSpec, epoch: int,
-                  skip_batches: int = 0, batch_size: int | None = None) -> tf.data.Dataset:
-    """Epoch `epoch`'s batches of (features, labels) rows, in an order fixed by `epoch` (a
-    resumed epoch repeats it), without the first `skip_batches`; batches of `batch_size` rows
-    (default `train.batchSize`; a worker of a group takes its share of it)."""
-    assert spec.train is not None
-    if spec.train.shuffle_buffer > 0:
-        source = source.shuffle(spec.train.shuffle_buffer, seed=SHUFFLE_SEED + epoch,
-                                reshuffle_each_iteration=False)
-    size = batch_size or spec.train.batch_size
-    return source.batch(size).skip(skip_batches).prefetch(tf.data.AUTOTUNE)
-
-
-def training_rows(summary: ReadSummary, connection: KafkaConnection, topic: str,
-                  offsets: dict[int, tuple[int, int]], data: DataSpec,
-                  cache: bool, client: KafkaClient = "librdkafka") -> tf.data.Dataset:
-    """(features, labels) rows: from memory when cached, else read from Kafka each epoch."""
-    if cache:
-        features = np.concatenate(summary.features) if summary.features else np.zeros(
-            (0, len(data.feature_names)), np.float32)
-        labels = np.concatenate(summary.labels) if summary.labels else np.zeros(0, np.float32)
-        summary.features, summary.labels = [], []
-        return tf.data.Dataset.from_tensor_slices((features, labels))
-
-    def batches() -> Iterator[tuple[Floats, Floats]]:
-        for _, _, decoded in decoded_batches(connection, topic, offsets, data, client):
-            yield decoded.features, decoded.labels
-
-    width = len(data.feature_names)
-    rows = tf.data.Dataset.from_generator(batches, output_signature=(
-        tf.TensorSpec([None, width], tf.float32), tf.TensorSpec([None], tf.float32))).unbatch()
-    # Kafka reads have no known length; stating it lets Keras count steps (and fails loudly
-    # should an epoch's read find another number of good records).
-    return rows.apply(tf.data.experimental.assert_cardinality(summary.good))
 
 
 def run_train(name: str, spec: StreamingTrainingJobSpec, connection: KafkaConnection,
@@ -254,25 +125,25 @@ def run_train(name: str, spec: StreamingTrainingJobSpec, connection: KafkaConnec
     `callbacks` are extra Keras callbacks (a user's own logging, say), called
     before the checkpointing one at each batch. `job_uid` is the job's uid
     (`None` for a local run): only its own checkpoints are resumed from.
-    `replica` is this worker's place in a group of several (`workload.modes.train_group`,
-    which calls `on_batch` with each batch before training it; `callbacks` serve one trainer).
-    A worker whose group cannot go on raises `PeerLost`.
+    `replica` is this worker's place in a group of several; `on_batch` sees each batch
+    before it is trained. A worker whose group cannot go on raises `PeerLost`.
     """
     if spec.train is None:
         raise ValueError("spec.train is not set: this job has no training phase")
     artifacts.prepare()
-    topic = spec.train.topic
-    results: dict[str, Any] = {"job": name, "topic": topic}
+    results: dict[str, Any] = {"job": name, "topic": spec.train.topic}
     identity = RunIdentity.of(name, spec, job_uid)
     try:
-        if replica.grouped:
-            from workload.modes.train_group import train_in_group
-
-            report = train_in_group(spec, identity, connection, artifacts, replica, results,
-                                    on_batch)
-        else:
-            report = _train(spec, identity, connection, artifacts, progress, results, callbacks)
-    except (TrainError, KafkaReadError, TopicMissing, CheckpointMismatch) as error:
+        group = join_group(replica) if replica.grouped else Group.solo()
+        try:
+            report = _train(spec, identity, connection, artifacts, group, progress, results,
+                            callbacks, on_batch)
+        except TrainError as error:
+            if group.chief:
+                raise
+            raise PeerLost(f"the group stops (worker 0 reports why): {error}") from error
+    except (TrainError, KafkaReadError, TopicMissing, CheckpointMismatch, ProfileError,
+            UserModelError, ShapeMismatch) as error:
         log.error("training failed: %s", error)
         report = PodReport(mode="train", ok=False, message=str(error), reason=reason_of(error))
     if replica.chief:
@@ -281,145 +152,192 @@ def run_train(name: str, spec: StreamingTrainingJobSpec, connection: KafkaConnec
     return report
 
 
-def _train(spec: StreamingTrainingJobSpec, identity: RunIdentity, connection: KafkaConnection,
-           artifacts: Artifacts, progress: bool, results: dict[str, Any],
-           extra_callbacks: Sequence[keras.callbacks.Callback]) -> PodReport:
+def _starting_model(spec: StreamingTrainingJobSpec, artifacts: Artifacts,
+                    group: Group) -> keras.Model | None:
+    """With `model.source`, the model training starts from (built in the group's strategy):
+    its preparation, task, classes and weights are kept; `None` without a source."""
+    if spec.model.source is None:
+        return None
+    path = artifacts.source_model
+    if path is None or not path.exists():
+        raise TrainError(f"model.source: no trained model at {path or 'a mounted source'}: "
+                         "the source has not trained one there")
+    with group.strategy.scope():
+        model = load_model(path, spec.data)
+    found = task_of(model).task
+    if found != spec.model.task:
+        raise ShapeMismatch(f"the source model at {path} predicts task {found}, "
+                            f"spec.model.task says {spec.model.task}")
+    return model
+
+
+def _read(spec: StreamingTrainingJobSpec, connection: KafkaConnection, group: Group,
+          training: dict[int, tuple[int, int]], validation: dict[int, tuple[int, int]],
+          progress: bool, results: dict[str, Any],
+          known: TaskFacts | None = None) -> tuple[ReadSummary, ReadSummary]:
+    """This worker's share of the training and validation ranges, read and decoded (labels as
+    `known`, the starting model's facts, say; else learning the classes if need be)."""
     assert spec.train is not None
     train, data = spec.train, spec.data
-    state, ignored = load_own_state(artifacts.checkpoints, identity)
+    workers, index = group.replica.count, group.replica.index
+    shares = replica_ranges(training, workers)
+    mine = shares[index]
+    checks_mine = replica_ranges(validation, workers)[index] if validation else {}
+    if group.grouped:
+        results.update(workers=workers, shares=[
+            {str(p): list(span) for p, span in sorted(share.items())} for share in shares])
+    client = spec.kafka.client
+    rule = (reading_rule(known) if known is not None
+            else learning_rule(spec.model.task, spec.model.classes))
+    with TrainProgress(progress) as display:
+        own = (read_all(connection, train.topic, mine, data, train.cache, display, client, rule)
+               if record_count(mine) else ReadSummary())
+        held = (read_all(connection, train.topic, checks_mine, data, True, display, client,
+                         rule) if record_count(checks_mine) else ReadSummary())
+    both = merged(own, held)
+    results["read"] = {"records": both.records, "seconds": round(both.seconds, 3),
+                       "recordsPerSecond": round(both.records / max(both.seconds, 1e-9))}
+    if both.dead_letters and data.dead_letter_topic is not None:
+        send_dead_letters(connection, data.dead_letter_topic, train.topic, both.dead_letters)
+    return own, held
+
+
+def _train(spec: StreamingTrainingJobSpec, identity: RunIdentity, connection: KafkaConnection,
+           artifacts: Artifacts, group: Group, progress: bool, results: dict[str, Any],
+           callbacks: Sequence[keras.callbacks.Callback],
+           on_batch: BatchObserver | None) -> PodReport:
+    assert spec.train is not None
+    train, data = spec.train, spec.data
+    state, ignored = agreed_state(spec, identity, connection, artifacts, group)
     if ignored is not None:
         results["resumeIgnored"] = ignored
-    if state is None:
-        state = TrainState(train.topic, partition_bounds(connection, train.topic),
-                           job_uid=identity.job_uid, spec_digest=identity.spec_digest)
     if record_count(state.offsets) == 0:
         raise TrainError(f"topic {train.topic!r} has no records to train on "
                          f"(offsets {state.offsets})")
-    results["offsets"] = {str(p): list(span) for p, span in sorted(state.offsets.items())}
     training, validation = split_validation(state.offsets, train.validation_fraction)
-    with TrainProgress(progress) as display:
-        client = spec.kafka.client
-        summary = read_all(connection, train.topic, training, data, train.cache, display,
-                           client)
-        held_out = (read_all(connection, train.topic, validation, data, True, display, client)
-                    if validation else ReadSummary())
-        both = merged(summary, held_out)
-        if both.dead_letters and data.dead_letter_topic is not None:
-            send_dead_letters(connection, data.dead_letter_topic, train.topic, both.dead_letters)
-        results["recordsThisRun"] = both.records
-        results["read"] = {"records": both.records, "seconds": round(both.seconds, 3),
-                           "recordsPerSecond": round(both.records / max(both.seconds, 1e-9))}
-        results["validationOffsets"] = {str(p): list(span) for p, span in sorted(validation.items())}
-        check_bad_records(both, train.topic, data)
+    results.update(offsets={str(p): list(span) for p, span in sorted(state.offsets.items())},
+                   validationOffsets={str(p): list(span) for p, span in sorted(validation.items())})
+    start = _starting_model(spec, artifacts, group)
+    own, held = _read(spec, connection, group, training, validation, progress, results,
+                      task_of(start) if start is not None else None)
+    summary, held_labels = group_summary(merged(own, held), held, data, group)
+    results["recordsThisRun"] = summary.records
+    check_bad_records(summary, train.topic, data)
+    assert summary.profile is not None
+    facts = (task_of(start) if start is not None
+             else task_facts(spec, summary.profile, [held_labels]))
+    results.update(task_results(facts))
+    own, held = with_classes(own, facts), with_classes(held, facts)
+    goods = np.zeros((2, group.replica.count), np.int64)
+    goods[:, group.replica.index] = own.good, held.good
+    (goods,) = group.all_sum([goods], "counting records")
+    trained, validated = int(goods[0].sum()), int(goods[1].sum())
+    share = batch_shares(train.batch_size, [int(count) for count in goods[0]])
+    plan = Plan(max(-(-int(count) // size) for count, size in zip(goods[0], share, strict=True)
+                    if size), trained, max(share[group.replica.index], 1))
 
-        plan = feature_plan(spec.model, summary.statistics)
-        batches_per_epoch = -(-summary.good // train.batch_size)
-        decay_steps = (train.epochs * batches_per_epoch
-                       if train.learning_rate_schedule == "cosine" else None)
-        model = build_model(spec.model, len(data.feature_names), summary.statistics, plan,
-                            decay_steps)
-        preprocessing = describe_preprocessing(spec.model, plan, data.feature_names)
-        results["preprocessing"] = preprocessing
-        results["modelSummary"] = model_summary(model)
+    features = feature_plan(spec.model, summary.profile) if start is None else None
+    decay_steps = train.epochs * plan.steps if train.learning_rate_schedule == "cosine" else None
+    with group.strategy.scope():
+        if start is None:
+            model = build_model(spec.model, data, summary.profile, facts, features, decay_steps,
+                                artifacts.model_file)
+        else:
+            model = start
+            compile_model(model, spec.model, decay_steps)
+        model.optimizer.build(model.trainable_variables)
+    preprocessing = (describe_preprocessing(spec.model, features, data.numeric_names,
+                                            encodings(data, summary.profile, spec.model))
+                     if start is None else {"choice": "model.source",
+                                            "summary": "the source model's own (model.source)"})
+    results.update(preprocessing=preprocessing, modelSummary=model_summary(model))
+    if group.chief:
         restore_checkpoint(artifacts.checkpoints, state, model)
-        resumed_at = (state.epochs_done, state.batches_done)
-        rows = training_rows(summary, connection, train.topic, training, data, train.cache,
-                             client)
-        checks = validation_rows(held_out)
-        stop = threading.Event()
-        checkpointer = Checkpointer(artifacts.checkpoints, state, train.checkpoint_every_seconds,
-                                    batches_per_epoch, stop,
-                                    train.early_stopping if checks is not None else None)
-        callbacks: list[keras.callbacks.Callback] = [
-            *extra_callbacks, checkpointer,
-            keras.callbacks.TensorBoard(log_dir=str(artifacts.tensorboard), write_graph=False),
-        ]
-        if progress or live.active():  # a per-batch callback makes Keras fetch every batch's logs
-            callbacks.append(display.keras_callback(summary.good, train.batch_size, train.epochs,
-                                                    skipped=lambda: checkpointer.skipped))
+    sync_variables(model, group)
+    resumed_at = (state.epochs_done, state.batches_done)
+    rows = (training_rows(own, connection, train.topic, replica_ranges(
+                training, group.replica.count)[group.replica.index], data, train.cache,
+                spec.kafka.client, reading_rule(facts))
+            if own.good else tf.data.Dataset.from_tensor_slices(kept_rows(ReadSummary(), data)))
+    stop = threading.Event()
+    checkpointer = Checkpointer(artifacts.checkpoints, state, train.checkpoint_every_seconds,
+                                plan.steps, stop, train.early_stopping if validated else None)
+    checkpointer.set_model(model)
+    board = ((tf.summary.create_file_writer(str(artifacts.tensorboard / "train")),
+              tf.summary.create_file_writer(str(artifacts.tensorboard / "validation")))
+             if group.chief else None)
+    hooks = list(callbacks)
+    with TrainProgress(progress) as display:
+        if progress:
+            hooks.append(display.keras_callback(trained, train.batch_size, train.epochs,
+                                                skipped=lambda: checkpointer.skipped))
         started = time.perf_counter()
         with stop_on_sigterm(stop):
-            _fit_epochs(model, rows, checks, spec, state, checkpointer, callbacks)
+            train_epochs(model, rows, validation_rows(held, data) if validated else None, spec,
+                         state, group, checkpointer, plan, hooks, board, on_batch)
         fit_seconds = time.perf_counter() - started
-
     results.update(history=state.history, resumedAtEpoch=resumed_at[0],
                    resumedAtBatch=resumed_at[1], epochsRun=state.epochs_done - resumed_at[0],
-                   fitSeconds=round(fit_seconds, 3), bestEpoch=state.best_epoch or None,
-                   stoppedEarly=state.stopped_early)
+                   fitSeconds=round(fit_seconds, 3), stepsPerEpoch=plan.steps,
+                   bestEpoch=state.best_epoch or None, stoppedEarly=state.stopped_early)
     if state.epochs_done < train.epochs and not state.stopped_early:
-        return PodReport(
-            mode="train", ok=False, epoch=state.epochs_done, resume_ignored=ignored,
-            message=(f"stopped (SIGTERM) in epoch {state.epochs_done + 1} after batch "
-                     f"{state.batches_done}; the checkpoint is written and a restart with "
-                     "this output folder resumes there"))
-    epoch_of_model = state.epochs_done
-    if restore_best(artifacts.checkpoints, state, model):
-        epoch_of_model = state.best_epoch
+        where = (f"step {state.batches_done}; the chief's checkpoint is written and a restart "
+                 "of the group resumes there" if group.grouped else
+                 f"batch {state.batches_done}; the checkpoint is written and a restart with "
+                 "this output folder resumes there")
+        return PodReport(mode="train", ok=False, epoch=state.epochs_done, resume_ignored=ignored,
+                         message=f"stopped (SIGTERM) in epoch {state.epochs_done + 1} after "
+                                 f"{where}")
+    epoch_of_model = state.best_epoch if state.best_weights_file else state.epochs_done
     results["exportedEpoch"] = epoch_of_model
-    results["litert"] = export_model(model, artifacts.keras_model, artifacts.saved_model,
-                                     first_features(rows))
-    training_curve(state.history, artifacts.training_curve, f"{train.topic}: training")
-    epochs_run = results["epochsRun"]
-    rate = summary.good * epochs_run / fit_seconds if epochs_run else None
+    if group.chief:
+        results["litert"] = _export(model, spec, artifacts, state, group, decay_steps,
+                                    litert_sample(own, data))
+    group.barrier("the chief exported the model")
+    epochs_run = int(results["epochsRun"])
+    rate = trained * epochs_run / fit_seconds if epochs_run else None
     return PodReport(
         mode="train", ok=True,
         metrics=Metrics(
-            train_loss=figure_at(state.history, "loss", epoch_of_model),
-            train_accuracy=figure_at(state.history, "accuracy", epoch_of_model),
-            validation_loss=figure_at(state.history, "val_loss", epoch_of_model),
-            validation_accuracy=figure_at(state.history, "val_accuracy", epoch_of_model),
-            records_trained=summary.good,
-            records_validated=held_out.good,
-            bad_records=both.bad,
-            bad_records_by_reason=dict(sorted(both.bad_by_reason.items())),
-        ),
-        model_uri=artifacts.uri(artifacts.keras_model),
-        epoch=state.epochs_done,
-        records_per_second=round(rate, 1) if rate else None,
-        preprocessing=preprocessing["summary"],
-        resume_ignored=ignored,
-    )
+            **history_metrics(state.history, epoch_of_model),
+            records_trained=trained, records_validated=validated, bad_records=summary.bad,
+            bad_records_by_reason=dict(sorted(summary.bad_by_reason.items()))),
+        model_uri=artifacts.uri(artifacts.keras_model) if group.chief else None,
+        epoch=state.epochs_done, records_per_second=round(rate, 1) if rate else None,
+        preprocessing=preprocessing["summary"], resume_ignored=ignored,
+        classes=list(facts.classes) if facts.classes else None)
 
 
-VALIDATION_BATCH = 4096
-"""Rows per step when validating (memory, not learning: any size gives the same figures)."""
-
-
-def first_features(rows: tf.data.Dataset) -> Floats | None:
-    """Features of the first records of `rows` (the test batch of the LiteRT export)."""
+def litert_sample(own: ReadSummary, data: DataSpec) -> Floats | None:
+    """Features of the first records read (the test batch of the LiteRT export); `None` when
+    the data has categorical fields (the served scorer takes numeric features only)."""
     from workload.model.litert import SAMPLE_RECORDS
 
-    for features, _ in rows.batch(SAMPLE_RECORDS).take(1):
-        sample: Floats = features.numpy()
-        return sample
-    return None
-
-
-def validation_rows(held_out: ReadSummary) -> tf.data.Dataset | None:
-    """Batches of the held-out (features, labels), or `None` when nothing is held out."""
-    if not held_out.good:
+    if data.categorical or not own.parts:
         return None
-    return tf.data.Dataset.from_tensor_slices(
-        (np.concatenate(held_out.features), np.concatenate(held_out.labels))
-    ).batch(VALIDATION_BATCH).cache()
+    sample: Floats = np.concatenate([part.features for part in own.parts])[:SAMPLE_RECORDS]
+    return sample if len(sample) else None
 
 
-def _fit_epochs(model: keras.Model, rows: tf.data.Dataset, checks: tf.data.Dataset | None,
-                spec: StreamingTrainingJobSpec, state: TrainState, checkpointer: Checkpointer,
-                callbacks: list[keras.callbacks.Callback]) -> None:
-    """Train from where `state` stands to the last epoch, until early stopping says enough, or
-    until a stop is requested; validate on `checks` after each epoch."""
+def _export(model: keras.Model, spec: StreamingTrainingJobSpec, artifacts: Artifacts,
+            state: TrainState, group: Group, decay_steps: int | None,
+            sample: Floats | None) -> str | None:
+    """Export the model holding the best epoch's weights with
+    `earlyStopping.restoreBestWeights` (a group's: a clone outside the strategy holding the
+    group's weights and optimizer state) and, with a `sample` of features, its LiteRT scorer;
+    then draw the training curve. Returns what the LiteRT export said."""
     assert spec.train is not None
-    for epoch in range(state.epochs_done, spec.train.epochs):
-        if checkpointer.stop.is_set() or state.stopped_early:
-            return
-        checkpointer.begin_epoch(state.batches_done)
-        model.fit(epoch_dataset(rows, spec, epoch, state.batches_done), initial_epoch=epoch,
-                  epochs=epoch + 1, callbacks=callbacks, shuffle=False, verbose=0,
-                  validation_data=checks)
-
-
-def figure_at(history: dict[str, list[float]], key: str, epoch: int) -> float | None:
-    """`key`'s figure of epoch `epoch` (from 1), or `None`."""
-    values = history.get(key)
-    return values[epoch - 1] if values and len(values) >= epoch else None
+    restore_best(artifacts.checkpoints, state, model)
+    plain = model
+    if group.grouped:
+        # The same network outside the strategy. Its variables are matched by position: a
+        # clone of a user's custom layer names the layers it makes anew. A constant rate is
+        # an optimizer variable, a schedule is not: the clone is compiled with the same one.
+        plain = keras.models.clone_model(model)
+        compile_model(plain, spec.model, decay_steps)
+        for mine, trained in zip(checkpoint_variables(plain).values(),
+                                 checkpoint_variables(model).values(), strict=True):
+            mine.assign(np.asarray(trained.numpy()).reshape(tuple(mine.shape)))
+    litert = export_model(plain, artifacts.keras_model, artifacts.saved_model, sample)
+    training_curve(state.history, artifacts.training_curve, f"{spec.train.topic}: training")
+    return litert

@@ -108,5 +108,6 @@ class _EpochProgress(keras.callbacks.Callback):  # type: ignore[misc]
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
         figures = logs or {}
-        note = f"loss {figures.get('loss', float('nan')):.4f} acc {figures.get('accuracy', 0):.4f}"
+        name, key = ("rmse", "rmse") if "rmse" in figures else ("acc", "accuracy")
+        note = f"loss {figures.get('loss', float('nan')):.4f} {name} {figures.get(key, 0):.4f}"
         self.display.update(self.task, self.records, self.started, note, force=True)
