@@ -228,6 +228,7 @@ def _train(spec: StreamingTrainingJobSpec, identity: RunIdentity, connection: Ka
              else task_facts(spec, summary.profile, [held_labels]))
     results.update(task_results(facts))
     own, held = with_classes(own, facts), with_classes(held, facts)
+    sample = litert_sample(own, data)  # before the rows take the records read
     goods = np.zeros((2, group.replica.count), np.int64)
     goods[:, group.replica.index] = own.good, held.good
     (goods,) = group.all_sum([goods], "counting records")
@@ -291,8 +292,7 @@ def _train(spec: StreamingTrainingJobSpec, identity: RunIdentity, connection: Ka
     epoch_of_model = state.best_epoch if state.best_weights_file else state.epochs_done
     results["exportedEpoch"] = epoch_of_model
     if group.chief:
-        results["litert"] = _export(model, spec, artifacts, state, group, decay_steps,
-                                    litert_sample(own, data))
+        results["litert"] = _export(model, spec, artifacts, state, group, decay_steps, sample)
     group.barrier("the chief exported the model")
     epochs_run = int(results["epochsRun"])
     rate = trained * epochs_run / fit_seconds if epochs_run else None
