@@ -217,6 +217,40 @@ consumerGroup: cli-{uuid.uuid4().hex[:8]}, streamTimeoutMs: 3000}}
     assert json.loads((output / "results-serve.json").read_text())["runtime"] == "litert"
 
 
+def test_a_local_run_serves_a_regression_model_as_values_in_the_labels_units(
+        kafka: KafkaHandle, tmp_path: Path) -> None:
+    from tests.integration.serve_support import answered_twice, read_predictions
+
+    train_topic, test_topic = kafka.create_topic("reg-train", 1), kafka.create_topic("reg-test", 2)
+    produced = streamtrain("produce", "--bootstrap-servers", kafka.bootstrap_servers,
+                           "--rows", "1500", "--train-topic", train_topic,
+                           "--test-topic", test_topic, "--quiet")
+    assert produced.returncode == 0, produced.stderr
+    predictions_topic = f"{test_topic}-predictions"
+    job = tmp_path / "job.yaml"
+    job.write_text(f"""\
+apiVersion: streamtrain.dev/v1alpha1
+kind: StreamingTrainingJob
+metadata: {{name: regressed}}
+spec:
+  kafka: {{bootstrapServers: "{kafka.bootstrap_servers}"}}
+  train: {{topic: {train_topic}, epochs: 1}}
+  serve: {{inputTopic: {test_topic}, outputTopic: {predictions_topic}, \
+consumerGroup: cli-{uuid.uuid4().hex[:8]}, streamTimeoutMs: 3000}}
+  model: {{task: regression, layers: [{{dense: 8}}]}}
+""")
+    output = tmp_path / "out"
+    run = streamtrain("run", str(job), "--quiet", "--output-dir", str(output))
+
+    assert run.returncode == 0, run.stdout[-3000:]
+    predictions = read_predictions(kafka.bootstrap_servers, predictions_topic)
+    assert len(predictions) == 600 and not answered_twice(predictions)
+    values = [p.value["prediction"] for p in predictions]
+    assert all(set(value) == {"value"} and isinstance(value["value"], float) for value in values)
+    # the labels are 0 and 1: a model trained on them answers near that range, not in classes
+    assert -1.0 < sum(value["value"] for value in values) / len(values) < 2.0
+
+
 TEAM_MODULE = '''
 import keras
 
