@@ -7,6 +7,7 @@ pods that the Deployment's ReplicaSet (kube-controller-manager) creates. A downs
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -134,12 +135,24 @@ def test_a_job_that_learns_online_promotes_a_better_model_and_its_replicas_serve
 
     eventually(promotions, 400, "a ModelPromoted event", diagnose)
     eventually(lambda: jobs.phase("susy") == "Serving", 300, "online learning to end", diagnose)
-    serving = jobs.status("susy")["serving"]
-    assert serving["promotions"] == len(promotions()) >= 1, (serving, promotions())
-    version = serving["lastDecision"]["version"] if serving["lastDecision"]["promoted"] else None
-    version = eventually(lambda: jobs.status("susy")["serving"]["version"] == (
-        version or jobs.status("susy")["serving"]["version"]) and jobs.status("susy")[
-        "serving"]["version"], 60, "the replicas to serve the promoted model", diagnose)
+
+    def settled() -> tuple[str, int] | None:
+        """The version served and the promotions counted, once the status counts every
+        ModelPromoted Event, the replicas serve a promoted version, and it is the last decision's
+        when that one promoted (the learner's last post may land after its phase ended)."""
+        serving, events = jobs.status("susy")["serving"], promotions()
+        last = serving.get("lastDecision") or {}
+        served = str(serving.get("version") or "")
+        if (serving.get("promotions") != len(events) or not any(
+                f"challenger promoted: {served} " in event.message for event in events)
+                or (last.get("promoted") and last.get("version") != served)):
+            return None
+        return served, len(events)
+
+    version, promoted = eventually(settled, 60, "the replicas to serve the promoted model",
+                                   diagnose)
+    time.sleep(10)  # past any late post of the learner: nothing changes any more
+    assert settled() == (version, promoted) and promoted >= 1
     assert version.startswith("online-")
     assert any(version in event.message and "McNemar" in event.message
                for event in promotions()), (version, [e.message for e in promotions()])
