@@ -7,7 +7,6 @@ pods that the Deployment's ReplicaSet (kube-controller-manager) creates. A downs
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -151,9 +150,7 @@ def test_a_job_that_learns_online_promotes_a_better_model_and_its_replicas_serve
 
     version, promoted = eventually(settled, 60, "the replicas to serve the promoted model",
                                    diagnose)
-    time.sleep(10)  # past any late post of the learner: nothing changes any more
-    assert settled() == (version, promoted) and promoted >= 1
-    assert version.startswith("online-")
+    assert version.startswith("online-") and promoted >= 1
     assert any(version in event.message and "McNemar" in event.message
                for event in promotions()), (version, [e.message for e in promotions()])
     # Every replica serves the promoted model: what arrives now is answered by it.
@@ -170,4 +167,17 @@ def test_a_job_that_learns_online_promotes_a_better_model_and_its_replicas_serve
     assert before == TEST_ROWS
     assert len(predictions) == total and not answered_twice(predictions)
     later = [p for p in predictions if p.source[1] >= TEST_ROWS // 2]
-    assert len(later) == LATER_ROWS and {p.value["modelVersion"] for p in later} == {version}
+    # Answered by promoted models only: the one served above, or one the learner's last
+    # decisions promoted after it (they may land after its phase ended); per partition a
+    # replica swaps forward between transactions, never back.
+    final, _ = eventually(settled, 60, "the status to settle", diagnose)
+    named = [p.value["modelVersion"] for p in sorted(later, key=lambda p: p.source)]
+    assert len(later) == LATER_ROWS and named[-1] == final
+    assert set(named) <= {version, final} and all(
+        any(f"challenger promoted: {name} " in event.message for event in promotions())
+        for name in set(named))
+    order = [version, final]
+    for partition in (0, 1):
+        in_order = [p.value["modelVersion"] for p in sorted(later, key=lambda p: p.source)
+                    if p.source[0] == partition]
+        assert in_order == sorted(in_order, key=order.index), partition
