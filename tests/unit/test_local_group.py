@@ -14,9 +14,8 @@ FAKE_POD = """
 import os, sys
 from pathlib import Path
 from workload.status import PodReport
-starts = Path(sys.argv[1])
-starts.write_text(starts.read_text() + os.environ["JOB_COMPLETION_INDEX"] if starts.exists()
-                  else os.environ["JOB_COMPLETION_INDEX"])
+with open(sys.argv[1], "a") as starts:  # appends: replicas start side by side
+    starts.write(os.environ["JOB_COMPLETION_INDEX"])
 reason, code = sys.argv[2], int(sys.argv[3])
 report = PodReport(mode="evaluate", ok=False, message="why", reason=reason or None)
 Path(os.environ["STREAMTRAIN_TERMINATION_LOG"]).write_text(report.to_message())
@@ -39,7 +38,8 @@ def test_a_permanent_failure_ends_the_phase_without_starting_the_process_again(
         tmp_path: Path) -> None:
     report, starts = _run(tmp_path, "TopicNotFound", 6)
     assert report.reason == "TopicNotFound" and report.message == "why"
-    assert sorted(starts) == ["0", "1"]  # each replica started once, none again
+    # None started again (a replica still starting when the other fails may be stopped first).
+    assert starts and len(starts) == len(set(starts)) and set(starts) <= {"0", "1"}
 
 
 def test_another_failure_is_retried_up_to_the_backoff_limit(tmp_path: Path) -> None:
