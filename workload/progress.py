@@ -53,6 +53,10 @@ from workload.status import ProgressReport
 SEND_TIMEOUT_S = 2.0
 """Seconds one post may take; the next one tries again."""
 
+FINAL_ATTEMPTS = 3
+"""Times the last post of a phase is tried before the pod ends without it (its figures still
+travel in the termination message)."""
+
 RATE_SMOOTHING = 0.5
 """Weight of the newest rate in the moving average (the rest is the previous average)."""
 
@@ -143,13 +147,17 @@ class Reporter:
         return self
 
     def close(self) -> None:
-        """Post the steps not posted yet and what changed since the last post, then stop."""
+        """Post the steps not posted yet and what changed since the last post, then stop. That
+        last post is the phase's final word (e.g. the online learner's last promotion decision),
+        so it is tried up to `FINAL_ATTEMPTS` times (the operator takes a repeated post once)."""
         self._stop.set()
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout=SEND_TIMEOUT_S + 1)
         self.post_steps()
-        self.flush(force=False)
+        for attempt in range(FINAL_ATTEMPTS):
+            if self.flush(force=attempt > 0):
+                return
 
     def _run(self) -> None:
         due = self._clock() + PROGRESS_MIN_INTERVAL_S

@@ -129,34 +129,29 @@ def test_a_job_that_learns_online_promotes_a_better_model_and_its_replicas_serve
     })
     diagnose = _diagnosis(jobs, "susy", cluster)
 
-    def promotions() -> list[Any]:
-        return [event for event in jobs.events("susy") if event.reason == "ModelPromoted"]
+    def events(reason: str) -> list[Any]:
+        return [event for event in jobs.events("susy") if event.reason == reason]
 
-    eventually(promotions, 400, "a ModelPromoted event", diagnose)
+    eventually(lambda: events("ModelPromoted"), 400, "a ModelPromoted event", diagnose)
     eventually(lambda: jobs.phase("susy") == "Serving", 300, "online learning to end", diagnose)
-
-    def settled() -> tuple[str, int] | None:
-        """The version served and the promotions counted, once the status counts every
-        ModelPromoted Event, the replicas serve a promoted version, and it is the last decision's
-        when that one promoted (the learner's last post may land after its phase ended)."""
-        serving, events = jobs.status("susy")["serving"], promotions()
-        last = serving.get("lastDecision") or {}
-        served = str(serving.get("version") or "")
-        if (serving.get("promotions") != len(events) or not any(
-                f"challenger promoted: {served} " in event.message for event in events)
-                or (last.get("promoted") and last.get("version") != served)):
-            return None
-        return served, len(events)
-
-    version, promoted = eventually(settled, 60, "the replicas to serve the promoted model",
-                                   diagnose)
-    assert version.startswith("online-") and promoted >= 1
-    assert any(version in event.message and "McNemar" in event.message
-               for event in promotions()), (version, [e.message for e in promotions()])
-    # Every replica serves the promoted model: what arrives now is answered by it.
+    # The learner posts its last decision before its pod ends, so before its phase does: the
+    # status holds every decision now, each counted once, and it is an Event once.
+    serving = jobs.status("susy")["serving"]
+    last = serving["lastDecision"]
+    assert serving["promotions"] >= 1, serving
+    eventually(lambda: (len(events("ModelPromoted")), len(events("PromotionRejected"))) == (
+        serving["promotions"], serving["rejections"]), 60, "an Event per decision", diagnose)
+    promoted = [event.message for event in events("ModelPromoted")]
+    version = last["version"]  # served after the last decision: the last model promoted
+    assert version.startswith("online-") and any(
+        f"challenger promoted: {version} " in message and "McNemar" in message
+        for message in promoted), (version, promoted)
+    eventually(lambda: jobs.status("susy")["serving"]["version"] == version, 60,
+               "the replica to serve the last model promoted", diagnose)
     before = len(eventually(lambda: (found := read_predictions(
         kafka.bootstrap_servers, predictions_topic)) and len(found) >= TEST_ROWS and found,
         180, f"{TEST_ROWS} predictions", diagnose))
+    # What arrives now is answered by that model alone.
     produce_with_headers(kafka.bootstrap_servers, test,
                          list(encode(generate(LATER_ROWS, seed=23))), partitions=2,
                          start=TEST_ROWS)
@@ -167,17 +162,26 @@ def test_a_job_that_learns_online_promotes_a_better_model_and_its_replicas_serve
     assert before == TEST_ROWS
     assert len(predictions) == total and not answered_twice(predictions)
     later = [p for p in predictions if p.source[1] >= TEST_ROWS // 2]
-    # Answered by promoted models only: the one served above, or one the learner's last
-    # decisions promoted after it (they may land after its phase ended); per partition a
-    # replica swaps forward between transactions, never back.
-    final, _ = eventually(settled, 60, "the status to settle", diagnose)
-    named = [p.value["modelVersion"] for p in sorted(later, key=lambda p: p.source)]
-    assert len(later) == LATER_ROWS and named[-1] == final
-    assert set(named) <= {version, final} and all(
-        any(f"challenger promoted: {name} " in event.message for event in promotions())
-        for name in set(named))
-    order = [version, final]
-    for partition in (0, 1):
-        in_order = [p.value["modelVersion"] for p in sorted(later, key=lambda p: p.source)
-                    if p.source[0] == partition]
-        assert in_order == sorted(in_order, key=order.index), partition
+    assert len(later) == LATER_ROWS and {p.value["modelVersion"] for p in later} == {version}
+    # Each partition swapped forward between transactions, never back, in one order, from the
+    # trained model through promoted ones to the last.
+    swaps = [_swaps(predictions, partition) for partition in (0, 1)]
+    for runs in swaps:
+        assert len(runs) == len(set(runs)) and runs[-1] == version, runs
+        assert all(any(f"challenger promoted: {name} " in message for message in promoted)
+                   for name in runs if not name.startswith("trained-")), (runs, promoted)
+        assert all(not name.startswith("trained-") for name in runs[1:]), runs
+    first = {name: index for index, name in enumerate(swaps[0])}
+    shared = [name for name in swaps[1] if name in first]
+    assert shared == sorted(shared, key=first.__getitem__), swaps
+
+
+def _swaps(predictions: list[Any], partition: int) -> list[str]:
+    """The versions that answered a partition's records in offset order, each run of the same
+    version once."""
+    runs: list[str] = []
+    for prediction in sorted(predictions, key=lambda p: p.source):
+        name = prediction.value["modelVersion"]
+        if prediction.source[0] == partition and (not runs or runs[-1] != name):
+            runs.append(name)
+    return runs

@@ -7,6 +7,7 @@ import json
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import KafkaHandle
 from tests.faults import processes
@@ -18,13 +19,16 @@ from tests.integration.serve_support import (
     read_predictions,
     serve_spec,
 )
-from workload.artifacts import Artifacts
+from workload.artifacts import Artifacts, file_digest
+from workload.contract import PROGRESS_TOKEN_ENV, PROGRESS_URL_ENV
 from workload.datagen.records import encode
 from workload.datagen.synthetic import generate
 from workload.kafka.bounds import end_offsets
 from workload.kafka.connection import KafkaConnection
+from workload.model.litert import matching_litert
 from workload.modes.online import run_online
 from workload.modes.serving_model import POINTER, version_of
+from workload.progress import channel
 
 SERVED_ROWS = 4000
 
@@ -61,8 +65,14 @@ def test_a_challenger_that_beats_the_served_model_is_promoted_and_served_from_th
 
     try:
         all_served()  # the first half by the trained model
-        report = run_online("promote", spec, KafkaConnection(bootstrap), artifacts,
-                            progress=False)
+        token = tmp_path / "token"
+        token.write_text("t")
+        posts: list[dict[str, Any]] = []
+        with channel("online", {PROGRESS_URL_ENV: "http://operator/progress/ns/promote",
+                                PROGRESS_TOKEN_ENV: str(token)},
+                     send=lambda url, bearer, body: posts.append(json.loads(body))):
+            report = run_online("promote", spec, KafkaConnection(bootstrap), artifacts,
+                                progress=False)
         assert report.ok, report.message
         produce_with_headers(bootstrap, source, served[SERVED_ROWS // 2:], partitions=2,
                              start=SERVED_ROWS // 2)
@@ -73,12 +83,21 @@ def test_a_challenger_that_beats_the_served_model_is_promoted_and_served_from_th
     assert code == 0
 
     state = json.loads((artifacts.online / "state.json").read_text())
-    assert state["promotions"] >= 1, state["promotion"]
+    assert state["promotions"] >= 1, state["recentDecisions"]
+    # The learner's last post, made before it returns (in a pod: before its phase ends), carries
+    # its last decision, that of its final export included.
+    last = posts[-1]["promotions"][-1]
+    assert [last[key] for key in ("decisions", "promoted", "version")] == [
+        state["promotionDecisions"], *(state["recentDecisions"][-1][key]
+                                       for key in ("promoted", "version"))]
     pointer = json.loads((artifacts.serving / POINTER).read_text())
     assert pointer["version"].startswith("online-")
-    assert (artifacts.serving / pointer["model"]).is_file()
+    assert pointer["version"] == state["recentDecisions"][-1]["version"]  # the last decision's
+    promoted = artifacts.serving / pointer["model"]
+    assert promoted.is_file()
     # the promoted model got its LiteRT scorer too: replicas keep serving without TensorFlow
-    assert (artifacts.serving / pointer["model"]).with_suffix(".tflite").is_file()
+    scorer, made = matching_litert(promoted, file_digest(promoted))
+    assert scorer is not None and scorer.is_file(), made
     predictions = read_predictions(bootstrap, output)
     assert len(predictions) == SERVED_ROWS and not answered_twice(predictions)
     for partition in (0, 1):

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from workload.contract import PROGRESS_TOKEN_ENV, PROGRESS_URL_ENV
-from workload.progress import Reporter, active, channel, report
+from workload.progress import FINAL_ATTEMPTS, Reporter, active, channel, report
 
 
 class Clock:
@@ -133,3 +133,35 @@ def test_the_posting_thread_delivers_every_step_of_a_burst_before_it_stops(
     percents = [json.loads(body)["percent"] for body in sent]
     assert percents == sorted(percents)
     assert {10.0 * step for step in range(11)} <= set(percents)
+
+
+def test_a_phase_s_last_post_is_tried_again_when_it_fails(tmp_path: Path) -> None:
+    sent: list[bytes] = []
+    failures = [ConnectionResetError("reset"), TimeoutError("timed out")]
+
+    def flaky(url: str, token: str, body: bytes) -> None:
+        if failures:
+            raise failures.pop(0)
+        sent.append(body)
+
+    token = tmp_path / "token"
+    token.write_text("t")
+    reporter = Reporter("online", "http://operator/progress/ns/job", token, flaky)
+    reporter.update(records=7, accuracy=0.5)  # e.g. the figures of the final export
+    reporter.close()
+    assert [json.loads(body)["records"] for body in sent] == [7]  # third time, once
+
+
+def test_a_phase_s_last_post_is_given_up_after_its_attempts(tmp_path: Path) -> None:
+    tried: list[bytes] = []
+
+    def refuse(url: str, token: str, body: bytes) -> None:
+        tried.append(body)
+        raise ConnectionRefusedError("nobody listens")
+
+    token = tmp_path / "token"
+    token.write_text("t")
+    reporter = Reporter("online", "http://operator/progress/ns/job", token, refuse)
+    reporter.update(records=7)
+    reporter.close()  # returns: the pod ends, its figures in the termination message
+    assert len(tried) == FINAL_ATTEMPTS

@@ -109,6 +109,9 @@ def run_online(name: str, spec: StreamingTrainingJobSpec, connection: KafkaConne
         started = time.monotonic()
         _learn(spec, connection, learner, stop, progress, on_batch)
         learner.export(final=True)
+        # The final export may decide on a challenger: the live channel's last post (made before
+        # the pod ends, so before its phase does) carries that decision too.
+        _report_live(learner.state())
         elapsed = time.monotonic() - started
     return _report(name, spec, artifacts, learner.state(), elapsed, learner.resume_ignored)
 
