@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from workload.artifacts import write_json_atomic
+
 if TYPE_CHECKING:
     import keras
 
@@ -83,14 +85,14 @@ def export_litert(model: keras.Model, keras_path: Path, digest: str,
                         f"{difference:.3g} (more than {TOLERANCE:g})")
     os.replace(temporary, target)
     detail = f"max difference {difference:.2g} from Keras on {len(sample)} records"
-    _sidecar(target).write_text(json.dumps({"kerasSha256": digest, "detail": detail}))
+    write_json_atomic(_sidecar(target), {"kerasSha256": digest, "detail": detail})
     return LiteRtExport(True, detail)
 
 
 def _without(target: Path, temporary: Path, digest: str, why: str) -> LiteRtExport:
     """No LiteRT file; the sidecar says why, for the serving status."""
     temporary.unlink(missing_ok=True)
-    _sidecar(target).write_text(json.dumps({"kerasSha256": digest, "why": why}))
+    write_json_atomic(_sidecar(target), {"kerasSha256": digest, "why": why})
     return LiteRtExport(False, why)
 
 

@@ -101,7 +101,8 @@ class PromotionGate:
         staged.replace(model)
         if self._sample is not None:
             outcome = export_litert(challenger, model, file_digest(model), self._sample)
-            log.info("promoted model %s: %s", version, outcome.detail)
+            log.log(logging.INFO if outcome.ok else logging.WARNING,
+                    "promoted model %s: %s", version, outcome.detail)
         write_json_atomic(folder / POINTER, {"version": version, "model": model.name})
         self.serving = load_served(model, version, self._width)
         self._window.clear()
