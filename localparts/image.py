@@ -13,7 +13,10 @@ with its python3 (3.11, the same Debian release and Python) is bootstrapped
 with mmdebstrap instead, once, and imported into the engine, so no registry
 is needed. Downloaded wheels are kept by the Dockerfile's cache mount, which
 podman and buildah put under ``$TMPDIR``: pointed into the cache directory,
-so a rebuild after a code change reuses the dependency layers and the wheels.
+so a rebuild downloads nothing. podman and buildah keep no layers between
+builds (with `vfs` each layer, and each step's container, is a full copy of
+the tree: the workload's 2.6 GB environment would fill the disk), and the
+image a build replaces is removed; docker caches its layers as usual.
 
 Each image is written to ``dist/streamtrain-<target>.tar``: an OCI archive
 with a Docker ``manifest.json`` too, so both `podman load` and `docker load`
@@ -158,7 +161,9 @@ class Engine:
         if base:
             command += ["--build-arg", f"BASE_IMAGE={base}"]
         if self.name != "docker":
-            command += ["--isolation", "chroot", "--layers"]
+            # No cached layers: with vfs each is a full copy (so is each step's container);
+            # the wheels are what a rebuild reuses.
+            command += ["--isolation", "chroot", "--layers=false", "--force-rm"]
             if HOST_CA_BUNDLE.exists():
                 command += ["--volume", f"{HOST_CA_BUNDLE}:{HOST_CA_BUNDLE}:ro"]
         completed = subprocess.run([*command, str(REPO)], env={**os.environ, **self.env},
@@ -166,6 +171,9 @@ class Engine:
         if completed.returncode != 0:
             raise LocalPartError(f"building the {target} image failed (exit "
                                  f"{completed.returncode}): {' '.join(command)}")
+        if self.name != "docker":  # the image this build replaced, now untagged (GBs on vfs)
+            self.call(*(("rmi", "--prune") if self.name == "buildah" else ("image", "prune", "--force")),
+                      what="removing untagged images")
 
     def image_id(self, name: str) -> str:
         """An image's ID: the digest of its config, without ``sha256:``."""
