@@ -22,11 +22,8 @@ ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 # ---------------------------------------------------------------- build
 # The pinned requirements of each extra, read from pyproject.toml, so the
-# dependency layers are rebuilt only when the pins change, not on every code
-# change. Every dependency is a wheel (--only-binary): no compiler anywhere.
-# Wheels are kept in a cache mount (/wheelhouse) and installed from there:
-# a pin change downloads only what changed (pip's own HTTP cache is not
-# enough: it keeps nothing when a proxy marks responses uncacheable).
+# dependency step reruns only when the pins change, not on every code change.
+# Every dependency is a wheel (--only-binary): no compiler anywhere.
 FROM ${BASE_IMAGE} AS build-base
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
@@ -36,76 +33,38 @@ RUN python3 -c 'import tomllib; project = tomllib.load(open("pyproject.toml", "r
 [open(f"requirements-{extra}.txt", "w").write("\n".join(project["dependencies"] + pins) + "\n") \
  for extra, pins in project["optional-dependencies"].items()]'
 
-# streamtrain itself, built once from its pure Python sources.
-FROM build-base AS wheel
+# streamtrain itself, built once from its pure Python sources and installed
+# under a prefix laid out as the images' environment (/opt/streamtrain; its
+# commands start /opt/streamtrain/bin/python), so each image copies it in:
+# /app/workload whole, /app/operator without `localparts` (the tools that
+# run Kafka and a control plane on a developer's machine).
+FROM build-base AS app
 COPY README.md ./
 COPY workload/ workload/
 COPY operator/ operator/
 COPY localparts/ localparts/
-RUN python3 -m venv /opt/wheel \
- && /opt/wheel/bin/pip install --only-binary=:all: "setuptools==80.9.0" "wheel==0.45.1" \
- && /opt/wheel/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /wheels .
-
-# The operator's virtual environment: the `operator` extra, and streamtrain
-# without `localparts` (the tools that run Kafka and a control plane on a
-# developer's machine), without pip or setuptools, and without the asyncio
-# copy of the Kubernetes client (kubernetes/aio, about 70 MB) that neither
-# kopf nor the operator imports.
-FROM build-base AS build-operator
-RUN --mount=type=cache,id=streamtrain-wheels,target=/wheelhouse,sharing=locked \
-    python3 -m venv /opt/streamtrain \
- && /opt/streamtrain/bin/pip download --only-binary=:all: --find-links /wheelhouse \
-      --dest /wheelhouse -r requirements-operator.txt \
- && /opt/streamtrain/bin/pip install --no-index --find-links /wheelhouse -r requirements-operator.txt
-COPY --from=wheel /wheels /wheels
-RUN /opt/streamtrain/bin/pip install --no-deps /wheels/streamtrain-*.whl \
- && /opt/streamtrain/bin/pip uninstall --yes pip setuptools \
- && rm -r /opt/streamtrain/bin/streamtrain-local \
-          /opt/streamtrain/lib/python3.11/site-packages/localparts \
-          /opt/streamtrain/lib/python3.11/site-packages/kubernetes/aio
-
-# The workload's virtual environment: the `workload` extra and streamtrain.
-FROM build-base AS build-workload
-RUN --mount=type=cache,id=streamtrain-wheels,target=/wheelhouse,sharing=locked \
-    python3 -m venv /opt/streamtrain \
- && /opt/streamtrain/bin/pip download --only-binary=:all: --find-links /wheelhouse \
-      --dest /wheelhouse -r requirements-workload.txt \
- && /opt/streamtrain/bin/pip install --no-index --find-links /wheelhouse -r requirements-workload.txt
-COPY --from=wheel /wheels /wheels
-RUN /opt/streamtrain/bin/pip install --no-deps /wheels/streamtrain-*.whl \
- && /opt/streamtrain/bin/pip uninstall --yes pip
-
-# The tensorflow-io client's virtual environment: the `workload-tfio` extra and streamtrain.
-FROM build-base AS build-workload-tfio
-RUN --mount=type=cache,id=streamtrain-wheels,target=/wheelhouse,sharing=locked \
-    python3 -m venv /opt/streamtrain \
- && /opt/streamtrain/bin/pip download --only-binary=:all: --find-links /wheelhouse \
-      --dest /wheelhouse -r requirements-workload-tfio.txt \
- && /opt/streamtrain/bin/pip install --no-index --find-links /wheelhouse -r requirements-workload-tfio.txt
-COPY --from=wheel /wheels /wheels
-RUN /opt/streamtrain/bin/pip install --no-deps /wheels/streamtrain-*.whl \
- && /opt/streamtrain/bin/pip uninstall --yes pip
-
-# The serving pods' virtual environment: the `serve` extra and streamtrain, without TensorFlow
-# or Keras (a replica scores with the LiteRT file the trainer exported), without the local
-# parts, and without pip.
-FROM build-base AS build-serve
-RUN --mount=type=cache,id=streamtrain-wheels,target=/wheelhouse,sharing=locked \
-    python3 -m venv /opt/streamtrain \
- && /opt/streamtrain/bin/pip download --only-binary=:all: --find-links /wheelhouse \
-      --dest /wheelhouse -r requirements-serve.txt \
- && /opt/streamtrain/bin/pip install --no-index --find-links /wheelhouse -r requirements-serve.txt
-COPY --from=wheel /wheels /wheels
-RUN /opt/streamtrain/bin/pip install --no-deps /wheels/streamtrain-*.whl \
- && /opt/streamtrain/bin/pip uninstall --yes pip \
- && rm -r /opt/streamtrain/bin/streamtrain-local \
-          /opt/streamtrain/lib/python3.11/site-packages/localparts
+RUN python3 -m venv /opt/streamtrain \
+ && /opt/streamtrain/bin/pip install --only-binary=:all: "setuptools==80.9.0" "wheel==0.45.1" \
+ && /opt/streamtrain/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /wheels . \
+ && /opt/streamtrain/bin/pip install --no-deps --prefix /app/workload /wheels/streamtrain-*.whl \
+ && cp -a /app/workload /app/operator \
+ && rm -r /app/operator/bin/streamtrain-local \
+          /app/operator/lib/python3.11/site-packages/localparts
 
 # ---------------------------------------------------------------- runtime
-# What both images share: the Python runtime, no compilers, no pip cache, an
+# What the images share: the Python runtime, no compilers, no pip cache, an
 # unprivileged numeric UID (so Kubernetes can verify runAsNonRoot), and
 # nothing written outside /tmp, so a read-only root filesystem works
 # (models and ledgers go to the mounted volume).
+#
+# Each image installs its dependencies in its own final stage, not in a
+# build stage whose environment is then copied over: with podman's or
+# buildah's `vfs` storage every layer and every build container is a full
+# copy of the tree below it, and the workload's environment is 2.6 GB.
+# Wheels are kept in a cache mount (/wheelhouse) and installed from there:
+# a pin change downloads only what changed (pip's own HTTP cache is not
+# enough: it keeps nothing when a proxy marks responses uncacheable). Each
+# environment is made with pip, which is then removed.
 FROM ${BASE_IMAGE} AS runtime
 ARG VERSION=0.1.0
 LABEL org.opencontainers.image.description="Kubernetes operator and workload that train TensorFlow models on data streamed from Kafka" \
@@ -113,37 +72,75 @@ LABEL org.opencontainers.image.description="Kubernetes operator and workload tha
       org.opencontainers.image.source="https://github.com/streamtrain/streamtrain" \
       org.opencontainers.image.version="${VERSION}"
 ENV PATH=/opt/streamtrain/bin:$PATH \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     HOME=/tmp
-USER 65532:65532
 WORKDIR /tmp
 
+# The operator: the `operator` extra, without pip or setuptools, and without
+# the asyncio copy of the Kubernetes client (kubernetes/aio, about 70 MB)
+# that neither kopf nor the operator imports.
 FROM runtime AS operator
 LABEL org.opencontainers.image.title="streamtrain-operator"
-COPY --from=build-operator /opt/streamtrain /opt/streamtrain
 CMD ["streamtrain-operator", "--help"]
+RUN --mount=type=cache,id=streamtrain-wheels,target=/wheelhouse,sharing=locked \
+    --mount=type=bind,from=build-base,source=/src,target=/src \
+    python3 -m venv /opt/streamtrain \
+ && /opt/streamtrain/bin/pip download --only-binary=:all: --find-links /wheelhouse \
+      --dest /wheelhouse -r /src/requirements-operator.txt \
+ && /opt/streamtrain/bin/pip install --no-index --find-links /wheelhouse -r /src/requirements-operator.txt \
+ && /opt/streamtrain/bin/pip uninstall --yes pip setuptools \
+ && rm -r /opt/streamtrain/lib/python3.11/site-packages/kubernetes/aio
+COPY --from=app /app/operator/ /opt/streamtrain/
+USER 65532:65532
 
 # What both workload images set: TensorFlow's and Keras' files under /tmp.
 FROM runtime AS workload-runtime
 ENV KERAS_HOME=/tmp/.keras \
     MPLCONFIGDIR=/tmp/matplotlib \
     TF_CPP_MIN_LOG_LEVEL=2
+CMD ["streamtrain", "--help"]
 
+# The tensorflow-io client's image: the `workload-tfio` extra and streamtrain.
 FROM workload-runtime AS workload-tfio
 LABEL org.opencontainers.image.title="streamtrain-workload-tfio"
-COPY --from=build-workload-tfio /opt/streamtrain /opt/streamtrain
-CMD ["streamtrain", "--help"]
+RUN --mount=type=cache,id=streamtrain-wheels,target=/wheelhouse,sharing=locked \
+    --mount=type=bind,from=build-base,source=/src,target=/src \
+    python3 -m venv /opt/streamtrain \
+ && /opt/streamtrain/bin/pip download --only-binary=:all: --find-links /wheelhouse \
+      --dest /wheelhouse -r /src/requirements-workload-tfio.txt \
+ && /opt/streamtrain/bin/pip install --no-index --find-links /wheelhouse -r /src/requirements-workload-tfio.txt \
+ && /opt/streamtrain/bin/pip uninstall --yes pip
+COPY --from=app /app/workload/ /opt/streamtrain/
+USER 65532:65532
 
 # Serving without TensorFlow: set `spec.serve.image` to it when the job's model has a LiteRT
-# scorer (a model that did not convert is served with TensorFlow: the workload image).
+# scorer (a model that did not convert is served with TensorFlow: the workload image). The
+# `serve` extra and streamtrain without the local parts, without pip.
 FROM runtime AS serve
 LABEL org.opencontainers.image.title="streamtrain-serve"
-COPY --from=build-serve /opt/streamtrain /opt/streamtrain
 CMD ["streamtrain", "--help"]
+RUN --mount=type=cache,id=streamtrain-wheels,target=/wheelhouse,sharing=locked \
+    --mount=type=bind,from=build-base,source=/src,target=/src \
+    python3 -m venv /opt/streamtrain \
+ && /opt/streamtrain/bin/pip download --only-binary=:all: --find-links /wheelhouse \
+      --dest /wheelhouse -r /src/requirements-serve.txt \
+ && /opt/streamtrain/bin/pip install --no-index --find-links /wheelhouse -r /src/requirements-serve.txt \
+ && /opt/streamtrain/bin/pip uninstall --yes pip
+COPY --from=app /app/operator/ /opt/streamtrain/
+USER 65532:65532
 
-# The last stage, so a build without --target gives the workload image.
+# The last stage, so a build without --target gives the workload image: the
+# `workload` extra and streamtrain.
 FROM workload-runtime AS workload
 LABEL org.opencontainers.image.title="streamtrain-workload"
-COPY --from=build-workload /opt/streamtrain /opt/streamtrain
-CMD ["streamtrain", "--help"]
+RUN --mount=type=cache,id=streamtrain-wheels,target=/wheelhouse,sharing=locked \
+    --mount=type=bind,from=build-base,source=/src,target=/src \
+    python3 -m venv /opt/streamtrain \
+ && /opt/streamtrain/bin/pip download --only-binary=:all: --find-links /wheelhouse \
+      --dest /wheelhouse -r /src/requirements-workload.txt \
+ && /opt/streamtrain/bin/pip install --no-index --find-links /wheelhouse -r /src/requirements-workload.txt \
+ && /opt/streamtrain/bin/pip uninstall --yes pip
+COPY --from=app /app/workload/ /opt/streamtrain/
+USER 65532:65532

@@ -13,7 +13,13 @@ with its python3 (3.11, the same Debian release and Python) is bootstrapped
 with mmdebstrap instead, once, and imported into the engine, so no registry
 is needed. Downloaded wheels are kept by the Dockerfile's cache mount, which
 podman and buildah put under ``$TMPDIR``: pointed into the cache directory,
-so a rebuild after a code change reuses the dependency layers and the wheels.
+so a rebuild downloads nothing. podman and buildah keep no layers between
+builds (with `vfs` each layer, and each step's container, is a full copy of
+the tree: the workload's 2.6 GB environment would fill the disk), and the
+image a build replaces is removed; docker caches its layers as usual. Each
+image is labelled with a digest of what its build reads (`context_digest`):
+a target whose image in the engine carries the current digest is not built
+again.
 
 Each image is written to ``dist/streamtrain-<target>.tar``: an OCI archive
 with a Docker ``manifest.json`` too, so both `podman load` and `docker load`
@@ -77,6 +83,16 @@ this machine trusts, a TLS-inspecting proxy's certificate included."""
 
 DEBIAN_PACKAGES = ("buildah", "mmdebstrap")
 """What apt-get installs when no engine is present."""
+
+CONTEXT = ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md", "workload", "operator",
+           "localparts")
+"""What a build reads from the repository: the Dockerfile and what `.dockerignore` lets in."""
+
+CONTEXT_LEFT_OUT = ("__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache")
+"""Folders `.dockerignore` keeps out of the context (and `*.pyc`)."""
+
+CONTEXT_LABEL = "dev.streamtrain.build-context"
+"""The image label holding `context_digest`: an image whose label matches is not rebuilt."""
 
 
 def image_cache() -> Path:
@@ -150,15 +166,28 @@ class Engine:
                                    capture_output=True, check=False)
         return completed.returncode == 0
 
-    def build(self, target: str, name: str, base: str | None) -> None:
-        """Build one target of the Dockerfile, reusing cached layers; the engine's output
-        goes to this process's output."""
+    def label(self, name: str, key: str) -> str | None:
+        """A label of an image in the engine's storage; None without the image or the label."""
+        inspect = ("inspect", "--type", "image") if self.name == "buildah" else ("image", "inspect")
+        config = ".OCIv1.Config" if self.name == "buildah" else ".Config"
+        completed = subprocess.run(
+            self.command(*inspect, "--format", f'{{{{index {config}.Labels "{key}"}}}}', name),
+            env={**os.environ, **self.env}, capture_output=True, text=True, check=False)
+        found = completed.stdout.strip()
+        return found if completed.returncode == 0 and found and found != "<no value>" else None
+
+    def build(self, target: str, name: str, base: str | None, context: str = "") -> None:
+        """Build one target of the Dockerfile, labelled with its `context` digest; the
+        engine's output goes to this process's output."""
         command = self.command("bud" if self.name == "buildah" else "build", "--target", target,
-                               "-t", name, "-f", str(REPO / "Dockerfile"))
+                               "-t", name, "-f", str(REPO / "Dockerfile"),
+                               "--label", f"{CONTEXT_LABEL}={context}")
         if base:
             command += ["--build-arg", f"BASE_IMAGE={base}"]
         if self.name != "docker":
-            command += ["--isolation", "chroot", "--layers"]
+            # No cached layers: with vfs each is a full copy (so is each step's container);
+            # the wheels are what a rebuild reuses.
+            command += ["--isolation", "chroot", "--layers=false", "--force-rm"]
             if HOST_CA_BUNDLE.exists():
                 command += ["--volume", f"{HOST_CA_BUNDLE}:{HOST_CA_BUNDLE}:ro"]
         completed = subprocess.run([*command, str(REPO)], env={**os.environ, **self.env},
@@ -166,6 +195,9 @@ class Engine:
         if completed.returncode != 0:
             raise LocalPartError(f"building the {target} image failed (exit "
                                  f"{completed.returncode}): {' '.join(command)}")
+        if self.name != "docker":  # the image this build replaced, now untagged (GBs on vfs)
+            self.call(*(("rmi", "--prune") if self.name == "buildah" else ("image", "prune", "--force")),
+                      what="removing untagged images")
 
     def image_id(self, name: str) -> str:
         """An image's ID: the digest of its config, without ``sha256:``."""
@@ -256,6 +288,23 @@ def local_base(engine: Engine) -> str:
     return name
 
 
+def context_digest(target: str, base: str, root: Path = REPO) -> str:
+    """A digest of all a target's build depends on: the target, the base (its ID where the
+    engine has it) and the files of the build context, by path, mode and content. Pins are in
+    `pyproject.toml`, so equal digests mean an equal image."""
+    digest = hashlib.sha256(f"{target}\0{base}\0".encode())
+    for entry in CONTEXT:
+        path = root / entry
+        for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
+            relative = file.relative_to(root)
+            if (not file.is_file() or file.suffix == ".pyc"
+                    or any(part in CONTEXT_LEFT_OUT for part in relative.parts)):
+                continue
+            digest.update(f"{relative.as_posix()}\0{file.stat().st_mode & 0o777:o}\0".encode())
+            digest.update(hashlib.sha256(file.read_bytes()).digest())
+    return digest.hexdigest()
+
+
 def _json_member(archive: tarfile.TarFile, path: str) -> Any:
     """A JSON document inside a tar archive."""
     member = archive.extractfile(path)
@@ -333,12 +382,17 @@ def build(targets: Sequence[str] = DEFAULT_TARGETS, base: str | None = None,
     base = base or local_base(engine)
     DIST.mkdir(exist_ok=True)
     archives = {}
+    base_id = engine.image_id(base) if engine.has_image(base) else base
     for target in targets:
         started = time.monotonic()
-        engine.build(target, image_name(target), base)
+        context = context_digest(target, base_id)
+        unchanged = engine.label(image_name(target), CONTEXT_LABEL) == context
+        if not unchanged:
+            engine.build(target, image_name(target), base, context)
         saved = engine.save(image_name(target), archive_path(target))
         archives[target] = archive_path(target)
-        outcome = "built and saved" if saved else "built (the archive already held it)"
+        outcome = ("unchanged: not rebuilt" if unchanged else "built") + (
+            ", saved" if saved else ", the archive already held it")
         print(f"{target}: {outcome} in {time.monotonic() - started:.0f} s", flush=True)
     return archives
 

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from streamtrain_operator.builders import RUN_AS_USER
@@ -80,3 +81,35 @@ spec:
     assert [phase["mode"] for phase in document["phases"]] == ["train", "evaluate"]
     assert document["phases"][1]["metrics"]["recordsEvaluated"] == 800
     assert (out / "model.keras").stat().st_uid == RUN_AS_USER
+
+
+FIRST_RECORD = """
+import sys
+import workload.modes.train  # what a trainer pod loads before it reads: TensorFlow, Keras
+from workload.kafka.connection import KafkaConnection
+from workload.kafka.ranges import read_ranges
+batch = next(read_ranges(KafkaConnection(sys.argv[1]), sys.argv[2], {0: (0, 1)}))
+print(batch.values[0].decode())
+"""
+"""Load what a trainer loads, then read a topic's first record and print its value."""
+
+
+def test_it_should_read_a_first_record_after_loading_what_a_trainer_loads(
+    workload_image: Image, kafka: KafkaHandle,
+) -> None:
+    topic = kafka.create_topic("img-first")
+    producer = kafka.producer()
+    producer.send(topic, b"first-record", partition=0).get(timeout=30)
+    producer.close()
+    started = time.monotonic()
+    in_image = workload_image.run("python3", "-c", FIRST_RECORD, kafka.bootstrap_servers, topic)
+    image_s = time.monotonic() - started
+    assert in_image.returncode == 0, in_image.stderr[-3000:]
+    assert in_image.stdout.splitlines()[-1] == "first-record"
+    started = time.monotonic()
+    here = subprocess.run([sys.executable, "-c", FIRST_RECORD, kafka.bootstrap_servers, topic],
+                          capture_output=True, text=True, timeout=300, check=False)
+    here_s = time.monotonic() - started
+    assert here.stdout.splitlines()[-1:] == ["first-record"], here.stderr[-3000:]
+    print(f"\nworkload image: first record {image_s:.1f} s after podman run "
+          f"({here_s:.1f} s the same command in this environment)")

@@ -114,8 +114,16 @@ def test_it_should_have_one_final_stage_per_image_target(
     assert {stage.name for stage in found} >= set(image.TARGETS)
     assert found[-1].name == "workload", "a build without --target gives the workload image"
     for target in image.TARGETS:
+        # The environment is made in the final stage itself: copied from a build stage, it
+        # would be stored twice more (podman's and buildah's vfs copy the whole tree per layer).
         copies = _stage(found, target).arguments("COPY")
-        assert copies == [f"--from=build-{target} /opt/streamtrain /opt/streamtrain"]
+        assert copies == [f"--from=app /app/{_app(target)}/ /opt/streamtrain/"]
+
+
+def _app(target: str) -> str:
+    """The prefix of the `app` stage a target copies streamtrain from: the pods' images that
+    run no local parts (operator, serve) take it without `localparts`."""
+    return "operator" if target in ("operator", "serve") else "workload"
 
 
 def test_it_should_install_each_targets_extra(
@@ -126,11 +134,12 @@ def test_it_should_install_each_targets_extra(
         extras = tomllib.load(source)["project"]["optional-dependencies"]
     for target in image.TARGETS:
         assert target in extras
-        runs = " ".join(_stage(found, f"build-{target}").arguments("RUN"))
-        assert f"-r requirements-{target}.txt" in runs
+        runs = " ".join(_stage(found, target).arguments("RUN"))
+        assert f"-r /src/requirements-{target}.txt" in runs
     assert not any(pin.startswith("tensorflow") for pin in extras["operator"])
-    operator_runs = " ".join(_stage(found, "build-operator").arguments("RUN"))
-    assert "site-packages/localparts" in operator_runs, "the operator image leaves out localparts"
+    app_runs = " ".join(_stage(found, "app").arguments("RUN"))
+    assert "/app/operator/lib/python3.11/site-packages/localparts" in app_runs, (
+        "the operator image leaves out localparts")
 
 
 def test_it_should_default_to_the_debian_release_and_python_of_the_local_base(
@@ -183,8 +192,11 @@ def test_it_should_put_each_targets_command_on_path(
     assert 'streamtrain-operator = "streamtrain_operator.main:main"' in scripts
     env = " ".join(_stage(found, "runtime").arguments("ENV"))
     assert "PATH=/opt/streamtrain/bin:$PATH" in env
-    assert '"streamtrain-operator"' in " ".join(_stage(found, "operator").arguments("CMD"))
-    assert '"streamtrain"' in " ".join(_stage(found, "workload").arguments("CMD"))
+    for target, command in (("operator", "streamtrain-operator"), ("workload", "streamtrain"),
+                            ("workload-tfio", "streamtrain")):
+        commands = [cmd for stage in _lineage(found, _stage(found, target))
+                    for cmd in stage.arguments("CMD")]
+        assert commands and commands[0].startswith(f'["{command}"'), target
 
 
 def test_it_should_send_only_the_sources_to_the_build(repo_root: Path) -> None:
