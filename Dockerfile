@@ -117,7 +117,7 @@ USER 65532:65532
 
 # Serving without TensorFlow: set `spec.serve.image` to it when the job's model has a LiteRT
 # scorer (a model that did not convert is served with TensorFlow: the workload image). The
-# `serve` extra and streamtrain without the local parts, without pip.
+# `serve` extra and streamtrain without the local parts, without pip or setuptools.
 FROM runtime AS serve
 LABEL org.opencontainers.image.title="streamtrain-serve"
 CMD ["streamtrain", "--help"]
@@ -127,7 +127,7 @@ RUN --mount=type=cache,id=streamtrain-wheels,target=/wheelhouse,sharing=locked \
  && /opt/streamtrain/bin/pip download --only-binary=:all: --find-links /wheelhouse \
       --dest /wheelhouse -r /src/requirements-serve.txt \
  && /opt/streamtrain/bin/pip install --no-index --find-links /wheelhouse -r /src/requirements-serve.txt \
- && /opt/streamtrain/bin/pip uninstall --yes pip
+ && /opt/streamtrain/bin/pip uninstall --yes pip setuptools
 COPY --from=app /app/operator/ /opt/streamtrain/
 USER 65532:65532
 
