@@ -7,7 +7,7 @@ from workload import tflog
 tflog.quiet()
 
 import numpy as np  # noqa: E402
-from hypothesis import given, settings  # noqa: E402
+from hypothesis import example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from workload.data.csv_decode import CsvDecoder  # noqa: E402
@@ -29,6 +29,7 @@ KEYS = st.one_of(st.sampled_from([b"0", b"1", b" 1 ", b"1.0", b"2", b"", b"x"]),
                  st.binary(max_size=3))
 
 
+@example([(b"0", b"1.401298464324817e-45,0.0,0.0")], LAYOUTS[1])  # a subnormal label is 0
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.tuples(KEYS, RECORDS), max_size=16), st.sampled_from(LAYOUTS))
 def test_the_numpy_csv_decoder_agrees_with_the_tensorflow_one(

@@ -75,7 +75,9 @@ class NumpyCsvDecoder:
             label_ok = np.ones(len(passed), bool)
         else:
             labels = table32[:, self._label]
-            label_ok = (labels == 0.0) | (labels == 1.0)
+            # TensorFlow's kernels compare with subnormals as zero (denormals-are-zero).
+            compared = np.where(np.abs(labels) < np.finfo(np.float32).tiny, 0.0, labels)
+            label_ok = (compared == 0.0) | (compared == 1.0)
         late = np.where(finite, np.where(label_ok, 0, BAD_KEY), NON_NUMERIC).astype(np.uint8)
         reasons[passed] = late
         keep = late == 0
