@@ -146,11 +146,21 @@ def read_json(path: Path) -> Any:
         return None
 
 
+JSON_MODE = 0o644
+"""Permissions of a JSON file written here: what `open` gives with the usual umask 022 (Keras
+writes `model.keras` so)."""
+
+
 def write_json_atomic(path: Path, document: Any) -> None:
-    """Write JSON so a reader (or a restarted process) sees the old or the new file, never half."""
+    """Write JSON so a reader (or a restarted process) sees the old or the new file, never half.
+
+    The file is readable by all (`JSON_MODE`), as the model files beside it are: a serving pod
+    of another user, given the folder read-only, reads the LiteRT file's sidecar and results
+    (a temporary file alone would be its owner's only)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        os.fchmod(descriptor, JSON_MODE)
         with os.fdopen(descriptor, "w") as handle:
             json.dump(document, handle, indent=2, sort_keys=True)
             handle.flush()
