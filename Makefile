@@ -114,7 +114,7 @@ image-tfio:  ## The workload image of the tensorflow-io client (TensorFlow 2.16)
 image-serve:  ## The serving image without TensorFlow (LiteRT scorers) -> dist/streamtrain-serve.tar
 	python=$$($(FIND_PYTHON) $(PYTHON)) && $$python -m localparts.image --target serve $(IMAGE_ARGS)
 
-image-test: image image-tfio parts  ## Run the images: entry points, a job in the workload image, the tensorflow-io image, the operator image, one e2e job
+image-test: image image-tfio image-serve parts  ## Run the images: entry points, a job in the workload image, the tensorflow-io image, the serve image's predictions, the operator image, one e2e job
 	$(PY) -m pytest tests/image $(PYTEST_ARGS)
 
 clean-cache:  ## Forget every cached download and build

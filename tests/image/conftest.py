@@ -105,3 +105,9 @@ def workload_image() -> Image:
 def workload_tfio_image() -> Image:
     """The tensorflow-io client's workload image from dist/streamtrain-workload-tfio.tar."""
     return _load("workload-tfio")
+
+
+@pytest.fixture(scope="session")
+def serve_image() -> Image:
+    """The serving image without TensorFlow from dist/streamtrain-serve.tar."""
+    return _load("serve")
