@@ -76,7 +76,7 @@ define both_pytests
 endef
 
 test: parts lint setup-tfio  ## Lint, then every test: unit, integration (real Kafka, real API server), end to end
-	$(call both_pytests,$(PYTEST_ARGS))
+	$(call both_pytests,--durations=25 $(PYTEST_ARGS))
 
 unit: setup  ## Unit tests only (no servers)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
