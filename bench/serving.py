@@ -46,9 +46,10 @@ from workload.datagen.synthetic import generate
 from workload.kafka.admin import ensure_topic
 from workload.model.build import build_model
 from workload.model.litert import export_litert
+from workload.model.profile import TrainingProfile
 from workload.model.statistics import feature_statistics
 from workload.modes.serve import run_serve
-from workload.spec import ModelSpec, StreamingTrainingJobSpec, dump_spec
+from workload.spec import DataSpec, ModelSpec, StreamingTrainingJobSpec, dump_spec
 
 TARGETS.extend([
     Target("serve_rps", None, 50_000),
@@ -72,7 +73,8 @@ def _served_model(context: BenchContext) -> Path:
     folder = Path(tempfile.mkdtemp(prefix="streamtrain-bench-serve-"))
     artifacts = Artifacts(folder).prepare()
     features = context.data.features.astype(np.float32)
-    model = build_model(ModelSpec(), features.shape[1], feature_statistics(features))
+    model = build_model(ModelSpec(), DataSpec(features=features.shape[1]),
+                        TrainingProfile(feature_statistics(features)))
     model.save(artifacts.keras_model)
     outcome = export_litert(model, artifacts.keras_model, file_digest(artifacts.keras_model),
                             features)
