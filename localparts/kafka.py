@@ -305,12 +305,7 @@ def up() -> ServerProcess:
 
 def down() -> bool:
     """Stop the broker started by ``up``; ``False`` if none ran."""
-    server = ServerProcess.load(state_file())
-    if server is None:
-        return False
-    server.stop()
-    state_file().unlink(missing_ok=True)
-    return True
+    return ServerProcess.stop_saved(state_file())
 
 
 def bootstrap_from_environment() -> str | None:

@@ -67,6 +67,16 @@ class ServerProcess:
             return None
         return cls(**json.loads(path.read_text()))
 
+    @classmethod
+    def stop_saved(cls, path: Path) -> bool:
+        """Stop the server remembered in ``path`` and forget it; ``False`` if none was."""
+        server = cls.load(path)
+        if server is None:
+            return False
+        server.stop()
+        path.unlink(missing_ok=True)
+        return True
+
 
 def _reap(pid: int) -> None:
     with contextlib.suppress(ChildProcessError):

@@ -214,9 +214,4 @@ def up() -> ServerProcess:
 
 def down() -> bool:
     """Stop the registry started by ``up``; ``False`` if none ran."""
-    server = ServerProcess.load(state_file())
-    if server is None:
-        return False
-    server.stop()
-    state_file().unlink(missing_ok=True)
-    return True
+    return ServerProcess.stop_saved(state_file())
