@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
+from workload.data.csv_text import CSV_FIELD, FULL_REGEX_MAX_FIELDS, record_pattern
 from workload.data.decoded import (
     LABEL_KEY,
-    NUMBER,
     NUMBER_KEY,
     REASON_CODES,
     WHITESPACE,
@@ -33,16 +33,6 @@ from workload.data.decoded import (
     Texts,
 )
 from workload.spec import DataSpec
-
-CSV_FIELD = rf"\s*{NUMBER}\s*"
-"""One numeric CSV field: a number, optionally padded with blanks."""
-
-TEXT_FIELD = r'[^,"]*'
-"""One categorical (or class name) CSV field: any text without a comma or a double quote."""
-
-FULL_REGEX_MAX_FIELDS = 256
-"""Up to this many CSV fields one regular expression checks a whole record (fast path);
-wider records are split and checked field by field (RE2 limits repetition counts)."""
 
 NUMBER_KIND, CATEGORY_KIND, CLASS_KIND = 0, 1, 2
 """What a column holds: a number, a category, a multiclass label's class name."""
@@ -204,20 +194,8 @@ def _table(columns: list[tf.Tensor], rows: tf.Tensor, dtype: tf.DType) -> tf.Ten
 
 
 def _record_pattern(kinds: tuple[int, ...]) -> str:
-    """One regular expression for a whole CSV record of these column kinds (runs of the same
-    kind as one repetition)."""
-    runs: list[tuple[bool, int]] = []
-    for kind in kinds:
-        is_number = kind == NUMBER_KIND
-        if runs and runs[-1][0] == is_number:
-            runs[-1] = (is_number, runs[-1][1] + 1)
-        else:
-            runs.append((is_number, 1))
-    parts = []
-    for is_number, count in runs:
-        field = CSV_FIELD if is_number else TEXT_FIELD
-        parts.append(field + (f"(?:,{field}){{{count - 1}}}" if count > 1 else ""))
-    return ",".join(parts)
+    """One regular expression for a whole CSV record of these column kinds."""
+    return record_pattern([kind == NUMBER_KIND for kind in kinds])
 
 
 def _shape_reasons(values: tf.Tensor, kinds: tuple[int, ...],

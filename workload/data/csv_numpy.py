@@ -8,7 +8,10 @@ them), the same reasons, features and labels (a property test holds the two
 to it). A clean batch (the common case) is parsed in one numpy conversion
 of every field after a few checks of the whole batch's bytes; only a batch
 with a bad record is checked record by record, and only the records that
-fail the expression of a whole record are split to learn why.
+fail the expression of a whole record are split to learn why. Categorical
+columns (`data.categorical`: text without a comma or a double quote, kept
+stripped of ASCII blanks as `tf.strings.strip` keeps them) are always
+checked record by record, with the expression of a whole record.
 """
 
 from __future__ import annotations
@@ -20,12 +23,12 @@ import numpy as np
 import numpy.typing as npt
 
 from workload.data.csv_text import CSV_FIELD, FULL_REGEX_MAX_FIELDS, record_pattern
-from workload.data.decoded import LABEL_KEY, REASON_CODES, WHITESPACE, Decoded
+from workload.data.decoded import LABEL_KEY, REASON_CODES, WHITESPACE, Decoded, Texts, texts
 from workload.spec import DataSpec
 
-EMPTY, OVERSIZED, FIELD_COUNT, NON_NUMERIC, BAD_KEY = (
+EMPTY, OVERSIZED, FIELD_COUNT, NON_NUMERIC, NON_CATEGORICAL, BAD_KEY = (
     REASON_CODES[name] for name in ("empty", "oversized", "field_count", "non_numeric",
-                                    "bad_key"))
+                                    "non_categorical", "bad_key"))
 
 BLANK = re.compile(f"[{WHITESPACE}]*".encode())
 FIELD = re.compile(CSV_FIELD.encode())
@@ -40,15 +43,20 @@ class NumpyCsvDecoder:
     """A `Decoder` of CSV records laid out as `data` says, without TensorFlow."""
 
     def __init__(self, data: DataSpec) -> None:
-        self._columns = len(data.record_columns)
-        self._record = (re.compile(record_pattern(self._columns).encode())
+        columns = data.record_columns
+        categorical = set(data.categorical_names)
+        self._columns = len(columns)
+        self._numbers = [name not in categorical for name in columns]
+        """Per record column: a number (`True`), or a category's text."""
+        self._record = (re.compile(record_pattern(self._numbers).encode())
                         if self._columns <= FULL_REGEX_MAX_FIELDS else None)
         self._max_bytes = data.max_record_bytes
-        self._label = None if data.label == "key" else data.record_columns.index(data.label)
-        self._features = [i for i in range(self._columns) if i != self._label]
+        self._label = None if data.label == "key" else columns.index(data.label)
+        self._features = [i for i in range(self._columns) if self._numbers[i] and i != self._label]
+        self._categories = [i for i in range(self._columns) if not self._numbers[i]]
 
     def __call__(self, keys: Sequence[bytes], values: Sequence[bytes]) -> Decoded:
-        table = self._clean_table(values)
+        table = None if self._categories else self._clean_table(values)
         if table is None:
             reasons = np.fromiter((self._reason(value) for value in values), np.uint8,
                                   len(values))
@@ -59,12 +67,11 @@ class NumpyCsvDecoder:
             key_ok = np.fromiter((ok[key] for key in keys), bool, len(keys))
             reasons[(reasons == 0) & ~key_ok] = BAD_KEY
         passed = np.flatnonzero(reasons == 0)
+        words: npt.NDArray[np.object_] | None = None
         if table is not None:
             table = table[passed]
         else:
-            fields = b",".join(values[index] for index in passed.tolist()).split(b",")
-            table = (np.array(fields).astype(np.float64) if len(passed)
-                     else np.zeros(0)).reshape(len(passed), self._columns)
+            table, words = self._split([values[index] for index in passed.tolist()])
         with np.errstate(over="ignore"):
             table32 = table.astype(np.float32)
         finite = np.isfinite(table32).all(axis=1)
@@ -82,7 +89,29 @@ class NumpyCsvDecoder:
         reasons[passed] = late
         keep = late == 0
         features = np.ascontiguousarray(table32[keep][:, self._features])
-        return Decoded(features, labels[keep], reasons)
+        return Decoded(features, labels[keep], reasons,
+                       categories=None if words is None else _category_texts(words[keep]))
+
+    def _split(self, passed: list[bytes]
+               ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.object_] | None]:
+        """Records that passed the text checks, split at their commas: the numbers [n, columns]
+        (a category's column 0) and, with categorical columns, their raw text [n, categories]."""
+        rows = len(passed)
+        if not rows:
+            empty = np.zeros((0, len(self._categories)), object) if self._categories else None
+            return np.zeros((0, self._columns)), empty
+        fields = b",".join(passed).split(b",")
+        if not self._categories:
+            return np.array(fields).astype(np.float64).reshape(rows, self._columns), None
+        flat = np.empty(len(fields), object)
+        flat[:] = fields
+        grid = flat.reshape(rows, self._columns)
+        table = np.zeros((rows, self._columns))
+        numbers = [i for i in range(self._columns) if self._numbers[i]]
+        if numbers:
+            table[:, numbers] = np.array(grid[:, numbers].ravel().tolist()).astype(
+                np.float64).reshape(rows, len(numbers))
+        return table, grid[:, self._categories]
 
     def _clean_table(self, values: Sequence[bytes]) -> npt.NDArray[np.float64] | None:
         """Every record parsed in one conversion, when the batch is clean: each within the size
@@ -104,10 +133,11 @@ class NumpyCsvDecoder:
         return table
 
     def _reason(self, value: bytes) -> int:
-        """A record's reason from its text alone (0: it is a row of numbers)."""
+        """A record's reason from its text alone (0: a row of numbers and categories)."""
         if len(value) <= self._max_bytes and self._record is not None \
-                and self._record.fullmatch(value):
-            return 0  # a row of numbers is neither blank nor too long
+                and self._record.fullmatch(value) \
+                and not (self._categories and BLANK.fullmatch(value)):
+            return 0  # a row with a number is not blank; one of text only is checked
         if BLANK.fullmatch(value):
             return EMPTY
         if len(value) > self._max_bytes:
@@ -115,4 +145,17 @@ class NumpyCsvDecoder:
         parts = value.split(b",")
         if len(parts) != self._columns:
             return FIELD_COUNT
-        return 0 if all(FIELD.fullmatch(part) for part in parts) else NON_NUMERIC
+        if not all(FIELD.fullmatch(part) for part, number in zip(parts, self._numbers, strict=True)
+                   if number):
+            return NON_NUMERIC
+        if any(b'"' in part for part, number in zip(parts, self._numbers, strict=True)
+               if not number):
+            return NON_CATEGORICAL
+        return 0
+
+
+def _category_texts(words: npt.NDArray[np.object_]) -> Texts:
+    """Categories as `tf.strings.strip` and the TensorFlow decoder leave them: stripped of ASCII
+    blanks, as text (invalid UTF-8 replaced)."""
+    return texts((word.strip().decode("utf-8", "replace") for word in words.reshape(-1)),
+                 words.shape)

@@ -116,7 +116,7 @@ class Server:
         assert spec.serve is not None
         self._serve: ServeSpec = spec.serve
         self._dead_letters = spec.data.dead_letter_topic
-        self._decode = features_decoder(spec.data)
+        self._decode = features_decoder(spec.data, self._serve.input_topic)
         self._models = models
         self.tally = Tally()
         inputs = len(topic_partitions(connection, self._serve.input_topic))
