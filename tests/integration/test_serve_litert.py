@@ -19,6 +19,7 @@ from workload.data.decode import make_decoder
 from workload.datagen.records import encode
 from workload.datagen.synthetic import generate
 from workload.model.build import load_model
+from workload.model.inputs import InputLayout
 from workload.model.litert import TOLERANCE, LiteRtScorer, export_litert, matching_litert
 from workload.spec import DataSpec
 
@@ -51,7 +52,7 @@ def test_a_litert_export_is_served_without_tensorflow_and_predicts_as_keras(
     assert outcome.ok, outcome.detail
     lite, _ = matching_litert(artifacts.keras_model, file_digest(artifacts.keras_model))
     assert lite == artifacts.litert_model
-    scores = LiteRtScorer(lite, 18)(data.features[:3000]).reshape(-1)
+    scores = LiteRtScorer(lite, InputLayout(18, ()))(data.features[:3000]).reshape(-1)
     assert len(scores) == ROWS  # padded chunks are cut off
     np.testing.assert_allclose(scores, predict(artifacts.keras_model, data.features),
                                atol=TOLERANCE)

@@ -8,6 +8,7 @@ import numpy as np
 from streamtrain_operator.serving_progress import JobServing
 
 from workload.artifacts import Artifacts, write_json_atomic
+from workload.model.inputs import InputLayout
 from workload.modes.prediction import predictions_for
 from workload.modes.promotion import MCNEMAR_CRITICAL_99, PairedWindow, decide, mcnemar
 from workload.modes.serving_model import POINTER, ModelSource, ServedModel
@@ -62,13 +63,13 @@ def test_a_replica_swaps_to_the_model_the_pointer_names_at_most_every_second(
     artifacts.keras_model.write_bytes(b"trained")
     loaded: list[str] = []
 
-    def load(path: Path, version: str, width: int) -> ServedModel:
+    def load(path: Path, version: str, layout: InputLayout) -> ServedModel:
         loaded.append(version)
         return ServedModel(version, path, lambda features: features, "test",
                            predictions_for("binary"))
 
     now = [0.0]
-    source = ModelSource(artifacts, 18, load, clock=lambda: now[0])
+    source = ModelSource(artifacts, InputLayout(18, ()), load, clock=lambda: now[0])
     assert source.current.version.startswith("trained-")
     (artifacts.serving / "model-online-1.keras").parent.mkdir()
     (artifacts.serving / "model-online-1.keras").write_bytes(b"online")

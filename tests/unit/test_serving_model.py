@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from workload.model.inputs import InputLayout
 from workload.modes import serving_model
 from workload.modes.serving_model import ModelNeedsTensorFlow, load_served
 
@@ -24,4 +25,4 @@ def test_a_model_without_litert_in_an_image_without_tensorflow_is_refused_saying
 
     monkeypatch.setattr(serving_model.importlib.util, "find_spec", without_tensorflow)
     with pytest.raises(ModelNeedsTensorFlow, match=r"no LiteRT scorer .* workload image"):
-        load_served(model, "trained-abc", 18)
+        load_served(model, "trained-abc", InputLayout(18, ()))

@@ -159,7 +159,11 @@ def _prepare_numeric(spec: ModelSpec, numeric: Any, profile: TrainingProfile | N
 
 def input_signature(data: DataSpec) -> tf.TensorSpec | dict[str, tf.TensorSpec]:
     """The `tf.function` signature of the model's inputs for `data`'s records."""
-    layout = InputLayout.of(data)
+    return layout_signature(InputLayout.of(data))
+
+
+def layout_signature(layout: InputLayout) -> tf.TensorSpec | dict[str, tf.TensorSpec]:
+    """The `tf.function` signature of `layout`'s inputs."""
     numeric = tf.TensorSpec([None, layout.numeric], tf.float32)
     if not layout.keyed:
         return numeric

@@ -19,17 +19,17 @@ import uuid
 from pathlib import Path
 
 import keras
-import numpy as np
-import numpy.typing as npt
+
+from workload.model.inputs import ModelInputs
 
 SERVE_ENDPOINT = "serve"
 """Signature name of the SavedModel's inference function."""
 
 
 def export_model(model: keras.Model, keras_path: Path, saved_model_path: Path | None,
-                 sample: npt.NDArray[np.float32] | None = None) -> str | None:
+                 sample: ModelInputs | None = None) -> str | None:
     """Write the Keras file and, when a path is given, the SavedModel; both atomically. With a
-    `sample` of real features, also the LiteRT scorer beside the Keras file, checked against
+    `sample` of the model's inputs for real records, also the LiteRT scorer beside the Keras file, checked against
     Keras on it (`workload.model.litert`); returns what that export said."""
     write_keras_atomic(model, keras_path)
     if saved_model_path is not None:

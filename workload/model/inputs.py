@@ -54,6 +54,21 @@ class InputLayout:
             names.append(name)
         return cls(len(data.numeric_names), tuple(names))
 
+    @classmethod
+    def of_inputs(cls, inputs: ModelInputs) -> InputLayout:
+        """The layout of inputs as given (a dict's categorical fields in its order)."""
+        if not isinstance(inputs, dict):
+            return cls(inputs.shape[1], ())
+        features = inputs.get(FEATURES)
+        return cls(0 if features is None else features.shape[1],
+                   tuple(name for name in inputs if name != FEATURES))
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The model's input names: `features` (when there are numeric fields), then the
+        categorical fields'."""
+        return ((FEATURES,) if self.numeric or not self.keyed else ()) + self.categorical
+
     @property
     def keyed(self) -> bool:
         """Whether the model takes a dict (categorical fields) rather than one tensor."""
@@ -83,11 +98,8 @@ def rows_of(inputs: ModelInputs) -> int:
     return len(inputs)
 
 
-def numeric_part(inputs: ModelInputs) -> Floats:
-    """The numeric features of `inputs` ([n, 0] when there are none)."""
-    if not isinstance(inputs, dict):
-        return inputs
-    found = inputs.get(FEATURES)
-    if found is not None:
-        return found  # type: ignore[return-value]
-    return np.zeros((rows_of(inputs), 0), np.float32)
+def head(inputs: ModelInputs, rows: int) -> ModelInputs:
+    """A copy of the first `rows` rows of `inputs`."""
+    if isinstance(inputs, dict):
+        return {name: values[:rows].copy() for name, values in inputs.items()}
+    return inputs[:rows].copy()

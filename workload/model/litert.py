@@ -3,7 +3,8 @@
 LiteRT has no converter of its own, so the conversion runs where TensorFlow
 is (the trainer, the promotion gate): Keras' `model.export(path,
 format="litert")`. The file is kept only when its predictions on a batch of
-real features equal Keras' within `TOLERANCE`; a model that does not
+real records (`ModelInputs`: the numeric features and, for categorical
+fields, their raw strings) equal Keras' within `TOLERANCE`; a model that does not
 convert (a custom layer, an op LiteRT lacks) or does not match gets no
 LiteRT file and is served with TensorFlow, which the serving status says.
 A sidecar (`<model>.tflite.json`) names the SHA-256 of the Keras file it
@@ -13,6 +14,12 @@ why there is no LiteRT file.
 Scoring (`LiteRtScorer`) imports only `ai_edge_litert` and numpy: measured
 (TF 2.21, Keras 3.15.1) a first prediction 0.13 s after loading against
 3.5 s for TensorFlow, and a max difference of 8.9e-8 from `model.predict`.
+The export keeps the Keras inputs' names in its one signature
+(`serving_default`: `features`, and each categorical field's name; the
+interpreter's own tensor names are `serving_default_<name>:0`), so the
+scorer finds each input of the job's `InputLayout` there. A categorical
+field is a string tensor [batch]: Keras' `StringLookup` inside the model
+runs in LiteRT (its hash table ops are built in), fed the values as text.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from workload.artifacts import write_json_atomic
+from workload.model.inputs import FEATURES, InputLayout, ModelInputs, head, rows_of
 
 if TYPE_CHECKING:
     import keras
@@ -64,18 +72,19 @@ def _sidecar(path: Path) -> Path:
 
 
 def export_litert(model: keras.Model, keras_path: Path, digest: str,
-                  sample: Floats) -> LiteRtExport:
+                  sample: ModelInputs) -> LiteRtExport:
     """Convert `model` (saved at `keras_path`, whose SHA-256 is `digest`) to LiteRT beside it,
-    checked against Keras on `sample`; a failed or mismatching conversion leaves no file."""
+    checked against Keras on `sample` (the model's inputs for some real records); a failed or
+    mismatching conversion leaves no file."""
     target = litert_path(keras_path)
     temporary = target.with_name(f".{target.stem}.{uuid.uuid4().hex}.partial.tflite")
     for stale in (target, _sidecar(target)):
         stale.unlink(missing_ok=True)
     try:
         model.export(str(temporary), format="litert", verbose=False)
-        sample = np.ascontiguousarray(sample[:SAMPLE_RECORDS], np.float32)
+        sample = head(sample, SAMPLE_RECORDS)
         expected = np.asarray(model.predict(sample, verbose=0), np.float32)
-        found = LiteRtScorer(temporary, sample.shape[1])(sample)
+        found = LiteRtScorer(temporary, InputLayout.of_inputs(sample))(sample)
         difference = float(np.max(np.abs(found.reshape(expected.shape) - expected)))
     except Exception as error:  # any failure means: serve with TensorFlow
         return _without(target, temporary, digest, f"not converted to LiteRT "
@@ -84,7 +93,7 @@ def export_litert(model: keras.Model, keras_path: Path, digest: str,
         return _without(target, temporary, digest, f"LiteRT predictions differ from Keras' by "
                         f"{difference:.3g} (more than {TOLERANCE:g})")
     os.replace(temporary, target)
-    detail = f"max difference {difference:.2g} from Keras on {len(sample)} records"
+    detail = f"max difference {difference:.2g} from Keras on {rows_of(sample)} records"
     write_json_atomic(_sidecar(target), {"kerasSha256": digest, "detail": detail})
     return LiteRtExport(True, detail)
 
@@ -112,26 +121,46 @@ def matching_litert(keras_path: Path, digest: str) -> tuple[Path | None, str]:
 
 
 class LiteRtScorer:
-    """Outputs of a LiteRT model for batches of features (float32 [n, width])."""
+    """Outputs of a LiteRT model for batches of the model's inputs (`ModelInputs` of `layout`:
+    float32 features [n, numeric], and by name a text array [n] per categorical field)."""
 
-    def __init__(self, path: Path, width: int) -> None:
+    def __init__(self, path: Path, layout: InputLayout) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
         self._interpreter = Interpreter(model_path=str(path))
-        self._input: dict[str, Any] = self._interpreter.get_input_details()[0]
-        self._output: dict[str, Any] = self._interpreter.get_output_details()[0]
-        self._interpreter.resize_tensor_input(self._input["index"], [CHUNK, width])
+        signature = self._interpreter.get_signature_runner()  # Keras' one: serving_default
+        given: dict[str, dict[str, Any]] = signature.get_input_details()
+        output: dict[str, Any] = next(iter(signature.get_output_details().values()))
+        del signature  # it holds the interpreter's tensors, which must be free to resize
+        if not layout.keyed and len(given) == 1:  # one tensor, whatever Keras named it
+            given = {FEATURES: next(iter(given.values()))}
+        if sorted(given) != sorted(layout.names):
+            raise ValueError(f"the LiteRT model at {path} takes {', '.join(sorted(given))}; "
+                             f"the job's records give {', '.join(sorted(layout.names))}")
+        self._inputs: dict[str, tuple[int, npt.NDArray[Any]]] = {}
+        for name, details in given.items():
+            shape = [CHUNK, *(int(size) for size in details["shape_signature"][1:])]
+            if name == FEATURES and shape != [CHUNK, layout.numeric]:
+                raise ValueError(f"the LiteRT model at {path} takes {shape[1:]} numeric "
+                                 f"features; the job's records give {layout.numeric}")
+            self._interpreter.resize_tensor_input(details["index"], shape)
+            text = details["dtype"] is np.bytes_
+            buffer = np.full(shape, "", object) if text else np.zeros(shape, np.float32)
+            self._inputs[name] = (details["index"], buffer)
+        self._output = int(output["index"])
         self._interpreter.allocate_tensors()
-        self._buffer = np.zeros((CHUNK, width), np.float32)
 
-    def __call__(self, features: Floats) -> Floats:
+    def __call__(self, inputs: ModelInputs) -> Floats:
+        by_name = inputs if isinstance(inputs, dict) else {FEATURES: inputs}
+        rows = rows_of(inputs)
         pieces = []
-        for first in range(0, len(features), CHUNK):
-            chunk = features[first:first + CHUNK]
-            self._buffer[:len(chunk)] = chunk
-            self._interpreter.set_tensor(self._input["index"], self._buffer)
+        for first in range(0, rows, CHUNK):
+            size = min(CHUNK, rows - first)
+            for name, (index, buffer) in self._inputs.items():
+                buffer[:size] = by_name[name][first:first + size]
+                self._interpreter.set_tensor(index, buffer)
             self._interpreter.invoke()
-            pieces.append(self._interpreter.get_tensor(self._output["index"])[:len(chunk)].copy())
+            pieces.append(self._interpreter.get_tensor(self._output)[:size].copy())
         if not pieces:
             return np.zeros((0,), np.float32)
         outputs: Floats = np.concatenate(pieces)

@@ -1,6 +1,7 @@
 """The promotion gate of a job that learns online and serves: challengers in, promotions out.
 
-The online learner hands the gate each batch's labelled features and its own
+The online learner hands the gate each batch's labelled inputs (the model's:
+numeric features and categorical values, `InputLayout`) and its own
 outputs on them, before it trains on them; the gate scores the same records
 with the model served now and keeps the pair of errors
 (`promotion.PairedWindow`). At each online export the learner's model is a
@@ -24,6 +25,7 @@ import keras
 
 from workload.artifacts import Artifacts, file_digest, write_json_atomic
 from workload.model.export import write_keras_atomic
+from workload.model.inputs import InputLayout, ModelInputs, head
 from workload.model.litert import SAMPLE_RECORDS, export_litert
 from workload.modes.prediction import Floats
 from workload.modes.promotion import Decision, PairedWindow, decide
@@ -47,11 +49,11 @@ class PromotionGate:
         assert spec.serve is not None
         self._promotion = spec.serve.promotion
         self._artifacts = artifacts
-        self._width = len(spec.data.feature_names)
+        self._layout = InputLayout.of(spec.data)
         self._window = PairedWindow(self._promotion.window)
-        self._sample: Floats | None = None
+        self._sample: ModelInputs | None = None
         version, path = served_now(artifacts)
-        self.serving: ServedModel = load_served(path, version, self._width)
+        self.serving: ServedModel = load_served(path, version, self._layout)
         self.decided = 0
         """Decisions made by this job's learner so far (resumed from its checkpoint)."""
         self.promoted = 0
@@ -59,12 +61,13 @@ class PromotionGate:
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_DECISIONS)
         """The latest decisions, as reported (`PromotionReport` fields), oldest first."""
 
-    def observe(self, features: Floats, labels: Floats, challenger_outputs: Floats) -> None:
-        """Score a batch with the served model and keep both models' errors on it."""
+    def observe(self, inputs: ModelInputs, labels: Floats, challenger_outputs: Floats) -> None:
+        """Score a batch (the model's inputs) with the served model and keep both models'
+        errors on it."""
         if not len(labels):
             return
-        self._sample = features[:SAMPLE_RECORDS].copy()  # the LiteRT export's test batch
-        serving_outputs = self.serving.predict(features)
+        self._sample = head(inputs, SAMPLE_RECORDS)  # the LiteRT export's test batch
+        serving_outputs = self.serving.predict(inputs)
         task = self.serving.task  # the learner's model has the served one's task
         self._window.add(task.errors(challenger_outputs, labels),
                          task.errors(serving_outputs, labels))
@@ -104,7 +107,7 @@ class PromotionGate:
             log.log(logging.INFO if outcome.ok else logging.WARNING,
                     "promoted model %s: %s", version, outcome.detail)
         write_json_atomic(folder / POINTER, {"version": version, "model": model.name})
-        self.serving = load_served(model, version, self._width)
+        self.serving = load_served(model, version, self._layout)
         self._window.clear()
 
     def resume(self, decided: int, promoted: int) -> None:

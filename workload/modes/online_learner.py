@@ -38,7 +38,7 @@ from workload.identity import RunIdentity
 from workload.kafka.connection import KafkaConnection
 from workload.model.build import build_model, compile_model, input_signature, load_model
 from workload.model.export import write_keras_atomic, write_saved_model_atomic
-from workload.model.inputs import InputLayout, numeric_part
+from workload.model.inputs import InputLayout
 from workload.model.profile import RunningProfile, TaskFacts
 from workload.model.task import task_of
 from workload.model.user import register_user_layers
@@ -190,7 +190,7 @@ class OnlineLearner:
             inputs = self._layout.of_decoded(decoded)
             outputs = self._predict(inputs).numpy()
             if self.gate is not None:  # both models score the batch before training on it
-                self.gate.observe(numeric_part(inputs), labels, outputs)
+                self.gate.observe(inputs, labels, outputs)
             self._test(labels, outputs)
             self.records += len(labels)
             self._train(inputs, labels)
@@ -276,10 +276,6 @@ def _gate(spec: StreamingTrainingJobSpec, artifacts: Artifacts) -> PromotionGate
     """The promotion gate when the job serves too (and there is a model served to compare
     with)."""
     if spec.serve is None:
-        return None
-    if spec.data.categorical:
-        # The served scorer takes the numeric features only (see `modes.serve`).
-        log.warning("no promotion of online models: the data has categorical fields")
         return None
     from workload.modes.gate import PromotionGate
     from workload.modes.serving_model import NoModelToServe

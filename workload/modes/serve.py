@@ -3,7 +3,8 @@
 A serving replica is a member of `serve.consumerGroup` on `serve.inputTopic`
 and a transactional producer (`workload.kafka.transactions`). Each record is
 decoded in the job's `data` layout without needing a label
-(`workload.data.unlabelled`); a good one is scored and answered with one
+(`workload.data.unlabelled`: numeric features and categorical values, the
+model's inputs by `InputLayout`); a good one is scored and answered with one
 record on `serve.outputTopic`: the input's key and headers, and a JSON value
 
     {"prediction": {"class": 1, "probabilities": {"0": 0.28, "1": 0.72}},
@@ -54,6 +55,7 @@ from workload.kafka.transactions import (
     TransactionAborted,
     TransactionFatal,
 )
+from workload.model.inputs import InputLayout
 from workload.modes.serving_model import ModelSource, NoModelToServe, ServedModel
 from workload.modes.signals import stop_on_sigterm
 from workload.spec import FOREVER, ServeSpec, StreamingTrainingJobSpec
@@ -117,6 +119,7 @@ class Server:
         self._serve: ServeSpec = spec.serve
         self._dead_letters = spec.data.dead_letter_topic
         self._decode = features_decoder(spec.data, self._serve.input_topic)
+        self._layout = InputLayout.of(spec.data)
         self._models = models
         self.tally = Tally()
         inputs = len(topic_partitions(connection, self._serve.input_topic))
@@ -173,7 +176,7 @@ class Server:
         """Score `messages` and queue their answers in the open transaction."""
         values = [message.value() or b"" for message in messages]
         decoded = self._decode([b""] * len(values), values)  # serving reads no label
-        outputs = self.model.predict(decoded.features)
+        outputs = self.model.predict(self._layout.of_decoded(decoded))
         payloads = self.model.task.payloads(outputs)
         version, outputs_count = self.model.version, self._outputs
         good = decoded.good
@@ -228,7 +231,7 @@ def run_serve(name: str, spec: StreamingTrainingJobSpec, connection: KafkaConnec
     started = time.monotonic()
     with stop_on_sigterm(stop):
         try:
-            models = ModelSource(artifacts, len(spec.data.feature_names))
+            models = ModelSource(artifacts, InputLayout.of(spec.data))
         except NoModelToServe as missing:
             return PodReport(mode="serve", ok=False, message=str(missing))
         txn_id = transactional_id(job_uid or name, replica)

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from workload.artifacts import Artifacts, file_digest, read_json
+from workload.model.inputs import InputLayout, ModelInputs, rows_of
 from workload.modes.prediction import Floats, TaskPredictions, model_task, predictions_for
 
 VERSION_DIGITS = 12
@@ -43,8 +44,9 @@ class ServedModel:
     """The version every prediction names, e.g. `trained-3fa2c19b0d4e`."""
     path: Path
     """The model file."""
-    predict: Callable[[Floats], Floats]
-    """Outputs for a batch of features (float32 [n, width] -> float32 [n] or [n, k])."""
+    predict: Callable[[ModelInputs], Floats]
+    """Outputs for a batch of the model's inputs (`InputLayout.of_decoded`: float32 features
+    [n, numeric], and a text array [n] per categorical field) -> float32 [n] or [n, k]."""
     runtime: str
     """What scores it: `litert`, or `tensorflow (<why not LiteRT>)`."""
     task: TaskPredictions
@@ -94,21 +96,21 @@ def served_now(artifacts: Artifacts) -> tuple[str, Path]:
     return version_of(origin, path), path
 
 
-Loader = Callable[[Path, str, int], "ServedModel"]
-"""Loads a model file as a `ServedModel` (path, version, feature width)."""
+Loader = Callable[[Path, str, InputLayout], "ServedModel"]
+"""Loads a model file as a `ServedModel` (path, version, the inputs the job's records give)."""
 
 
 class ModelSource:
     """The model a replica serves, swapped when the pointer names another."""
 
-    def __init__(self, artifacts: Artifacts, width: int, load: Loader | None = None,
+    def __init__(self, artifacts: Artifacts, layout: InputLayout, load: Loader | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._artifacts = artifacts
-        self._width = width
+        self._layout = layout
         self._load: Loader = load or load_served
         self._clock = clock
         version, path = served_now(artifacts)
-        self.current = self._load(path, version, width)
+        self.current = self._load(path, version, layout)
         self._checked = clock()
 
     def refresh(self) -> bool:
@@ -121,50 +123,51 @@ class ModelSource:
         pointed = read_pointer(self._artifacts)
         if pointed is None or pointed[0] == self.current.version:
             return False
-        self.current = self._load(pointed[1], pointed[0], self._width)
+        self.current = self._load(pointed[1], pointed[0], self._layout)
         return True
 
 
-def load_served(path: Path, version: str, width: int) -> ServedModel:
-    """The model at `path` as a scorer for batches of `width` features: its LiteRT file when
+def load_served(path: Path, version: str, layout: InputLayout) -> ServedModel:
+    """The model at `path` as a scorer for batches of `layout`'s inputs: its LiteRT file when
     one was made from it (no TensorFlow loaded), else the Keras model with TensorFlow, the
     runtime saying why."""
     from workload.model.litert import LiteRtScorer, matching_litert
 
     litert, detail = matching_litert(path, file_digest(path))
     if litert is not None:
-        return ServedModel(version, path, LiteRtScorer(litert, width), "litert",
+        return ServedModel(version, path, LiteRtScorer(litert, layout), "litert",
                            predictions_for(*model_task(path)))
     if importlib.util.find_spec("tensorflow") is None:  # the serve image has no TensorFlow
         raise ModelNeedsTensorFlow(
             f"model {version} has no LiteRT scorer ({detail}) and this image has no "
             "TensorFlow to serve it with: serve it with the workload image (spec.serve.image)")
-    return load_keras(path, version, width, f"tensorflow ({detail})")
+    return load_keras(path, version, layout, f"tensorflow ({detail})")
 
 
 class ModelNeedsTensorFlow(RuntimeError):
     """A model without a LiteRT scorer, in an image without TensorFlow (the serve image)."""
 
 
-def load_keras(path: Path, version: str, width: int, runtime: str) -> ServedModel:
-    """Load a Keras model file and compile its predict for batches of `width` features."""
+def load_keras(path: Path, version: str, layout: InputLayout, runtime: str) -> ServedModel:
+    """Load a Keras model file and compile its predict for batches of `layout`'s inputs (a dict
+    with a string tensor per categorical field when it has any)."""
     import tensorflow as tf
 
-    from workload.model.build import load_model
+    from workload.model.build import layout_signature, load_model
 
     model = load_model(path)
 
-    def forward(features: tf.Tensor) -> tf.Tensor:
-        return model(features, training=False)
+    def forward(inputs: tf.Tensor | dict[str, tf.Tensor]) -> tf.Tensor:
+        return model(inputs, training=False)
 
     # Compiled once: a batch of any size never re-traces.
-    compiled = tf.function(forward, input_signature=[tf.TensorSpec([None, width], tf.float32)],
+    compiled = tf.function(forward, input_signature=[layout_signature(layout)],
                            autograph=False)
 
-    def predict(features: Floats) -> Floats:
-        if not len(features):
+    def predict(inputs: ModelInputs) -> Floats:
+        if not rows_of(inputs):
             return np.zeros((0,), np.float32)
-        outputs: Floats = compiled(features).numpy()
+        outputs: Floats = compiled(inputs).numpy()
         return outputs
 
     return ServedModel(version, path, predict, runtime, predictions_for(*model_task(path)))

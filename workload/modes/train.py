@@ -70,6 +70,7 @@ from workload.model.build import (
     model_summary,
 )
 from workload.model.export import export_model
+from workload.model.inputs import InputLayout, ModelInputs, head
 from workload.model.profile import ProfileError, TaskFacts
 from workload.model.task import task_of
 from workload.model.user import UserModelError
@@ -83,7 +84,6 @@ from workload.modes.checkpoint import (
     restore_checkpoint,
 )
 from workload.modes.group import Group, join_group
-from workload.modes.prediction import Floats
 from workload.modes.signals import stop_on_sigterm
 from workload.modes.train_data import (
     BatchObserver,
@@ -308,20 +308,28 @@ def _train(spec: StreamingTrainingJobSpec, identity: RunIdentity, connection: Ka
         classes=list(facts.classes) if facts.classes else None)
 
 
-def litert_sample(own: ReadSummary, data: DataSpec) -> Floats | None:
-    """Features of the first records read (the test batch of the LiteRT export); `None` when
-    the data has categorical fields (the served scorer takes numeric features only)."""
+def litert_sample(own: ReadSummary, data: DataSpec) -> ModelInputs | None:
+    """The model's inputs for the first records read (the test batch of the LiteRT export:
+    numeric features and the categorical fields' strings); `None` before any record."""
     from workload.model.litert import SAMPLE_RECORDS
 
-    if data.categorical or not own.parts:
+    parts, rows = [], 0
+    for part in own.parts:
+        if rows >= SAMPLE_RECORDS:
+            break
+        parts.append(part)
+        rows += len(part.labels)
+    if not rows:
         return None
-    sample: Floats = np.concatenate([part.features for part in own.parts])[:SAMPLE_RECORDS]
-    return sample if len(sample) else None
+    layout = InputLayout.of(data)
+    return head(layout.arrays(np.concatenate([part.features for part in parts]),
+                              np.concatenate([part.category_table for part in parts])),
+                SAMPLE_RECORDS)
 
 
 def _export(model: keras.Model, spec: StreamingTrainingJobSpec, artifacts: Artifacts,
             state: TrainState, group: Group, decay_steps: int | None,
-            sample: Floats | None) -> str | None:
+            sample: ModelInputs | None) -> str | None:
     """Export the model holding the best epoch's weights with
     `earlyStopping.restoreBestWeights` (a group's: a clone outside the strategy holding the
     group's weights and optimizer state) and, with a `sample` of features, its LiteRT scorer;
