@@ -779,10 +779,6 @@ class StreamingTrainingJobSpec(SpecModel):
                f"!has(self.{mode}) || has(self.train) || has(self.model.source)",
                f"{mode} needs a model: add train, or name a trained model in model.source",
                field=mode, in_cluster_only=True) for mode in ("evaluate", "serve")),
-        Rule(lambda spec: spec.serve is None or not spec.data.categorical,
-             "!has(self.serve) || !has(self.data.categorical) || size(self.data.categorical) == 0",
-             "serve reads numeric features only: a job with data.categorical cannot serve yet",
-             field="serve"),
         Rule(lambda spec: spec.serve is None or spec.data.dead_letter_topic not in (
                  spec.serve.input_topic, spec.serve.output_topic),
              "!has(self.serve) || !has(self.data.deadLetterTopic) || "
