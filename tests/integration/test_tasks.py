@@ -1,6 +1,7 @@
 """Multiclass (JSON, categorical fields) and regression (CSV) jobs on the real broker: each trains,
 evaluates exactly with the task's metrics, and learns online; bad labels and categories get their
-reason."""
+reason. The multiclass job also serves, with LiteRT, the raw strings of its categorical fields,
+while its online learner's challengers go through the promotion gate."""
 
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from tests.conftest import KafkaHandle  # noqa: E402
+from tests.integration.serve_support import answered_twice, read_predictions  # noqa: E402
 from workload.artifacts import Artifacts  # noqa: E402
 from workload.data.decode import LabelRule, make_decoder  # noqa: E402
+from workload.data.unlabelled import features_decoder  # noqa: E402
 from workload.datagen.records import Message, encode  # noqa: E402
 from workload.datagen.table import SusyData  # noqa: E402
 from workload.datagen.task_families import DEMAND, TICKETS  # noqa: E402
@@ -27,11 +30,12 @@ from workload.kafka.producer import produce_messages  # noqa: E402
 from workload.model.build import load_model  # noqa: E402
 from workload.model.inputs import InputLayout  # noqa: E402
 from workload.model.task import task_of  # noqa: E402
+from workload.modes.serving_model import version_of  # noqa: E402
 from workload.runner import run_phases  # noqa: E402
 from workload.spec import DataSpec, StreamingTrainingJobSpec, parse_spec  # noqa: E402
 from workload.status import PodReport  # noqa: E402
 
-TRAIN_ROWS, TEST_ROWS, ONLINE_ROWS = 3000, 1200, 800
+TRAIN_ROWS, TEST_ROWS, ONLINE_ROWS, SERVED_ROWS = 3000, 1200, 800, 600
 
 
 def produce(kafka: KafkaHandle, messages: list[Message], partitions: int) -> str:
@@ -42,10 +46,11 @@ def produce(kafka: KafkaHandle, messages: list[Message], partitions: int) -> str
 
 
 def job(kafka: KafkaHandle, output: Path, data: DataSpec, model: dict[str, Any],
-        topics: tuple[str, str, str]) -> StreamingTrainingJobSpec:
-    """Train, evaluate exactly once, then learn online, on the three topics."""
+        topics: tuple[str, str, str], **extra: Any) -> StreamingTrainingJobSpec:
+    """Train, evaluate exactly once, then learn online, on the three topics (`extra`: more
+    sections, e.g. `serve`)."""
     train, test, online = topics
-    return parse_spec({
+    return parse_spec({**extra,
         "kafka": {"bootstrapServers": kafka.bootstrap_servers},
         "data": dump_spec_data(data),
         "train": {"topic": train, "epochs": 4, "batchSize": 64},
@@ -77,7 +82,7 @@ def phases(reports: list[PodReport]) -> dict[str, PodReport]:
     return {report.mode: report for report in reports}
 
 
-def test_a_multiclass_json_job_with_categorical_fields_trains_evaluates_and_learns_online(
+def test_a_multiclass_json_job_with_categorical_fields_trains_evaluates_learns_and_serves(
         kafka: KafkaHandle, tmp_path: Path) -> None:
     data = TICKETS.data_spec()
     rows = TICKETS.generate(TRAIN_ROWS + TEST_ROWS + ONLINE_ROWS, seed=21)
@@ -90,7 +95,18 @@ def test_a_multiclass_json_job_with_categorical_fields_trains_evaluates_and_lear
     listed = dict(good, product=["a", "b"])
     bad = [Message(None, json.dumps(record).encode()) for record in (unknown, nested, listed)]
     topics = (produce(kafka, train, 1), produce(kafka, [*test, *bad], 2), produce(kafka, online, 1))
-    spec = job(kafka, tmp_path, data, {"task": "multiclass"}, topics)
+    # Requests: no label needed (one leaves it out); one lacks a categorical field.
+    requests = encode(TICKETS.generate(SERVED_ROWS, seed=24), data)
+    unlabelled = json.loads(requests[1].value)
+    del unlabelled["queue"]
+    no_channel = json.loads(requests[2].value)
+    del no_channel["channel"]
+    requests[1:3] = [Message(b"k1", json.dumps(unlabelled).encode()),
+                     Message(b"k2", json.dumps(no_channel).encode())]
+    source = produce(kafka, requests, 1)
+    spec = job(kafka, tmp_path, data, {"task": "multiclass"}, topics, serve={
+        "inputTopic": source, "outputTopic": f"{source}-out", "consumerGroup": f"{source}-serve",
+        "streamTimeoutMs": 3000, "promotion": {"window": 400}})
     artifacts = Artifacts(tmp_path)
 
     reports = phases(run_phases("tickets", spec, KafkaConnection(kafka.bootstrap_servers),
@@ -127,6 +143,33 @@ def test_a_multiclass_json_job_with_categorical_fields_trains_evaluates_and_lear
     assert learned.online_accuracy is not None and learned.online_accuracy > 0.4
     assert learned.online_rmse is None
     assert task_of(load_model(artifacts.online / "model.keras")).classes == classes
+    state = json.loads((artifacts.online / "state.json").read_text())
+    assert state["promotionDecisions"] >= 1, state  # the gate compared categorical models
+
+    # Serving: one prediction per good request, the one without a channel set aside.
+    assert results["litert"].startswith("max difference"), results["litert"]
+    served = reports["serve"].metrics
+    assert (served.records_served, served.bad_records_by_reason) == (SERVED_ROWS - 1,
+                                                                     {"missing_field": 1})
+    assert json.loads(artifacts.results("serve").read_text())["runtime"] == "litert"
+    predictions = read_predictions(kafka.bootstrap_servers, f"{source}-out")
+    assert not answered_twice(predictions)
+    assert sorted(p.source for p in predictions) == [(0, offset) for offset in
+                                                     range(SERVED_ROWS) if offset != 2]
+    decoded = features_decoder(data)([b""] * SERVED_ROWS, [m.value for m in requests])
+    expected = load_model(artifacts.keras_model).predict(
+        InputLayout.of(data).of_decoded(decoded), verbose=0)
+    by_offset = dict(zip(np.flatnonzero(decoded.good).tolist(), expected, strict=True))
+    trained = version_of("trained", artifacts.keras_model)
+    checked = 0
+    for prediction in predictions:
+        answer = prediction.value["prediction"]
+        assert answer["class"] in classes and prediction.key == requests[prediction.source[1]].key
+        if prediction.value["modelVersion"] == trained:  # else a promoted challenger's
+            probabilities = [answer["probabilities"][name] for name in classes]
+            np.testing.assert_allclose(probabilities, by_offset[prediction.source[1]], atol=1e-5)
+            checked += 1
+    assert checked or state["promotions"], "no prediction of the trained model, and no promotion"
 
 
 def test_a_regression_job_answers_in_the_label_units_and_reports_exact_rmse(
