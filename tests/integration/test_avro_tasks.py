@@ -1,6 +1,7 @@
 """A multiclass job with categorical fields reading Avro through the real schema registry: it
 trains, evaluates every record exactly once with the same figures as the same records in JSON
-give its model, learns online, and a bad category or an unknown class gets its reason.
+give its model, learns online, and a bad category or an unknown class gets its reason. Serving's
+decoder reads the same records without their label, categories included.
 
 The records are the tickets family's (numeric fields, categorical `channel`,
 `product` and nested `account.country`, the class in `queue`), written by
@@ -19,6 +20,7 @@ import uuid  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from confluent_kafka import Producer  # noqa: E402
 from confluent_kafka.schema_registry import SchemaRegistryClient  # noqa: E402
@@ -29,7 +31,8 @@ from localparts.registry import Registry  # noqa: E402
 from tests.conftest import KafkaHandle  # noqa: E402
 from tests.integration.test_tasks import outputs_of  # noqa: E402
 from workload.artifacts import Artifacts  # noqa: E402
-from workload.data.decode import LabelRule  # noqa: E402
+from workload.data.decode import REASON_CODES, LabelRule  # noqa: E402
+from workload.data.unlabelled import features_decoder  # noqa: E402
 from workload.datagen.records import encode  # noqa: E402
 from workload.datagen.task_families import TICKETS  # noqa: E402
 from workload.kafka.connection import KafkaConnection  # noqa: E402
@@ -55,14 +58,20 @@ def write_avro(kafka: KafkaHandle, schema_registry: Registry, records: list[dict
                schema: dict[str, Any], partitions: int) -> str:
     """A new topic holding `records` as AvroSerializer writes them (round-robin)."""
     topic = kafka.create_topic(f"avro-task-{uuid.uuid4().hex[:6]}", partitions=partitions)
+    producer = Producer({"bootstrap.servers": kafka.bootstrap_servers})
+    for index, value in enumerate(avro_values(schema_registry, records, schema, topic)):
+        producer.produce(topic, value=value, partition=index % partitions)
+    producer.flush()
+    return topic
+
+
+def avro_values(schema_registry: Registry, records: list[dict[str, Any]],
+                schema: dict[str, Any], topic: str) -> list[bytes]:
+    """`records` as AvroSerializer writes them for `topic` (schema under `<topic>-value`)."""
     serialize = AvroSerializer(SchemaRegistryClient({"url": schema_registry.url}),
                                json.dumps(schema))
     context = SerializationContext(topic, MessageField.VALUE)
-    producer = Producer({"bootstrap.servers": kafka.bootstrap_servers})
-    for index, record in enumerate(records):
-        producer.produce(topic, value=serialize(record, context), partition=index % partitions)
-    producer.flush()
-    return topic
+    return [serialize(record, context) for record in records]
 
 
 def test_a_multiclass_avro_job_with_categorical_fields_trains_evaluates_and_learns_online(
@@ -120,3 +129,12 @@ def test_a_multiclass_avro_job_with_categorical_fields_trains_evaluates_and_lear
     learned = reports["online"].metrics
     assert learned.records_online == ONLINE_ROWS
     assert learned.online_accuracy is not None
+
+    # Serving reads the records as the test topic holds them, its label not read: the unknown
+    # class is answered, the null channel set aside; the inputs are those the JSON records give.
+    values = avro_values(schema_registry, [*test, *bad], schema, test_topic)
+    served = features_decoder(spec.data, test_topic)([b""] * len(values), values)
+    assert served.reasons.tolist() == [0] * (TEST_ROWS + 1) + [REASON_CODES["non_categorical"]]
+    from_json = features_decoder(as_json)([b""] * TEST_ROWS, [m.value for m in test_messages])
+    np.testing.assert_array_equal(served.features[:TEST_ROWS], from_json.features)
+    assert served.category_table[:TEST_ROWS].tolist() == from_json.category_table.tolist()
