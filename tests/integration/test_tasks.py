@@ -106,7 +106,7 @@ def test_a_multiclass_json_job_with_categorical_fields_trains_evaluates_learns_a
     source = produce(kafka, requests, 1)
     spec = job(kafka, tmp_path, data, {"task": "multiclass"}, topics, serve={
         "inputTopic": source, "outputTopic": f"{source}-out", "consumerGroup": f"{source}-serve",
-        "streamTimeoutMs": 3000, "promotion": {"window": 400}})
+        "streamTimeoutMs": 2000, "promotion": {"window": 400}})
     artifacts = Artifacts(tmp_path)
 
     reports = phases(run_phases("tickets", spec, KafkaConnection(kafka.bootstrap_servers),
