@@ -25,6 +25,8 @@ INSTALL_ID := $(PINS_ID)-$(shell echo '$(CURDIR)' | sha256sum | cut -c1-8)
 SETUP_STAMP := $(VENV)/.installed-$(INSTALL_ID)
 TFIO_STAMP := $(TFIO_VENV)/.installed-$(INSTALL_ID)
 PYTEST_ARGS ?=
+# Processes `make test` spreads the test files over (pytest-xdist, a file's tests stay together).
+TEST_WORKERS ?= 2
 # make demo FORMAT=avro: the demo's records as Avro through a local schema registry (started, and
 # fetched the first time, only then).
 FORMAT ?= csv
@@ -76,7 +78,7 @@ define both_pytests
 endef
 
 test: parts lint setup-tfio  ## Lint, then every test: unit, integration (real Kafka, real API server), end to end
-	$(call both_pytests,--durations=25 $(PYTEST_ARGS))
+	$(call both_pytests,-n $(TEST_WORKERS) --dist loadfile --durations=25 $(PYTEST_ARGS))
 
 unit: setup  ## Unit tests only (no servers)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

@@ -33,8 +33,8 @@ def test_make_test_runs_the_tensorflow_io_tests_in_their_own_environment(tmp_pat
     assert f"{tfio}/bin/python -m pip install --quiet -e '.[dev-tfio]'" in lines
     assert f"{venv}/bin/python -m pip install --quiet -e '.[dev]'" in lines
     assert f"{venv}/bin/python -m pip check" in lines and f"{tfio}/bin/python -m pip check" in lines
-    assert f"{venv}/bin/python -m pytest --durations=25  || status" in lines
-    assert f"{tfio}/bin/python -m pytest --tensorflow-io --durations=25  || status" in lines
+    assert f"{venv}/bin/python -m pytest -n 2 --dist loadfile --durations=25  || status" in lines
+    assert f"{tfio}/bin/python -m pytest --tensorflow-io -n 2 --dist loadfile --durations=25  || status" in lines
 
 
 def test_only_test_security_and_bench_make_the_tensorflow_io_environment(tmp_path: Path) -> None:
