@@ -43,6 +43,8 @@ KEYS = st.one_of(st.sampled_from([b"0", b"1", b" 1 ", b"1.0", b"2", b"", b"x"]),
 
 
 @example([(b"0", b"1.401298464324817e-45,0.0,0.0")], LAYOUTS[1])  # a subnormal label is 0
+@example([(b"0", b""), (b"1", b" \t")], LAYOUTS[4])  # one text column: blank is empty
+@example([(b"2", b'"\x80'), (b"0", b'a\x80"')], LAYOUTS[4])  # a quote beside invalid UTF-8
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.tuples(KEYS, RECORDS), max_size=16), st.sampled_from(LAYOUTS))
 def test_the_numpy_csv_decoder_agrees_with_the_tensorflow_one(
