@@ -62,9 +62,15 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "batch.size": 1 << 20,
     "queue.buffering.max.messages": 1_000_000,
     "compression.type": "lz4",
+    "retry.backoff.ms": 20,
 }
 """Producer settings unless the job sets them: batches of up to 10,000 records or 1 MiB, 5 ms to
-fill one (a transaction waits for its records anyway at commit), lz4."""
+fill one (a transaction waits for its records anyway at commit), lz4. A retried request waits
+20 ms first (doubling up to `retry.backoff.max.ms`, 1 s), not librdkafka's 100: the broker
+answers a transaction's AddOffsetsToTxn with CONCURRENT_TRANSACTIONS until the previous one's
+commit markers are written (transactions v1, which librdkafka speaks), and a commit right after
+a slow one then took 100-170 ms more on the local broker. Both Kafka's Java client (KAFKA-5477)
+and librdkafka retry that answer to AddPartitionsToTxn after 20 ms already."""
 
 PRODUCER_OWNED: dict[str, Any] = {
     "enable.idempotence": True,
