@@ -20,7 +20,14 @@ from workload.datagen.records import encode
 from workload.datagen.synthetic import generate
 from workload.model.build import load_model
 from workload.model.inputs import InputLayout
-from workload.model.litert import TOLERANCE, LiteRtScorer, export_litert, matching_litert
+from workload.model.litert import (
+    CHUNK,
+    SMALL_CHUNK,
+    TOLERANCE,
+    LiteRtScorer,
+    export_litert,
+    matching_litert,
+)
 from workload.spec import DataSpec
 
 ROWS = 1500
@@ -52,10 +59,15 @@ def test_a_litert_export_is_served_without_tensorflow_and_predicts_as_keras(
     assert outcome.ok, outcome.detail
     lite, _ = matching_litert(artifacts.keras_model, file_digest(artifacts.keras_model))
     assert lite == artifacts.litert_model
-    scores = LiteRtScorer(lite, InputLayout(18, ()))(data.features[:3000]).reshape(-1)
+    scorer = LiteRtScorer(lite, InputLayout(18, ()))
+    keras_scores = predict(artifacts.keras_model, data.features)
+    scores = scorer(data.features[:3000]).reshape(-1)
     assert len(scores) == ROWS  # padded chunks are cut off
-    np.testing.assert_allclose(scores, predict(artifacts.keras_model, data.features),
-                               atol=TOLERANCE)
+    np.testing.assert_allclose(scores, keras_scores, atol=TOLERANCE)
+    # A trickle's small batches (and a batch's small last chunk) go to the small interpreter.
+    for count in (1, 7, SMALL_CHUNK, SMALL_CHUNK + 1, CHUNK + 5):
+        few = scorer(data.features[:count]).reshape(-1)
+        np.testing.assert_allclose(few, keras_scores[:count], atol=TOLERANCE)
 
     lines, predictions = _serve(kafka, tmp_path, artifacts)
     assert json.loads(lines[-1]) == {"tensorflowLoaded": False}

@@ -67,6 +67,8 @@ def test_a_one_hot_and_an_embedded_field_score_in_litert_as_in_keras(tmp_path: P
     assert found.shape == (1500, 3)
     assert float(np.max(np.abs(found - expected))) <= TOLERANCE
     assert scorer({name: values[:0] for name, values in sample.items()}).shape == (0,)
+    few = scorer({name: values[:5] for name, values in sample.items()})  # the small interpreter
+    assert float(np.max(np.abs(few - expected[:5]))) <= TOLERANCE
 
     fallback = load_keras(keras_path, "trained-test", LAYOUT, "tensorflow (test)")
     np.testing.assert_allclose(fallback.predict(sample), expected, atol=TOLERANCE)

@@ -12,11 +12,11 @@ KAFKA = {"bootstrapServers": "127.0.0.1:9092"}
 SERVE = {"inputTopic": "susy-test", "outputTopic": "susy-predictions"}
 
 
-def test_serving_defaults_commit_every_20000_records_or_100_ms_and_serve_until_stopped() -> None:
+def test_serving_defaults_commit_every_20000_records_or_50_ms_and_serve_until_stopped() -> None:
     spec = parse_spec({"kafka": KAFKA, "train": {"topic": "t"}, "serve": SERVE})
     assert spec.serve is not None
     assert (spec.serve.batch_size, spec.serve.max_latency_ms, spec.serve.stream_timeout_ms,
-            spec.serve.replicas, spec.serve.consumer_group) == (20000, 100, -1, 1, "cgserve")
+            spec.serve.replicas, spec.serve.consumer_group) == (20000, 50, -1, 1, "cgserve")
     # Serving runs beside the phases, not after them.
     assert spec.phases == ["train"] and spec.modes == ["train", "serve"]
 

@@ -30,7 +30,8 @@ Traps avoided:
   INVALID_TXN_STATE (librdkafka#4849): the first output of each transaction
   asks for its delivery report, and an abort first waits for it;
 - short transactions are slow (confluent-kafka-python#967): the caller
-  commits every `serve.batchSize` records or `serve.maxLatencyMs`;
+  commits every `serve.batchSize` records or once the first record may have
+  waited `serve.maxLatencyMs` (`due`);
 - rebalances: an open transaction is committed when partitions are revoked
   (its offsets are the group's last word on them) and aborted when they are
   lost (the group has moved on: they must not be committed). Records fetched
@@ -48,6 +49,7 @@ from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from workload.kafka.arrivals import Arrivals
 from workload.kafka.bounds import watermarks
 from workload.kafka.connection import KafkaConnection
 from workload.kafka.group_reader import GROUP_DEFAULTS
@@ -60,9 +62,15 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "batch.size": 1 << 20,
     "queue.buffering.max.messages": 1_000_000,
     "compression.type": "lz4",
+    "retry.backoff.ms": 20,
 }
 """Producer settings unless the job sets them: batches of up to 10,000 records or 1 MiB, 5 ms to
-fill one (a transaction waits for its records anyway at commit), lz4."""
+fill one (a transaction waits for its records anyway at commit), lz4. A retried request waits
+20 ms first (doubling up to `retry.backoff.max.ms`, 1 s), not librdkafka's 100: the broker
+answers a transaction's AddOffsetsToTxn with CONCURRENT_TRANSACTIONS until the previous one's
+commit markers are written (transactions v1, which librdkafka speaks), and a commit right after
+a slow one then took 100-170 ms more on the local broker. Both Kafka's Java client (KAFKA-5477)
+and librdkafka retry that answer to AddPartitionsToTxn after 20 ms already."""
 
 PRODUCER_OWNED: dict[str, Any] = {
     "enable.idempotence": True,
@@ -137,6 +145,10 @@ class ExactlyOnceLink:
         """Records answered in the open transaction (what `commit` makes visible)."""
         self.opened_at: float | None = None
         """`time.monotonic()` when the open transaction began (`None`: none is open)."""
+        self.waiting_since: float | None = None
+        """`time.monotonic()` since when the open transaction's first records may have waited
+        (`None`: none is open; `workload.kafka.arrivals`): what `due` counts its age from."""
+        self._arrivals = Arrivals(time.monotonic())
         self.rebalances = 0
         """Assignments, revokes and losses so far."""
         self.aborts = 0
@@ -160,16 +172,29 @@ class ExactlyOnceLink:
 
     # ------------------------------------------------------------ reading
 
-    def poll(self, max_records: int, timeout_s: float) -> list[Message]:
+    def poll(self, max_records: int, timeout_s: float, gather_s: float = 0.0) -> list[Message]:
         """Up to `max_records` records of owned partitions (possibly none), waiting at most
-        `timeout_s` for the first one. A fatal consumer error raises `TransactionFatal`."""
+        `timeout_s` for the first one, then `gather_s` at most for more. A fatal consumer
+        error raises `TransactionFatal`."""
         before = self.rebalances
-        # The first record is waited for; the rest are what has arrived with it (`consume` alone
-        # would wait the whole timeout for `max_records`, holding a lone record back).
-        first = self._consumer.poll(timeout_s)
-        messages = [] if first is None else [first, *(
-            self._consumer.consume(num_messages=max_records - 1, timeout=0)
-            if max_records > 1 else [])]
+        # The first record is waited for; the rest are what has arrived with it or comes within
+        # `gather_s` (`consume` alone would wait the whole timeout for `max_records`, holding a
+        # lone record back). What is queued already is asked for first, to tell records that
+        # waited in the client's queue from records that have just come.
+        asked = time.monotonic()
+        first = self._consumer.poll(0)
+        queued = first is not None
+        if first is None:
+            self._arrivals.emptied(asked)
+            if timeout_s > 0:
+                first = self._consumer.poll(timeout_s)
+        if first is not None:
+            self._arrivals.read(queued, time.monotonic())
+        rest = (self._consumer.consume(num_messages=max_records - 1, timeout=gather_s)
+                if first is not None and max_records > 1 else [])
+        if len(rest) < max_records - 1:
+            self._arrivals.emptied(time.monotonic())
+        messages = [] if first is None else [first, *rest]
         good: list[Message] = []
         for message in messages:
             error = message.error()
@@ -248,6 +273,7 @@ class ExactlyOnceLink:
         except KafkaException as error:
             self._fail(error.args[0], "begin_transaction")
         self.opened_at = time.monotonic()
+        self.waiting_since = min(self.opened_at, self._arrivals.since)
         self._first_delivered = False
         self._produced = 0
 
@@ -256,10 +282,11 @@ class ExactlyOnceLink:
         self._producer.poll(0)
 
     def due(self, max_records: int, max_latency_s: float) -> bool:
-        """Whether the open transaction holds `max_records` records or has been open for
-        `max_latency_s` seconds."""
-        return self.opened_at is not None and (
-            self.pending >= max_records or time.monotonic() - self.opened_at >= max_latency_s)
+        """Whether the open transaction holds `max_records` records or its first records may
+        have waited `max_latency_s` seconds (`waiting_since`)."""
+        return self.waiting_since is not None and (
+            self.pending >= max_records
+            or time.monotonic() - self.waiting_since >= max_latency_s)
 
     def commit(self, rewind: bool = True) -> int:
         """Commit the open transaction with the offsets it answered; the records it made
@@ -326,6 +353,7 @@ class ExactlyOnceLink:
 
     def _closed(self) -> None:
         self.opened_at = None
+        self.waiting_since = None
         self.pending = 0
         self.positions.clear()
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,6 +52,12 @@ SAMPLE_RECORDS = 1024
 CHUNK = 1024
 """Records a LiteRT interpreter scores per call: its input is allocated once at this size and
 the last chunk of a batch padded, so no call resizes it."""
+
+SMALL_CHUNK = 32
+"""Records the second interpreter scores per call, for a batch's last chunk of at most this
+many (a trickle of records served as they come): the default model took 1.2 ms a call padded
+to `CHUNK` records, 0.07 ms at 32 (resizing one interpreter instead cost about 0.5 ms a time).
+Made on first use, so a replica that only sees full batches holds one."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +132,29 @@ class LiteRtScorer:
     float32 features [n, numeric], and by name a text array [n] per categorical field)."""
 
     def __init__(self, path: Path, layout: InputLayout) -> None:
+        self._path, self._layout = path, layout
+        self._sized: dict[int, _Sized] = {CHUNK: _Sized(path, layout, CHUNK)}
+
+    def __call__(self, inputs: ModelInputs) -> Floats:
+        by_name = inputs if isinstance(inputs, dict) else {FEATURES: inputs}
+        rows = rows_of(inputs)
+        pieces = []
+        for first in range(0, rows, CHUNK):
+            count = min(CHUNK, rows - first)
+            size = SMALL_CHUNK if count <= SMALL_CHUNK else CHUNK
+            if size not in self._sized:
+                self._sized[size] = _Sized(self._path, self._layout, size)
+            pieces.append(self._sized[size](by_name, first, count))
+        if not pieces:
+            return np.zeros((0,), np.float32)
+        outputs: Floats = np.concatenate(pieces)
+        return outputs
+
+
+class _Sized:
+    """One LiteRT interpreter whose inputs are allocated for `size` records (fewer are padded)."""
+
+    def __init__(self, path: Path, layout: InputLayout, size: int) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
         self._interpreter = Interpreter(model_path=str(path))
@@ -139,8 +169,8 @@ class LiteRtScorer:
                              f"the job's records give {', '.join(sorted(layout.names))}")
         self._inputs: dict[str, tuple[int, npt.NDArray[Any]]] = {}
         for name, details in given.items():
-            shape = [CHUNK, *(int(size) for size in details["shape_signature"][1:])]
-            if name == FEATURES and shape != [CHUNK, layout.numeric]:
+            shape = [size, *(int(width) for width in details["shape_signature"][1:])]
+            if name == FEATURES and shape != [size, layout.numeric]:
                 raise ValueError(f"the LiteRT model at {path} takes {shape[1:]} numeric "
                                  f"features; the job's records give {layout.numeric}")
             self._interpreter.resize_tensor_input(details["index"], shape)
@@ -150,18 +180,12 @@ class LiteRtScorer:
         self._output = int(output["index"])
         self._interpreter.allocate_tensors()
 
-    def __call__(self, inputs: ModelInputs) -> Floats:
-        by_name = inputs if isinstance(inputs, dict) else {FEATURES: inputs}
-        rows = rows_of(inputs)
-        pieces = []
-        for first in range(0, rows, CHUNK):
-            size = min(CHUNK, rows - first)
-            for name, (index, buffer) in self._inputs.items():
-                buffer[:size] = by_name[name][first:first + size]
-                self._interpreter.set_tensor(index, buffer)
-            self._interpreter.invoke()
-            pieces.append(self._interpreter.get_tensor(self._output)[:size].copy())
-        if not pieces:
-            return np.zeros((0,), np.float32)
-        outputs: Floats = np.concatenate(pieces)
-        return outputs
+    def __call__(self, by_name: Mapping[str, npt.NDArray[Any]], first: int,
+                 count: int) -> Floats:
+        """Outputs for records `first` to `first + count` (at most `size`) of `by_name`."""
+        for name, (index, buffer) in self._inputs.items():
+            buffer[:count] = by_name[name][first:first + count]
+            self._interpreter.set_tensor(index, buffer)
+        self._interpreter.invoke()
+        scored: Floats = self._interpreter.get_tensor(self._output)[:count].copy()
+        return scored
