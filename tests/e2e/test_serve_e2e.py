@@ -7,6 +7,7 @@ pods that the Deployment's ReplicaSet (kube-controller-manager) creates. A downs
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 import kubernetes
 import pytest
+import yaml
 
 from tests.conftest import KafkaHandle, Kube
 from tests.e2e.harness import (
@@ -24,11 +26,23 @@ from tests.e2e.harness import (
     install_streamtrain_crd,
 )
 from tests.e2e.kubelet_agent import KubeletAgent
-from tests.integration.serve_support import answered_twice, produce_with_headers, read_predictions
-from workload.datagen.records import encode
+from tests.integration.serve_support import (
+    answered_twice,
+    produce_with_headers,
+    read_committed,
+    read_predictions,
+)
+from workload.datagen.records import Message, encode
 from workload.datagen.synthetic import generate
+from workload.datagen.task_families import TICKETS
+from workload.kafka.connection import KafkaConnection
+from workload.kafka.dead_letter import FIELD_HEADER, REASON_HEADER
+from workload.kafka.producer import produce_messages
 
 TRAIN_ROWS, TEST_ROWS, LATER_ROWS = 2000, 600, 400
+
+TICKETS_EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "09-multiclass-json" / "job.yaml"
+"""The multiclass example: JSON tickets with three categorical fields, one of them embedded."""
 
 
 @pytest.fixture
@@ -174,6 +188,56 @@ def test_a_job_that_learns_online_promotes_a_better_model_and_its_replicas_serve
     first = {name: index for index, name in enumerate(swaps[0])}
     shared = [name for name in swaps[1] if name in first]
     assert shared == sorted(shared, key=first.__getitem__), swaps
+
+
+def test_the_tickets_example_serves_its_categorical_fields_from_a_pod_with_litert(
+        kube: Kube, kafka: KafkaHandle, cluster: tuple[OperatorProcess, KubeletAgent]) -> None:
+    """The multiclass example as a user applies it, with a `serve` section added: the serving
+    pod reads the raw strings of the categorical fields, scores them with LiteRT, answers each
+    good request once and sets aside the one without a channel."""
+    data = TICKETS.data_spec()
+    connection = KafkaConnection(kafka.bootstrap_servers)
+    train = kafka.create_topic("tickets-train", partitions=1)
+    produce_messages(connection, train, encode(TICKETS.generate(TRAIN_ROWS, seed=31), data), 1)
+    requests = encode(TICKETS.generate(TEST_ROWS, seed=32), data)
+    no_channel = json.loads(requests[5].value)
+    del no_channel["channel"]
+    requests[5] = Message(requests[5].key, json.dumps(no_channel).encode())
+    source = kafka.create_topic("tickets-requests", partitions=2)
+    produce_messages(connection, source, requests, 2)
+    manifest = yaml.safe_load(TICKETS_EXAMPLE.read_text())
+    spec = manifest["spec"]
+    del spec["evaluate"]  # evaluation has e2e tests of its own; this one is about serving
+    spec["kafka"]["bootstrapServers"] = kafka.bootstrap_servers
+    spec["train"].update({"topic": train, "epochs": 1})
+    spec["data"]["deadLetterTopic"] = f"{source}-bad"
+    spec["serve"] = {"inputTopic": source, "outputTopic": f"{source}-predictions",
+                     "consumerGroup": f"serve-{uuid.uuid4().hex[:8]}", "maxLatencyMs": 200}
+    kube.cluster.kubectl("apply", "-n", kube.namespace, "-f", "-",
+                         stdin=yaml.safe_dump(manifest))
+    jobs = Jobs(kube.cluster.api, kube.namespace)
+    diagnose = _diagnosis(jobs, "tickets", cluster)
+
+    def serving() -> dict[str, Any]:
+        return jobs.status("tickets").get("serving") or {}
+
+    good = TEST_ROWS - 1
+    eventually(lambda: jobs.phase("tickets") == "Serving" and serving().get(
+        "recordsServed") == good, 400, f"{good} requests served", diagnose)
+    assert serving()["runtime"] == "litert", serving()
+    predictions = read_predictions(kafka.bootstrap_servers, f"{source}-predictions")
+    assert not answered_twice(predictions)
+    assert sorted(p.source for p in predictions) == sorted(
+        (index % 2, index // 2) for index in range(TEST_ROWS) if index != 5)
+    classes = set(TICKETS.classes)
+    for prediction in predictions:
+        answer = prediction.value["prediction"]
+        assert answer["class"] in classes and set(answer["probabilities"]) == classes, answer
+        assert sum(answer["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+    (dead,) = read_committed(kafka.bootstrap_servers, f"{source}-bad")
+    headers = dict(dead.headers())
+    assert (headers[REASON_HEADER], headers[FIELD_HEADER]) == (b"missing_field", b"channel")
+    assert dead.value() == requests[5].value
 
 
 def _swaps(predictions: list[Any], partition: int) -> list[str]:
