@@ -23,11 +23,11 @@ from workload.modes.prediction import (
 
 
 def test_a_multiclass_prediction_names_the_most_probable_class_and_all_probabilities() -> None:
-    task = predictions_for("multiclass", ["billing", "refund", 'say "hi"'])
+    task = predictions_for("multiclass", ["billing", "100%s refund", 'say "hi"'])
     outputs = np.array([[0.1, 0.7, 0.2], [0.6, 0.3, 0.1], [0.0, 0.1, 0.9]], np.float32)
     served = [json.loads(text) for text in task.payloads(outputs)]
-    assert [record["class"] for record in served] == ["refund", "billing", 'say "hi"']
-    assert served[0]["probabilities"] == pytest.approx({"billing": 0.1, "refund": 0.7,
+    assert [record["class"] for record in served] == ["100%s refund", "billing", 'say "hi"']
+    assert served[0]["probabilities"] == pytest.approx({"billing": 0.1, "100%s refund": 0.7,
                                                         'say "hi"': 0.2}, abs=1e-6)
     labels = np.array([1, 2, 2], np.float32)  # class indices
     assert task.errors(outputs, labels).tolist() == [0.0, 1.0, 0.0]

@@ -87,6 +87,13 @@ PRODUCER_OWNED: dict[str, Any] = {
 killed mid-transaction and not restarted); 60 s rides out a broker restart with a transaction
 open."""
 
+CONSUMER_DEFAULTS: dict[str, Any] = {**GROUP_DEFAULTS, "queued.max.messages.kbytes": 32768}
+"""Consumer settings unless the job sets them: a group member's, reading ahead up to 32 MiB
+rather than 8. A replica reads faster than a learner: with 8 MiB queued (about 45,000 tutorial
+records, under a second of serving) the client had run dry 8 times in 28 reads of 200,000
+records and one replica served 54,000-55,000 records/s; with 32 MiB, 55,000-75,000 in the
+same runs, alternated on one broker (at most 24 MiB more resident memory)."""
+
 CONSUMER_OWNED: dict[str, Any] = {
     "enable.auto.commit": False,
     "enable.auto.offset.store": False,
@@ -171,7 +178,7 @@ class ExactlyOnceLink:
             self._retry(lambda: self._producer.init_transactions(CALL_TIMEOUT_S),
                         "init_transactions")
         self._consumer = Consumer(connection.librdkafka_config(
-            {**CONSUMER_OWNED, "group.id": group}, GROUP_DEFAULTS))
+            {**CONSUMER_OWNED, "group.id": group}, CONSUMER_DEFAULTS))
         self._consumer.subscribe([topic], on_assign=self._assigned, on_revoke=self._revoked,
                                  on_lost=self._lost)
 
