@@ -1,9 +1,10 @@
 """Serving figures: throughput with and without transactions, latency at 1,000 records/s, start-up.
 
-Registers three measurements with the benchmark harness (imported by
-`bench.input_pipeline`), all with the default model (the tutorial's network,
-robust preprocessing) exported as the trainer exports it (Keras file and its
-LiteRT scorer), on the local Kafka 4 broker:
+Registers four measurements with the benchmark harness (imported by
+`bench.input_pipeline`), all on the local Kafka 4 broker and all but
+`serve_categorical` with the default model (the tutorial's network, robust
+preprocessing) exported as the trainer exports it (Keras file and its LiteRT
+scorer):
 - `serve_rps`: one replica (`run_serve` in this process, LiteRT, no
   TensorFlow in its scoring) serving the test topic (two partitions) into a
   new topic, transactions at the default `serve.batchSize` and
