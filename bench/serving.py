@@ -164,11 +164,13 @@ def serve_categorical(context: BenchContext) -> dict[str, float]:
     # Idle counts from the assignment; a broker's first group waits seconds more for its offsets.
     report = run_serve("bench-tickets", spec, context.connection, Artifacts(folder),
                        progress=False)
+    if not report.ok:
+        raise RuntimeError(report.message)
     results = json.loads(Artifacts(folder).results("serve").read_text())
-    if not report.ok or results["runtime"] != "litert":
-        raise RuntimeError(f"tickets served by {results['runtime']}: {report.message}")
-    return {"serve_categorical_rps": (report.metrics.records_served or 0)
-            / results["servingSeconds"]}
+    served = report.metrics.records_served or 0
+    if results["runtime"] != "litert" or not served:
+        raise RuntimeError(f"tickets: {served} served by {results['runtime']}")
+    return {"serve_categorical_rps": served / results["servingSeconds"]}
 
 
 def _pod_environment(spec: StreamingTrainingJobSpec, scratch: Path) -> dict[str, str]:
