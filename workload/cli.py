@@ -139,14 +139,11 @@ def command_produce(arguments: argparse.Namespace) -> int:
         family = FAMILIES[arguments.family]
         data, layout = family.generate(arguments.rows, seed=arguments.seed), data_spec(family)
     layout = produce_layout(arguments, layout, list(data.columns))
-    # Avro records of another task are named after their family (the binary ones: `Susy`).
-    avro_name = (None if data.task == "binary"
-                 else "".join(part.capitalize() for part in arguments.family.split("-")))
     report = produce_split(
         KafkaConnection(bootstrap), arguments.train_topic, arguments.test_topic, data,
         train_rows=int(data.rows * arguments.train_fraction),
         train_partitions=arguments.train_partitions, test_partitions=arguments.test_partitions,
-        data_spec=layout, progress=not arguments.quiet, avro_name=avro_name)
+        data_spec=layout, progress=not arguments.quiet)
     written = layout.model_dump(by_alias=True, exclude_defaults=True)
     print(f"wrote {report.records} records ({report.train.records} to {arguments.train_topic}, "
           f"{report.test.records} to {arguments.test_topic}) at "
@@ -158,22 +155,21 @@ def command_produce(arguments: argparse.Namespace) -> int:
 def produce_layout(arguments: argparse.Namespace, layout: DataSpec, columns: list[str]
                    ) -> DataSpec:
     """What `streamtrain produce` writes: the data's own layout, or with `--format avro` Avro
-    values of the same columns, schemas in `--schema-registry`. The tutorial's layout (numbers,
-    a 0/1 label in the key, as its CSV) names the fields after the data's `columns`; a family
-    with categorical fields or another task keeps its columns, label column and categorical
-    fields (written as Avro strings, the label as the task reads it:
-    `workload.datagen.avro_records`)."""
+    values whose fields are the data's `columns` (the label in the key, as for the tutorial's
+    CSV), schemas in `--schema-registry`. Avro is written for the tutorial's layout only
+    (numbers and a 0/1 label): a family with categorical fields or another task keeps its own."""
     if arguments.format == "csv":
         return layout
     if not arguments.schema_registry:
         raise SystemExit("error: --format avro needs --schema-registry URL (e.g. "
                          "`streamtrain-local registry up` prints one)")
-    registry = {"url": arguments.schema_registry}
-    if layout == DataSpec(features=layout.features):
-        return DataSpec.model_validate({"format": "avro", "columns": columns, "label": "key",
-                                        "schemaRegistry": registry})
-    return DataSpec.model_validate({**layout.model_dump(by_alias=True, exclude_defaults=True),
-                                    "format": "avro", "schemaRegistry": registry})
+    if layout != DataSpec(features=layout.features):
+        raise SystemExit(f"error: --format avro writes binary families of numbers only; family "
+                         f"{arguments.family!r} is laid out as {layout.format} with "
+                         "categorical fields or another task: produce it without --format")
+    return DataSpec.model_validate({"format": "avro", "columns": columns,
+                                    "label": "key",
+                                    "schemaRegistry": {"url": arguments.schema_registry}})
 
 
 def _local_bootstrap() -> str:
@@ -228,10 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="generated data family (default: the tutorial's SUSY-like rows)")
     produce.add_argument("--susy", help="read the real UCI SUSY.csv(.gz) instead of synthetic data")
     produce.add_argument("--format", choices=["csv", "avro"], default="csv",
-                         help="csv (the family's own layout, default: CSV, or JSON for tickets) "
-                              "or avro (the Confluent wire format, any family: numbers as "
-                              "float, categorical fields and class names as string, a "
-                              "regression target as double; needs --schema-registry)")
+                         help="csv (the tutorial's, default) or avro (the Confluent wire format; "
+                              "needs --schema-registry)")
     produce.add_argument("--schema-registry", metavar="URL",
                          help="a Confluent-compatible registry, e.g. "
                               "http://127.0.0.1:8080/apis/ccompat/v7: the schema is registered "

@@ -5,9 +5,8 @@ decoder reads the same records without their label, categories included.
 
 The records are the tickets family's (numeric fields, categorical `channel`,
 `product` and nested `account.country`, the class in `queue`), written by
-confluent-kafka's AvroSerializer (not this project's code) under the schema
-`streamtrain produce --format avro` registers for the family, its `channel`
-made nullable.
+confluent-kafka's AvroSerializer (not this project's code) under a schema
+whose `channel` may be null.
 """
 
 from __future__ import annotations
@@ -34,22 +33,25 @@ from tests.integration.test_tasks import outputs_of  # noqa: E402
 from workload.artifacts import Artifacts  # noqa: E402
 from workload.data.decode import REASON_CODES, LabelRule  # noqa: E402
 from workload.data.unlabelled import features_decoder  # noqa: E402
-from workload.datagen.avro_records import schema_of  # noqa: E402
 from workload.datagen.records import encode  # noqa: E402
 from workload.datagen.task_families import TICKETS  # noqa: E402
 from workload.kafka.connection import KafkaConnection  # noqa: E402
 from workload.runner import run_phases  # noqa: E402
-from workload.spec import DataSpec, parse_spec  # noqa: E402
+from workload.spec import parse_spec  # noqa: E402
 
 TRAIN_ROWS, TEST_ROWS, ONLINE_ROWS = 3000, 1200, 600
 
 
-def ticket_schema(data: DataSpec) -> dict[str, Any]:
-    """The schema `streamtrain produce` writes tickets under, its `channel` nullable."""
-    schema = schema_of(data, "multiclass", "Ticket")
-    channel = next(field for field in schema["fields"] if field["name"] == "channel")
-    channel["type"] = ["null", channel["type"]]
-    return schema
+def avro_schema(record: dict[str, Any], name: str = "Ticket") -> dict[str, Any]:
+    """An Avro record schema of a JSON record's shape: numbers as doubles, text as strings
+    (`channel` nullable), nested objects as records."""
+    fields = []
+    for key, value in record.items():
+        kind: Any = (avro_schema(value, f"{name}_{key}") if isinstance(value, dict)
+                     else "string" if isinstance(value, str) else "double")
+        fields.append({"name": key, "type": ["null", "string"] if key == "channel" else kind})
+    return {"type": "record", "name": name, "namespace": "dev.streamtrain.tickets",
+            "fields": fields}
 
 
 def write_avro(kafka: KafkaHandle, schema_registry: Registry, records: list[dict[str, Any]],
@@ -81,13 +83,13 @@ def test_a_multiclass_avro_job_with_categorical_fields_trains_evaluates_and_lear
     online = [json.loads(m.value)
               for m in encode(rows.slice(TRAIN_ROWS + TEST_ROWS, rows.rows), as_json)]
     test = [json.loads(m.value) for m in test_messages]
-    data = {**as_json.model_dump(mode="json", by_alias=True, exclude_none=True),
-            "format": "avro", "schemaRegistry": {"url": schema_registry.url}}
-    schema = ticket_schema(DataSpec.model_validate(data))
+    schema = avro_schema(train[0])
     bad = [dict(test[0], queue="lost-and-found"), dict(test[1], channel=None)]
     train_topic = write_avro(kafka, schema_registry, train, schema, 1)
     test_topic = write_avro(kafka, schema_registry, [*test, *bad], schema, 2)
     online_topic = write_avro(kafka, schema_registry, online, schema, 1)
+    data = {**as_json.model_dump(mode="json", by_alias=True, exclude_none=True),
+            "format": "avro", "schemaRegistry": {"url": schema_registry.url}}
     spec = parse_spec({
         "kafka": {"bootstrapServers": kafka.bootstrap_servers},
         "data": data,

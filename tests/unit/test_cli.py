@@ -69,7 +69,7 @@ def test_a_local_run_reads_a_source_job_beside_its_own_folder(tmp_path: Path) ->
         local_folders(spec({"volumeClaim": "c", "path": "a/b"}), tmp_path / "x")
 
 
-def test_produce_writes_avro_for_every_family_in_its_own_columns() -> None:
+def test_produce_writes_avro_for_a_binary_family_and_refuses_a_family_with_categories() -> None:
     import argparse
 
     from workload.cli import produce_layout
@@ -85,12 +85,5 @@ def test_produce_writes_avro_for_every_family_in_its_own_columns() -> None:
     assert avro.schema_registry is not None and avro.schema_registry.url.endswith("/apis")
     tickets = data_spec(FAMILIES["tickets"])
     assert produce_layout(argparse.Namespace(format="csv"), tickets, []) == tickets
-    for family in ("tickets", "demand"):
-        own = data_spec(FAMILIES[family])
-        written = produce_layout(asked(family), own, list(FAMILIES[family].columns))
-        assert written.format == "avro" and written.schema_registry == avro.schema_registry
-        assert (written.columns, written.label, written.categorical) == (
-            own.columns, own.label, own.categorical)
-    with pytest.raises(SystemExit, match="needs --schema-registry"):
-        produce_layout(argparse.Namespace(format="avro", schema_registry=None, family="demand"),
-                       data_spec(FAMILIES["demand"]), [])
+    with pytest.raises(SystemExit, match="family 'tickets' is laid out as json"):
+        produce_layout(asked("tickets"), tickets, list(FAMILIES["tickets"].columns))

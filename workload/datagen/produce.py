@@ -12,7 +12,7 @@ from workload.datagen.table import SusyData, split
 from workload.kafka.admin import delete_topic, ensure_topic
 from workload.kafka.connection import KafkaConnection
 from workload.kafka.producer import TopicReport, produce_chunks
-from workload.spec import DataSpec, Task
+from workload.spec import DataSpec
 
 CHUNK_ROWS = 20_000
 """Rows encoded and handed to the producer at a time."""
@@ -50,7 +50,6 @@ def produce_split(
     data_spec: DataSpec | None = None,
     progress: bool = True,
     recreate: bool = False,
-    avro_name: str | None = None,
 ) -> ProduceReport:
     """Write the first `train_rows` rows to `train_topic` and the rest to `test_topic`.
 
@@ -60,8 +59,6 @@ def produce_split(
     `TopicLayoutError` before anything is written. Rows are appended to
     whatever the topics already hold, unless `recreate` deletes both topics
     first (so a re-run leaves exactly this split, in the requested layout).
-    Avro values (`format: avro`) are records called `avro_name` (default
-    `avro_records.RECORD_NAME`) whose label has the type of `data.task`.
     """
     spec = data_spec or DataSpec()
     train, test = split(data, train_rows)
@@ -71,8 +68,7 @@ def produce_split(
         delete_topic(connection, test_topic)
     ensure_topic(connection, train_topic, train_partitions)
     ensure_topic(connection, test_topic, test_partitions)
-    train_id, test_id = (register_schemas(spec, train_topic, test_topic, task=data.task,
-                                          name=avro_name)
+    train_id, test_id = (register_schemas(spec, train_topic, test_topic)
                          if spec.format == "avro" else (None, None))
     train_report = produce_chunks(connection, train_topic, encoded_chunks(train, spec,
                                                                           schema_id=train_id),
@@ -83,16 +79,15 @@ def produce_split(
     return ProduceReport(train_report, test_report, time.perf_counter() - started)
 
 
-def register_schemas(spec: DataSpec, *topics: str, task: Task = "binary",
-                     name: str | None = None) -> tuple[int, ...]:
-    """Register the layout's Avro schema for `task`'s labels (a record called `name`) under each
-    topic's subject (`<topic>-value`); the ids its values carry, in the same order."""
+def register_schemas(spec: DataSpec, *topics: str) -> tuple[int, ...]:
+    """Register the layout's Avro schema under each topic's subject (`<topic>-value`); the ids
+    its values carry, in the same order."""
     from workload.data.schema_registry import SchemaRegistry, registry_access
-    from workload.datagen.avro_records import RECORD_NAME, schema_text
+    from workload.datagen.avro_records import schema_text
 
     assert spec.schema_registry is not None
     registry = SchemaRegistry(registry_access(spec.schema_registry))
-    text = schema_text(spec, task, name or RECORD_NAME)
+    text = schema_text(spec)
     return tuple(registry.register(f"{topic}-value", text) for topic in topics)
 
 

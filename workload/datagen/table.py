@@ -9,13 +9,9 @@ class indices with their names (multiclass) or numbers (regression).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
-
-if TYPE_CHECKING:
-    from workload.spec import Task
 
 SUSY_COLUMNS: tuple[str, ...] = (
     "lepton1_pt",
@@ -67,13 +63,6 @@ class SusyData:
     """Multiclass: the name of each label index."""
     targets: npt.NDArray[np.float64] | None = None
     """Regression: each row's label."""
-
-    @property
-    def task(self) -> Task:
-        """What the labels are: numbers (`targets`), classes (`classes`) or else 0 and 1."""
-        if self.targets is not None:
-            return "regression"
-        return "multiclass" if self.classes is not None else "binary"
 
     @property
     def label_texts(self) -> list[str]:
